@@ -1,0 +1,226 @@
+//! What the engine tells the outside world. A sink (WAV files, SQLite, a TUI) consumes these;
+//! the engine never learns what the sink did with them.
+
+use std::net::SocketAddr;
+
+use crate::time::Timestamp;
+
+/// Engine-local handle of one call (one INVITE dialog, keyed by Call-ID and From tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallHandle(pub u64);
+
+/// Engine-local handle of one recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordingHandle(pub u64);
+
+/// Engine-local handle of one RTP stream (one SSRC on one 5-tuple).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamHandle(pub u64);
+
+/// Which party of a call: the caller sent the INVITE; the callee answered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    Caller,
+    Callee,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Caller => "caller",
+            Side::Callee => "callee",
+        }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Callee,
+            Side::Callee => Side::Caller,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+impl SipTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SipTransport::Udp => "udp",
+            SipTransport::Tcp => "tcp",
+        }
+    }
+}
+
+/// A party as named in From or To.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Party {
+    /// User part of the URI (`alice` in `sip:alice@example.com`), or the number of a `tel:` URI.
+    pub user: String,
+    /// Host part of the URI, if any.
+    pub host: String,
+    /// Display name, unquoted, if present.
+    pub display_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallStarted {
+    pub call: CallHandle,
+    pub ts: Timestamp,
+    pub sip_call_id: String,
+    pub from_tag: String,
+    pub caller: Party,
+    pub callee: Party,
+    /// Where the INVITE came from and went to, as seen on the wire.
+    pub caller_signalling: SocketAddr,
+    pub callee_signalling: SocketAddr,
+    pub transport: SipTransport,
+}
+
+/// Why a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// A BYE ended an answered call.
+    Bye,
+    /// The caller cancelled before a final response (CANCEL, usually with 487).
+    Cancelled,
+    /// A non-2xx final response to the INVITE.
+    Rejected,
+    /// An answered call saw neither SIP nor RTP for the media timeout.
+    MediaTimeout,
+    /// An unanswered call saw no final response for the setup timeout.
+    SetupTimeout,
+    /// The input ended with the call still open.
+    EndOfInput,
+    /// The engine evicted the call to stay within its bounds.
+    Evicted,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Bye => "bye",
+            EndReason::Cancelled => "cancelled",
+            EndReason::Rejected => "rejected",
+            EndReason::MediaTimeout => "media-timeout",
+            EndReason::SetupTimeout => "setup-timeout",
+            EndReason::EndOfInput => "end-of-input",
+            EndReason::Evicted => "evicted",
+        }
+    }
+}
+
+/// Final figures of one RTP stream; the loss and jitter are computed as tshark's
+/// `-z rtp,streams` does (RFC 3550 §6.4.1 and §A.8).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamReport {
+    pub stream: StreamHandle,
+    pub call: CallHandle,
+    /// The party that sent this stream.
+    pub side: Side,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub ssrc: u32,
+    /// The first audio payload type seen (not telephone-event or comfort noise).
+    pub payload_type: u8,
+    /// Encoding name from the SDP rtpmap or the static table, e.g. `PCMU`.
+    pub codec: String,
+    pub clock_rate: u32,
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
+    pub packets: u64,
+    /// Expected minus received, as tshark counts it (negative with duplicates).
+    pub lost: i64,
+    pub expected: u64,
+    pub max_jitter_ms: f64,
+    pub mean_jitter_ms: f64,
+    /// Packets that arrived too late to be placed in the recording.
+    pub late: u64,
+    /// RFC 4733 telephone-event packets in this stream.
+    pub telephone_events: u64,
+    /// Comfort-noise (PT 13) packets in this stream.
+    pub comfort_noise: u64,
+}
+
+/// Where a DTMF digit was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtmfSource {
+    /// RFC 4733 telephone-event RTP packets.
+    Rfc4733,
+    /// SIP INFO, `application/dtmf-relay` or `application/dtmf`.
+    SipInfo,
+}
+
+impl DtmfSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DtmfSource::Rfc4733 => "rfc4733",
+            DtmfSource::SipInfo => "sip-info",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DtmfEvent {
+    pub call: CallHandle,
+    pub ts: Timestamp,
+    /// One of `0-9 * # A-D`, or `F` for flash.
+    pub digit: char,
+    pub duration_ms: u32,
+    pub source: DtmfSource,
+    /// The party that sent the digit.
+    pub side: Side,
+}
+
+/// Audio format of a recording. WAV is the only one in this issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingFormat {
+    Wav,
+}
+
+impl RecordingFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingFormat::Wav => "wav",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingStarted {
+    pub rec: RecordingHandle,
+    pub call: CallHandle,
+    pub ts: Timestamp,
+    pub sample_rate: u32,
+    /// Always 2: the caller left, the callee right.
+    pub channels: u16,
+    pub format: RecordingFormat,
+    /// The policy's reason for recording, for the catalog.
+    pub reason: String,
+}
+
+/// Why a recording stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    CallEnded,
+    Policy,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    CallStarted(CallStarted),
+    /// A 2xx answered the INVITE.
+    CallAnswered { call: CallHandle, ts: Timestamp, to_tag: String },
+    /// The callee as seen in the final response (its To display name may be richer).
+    CallEnded { call: CallHandle, ts: Timestamp, reason: EndReason, final_status: Option<u16> },
+    StreamEnded(StreamReport),
+    RecordingStarted(RecordingStarted),
+    /// The next stereo frames of a recording, interleaved left (caller), right (callee).
+    /// Frames arrive in order and without gaps: silence is written as zeros.
+    RecordingAudio { rec: RecordingHandle, samples: Vec<i16> },
+    RecordingStopped { rec: RecordingHandle, call: CallHandle, ts: Timestamp, frames: u64, reason: StopReason },
+    Dtmf(DtmfEvent),
+}
