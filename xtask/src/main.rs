@@ -1,1 +1,138 @@
-fn main() {}
+//! Project tasks: `cargo xtask demo`, `cargo xtask test`, `cargo xtask fuzz-smoke`.
+//!
+//! Each task installs what it needs on a fresh machine (Debian packages, cargo tools) before it
+//! runs, so the README's two commands are the whole set-up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  demo         generate a capture of sample calls, replay it with voxtap and show the results
+  test         install test dependencies (tshark, sox), run every test, then a short fuzz smoke run
+  fuzz-smoke   replay the fuzz corpus through each cargo-fuzz target (nightly) and fuzz briefly
+  deps         only install the Debian packages the tests use
+";
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match task.as_str() {
+        "demo" => demo(&root),
+        "test" => test(&root),
+        "fuzz-smoke" => fuzz_smoke(&root),
+        "deps" => install_debian_packages(),
+        "" | "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}\n\n{USAGE}"),
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {program} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())
+}
+
+/// tshark is the oracle for SIP/RTP facts in the tests; sox checks recordings.
+fn install_debian_packages() -> Result<()> {
+    let wanted = [("tshark", "tshark"), ("sox", "sox")];
+    let missing: Vec<&str> = wanted.iter().filter(|(bin, _)| !have(bin)).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !have("apt-get") {
+        eprintln!("xtask: WARNING: cannot install {missing:?}: no apt-get here; tests that need them will say SKIPPED");
+        return Ok(());
+    }
+    let sudo = if unsafe_is_root() { vec![] } else { vec!["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut c = Command::new(if sudo.is_empty() { "apt-get" } else { "sudo" });
+        if !sudo.is_empty() {
+            c.arg("apt-get");
+        }
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut apt(&["update", "-qq"]))?;
+    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn demo(root: &Path) -> Result<()> {
+    let dir = root.join("target/demo");
+    let out = dir.join("out");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "voxtap", "-p", "voxtap-gen"]))?;
+    let capture = dir.join("demo.pcap");
+    run(Command::new(root.join("target/release/voxtap-gen")).args(["--scenario", "mix", "--out"]).arg(&capture).arg("--truth").arg(dir.join("demo.truth.json")))?;
+    run(Command::new(root.join("target/release/voxtap")).arg("replay").arg("--out").arg(&out).arg(&capture))?;
+    println!();
+    println!("The demo capture is {}", capture.display());
+    println!("Recordings (stereo WAV, caller left, callee right) are under {}", out.join("recordings").display());
+    println!("The catalog is {} — for example:", out.join("catalog.sqlite").display());
+    println!(
+        "  sqlite3 -readonly {} \"SELECT c.sip_call_id, c.caller_user, c.callee_user, r.path, r.duration_s FROM calls c JOIN recordings r ON r.call_id = c.id\"",
+        out.join("catalog.sqlite").display()
+    );
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    install_debian_packages()?;
+    run(Command::new("cargo").args(["test", "--workspace", "--release"]))?;
+    fuzz_smoke(root)
+}
+
+const FUZZ_TARGETS: [&str; 5] = ["frame", "sip", "sdp", "rtp", "engine"];
+
+fn fuzz_smoke(root: &Path) -> Result<()> {
+    let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !nightly {
+        eprintln!("xtask: SKIPPED fuzz smoke run: no nightly toolchain (the corpus is still replayed by `cargo test`)");
+        return Ok(());
+    }
+    if !Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in FUZZ_TARGETS {
+        let corpus = root.join("fuzz/corpus").join(target);
+        // A scratch copy: libFuzzer adds what it finds to the first corpus directory.
+        let work = root.join("fuzz/target/smoke-corpus").join(target);
+        std::fs::create_dir_all(&work)?;
+        run(Command::new("cargo")
+            .current_dir(root.join("fuzz"))
+            .args(["+nightly", "fuzz", "run", target])
+            .arg(&work)
+            .arg(&corpus)
+            .args(["--", "-max_total_time=15", "-rss_limit_mb=2048"]))?;
+    }
+    eprintln!("xtask: fuzz smoke run passed for {FUZZ_TARGETS:?}");
+    Ok(())
+}

@@ -6,10 +6,21 @@
 //! the same code and every test is deterministic. Time comes only from packet timestamps.
 
 pub mod codec;
+pub mod dialog;
+pub mod engine;
 pub mod event;
+pub mod fuzz;
+pub mod media;
+pub mod policy;
+pub mod reasm;
 pub mod rtp;
+pub mod sdp;
+pub mod sip;
 pub mod stats;
 pub mod time;
+pub mod wire;
 
 pub use event::Event;
 pub use time::Timestamp;
+pub use engine::{Engine, EngineConfig};
+pub use wire::LinkType;

@@ -1,1 +1,889 @@
-//! Recording and catalog sinks.
+//! Recording and catalog sink: engine [`Event`]s in, WAV files and an SQLite catalog out.
+//!
+//! Layout of the output directory `DIR` (see `docs/catalog.md` for the catalog schema):
+//! ```text
+//! DIR/catalog.sqlite                       the catalog (WAL mode; -wal and -shm beside it)
+//! DIR/catalog.lock                         held (flock) while a Store is open
+//! DIR/recordings/YYYY/MM/DD/<id>-<Call-ID>.wav        finished recordings
+//! DIR/recordings/YYYY/MM/DD/<id>-<Call-ID>.wav.part   recordings in progress
+//! ```
+//! The store never sees packets. Engine handles are only unique within one run, so they are
+//! mapped to catalog row ids here and never written out.
+
+mod names;
+mod schema;
+mod wav;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, params};
+use voxtap_core::Timestamp;
+use voxtap_core::event::{
+    CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingHandle, RecordingStarted,
+    StopReason, StreamReport,
+};
+
+pub use schema::SCHEMA_VERSION;
+
+/// Mode of every directory the store creates: recordings are personal data.
+pub const DIR_MODE: u32 = 0o750;
+/// Mode of every file the store creates (recordings, catalog, lock).
+pub const FILE_MODE: u32 = wav::FILE_MODE;
+/// Catalog file name inside DIR.
+pub const CATALOG_FILE: &str = "catalog.sqlite";
+/// Lock file name inside DIR: one writer per directory.
+pub const LOCK_FILE: &str = "catalog.lock";
+
+/// Ended calls whose handles stay resolvable for late `StreamEnded`/`Dtmf` events; older ones
+/// are forgotten so a long live run keeps bounded memory.
+const ENDED_CALLS_KEPT: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreOptions {
+    /// Seconds of audio between WAV header rewrites; a crash loses at most this much of a `.part`
+    /// (plus what the kernel had not written back, for a power loss). 0 flushes on every batch.
+    pub wav_flush_secs: f64,
+    /// Catalog-writing events per transaction (audio does not count). Call end, recording start
+    /// and recording stop always commit.
+    pub commit_every: usize,
+    /// What was captured (file names or interface), saved in `runs.source`.
+    pub source: String,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            wav_flush_secs: 1.0,
+            commit_every: 512,
+            source: String::new(),
+        }
+    }
+}
+
+/// The engine's counters at the end of a run, for the `runs` row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Packet time of the last frame, saved as `runs.capture_end_time`.
+    pub ended_ts: Option<Timestamp>,
+    pub frames: u64,
+    pub sip_messages: u64,
+    pub rtp_packets: u64,
+    pub rtp_unmatched: u64,
+    pub malformed: u64,
+    pub ignored: u64,
+    pub calls_seen: u64,
+    pub calls_answered: u64,
+    pub rtp_streams: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreReport {
+    /// Recordings started in this run.
+    pub recordings: u64,
+    /// Every `.wav` finished in this run, relative to DIR, in the order they were finished.
+    pub recordings_finalised: Vec<PathBuf>,
+    /// Calls inserted in this run.
+    pub calls: u64,
+    /// Events naming a handle the store did not know (or had forgotten); they were dropped.
+    pub orphan_events: u64,
+}
+
+/// What `Store::open` repaired from earlier runs that did not finish.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// `.part` files made valid and renamed (or `.wav` files already renamed), relative to DIR.
+    pub recordings_recovered: Vec<PathBuf>,
+    /// Rows in state `recording` with neither file on disk; now state `missing`.
+    pub recordings_missing: Vec<PathBuf>,
+    /// `.part` files that could not be repaired; left in state `recording`, retried next open.
+    pub recordings_failed: Vec<(PathBuf, String)>,
+    pub calls_interrupted: u64,
+    pub runs_interrupted: u64,
+}
+
+/// Every variant names the file or directory involved.
+#[derive(thiserror::Error, Debug)]
+pub enum StoreError {
+    #[error("directory {}: {source}", path.display())]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("catalog {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("catalog {}: {source}", path.display())]
+    CatalogIo { path: PathBuf, source: io::Error },
+    #[error("catalog {}: schema version {found} is newer than this voxtap supports ({supported})", path.display())]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i32,
+        supported: i32,
+    },
+    #[error("lock {}: another voxtap is writing to this directory", path.display())]
+    Locked { path: PathBuf },
+    #[error("lock {}: {source}", path.display())]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("recording {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("recording {}: {source}", path.display())]
+    Wav { path: PathBuf, source: hound::Error },
+}
+
+struct CallState {
+    row: i64,
+    sip_call_id: String,
+    start: Timestamp,
+    answered: Option<Timestamp>,
+    /// The recording DTMF events are attached to.
+    open_rec: Option<RecordingHandle>,
+    recordings: u32,
+    ended: bool,
+}
+
+struct OpenRecording {
+    row: i64,
+    call: CallHandle,
+    start: Timestamp,
+    sample_rate: u32,
+    rel: PathBuf,
+    file: wav::WavFile,
+}
+
+pub struct Store {
+    dir: PathBuf,
+    catalog: PathBuf,
+    db: Connection,
+    /// Holds the flock for the store's lifetime.
+    _lock: File,
+    opts: StoreOptions,
+    run_id: i64,
+    events_in_tx: usize,
+    calls: HashMap<CallHandle, CallState>,
+    ended: VecDeque<CallHandle>,
+    recs: HashMap<RecordingHandle, OpenRecording>,
+    report: StoreReport,
+    recovery: Recovery,
+}
+
+impl Store {
+    /// Creates DIR and DIR/recordings (0750), takes the directory lock, opens or creates the
+    /// catalog (0640), repairs what an earlier crashed run left, and inserts this run's row.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
+        create_private_dir(dir)?;
+        let lock = take_lock(&dir.join(LOCK_FILE))?;
+        create_private_dir(&dir.join("recordings"))?;
+        let catalog = dir.join(CATALOG_FILE);
+        let db = open_catalog(&catalog)?;
+        let sq = |source| StoreError::Sqlite {
+            path: catalog.clone(),
+            source,
+        };
+
+        let recovery = recover(dir, &catalog, &db)?;
+        db.prepare_cached(
+            "INSERT INTO runs (started_at, source, state) VALUES (?1, ?2, 'running')",
+        )
+        .and_then(|mut s| s.execute(params![wall_clock().to_string(), opts.source]))
+        .map_err(sq)?;
+        let run_id = db.last_insert_rowid();
+
+        Ok(Store {
+            dir: dir.to_owned(),
+            catalog,
+            db,
+            _lock: lock,
+            opts,
+            run_id,
+            events_in_tx: 0,
+            calls: HashMap::new(),
+            ended: VecDeque::new(),
+            recs: HashMap::new(),
+            report: StoreReport::default(),
+            recovery,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `catalog.sqlite` inside DIR.
+    pub fn catalog_path(&self) -> &Path {
+        &self.catalog
+    }
+
+    /// This run's `runs.id`.
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    /// What `open` repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Consumes one engine event. Events naming unknown handles are counted in
+    /// `StoreReport::orphan_events` and dropped.
+    pub fn handle(&mut self, event: Event) -> Result<(), StoreError> {
+        let commit_now = match event {
+            Event::RecordingAudio { rec, samples } => return self.audio(rec, &samples),
+            Event::CallStarted(c) => {
+                self.begin()?;
+                self.call_started(c)?;
+                false
+            }
+            Event::CallAnswered { call, ts, to_tag } => {
+                self.begin()?;
+                self.call_answered(call, ts, &to_tag)?;
+                false
+            }
+            Event::CallEnded {
+                call,
+                ts,
+                reason,
+                final_status,
+            } => {
+                self.begin()?;
+                self.call_ended(call, ts, reason, final_status)?;
+                true
+            }
+            Event::StreamEnded(r) => {
+                self.begin()?;
+                self.stream_ended(&r)?;
+                false
+            }
+            Event::RecordingStarted(r) => {
+                self.begin()?;
+                self.recording_started(r)?;
+                true
+            }
+            Event::RecordingStopped {
+                rec,
+                call: _,
+                ts,
+                frames: _,
+                reason,
+            } => {
+                self.begin()?;
+                self.recording_stopped(rec, ts, reason)?;
+                true
+            }
+            Event::Dtmf(d) => {
+                self.begin()?;
+                self.dtmf(&d)?;
+                false
+            }
+        };
+        self.events_in_tx += 1;
+        if commit_now || self.events_in_tx >= self.opts.commit_every.max(1) {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Finalises every open recording (stop reason `end-of-run`), marks calls of this run that
+    /// never ended as `interrupted`, writes the run's counters and commits.
+    pub fn finish(mut self, summary: &RunSummary) -> Result<StoreReport, StoreError> {
+        self.begin()?;
+        let mut open: Vec<_> = self.recs.drain().collect();
+        open.sort_by_key(|(h, _)| *h);
+        for (_, rec) in open {
+            let secs = rec.file.frames() as f64 / f64::from(rec.sample_rate.max(1));
+            let end = rec.start + Duration::from_secs_f64(secs);
+            self.finalise(rec, end, "end-of-run")?;
+        }
+        let (run_id, db) = (self.run_id, &self.db);
+        let sq = |source| StoreError::Sqlite {
+            path: self.catalog.clone(),
+            source,
+        };
+        db.prepare_cached(
+            "UPDATE calls SET state = 'interrupted', end_reason = 'interrupted'
+             WHERE run_id = ?1 AND state IN ('ringing', 'answered')",
+        )
+        .and_then(|mut s| s.execute(params![run_id]))
+        .map_err(sq)?;
+        db.prepare_cached(
+            "UPDATE runs SET ended_at = ?2, capture_end_time = ?3, frames = ?4, sip_messages = ?5,
+                rtp_packets = ?6, rtp_unmatched = ?7, malformed = ?8, ignored = ?9, calls_seen = ?10,
+                calls_answered = ?11, rtp_streams = ?12, state = 'complete'
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                run_id,
+                wall_clock().to_string(),
+                summary.ended_ts.map(|t| t.to_string()),
+                int(summary.frames),
+                int(summary.sip_messages),
+                int(summary.rtp_packets),
+                int(summary.rtp_unmatched),
+                int(summary.malformed),
+                int(summary.ignored),
+                int(summary.calls_seen),
+                int(summary.calls_answered),
+                int(summary.rtp_streams),
+            ])
+        })
+        .map_err(sq)?;
+        self.commit()?;
+        // Folds the WAL into the main file so a copied catalog.sqlite is whole; a busy reader
+        // only makes this partial, which is harmless.
+        let _ = self
+            .db
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(std::mem::take(&mut self.report))
+    }
+
+    fn sq(&self) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.catalog.clone(),
+            source,
+        }
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if self.db.is_autocommit() {
+            self.db
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(self.sq())?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if !self.db.is_autocommit() {
+            self.db.execute_batch("COMMIT").map_err(self.sq())?;
+        }
+        self.events_in_tx = 0;
+        Ok(())
+    }
+
+    fn call_started(&mut self, c: CallStarted) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO calls (run_id, sip_call_id, from_tag, caller_user, caller_host, caller_name,
+                    callee_user, callee_host, callee_name, caller_signalling, callee_signalling,
+                    transport, start_time, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'ringing')",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.run_id,
+                    c.sip_call_id,
+                    c.from_tag,
+                    c.caller.user,
+                    c.caller.host,
+                    c.caller.display_name,
+                    c.callee.user,
+                    c.callee.host,
+                    c.callee.display_name,
+                    c.caller_signalling.to_string(),
+                    c.callee_signalling.to_string(),
+                    c.transport.as_str(),
+                    c.ts.to_string(),
+                ])
+            })
+            .map_err(self.sq())?;
+        let row = self.db.last_insert_rowid();
+        self.report.calls += 1;
+        self.calls.insert(
+            c.call,
+            CallState {
+                row,
+                sip_call_id: c.sip_call_id,
+                start: c.ts,
+                answered: None,
+                open_rec: None,
+                recordings: 0,
+                ended: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn call_answered(
+        &mut self,
+        call: CallHandle,
+        ts: Timestamp,
+        to_tag: &str,
+    ) -> Result<(), StoreError> {
+        let Some(state) = self.calls.get_mut(&call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        state.answered = Some(ts);
+        let row = state.row;
+        self.db
+            .prepare_cached(
+                "UPDATE calls SET to_tag = ?2, answer_time = ?3, state = 'answered' WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![row, to_tag, ts.to_string()]))
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    fn call_ended(
+        &mut self,
+        call: CallHandle,
+        ts: Timestamp,
+        reason: EndReason,
+        final_status: Option<u16>,
+    ) -> Result<(), StoreError> {
+        let Some(state) = self.calls.get_mut(&call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        let duration = state.answered.map(|a| ts.saturating_since(a).as_secs_f64());
+        let row = state.row;
+        let newly_ended = !std::mem::replace(&mut state.ended, true);
+        self.db
+            .prepare_cached(
+                "UPDATE calls SET end_time = ?2, duration_s = ?3, state = 'ended', end_reason = ?4,
+                    final_status = ?5
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    row,
+                    ts.to_string(),
+                    duration,
+                    reason.as_str(),
+                    final_status
+                ])
+            })
+            .map_err(self.sq())?;
+        if newly_ended {
+            self.ended.push_back(call);
+            while self.ended.len() > ENDED_CALLS_KEPT {
+                if let Some(old) = self.ended.pop_front() {
+                    self.calls.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stream_ended(&mut self, r: &StreamReport) -> Result<(), StoreError> {
+        let Some(state) = self.calls.get(&r.call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        let loss_pct = if r.expected > 0 {
+            r.lost as f64 * 100.0 / r.expected as f64
+        } else {
+            0.0
+        };
+        self.db
+            .prepare_cached(
+                "INSERT INTO streams (call_id, side, src_addr, src_port, dst_addr, dst_port, ssrc,
+                    payload_type, codec, clock_rate, first_time, last_time, packets, expected, lost,
+                    loss_pct, max_jitter_ms, mean_jitter_ms, late, telephone_events, comfort_noise)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                    ?18, ?19, ?20, ?21)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    state.row,
+                    r.side.as_str(),
+                    r.src.ip().to_string(),
+                    r.src.port(),
+                    r.dst.ip().to_string(),
+                    r.dst.port(),
+                    r.ssrc,
+                    r.payload_type,
+                    r.codec,
+                    r.clock_rate,
+                    r.first_ts.to_string(),
+                    r.last_ts.to_string(),
+                    int(r.packets),
+                    int(r.expected),
+                    r.lost,
+                    loss_pct,
+                    r.max_jitter_ms,
+                    r.mean_jitter_ms,
+                    int(r.late),
+                    int(r.telephone_events),
+                    int(r.comfort_noise),
+                ])
+            })
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    fn recording_started(&mut self, r: RecordingStarted) -> Result<(), StoreError> {
+        let Some(call) = self.calls.get_mut(&r.call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        call.recordings += 1;
+        let (call_row, call_start) = (call.row, call.start);
+        let sip_call_id = call.sip_call_id.clone();
+        let mut n = call.recordings;
+
+        let day = names::day_dir(call_start);
+        for d in [
+            day.parent().and_then(Path::parent),
+            day.parent(),
+            Some(day.as_path()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            create_private_dir(&self.dir.join(d))?;
+        }
+        // Never reuse a name, even if rows were deleted by hand and ids reused.
+        let rel = loop {
+            let rel = day.join(names::file_name(call_row, &sip_call_id, n));
+            let abs = self.dir.join(&rel);
+            if !abs.exists() && !wav::part_path(&abs).exists() {
+                break rel;
+            }
+            n += 1;
+        };
+        let channels = if r.channels == 0 { 2 } else { r.channels };
+        let rel_text = rel.to_string_lossy().into_owned();
+        self.db
+            .prepare_cached(
+                "INSERT INTO recordings (call_id, path, format, channels, sample_rate, start_time, state, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'recording', ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    call_row,
+                    rel_text,
+                    r.format.as_str(),
+                    channels,
+                    r.sample_rate,
+                    r.ts.to_string(),
+                    r.reason
+                ])
+            })
+            .map_err(self.sq())?;
+        let row = self.db.last_insert_rowid();
+        // The row is durable before the file exists, so recovery always finds the file.
+        self.commit()?;
+
+        let file = match wav::WavFile::create(
+            self.dir.join(&rel),
+            channels,
+            r.sample_rate,
+            self.opts.wav_flush_secs,
+        ) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = self.db.execute(
+                    "UPDATE recordings SET state = 'missing', stop_reason = 'error' WHERE id = ?1",
+                    params![row],
+                );
+                return Err(e);
+            }
+        };
+        self.report.recordings += 1;
+        if let Some(call) = self.calls.get_mut(&r.call) {
+            call.open_rec = Some(r.rec);
+        }
+        self.recs.insert(
+            r.rec,
+            OpenRecording {
+                row,
+                call: r.call,
+                start: r.ts,
+                sample_rate: r.sample_rate,
+                rel,
+                file,
+            },
+        );
+        Ok(())
+    }
+
+    fn audio(&mut self, rec: RecordingHandle, samples: &[i16]) -> Result<(), StoreError> {
+        match self.recs.get_mut(&rec) {
+            Some(open) => open.file.write(samples),
+            None => {
+                self.report.orphan_events += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn recording_stopped(
+        &mut self,
+        rec: RecordingHandle,
+        ts: Timestamp,
+        reason: StopReason,
+    ) -> Result<(), StoreError> {
+        let Some(open) = self.recs.remove(&rec) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        if let Some(call) = self.calls.get_mut(&open.call)
+            && call.open_rec == Some(rec)
+        {
+            call.open_rec = None;
+        }
+        let reason = match reason {
+            StopReason::CallEnded => "call-ended",
+            StopReason::Policy => "policy",
+        };
+        self.finalise(open, ts, reason)
+    }
+
+    fn finalise(
+        &mut self,
+        open: OpenRecording,
+        end: Timestamp,
+        stop_reason: &str,
+    ) -> Result<(), StoreError> {
+        let done = open.file.finish()?;
+        let stop_reason = if done.truncated {
+            "size-limit"
+        } else {
+            stop_reason
+        };
+        let duration = done.frames as f64 / f64::from(open.sample_rate.max(1));
+        self.db
+            .prepare_cached(
+                "UPDATE recordings SET end_time = ?2, duration_s = ?3, size_bytes = ?4, state = 'complete',
+                    stop_reason = ?5
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![open.row, end.to_string(), duration, int(done.size_bytes), stop_reason])
+            })
+            .map_err(self.sq())?;
+        self.report.recordings_finalised.push(open.rel);
+        Ok(())
+    }
+
+    fn dtmf(&mut self, d: &DtmfEvent) -> Result<(), StoreError> {
+        let Some(call) = self.calls.get(&d.call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        let rec = call
+            .open_rec
+            .and_then(|h| self.recs.get(&h))
+            .map(|r| (r.row, d.ts.saturating_since(r.start).as_secs_f64()));
+        self.db
+            .prepare_cached(
+                "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side)
+                 VALUES (?1, ?2, ?3, ?4, 'dtmf', ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    call.row,
+                    rec.map(|r| r.0),
+                    d.ts.to_string(),
+                    rec.map(|r| r.1),
+                    d.digit.to_string(),
+                    d.duration_ms,
+                    d.source.as_str(),
+                    d.side.as_str(),
+                ])
+            })
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    /// Dies as `kill -9` would: the open transaction is lost, WAV headers are not rewritten and
+    /// buffered audio is not written. Only the lock and the catalog connection are released, so
+    /// the test can reopen the directory from the same process.
+    #[cfg(test)]
+    fn simulate_crash(self) {
+        let Store {
+            db, _lock, recs, ..
+        } = self;
+        let _ = db.execute_batch("ROLLBACK");
+        for (_, rec) in recs {
+            std::mem::forget(rec);
+        }
+        drop(db);
+        drop(_lock);
+    }
+}
+
+/// Catalog integers are signed 64-bit; counters beyond that saturate.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn wall_clock() -> Timestamp {
+    let ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Timestamp::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// Creates `path` and its missing ancestors with mode 0750 whatever the umask; leaves existing
+/// directories as they are.
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Dir {
+        path: path.to_owned(),
+        source,
+    };
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "exists and is not a directory",
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_private_dir(parent)?;
+    }
+    match fs::DirBuilder::new().mode(DIR_MODE).create(path) {
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE)).map_err(err),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// Creates `path` with mode 0640 if it does not exist.
+fn ensure_private_file(path: &Path) -> io::Result<File> {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+    {
+        Ok(f) => {
+            f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+            Ok(f)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().read(true).write(true).open(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One writer per directory: a second voxtap would otherwise "recover" the first one's
+/// recordings. flock is released by the kernel when the process dies, however it dies.
+fn take_lock(path: &Path) -> Result<File, StoreError> {
+    let file = ensure_private_file(path).map_err(|source| StoreError::Lock {
+        path: path.to_owned(),
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: path.to_owned(),
+        }),
+        Err(fs::TryLockError::Error(source)) => Err(StoreError::Lock {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn open_catalog(path: &Path) -> Result<Connection, StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    // SQLite would create the file 0644; -wal and -shm copy the main file's mode.
+    ensure_private_file(path).map_err(|source| StoreError::CatalogIo {
+        path: path.to_owned(),
+        source,
+    })?;
+    let db = Connection::open(path).map_err(sq)?;
+    db.busy_timeout(Duration::from_secs(5)).map_err(sq)?;
+    db.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+        .map_err(sq)?;
+    db.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sq)?;
+    db.pragma_update(None, "foreign_keys", "ON").map_err(sq)?;
+    db.set_prepared_statement_cache_capacity(32);
+    match schema::migrate(&db).map_err(sq)? {
+        schema::Migration::Current => Ok(db),
+        schema::Migration::TooNew(found) => Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+    }
+}
+
+/// Closes what earlier runs left open. Runs before this run's row exists, under the lock, so
+/// everything still `running`, `ringing`, `answered` or `recording` belongs to a dead process.
+fn recover(dir: &Path, catalog: &Path, db: &Connection) -> Result<Recovery, StoreError> {
+    let sq = |source| StoreError::Sqlite {
+        path: catalog.to_owned(),
+        source,
+    };
+    let mut out = Recovery::default();
+    db.execute_batch("BEGIN IMMEDIATE").map_err(sq)?;
+    out.runs_interrupted = db
+        .execute(
+            "UPDATE runs SET state = 'interrupted' WHERE state = 'running'",
+            [],
+        )
+        .map_err(sq)? as u64;
+    out.calls_interrupted = db
+        .execute(
+            "UPDATE calls SET state = 'interrupted', end_reason = 'interrupted'
+             WHERE state IN ('ringing', 'answered')",
+            [],
+        )
+        .map_err(sq)? as u64;
+
+    let open: Vec<(i64, String, u16, u32)> = db
+        .prepare("SELECT id, path, channels, sample_rate FROM recordings WHERE state = 'recording' ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+        .map_err(sq)?;
+    for (id, rel, channels, rate) in open {
+        let abs = dir.join(&rel);
+        let part = wav::part_path(&abs);
+        let result = if part.exists() {
+            wav::recover_part(&part, &abs, channels, rate).map(Some)
+        } else if abs.exists() {
+            wav::inspect_final(&abs).map(Some)
+        } else {
+            Ok(None)
+        };
+        match result {
+            Ok(Some(done)) => {
+                let duration = done.frames as f64 / f64::from(rate.max(1));
+                db.execute(
+                    "UPDATE recordings SET state = 'recovered', stop_reason = 'interrupted',
+                        duration_s = ?2, size_bytes = ?3,
+                        end_time = strftime('%Y-%m-%dT%H:%M:%fZ', start_time, printf('%+.3f seconds', ?2))
+                     WHERE id = ?1",
+                    params![id, duration, int(done.size_bytes)],
+                )
+                .map_err(sq)?;
+                out.recordings_recovered.push(PathBuf::from(rel));
+            }
+            Ok(None) => {
+                db.execute(
+                    "UPDATE recordings SET state = 'missing', stop_reason = 'interrupted' WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(sq)?;
+                out.recordings_missing.push(PathBuf::from(rel));
+            }
+            Err(e) => out
+                .recordings_failed
+                .push((PathBuf::from(rel), e.to_string())),
+        }
+    }
+    db.execute_batch("COMMIT").map_err(sq)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

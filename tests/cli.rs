@@ -1,0 +1,95 @@
+//! The command line: help text, exit codes, bad configs and corrupt captures.
+
+use std::process::Command;
+
+use voxtap_gen::{GenConfig, Scenario, generate, write_pcap};
+use voxtap_tests::{Scratch, catalog, replay, voxtap};
+
+#[test]
+fn help_describes_replay_and_its_options() {
+    let out = Command::new(voxtap()).args(["replay", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["--out", "--config", "--quiet", "CAPTURE", "catalog.sqlite", "pcapng"] {
+        assert!(help.contains(needle), "replay --help lacks {needle}:\n{help}");
+    }
+    let top = Command::new(voxtap()).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&top.stdout).contains("replay"));
+}
+
+#[test]
+fn missing_arguments_fail_with_usage() {
+    let out = Command::new(voxtap()).arg("replay").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+}
+
+#[test]
+fn bad_config_names_the_line_and_writes_nothing() {
+    let s = Scratch::new("badconfig");
+    let cfg = s.path().join("voxtap.toml");
+    std::fs::write(&cfg, "[engine]\nreorder_window_ms = 250\nreorder_widnow_ms = 3\n").unwrap();
+    let pcap = s.path().join("c.pcap");
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    write_pcap(&pcap, &frames).unwrap();
+    let out_dir = s.path().join("out");
+    let out = Command::new(voxtap()).arg("replay").arg("--config").arg(&cfg).arg("--out").arg(&out_dir).arg(&pcap).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("voxtap.toml") && err.contains("line 3") && err.contains("reorder_widnow_ms"), "{err}");
+    assert!(!out_dir.exists(), "a bad config must stop before anything is written");
+}
+
+#[test]
+fn corrupt_capture_names_file_and_offset_after_flushing() {
+    let s = Scratch::new("corrupt");
+    let pcap = s.path().join("cut.pcap");
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    write_pcap(&pcap, &frames).unwrap();
+    // Cut the file inside a record: the header says more bytes than remain.
+    let mut bytes = std::fs::read(&pcap).unwrap();
+    let keep = bytes.len() * 2 / 3;
+    bytes.truncate(keep);
+    // And a bogus record length well before the cut.
+    std::fs::write(&pcap, &bytes).unwrap();
+    let out_dir = s.path().join("out");
+    let out = replay(&out_dir, &[&pcap]);
+    assert!(!out.status.success(), "a corrupt capture is an error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.pcap") && err.contains("offset"), "{err}");
+    // What was read before the damage is in the catalog, and the call was closed.
+    let db = catalog(&out_dir);
+    let (n, ended): (i64, i64) =
+        db.query_row("SELECT COUNT(*), COUNT(end_time) FROM calls", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(n, truth.calls.len() as i64);
+    assert_eq!(ended, n);
+    let recs: i64 = db.query_row("SELECT COUNT(*) FROM recordings WHERE state = 'complete'", [], |r| r.get(0)).unwrap();
+    assert_eq!(recs, 1, "the partial call is still recorded and finalised");
+}
+
+#[test]
+fn not_a_capture_is_a_clear_error() {
+    let s = Scratch::new("notpcap");
+    let f = s.path().join("notes.txt");
+    std::fs::write(&f, "hello, this is not a capture\n").unwrap();
+    let out = replay(&s.path().join("out"), &[&f]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notes.txt") && err.contains("not a pcap"), "{err}");
+}
+
+#[test]
+fn summary_reports_the_run() {
+    let s = Scratch::new("summary");
+    let pcap = s.path().join("c.pcap");
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcma));
+    write_pcap(&pcap, &frames).unwrap();
+    let out = replay(&s.path().join("out"), &[&pcap]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["calls seen", "answered", "recorded", "RTP streams", "packets", "unmatched RTP", "malformed", "elapsed", "packets/s"] {
+        assert!(text.contains(needle), "summary lacks {needle}:\n{text}");
+    }
+    let frames_line = text.lines().find(|l| l.trim_start().starts_with("packets")).unwrap();
+    assert!(frames_line.contains(&frames.len().to_string()), "{frames_line} vs {} frames", frames.len());
+}

@@ -1,0 +1,515 @@
+//! Dialogs: the SIP state of each call and the media endpoints learned from its SDP.
+//!
+//! A call is one INVITE dialog, keyed by Call-ID and the caller's From tag (RFC 3261 §12).
+//! Requests from the callee carry the tags the other way round, so a message's side is found
+//! from its tags. The media index maps every endpoint either party announced in SDP to its
+//! call, so RTP can be tied to a dialog from either address of a packet. No audio lives here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::event::{CallHandle, EndReason, Party, Side, SipTransport};
+use crate::sdp::{self, Direction, MediaKind};
+use crate::sip::{self, Message, Method};
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug)]
+pub struct DialogConfig {
+    /// An unanswered call with no final response ends after this.
+    pub setup_timeout: Duration,
+    /// An answered call with neither SIP nor RTP ends after this.
+    pub media_timeout: Duration,
+    /// An ended call stays to absorb retransmissions, the 200 to BYE and a new INVITE after a
+    /// 401/407 challenge, before it is reported.
+    pub linger: Duration,
+    /// At most this many calls are tracked; unanswered ones are evicted first.
+    pub max_calls: usize,
+}
+
+impl Default for DialogConfig {
+    fn default() -> Self {
+        Self {
+            setup_timeout: Duration::from_secs(180),
+            media_timeout: Duration::from_secs(60),
+            linger: Duration::from_secs(4),
+            max_calls: 200_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallState {
+    /// INVITE seen, no provisional response with a tag yet.
+    Trying,
+    /// 18x seen (possibly with early media).
+    Early,
+    Answered,
+    /// Over; waiting out the linger before it is reported.
+    Ended,
+}
+
+/// What one party announced in SDP.
+#[derive(Clone, Debug, Default)]
+pub struct SideMedia {
+    /// RTP endpoints (address, port) of this party's audio streams.
+    pub endpoints: Vec<SocketAddr>,
+    /// Payload type → (encoding name, clock rate).
+    pub payloads: Vec<(u8, String, u32)>,
+    pub telephone_event: Option<u8>,
+    pub direction: Direction,
+}
+
+impl SideMedia {
+    pub fn codec(&self, pt: u8) -> Option<(&str, u32)> {
+        self.payloads.iter().find(|p| p.0 == pt).map(|p| (p.1.as_str(), p.2))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub handle: CallHandle,
+    pub sip_call_id: String,
+    pub from_tag: String,
+    pub to_tag: Option<String>,
+    pub state: CallState,
+    pub started: Timestamp,
+    pub answered: Option<Timestamp>,
+    pub ended: Option<(Timestamp, EndReason)>,
+    pub final_status: Option<u16>,
+    pub caller: Party,
+    pub callee: Party,
+    pub caller_signalling: SocketAddr,
+    pub callee_signalling: SocketAddr,
+    pub transport: SipTransport,
+    pub invite_cseq: u32,
+    pub cancelled: bool,
+    pub last_activity: Timestamp,
+    /// Indexed by [`side_index`].
+    pub media: [SideMedia; 2],
+    /// When an ended call is reported and forgotten.
+    linger_until: Option<Timestamp>,
+}
+
+pub fn side_index(side: Side) -> usize {
+    match side {
+        Side::Caller => 0,
+        Side::Callee => 1,
+    }
+}
+
+impl Call {
+    pub fn media(&self, side: Side) -> &SideMedia {
+        &self.media[side_index(side)]
+    }
+
+    /// Encoding and clock rate of a payload type sent by `sender`: its own SDP first, then the
+    /// peer's (RFC 3264 §5.1 lets either list the numbers), then the static table.
+    pub fn codec_for(&self, sender: Side, pt: u8) -> Option<(String, u32)> {
+        self.media(sender)
+            .codec(pt)
+            .or_else(|| self.media(sender.other()).codec(pt))
+            .map(|(n, r)| (n.to_string(), r))
+            .or_else(|| sdp::static_codec(pt).map(|(n, r)| (n.to_string(), r)))
+    }
+
+    pub fn telephone_event_pt(&self) -> Option<u8> {
+        self.media[0].telephone_event.or(self.media[1].telephone_event)
+    }
+
+    fn side_of_tag(&self, from_tag: Option<&str>) -> Side {
+        match from_tag {
+            Some(t) if t == self.from_tag => Side::Caller,
+            Some(_) => Side::Callee,
+            None => Side::Caller,
+        }
+    }
+}
+
+/// What the engine must act on after a SIP message or a sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DialogEvent {
+    Started(CallHandle),
+    Answered(CallHandle),
+    /// Media stops here (BYE, CANCEL, rejection, timeout); the call is reported later.
+    Stopped(CallHandle),
+    /// The linger is over: report the call and forget it.
+    Reaped(CallHandle),
+    /// New endpoints were announced for a side.
+    MediaLearned { call: CallHandle, side: Side },
+    /// A DTMF digit in a SIP INFO body.
+    InfoDtmf { call: CallHandle, ts: Timestamp, side: Side, digit: char, duration_ms: u32 },
+}
+
+/// Why a SIP message could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Required headers (Call-ID, From, To, CSeq) missing or unreadable.
+    MissingHeaders,
+    /// The SDP body could not be parsed.
+    BadSdp,
+}
+
+#[derive(Default)]
+pub struct Dialogs {
+    cfg: DialogConfig,
+    calls: HashMap<CallHandle, Call>,
+    by_call_id: HashMap<String, Vec<CallHandle>>,
+    /// Endpoint → the call and the party that announced it.
+    media_index: HashMap<SocketAddr, (CallHandle, Side)>,
+    next_handle: u64,
+    evicted: u64,
+}
+
+impl Dialogs {
+    pub fn new(cfg: DialogConfig) -> Self {
+        Self { cfg, ..Default::default() }
+    }
+
+    pub fn get(&self, call: CallHandle) -> Option<&Call> {
+        self.calls.get(&call)
+    }
+
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    pub fn handles(&self) -> Vec<CallHandle> {
+        let mut v: Vec<_> = self.calls.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Ties an RTP packet to a call: the destination is an endpoint a party announced (so the
+    /// other party sent it), or the source is (that party sent it). Checking both covers NAT,
+    /// where one side's SDP address is private and its RTP comes from elsewhere.
+    pub fn lookup_media(&self, src: SocketAddr, dst: SocketAddr) -> Option<(CallHandle, Side)> {
+        let live = |c: &CallHandle| self.calls.get(c).is_some_and(|c| c.state != CallState::Ended);
+        if let Some(&(call, owner)) = self.media_index.get(&dst) {
+            if live(&call) {
+                return Some((call, owner.other()));
+            }
+        }
+        if let Some(&(call, owner)) = self.media_index.get(&src) {
+            if live(&call) {
+                return Some((call, owner));
+            }
+        }
+        None
+    }
+
+    /// Notes activity (RTP) on a call so the media timeout does not fire.
+    pub fn touch(&mut self, call: CallHandle, ts: Timestamp) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.last_activity = c.last_activity.max(ts);
+        }
+    }
+
+    pub fn on_message(
+        &mut self,
+        ts: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: SipTransport,
+        msg: &Message<'_>,
+        out: &mut Vec<DialogEvent>,
+    ) -> Result<(), Rejected> {
+        let call_id = msg.call_id().ok_or(Rejected::MissingHeaders)?;
+        let from = msg.from().ok_or(Rejected::MissingHeaders)?;
+        let to = msg.to().ok_or(Rejected::MissingHeaders)?;
+        let (cseq, cseq_method) = msg.cseq().ok_or(Rejected::MissingHeaders)?;
+        let method = msg.method().unwrap_or(cseq_method);
+
+        let found = self.find(call_id, from.tag, to.tag);
+        let handle = match found {
+            Some(h) => h,
+            None if msg.is_request() && method == Method::Invite && to.tag.is_none() => {
+                let h = self.create(ts, src, dst, transport, call_id, &from, &to, cseq);
+                out.push(DialogEvent::Started(h));
+                h
+            }
+            // Out-of-dialog traffic (REGISTER, OPTIONS...) or a dialog we never saw start.
+            None => return Ok(()),
+        };
+        let call = self.calls.get_mut(&handle).expect("found handles are live");
+        call.last_activity = call.last_activity.max(ts);
+        // The party that sent this message.
+        let sender = if msg.is_request() {
+            call.side_of_tag(from.tag)
+        } else {
+            call.side_of_tag(from.tag).other()
+        };
+
+        let mut sdp_error = false;
+        if let Some(body) = msg.sdp_body() {
+            match sdp::parse(body) {
+                Ok(sd) => {
+                    if self.learn_media(handle, sender, &sd) {
+                        out.push(DialogEvent::MediaLearned { call: handle, side: sender });
+                    }
+                }
+                Err(_) => sdp_error = true,
+            }
+        }
+        let call = self.calls.get_mut(&handle).expect("found handles are live");
+
+        if msg.is_request() {
+            match method {
+                Method::Invite if to.tag.is_none() && call.state == CallState::Ended => {
+                    // A new INVITE after a 401/407 challenge continues the same call.
+                    if cseq > call.invite_cseq && call.answered.is_none() {
+                        call.invite_cseq = cseq;
+                        call.state = CallState::Trying;
+                        call.ended = None;
+                        call.final_status = None;
+                        call.linger_until = None;
+                        call.cancelled = false;
+                    }
+                }
+                Method::Invite if to.tag.is_none() => {
+                    call.invite_cseq = call.invite_cseq.max(cseq);
+                }
+                Method::Cancel => {
+                    if call.answered.is_none() {
+                        call.cancelled = true;
+                    }
+                }
+                Method::Bye => {
+                    if call.state != CallState::Ended {
+                        let reason = if call.answered.is_some() { EndReason::Bye } else { EndReason::Cancelled };
+                        end(call, ts, reason, &self.cfg, out);
+                    }
+                }
+                Method::Info => {
+                    if let (Some(ct), false) = (msg.content_type(), msg.body.is_empty()) {
+                        if let Some((digit, duration_ms)) = sip::info_dtmf(ct, msg.body) {
+                            out.push(DialogEvent::InfoDtmf { call: handle, ts, side: sender, digit, duration_ms });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        } else if let (Some(code), Method::Invite) = (msg.status(), cseq_method) {
+            let initial = cseq == call.invite_cseq;
+            match code {
+                100..=199 => {
+                    if code > 100 && call.state == CallState::Trying {
+                        call.state = CallState::Early;
+                    }
+                }
+                200..=299 => {
+                    if call.answered.is_none() && call.state != CallState::Ended {
+                        call.answered = Some(ts);
+                        call.state = CallState::Answered;
+                        call.to_tag = to.tag.map(str::to_string);
+                        call.final_status = Some(code);
+                        if let Some(name) = to.display_name {
+                            call.callee.display_name.get_or_insert_with(|| name.to_string());
+                        }
+                        out.push(DialogEvent::Answered(handle));
+                    }
+                }
+                _ if initial && call.answered.is_none() && call.state != CallState::Ended => {
+                    call.final_status = Some(code);
+                    let reason = if code == 487 || call.cancelled { EndReason::Cancelled } else { EndReason::Rejected };
+                    end(call, ts, reason, &self.cfg, out);
+                }
+                _ => {}
+            }
+        }
+        if sdp_error { Err(Rejected::BadSdp) } else { Ok(()) }
+    }
+
+    fn find(&self, call_id: &str, from_tag: Option<&str>, to_tag: Option<&str>) -> Option<CallHandle> {
+        let handles = self.by_call_id.get(call_id)?;
+        let matches = |c: &Call| {
+            let t = Some(c.from_tag.as_str());
+            from_tag == t || to_tag == t || (c.from_tag.is_empty() && from_tag.is_none())
+        };
+        handles.iter().rev().copied().find(|h| self.calls.get(h).is_some_and(matches))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        ts: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: SipTransport,
+        call_id: &str,
+        from: &sip::NameAddr<'_>,
+        to: &sip::NameAddr<'_>,
+        cseq: u32,
+    ) -> CallHandle {
+        if self.calls.len() >= self.cfg.max_calls {
+            self.evict_one();
+        }
+        self.next_handle += 1;
+        let handle = CallHandle(self.next_handle);
+        let call = Call {
+            handle,
+            sip_call_id: call_id.to_string(),
+            from_tag: from.tag.unwrap_or("").to_string(),
+            to_tag: None,
+            state: CallState::Trying,
+            started: ts,
+            answered: None,
+            ended: None,
+            final_status: None,
+            caller: party(from),
+            callee: party(to),
+            caller_signalling: src,
+            callee_signalling: dst,
+            transport,
+            invite_cseq: cseq,
+            cancelled: false,
+            last_activity: ts,
+            media: Default::default(),
+            linger_until: None,
+        };
+        self.calls.insert(handle, call);
+        self.by_call_id.entry(call_id.to_string()).or_default().push(handle);
+        handle
+    }
+
+    /// Makes room under `max_calls`: an ended call first, then the oldest unanswered one. Answered
+    /// calls that may be recording are never evicted for a new INVITE.
+    fn evict_one(&mut self) {
+        let victim = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Ended)
+            .min_by_key(|c| c.last_activity)
+            .or_else(|| self.calls.values().filter(|c| c.answered.is_none()).min_by_key(|c| c.started))
+            .map(|c| c.handle);
+        if let Some(h) = victim {
+            self.remove(h);
+            self.evicted += 1;
+        }
+    }
+
+    /// Records the endpoints and payload types of one SDP; true if an endpoint was new.
+    fn learn_media(&mut self, handle: CallHandle, side: Side, sd: &sdp::SessionDescription) -> bool {
+        let Some(call) = self.calls.get_mut(&handle) else { return false };
+        let media = &mut call.media[side_index(side)];
+        let mut new_endpoint = false;
+        let mut first = true;
+        for m in sd.media.iter().filter(|m| m.kind == MediaKind::Audio) {
+            if first {
+                media.direction = sd.direction_of(m);
+                first = false;
+            }
+            for map in &m.rtpmaps {
+                if !media.payloads.iter().any(|p| p.0 == map.payload_type) {
+                    media.payloads.push((map.payload_type, map.encoding.clone(), map.clock_rate));
+                }
+            }
+            if let Some(te) = m.telephone_event_pt() {
+                media.telephone_event = Some(te);
+            }
+            let Some(addr) = sd.address_of(m) else { continue };
+            // Port 0 disables a stream; 0.0.0.0 is the old way to put it on hold (RFC 3264 §8.4).
+            if m.port == 0 || addr.is_unspecified() {
+                continue;
+            }
+            let ep = SocketAddr::new(addr, m.port);
+            if !media.endpoints.contains(&ep) {
+                media.endpoints.push(ep);
+                new_endpoint = true;
+            }
+            self.media_index.insert(ep, (handle, side));
+        }
+        new_endpoint
+    }
+
+    /// Fires timeouts and reaps lingering calls.
+    pub fn sweep(&mut self, now: Timestamp, out: &mut Vec<DialogEvent>) {
+        let cfg = self.cfg.clone();
+        let mut reap = Vec::new();
+        for call in self.calls.values_mut() {
+            match call.state {
+                CallState::Ended => {
+                    if call.linger_until.is_some_and(|t| now >= t) {
+                        reap.push(call.handle);
+                    }
+                }
+                CallState::Answered => {
+                    if now.saturating_since(call.last_activity) >= cfg.media_timeout {
+                        let at = call.last_activity;
+                        end(call, at, EndReason::MediaTimeout, &cfg, out);
+                    }
+                }
+                CallState::Trying | CallState::Early => {
+                    if now.saturating_since(call.last_activity) >= cfg.setup_timeout {
+                        let at = call.last_activity;
+                        end(call, at, EndReason::SetupTimeout, &cfg, out);
+                    }
+                }
+            }
+        }
+        reap.sort();
+        for h in reap {
+            out.push(DialogEvent::Reaped(h));
+        }
+    }
+
+    /// Ends every call (end of input): open ones at their last activity.
+    pub fn finish(&mut self, out: &mut Vec<DialogEvent>) {
+        let cfg = self.cfg.clone();
+        let mut all: Vec<_> = self.calls.keys().copied().collect();
+        all.sort();
+        for h in &all {
+            let call = self.calls.get_mut(h).expect("listed");
+            if call.state != CallState::Ended {
+                let at = call.last_activity;
+                end(call, at, EndReason::EndOfInput, &cfg, out);
+            }
+        }
+        for h in all {
+            out.push(DialogEvent::Reaped(h));
+        }
+    }
+
+    /// Forgets a call and its endpoints.
+    pub fn remove(&mut self, handle: CallHandle) -> Option<Call> {
+        let call = self.calls.remove(&handle)?;
+        if let Some(v) = self.by_call_id.get_mut(&call.sip_call_id) {
+            v.retain(|h| *h != handle);
+            if v.is_empty() {
+                self.by_call_id.remove(&call.sip_call_id);
+            }
+        }
+        for side in &call.media {
+            for ep in &side.endpoints {
+                if self.media_index.get(ep).is_some_and(|(h, _)| *h == handle) {
+                    self.media_index.remove(ep);
+                }
+            }
+        }
+        Some(call)
+    }
+}
+
+fn end(call: &mut Call, ts: Timestamp, reason: EndReason, cfg: &DialogConfig, out: &mut Vec<DialogEvent>) {
+    call.state = CallState::Ended;
+    call.ended = Some((ts, reason));
+    call.linger_until = Some(ts.max(call.last_activity) + cfg.linger);
+    out.push(DialogEvent::Stopped(call.handle));
+}
+
+fn party(na: &sip::NameAddr<'_>) -> Party {
+    let uri = sip::parse_uri(na.uri);
+    Party {
+        user: uri.and_then(|u| u.user).unwrap_or("").to_string(),
+        host: uri.map(|u| u.host).unwrap_or("").to_string(),
+        display_name: na.display_name.filter(|d| !d.is_empty()).map(str::to_string),
+    }
+}

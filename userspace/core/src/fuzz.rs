@@ -1,0 +1,90 @@
+//! Entry points for the `cargo fuzz` targets in `fuzz/`, and for the tests that replay their
+//! corpus on stable Rust. Each one pushes arbitrary bytes through a parser and checks an
+//! invariant, not just the absence of a panic.
+
+use crate::engine::{Engine, EngineConfig};
+use crate::event::Event;
+use crate::time::Timestamp;
+use crate::wire::{self, Decoded, LinkType, Transport};
+use crate::{rtp, sdp, sip};
+
+/// Every link type: what `decode` returns lies inside the input.
+pub fn frame(data: &[u8]) {
+    let range = data.as_ptr_range();
+    let inside = |s: &[u8]| s.is_empty() || (range.contains(&s.as_ptr()) && s.as_ptr_range().end <= range.end);
+    for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp, LinkType::Null, LinkType::Loop] {
+        match wire::decode(link, data) {
+            Ok(Decoded::Packet { transport: Transport::Udp { payload, .. }, .. })
+            | Ok(Decoded::Packet { transport: Transport::Tcp { payload, .. }, .. }) => {
+                assert!(inside(payload), "payload outside the frame");
+            }
+            Ok(Decoded::Fragment(f)) => assert!(inside(f.payload), "fragment outside the frame"),
+            _ => {}
+        }
+    }
+}
+
+/// SIP: a parsed message's parts lie inside the input, and framing never claims more bytes
+/// than there are.
+pub fn sip(data: &[u8]) {
+    if let Ok(msg) = sip::Message::parse(data) {
+        assert!(msg.body.len() <= data.len());
+        for h in msg.headers() {
+            assert!(h.name.len() + h.value.len() <= data.len());
+        }
+        let _ = (msg.call_id(), msg.from(), msg.to(), msg.cseq(), msg.sdp_body());
+    }
+    match sip::frame(data) {
+        sip::Frame::Complete(n) | sip::Frame::Skip(n) => assert!(n <= data.len(), "frame past the end"),
+        sip::Frame::Incomplete => {}
+    }
+    let _ = sip::looks_like_sip(data);
+}
+
+/// SDP: bounded output whatever the input.
+pub fn sdp(data: &[u8]) {
+    if let Ok(sd) = sdp::parse(data) {
+        assert!(sd.media.len() <= 64, "unbounded media sections");
+        for m in &sd.media {
+            let _ = (sd.direction_of(m), sd.address_of(m), m.telephone_event_pt());
+        }
+    }
+}
+
+/// RTP: the payload is a slice of the packet, and stream statistics stay consistent.
+pub fn rtp(data: &[u8]) {
+    if let Ok(p) = rtp::Packet::new_checked(data) {
+        assert!(p.payload().len() <= data.len().saturating_sub(12));
+        let mut stats = rtp::StreamStats::default();
+        for (i, chunk) in data.chunks(4).enumerate() {
+            let seq = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+            stats.on_packet(i as u64 * 20_000_000, seq, i as u32 * 160, p.payload_type(), false, 8000);
+        }
+        assert!(stats.mean_jitter_ms().is_finite() && stats.max_jitter_ms() >= 0.0);
+    }
+    let _ = rtp::TelephoneEvent::parse(data);
+}
+
+/// The whole engine on a sequence of frames cut from the input: every frame ends in exactly
+/// one counted outcome and finishing closes every recording it opened.
+pub fn engine(data: &[u8]) {
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut ts = 1_000_000_000u64;
+    let mut rest = data;
+    while rest.len() > 2 {
+        let len = (u16::from_be_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
+        ts += 20_000_000;
+        engine.handle(Timestamp(ts), LinkType::Ethernet, &rest[2..2 + len]);
+        rest = &rest[2 + len..];
+    }
+    engine.finish();
+    let (mut started, mut stopped) = (0, 0);
+    while let Some(ev) = engine.poll_event() {
+        match ev {
+            Event::RecordingStarted(_) => started += 1,
+            Event::RecordingStopped { .. } => stopped += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(started, stopped, "every recording is closed at the end");
+}

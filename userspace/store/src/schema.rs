@@ -1,0 +1,145 @@
+//! The catalog schema, version 1. A public interface: `docs/catalog.md` documents every column.
+//! Change it only additively, and bump `SCHEMA_VERSION` with a migration step when you do.
+
+use rusqlite::Connection;
+
+/// `PRAGMA user_version` of a catalog this code writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Version 1. `IF NOT EXISTS` everywhere so that re-running it on a version-1 catalog is a no-op.
+/// No CHECK constraints on the enumerated TEXT columns: SQLite cannot alter a CHECK, and new
+/// values (e.g. more `events.kind`s) must not need a table rebuild.
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at       TEXT NOT NULL,
+    ended_at         TEXT,
+    capture_end_time TEXT,
+    source           TEXT NOT NULL,
+    frames           INTEGER NOT NULL DEFAULT 0,
+    sip_messages     INTEGER NOT NULL DEFAULT 0,
+    rtp_packets      INTEGER NOT NULL DEFAULT 0,
+    rtp_unmatched    INTEGER NOT NULL DEFAULT 0,
+    malformed        INTEGER NOT NULL DEFAULT 0,
+    ignored          INTEGER NOT NULL DEFAULT 0,
+    calls_seen       INTEGER NOT NULL DEFAULT 0,
+    calls_answered   INTEGER NOT NULL DEFAULT 0,
+    rtp_streams      INTEGER NOT NULL DEFAULT 0,
+    state            TEXT NOT NULL DEFAULT 'running'
+);
+
+CREATE TABLE IF NOT EXISTS calls (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id            INTEGER NOT NULL REFERENCES runs(id),
+    sip_call_id       TEXT NOT NULL,
+    from_tag          TEXT NOT NULL,
+    to_tag            TEXT,
+    caller_user       TEXT NOT NULL,
+    caller_host       TEXT NOT NULL,
+    caller_name       TEXT,
+    callee_user       TEXT NOT NULL,
+    callee_host       TEXT NOT NULL,
+    callee_name       TEXT,
+    caller_signalling TEXT NOT NULL,
+    callee_signalling TEXT NOT NULL,
+    transport         TEXT NOT NULL,
+    start_time        TEXT NOT NULL,
+    answer_time       TEXT,
+    end_time          TEXT,
+    duration_s        REAL,
+    state             TEXT NOT NULL,
+    end_reason        TEXT,
+    final_status      INTEGER
+);
+CREATE INDEX IF NOT EXISTS calls_sip_call_id ON calls(sip_call_id);
+CREATE INDEX IF NOT EXISTS calls_start_time ON calls(start_time);
+CREATE INDEX IF NOT EXISTS calls_run_id ON calls(run_id);
+CREATE INDEX IF NOT EXISTS calls_open ON calls(state) WHERE state IN ('ringing', 'answered');
+
+CREATE TABLE IF NOT EXISTS streams (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id          INTEGER NOT NULL REFERENCES calls(id),
+    side             TEXT NOT NULL,
+    src_addr         TEXT NOT NULL,
+    src_port         INTEGER NOT NULL,
+    dst_addr         TEXT NOT NULL,
+    dst_port         INTEGER NOT NULL,
+    ssrc             INTEGER NOT NULL,
+    payload_type     INTEGER NOT NULL,
+    codec            TEXT NOT NULL,
+    clock_rate       INTEGER NOT NULL,
+    first_time       TEXT NOT NULL,
+    last_time        TEXT NOT NULL,
+    packets          INTEGER NOT NULL,
+    expected         INTEGER NOT NULL,
+    lost             INTEGER NOT NULL,
+    loss_pct         REAL NOT NULL,
+    max_jitter_ms    REAL NOT NULL,
+    mean_jitter_ms   REAL NOT NULL,
+    late             INTEGER NOT NULL,
+    telephone_events INTEGER NOT NULL,
+    comfort_noise    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS streams_call_id ON streams(call_id);
+
+CREATE TABLE IF NOT EXISTS recordings (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id     INTEGER NOT NULL REFERENCES calls(id),
+    path        TEXT NOT NULL UNIQUE,
+    format      TEXT NOT NULL,
+    channels    INTEGER NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    start_time  TEXT NOT NULL,
+    end_time    TEXT,
+    duration_s  REAL,
+    size_bytes  INTEGER,
+    state       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    stop_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS recordings_call_id ON recordings(call_id);
+CREATE INDEX IF NOT EXISTS recordings_open ON recordings(state) WHERE state = 'recording';
+
+CREATE TABLE IF NOT EXISTS events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id      INTEGER NOT NULL REFERENCES calls(id),
+    recording_id INTEGER REFERENCES recordings(id),
+    time         TEXT NOT NULL,
+    offset_s     REAL,
+    kind         TEXT NOT NULL,
+    value        TEXT,
+    duration_ms  INTEGER,
+    source       TEXT,
+    side         TEXT
+);
+CREATE INDEX IF NOT EXISTS events_call_id ON events(call_id);
+CREATE INDEX IF NOT EXISTS events_recording_id ON events(recording_id);
+";
+
+pub enum Migration {
+    Current,
+    /// The catalog was written by a newer voxtap.
+    TooNew(i32),
+}
+
+/// Creates or upgrades the schema inside one transaction.
+pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
+    let found: i32 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Ok(Migration::TooNew(found));
+    }
+    if found < SCHEMA_VERSION {
+        db.execute_batch("BEGIN IMMEDIATE")?;
+        let step = db
+            .execute_batch(V1)
+            .and_then(|()| db.pragma_update(None, "user_version", SCHEMA_VERSION));
+        match step {
+            Ok(()) => db.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = db.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(Migration::Current)
+}

@@ -1,0 +1,1107 @@
+//! Store tests: events built by hand, a temporary DIR, the catalog read back with SQL and the
+//! WAV files read back with hound.
+
+#![allow(clippy::type_complexity)] // row tuples read back whole
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+
+use voxtap_core::event::{DtmfSource, Party, RecordingFormat, Side, SipTransport, StreamHandle};
+
+use super::*;
+
+/// 2024-03-01T10:00:00Z.
+const T0: u64 = 1_709_287_200;
+const RATE: u32 = 8000;
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp::from_nanos(T0 * 1_000_000_000 + ms * 1_000_000)
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        source: "test.pcap".into(),
+        ..StoreOptions::default()
+    }
+}
+
+/// A known, frame-dependent stereo pattern: different on each channel.
+fn frame(i: u64) -> (i16, i16) {
+    (
+        ((i % 2000) as i16) * 16 - 16000,
+        -(((i * 7) % 3000) as i16) * 10 + 15000,
+    )
+}
+
+fn audio(rec: u64, from: u64, frames: u64) -> Event {
+    let mut samples = Vec::with_capacity(frames as usize * 2);
+    for i in from..from + frames {
+        let (l, r) = frame(i);
+        samples.push(l);
+        samples.push(r);
+    }
+    Event::RecordingAudio {
+        rec: RecordingHandle(rec),
+        samples,
+    }
+}
+
+fn started(call: u64, ms: u64, call_id: &str) -> Event {
+    Event::CallStarted(CallStarted {
+        call: CallHandle(call),
+        ts: t(ms),
+        sip_call_id: call_id.into(),
+        from_tag: "1928301774".into(),
+        caller: Party {
+            user: "alice".into(),
+            host: "atlanta.com".into(),
+            display_name: Some("Alice".into()),
+        },
+        callee: Party {
+            user: "bob".into(),
+            host: "biloxi.com".into(),
+            display_name: None,
+        },
+        caller_signalling: "192.0.2.10:5060".parse().unwrap(),
+        callee_signalling: "[2001:db8::1]:5061".parse().unwrap(),
+        transport: SipTransport::Udp,
+    })
+}
+
+fn answered(call: u64, ms: u64) -> Event {
+    Event::CallAnswered {
+        call: CallHandle(call),
+        ts: t(ms),
+        to_tag: "a6c85cf".into(),
+    }
+}
+
+fn rec_started(rec: u64, call: u64, ms: u64) -> Event {
+    Event::RecordingStarted(RecordingStarted {
+        rec: RecordingHandle(rec),
+        call: CallHandle(call),
+        ts: t(ms),
+        sample_rate: RATE,
+        channels: 2,
+        format: RecordingFormat::Wav,
+        reason: "rule all-calls".into(),
+    })
+}
+
+fn rec_stopped(rec: u64, call: u64, ms: u64, frames: u64) -> Event {
+    Event::RecordingStopped {
+        rec: RecordingHandle(rec),
+        call: CallHandle(call),
+        ts: t(ms),
+        frames,
+        reason: StopReason::CallEnded,
+    }
+}
+
+fn ended(call: u64, ms: u64, reason: EndReason, status: Option<u16>) -> Event {
+    Event::CallEnded {
+        call: CallHandle(call),
+        ts: t(ms),
+        reason,
+        final_status: status,
+    }
+}
+
+fn stream(call: u64, side: Side, src: &str, dst: &str, lost: i64) -> Event {
+    Event::StreamEnded(StreamReport {
+        stream: StreamHandle(call * 10 + side as u64),
+        call: CallHandle(call),
+        side,
+        src: src.parse::<SocketAddr>().unwrap(),
+        dst: dst.parse::<SocketAddr>().unwrap(),
+        ssrc: 0xdead_beef,
+        payload_type: 0,
+        codec: "PCMU".into(),
+        clock_rate: 8000,
+        first_ts: t(2000),
+        last_ts: t(5000),
+        packets: 150 - lost.max(0) as u64,
+        lost,
+        expected: 150,
+        max_jitter_ms: 3.5,
+        mean_jitter_ms: 1.25,
+        late: 1,
+        telephone_events: 4,
+        comfort_noise: 0,
+    })
+}
+
+/// Feeds `frames` frames of the pattern in 20 ms batches starting at frame `from`.
+fn feed(store: &mut Store, rec: u64, from: u64, frames: u64) {
+    let mut i = from;
+    while i < from + frames {
+        let n = 160.min(from + frames - i);
+        store.handle(audio(rec, i, n)).expect("audio");
+        i += n;
+    }
+}
+
+fn read_wav(path: &Path) -> (hound::WavSpec, Vec<i16>) {
+    let mut r = hound::WavReader::open(path)
+        .unwrap_or_else(|e| panic!("hound cannot read {}: {e}", path.display()));
+    let spec = r.spec();
+    let samples = r
+        .samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("samples");
+    (spec, samples)
+}
+
+fn assert_pattern(samples: &[i16], frames: u64) {
+    assert_eq!(samples.len() as u64, frames * 2, "sample count");
+    for i in 0..frames {
+        let (l, r) = frame(i);
+        assert_eq!(
+            (samples[2 * i as usize], samples[2 * i as usize + 1]),
+            (l, r),
+            "frame {i}"
+        );
+    }
+}
+
+fn catalog(dir: &Path) -> Connection {
+    Connection::open_with_flags(
+        dir.join(CATALOG_FILE),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open catalog read-only")
+}
+
+fn one<T: rusqlite::types::FromSql>(db: &Connection, sql: &str) -> T {
+    db.query_row(sql, [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The whole life of an answered, recorded call with DTMF; returns the report.
+fn full_call(store: &mut Store, call: u64, rec: u64, call_id: &str) {
+    store.handle(started(call, 0, call_id)).unwrap();
+    store.handle(answered(call, 2000)).unwrap();
+    store.handle(rec_started(rec, call, 2000)).unwrap();
+    feed(store, rec, 0, 3 * u64::from(RATE));
+    store
+        .handle(Event::Dtmf(DtmfEvent {
+            call: CallHandle(call),
+            ts: t(3500),
+            digit: '5',
+            duration_ms: 120,
+            source: DtmfSource::Rfc4733,
+            side: Side::Caller,
+        }))
+        .unwrap();
+    store
+        .handle(stream(
+            call,
+            Side::Caller,
+            "192.0.2.10:49170",
+            "198.51.100.7:3456",
+            3,
+        ))
+        .unwrap();
+    store
+        .handle(stream(
+            call,
+            Side::Callee,
+            "[2001:db8::7]:3456",
+            "192.0.2.10:49170",
+            0,
+        ))
+        .unwrap();
+    store
+        .handle(rec_stopped(rec, call, 5000, 3 * u64::from(RATE)))
+        .unwrap();
+    store
+        .handle(ended(call, 5000, EndReason::Bye, None))
+        .unwrap();
+}
+
+fn summary() -> RunSummary {
+    RunSummary {
+        ended_ts: Some(t(6000)),
+        frames: 1000,
+        sip_messages: 9,
+        rtp_packets: 300,
+        rtp_unmatched: 2,
+        malformed: 1,
+        ignored: 5,
+        calls_seen: 1,
+        calls_answered: 1,
+        rtp_streams: 2,
+    }
+}
+
+#[test]
+fn full_call_lifecycle_fills_every_table_and_writes_the_wav() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let mut store = Store::open(&dir, opts()).expect("open");
+    assert_eq!(store.dir(), dir);
+    full_call(&mut store, 1, 1, "a84b4c76e66710@pc33.atlanta.com");
+    let report = store.finish(&summary()).expect("finish");
+
+    let rel = PathBuf::from("recordings/2024/03/01/1-a84b4c76e66710_pc33.atlanta.com.wav");
+    assert_eq!(
+        report,
+        StoreReport {
+            recordings: 1,
+            recordings_finalised: vec![rel.clone()],
+            calls: 1,
+            orphan_events: 0
+        }
+    );
+
+    // The WAV: format, length and content.
+    let (spec, samples) = read_wav(&dir.join(&rel));
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, RATE, 16)
+    );
+    assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+    assert_pattern(&samples, 24_000);
+    assert!(
+        !wav::part_path(&dir.join(&rel)).exists(),
+        ".part left behind"
+    );
+
+    let db = catalog(&dir);
+    assert_eq!(one::<i64>(&db, "PRAGMA user_version"), 1);
+    assert_eq!(one::<String>(&db, "PRAGMA journal_mode"), "wal");
+
+    let run: (String, Option<String>, String, i64, i64, i64, i64, i64, i64, i64, i64, i64, String, String) = db
+        .query_row(
+            "SELECT source, capture_end_time, state, frames, sip_messages, rtp_packets, rtp_unmatched,
+                malformed, ignored, calls_seen, calls_answered, rtp_streams, started_at, ended_at FROM runs",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?,
+                    r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(run.0, "test.pcap");
+    assert_eq!(run.1.as_deref(), Some("2024-03-01T10:00:06.000Z"));
+    assert_eq!(run.2, "complete");
+    assert_eq!(
+        (
+            run.3, run.4, run.5, run.6, run.7, run.8, run.9, run.10, run.11
+        ),
+        (1000, 9, 300, 2, 1, 5, 1, 1, 2)
+    );
+    assert!(
+        run.12.len() == 24 && run.12.ends_with('Z') && run.12 <= run.13,
+        "wall clock {} {}",
+        run.12,
+        run.13
+    );
+
+    let call = db
+        .query_row(
+            "SELECT run_id, sip_call_id, from_tag, to_tag, caller_user, caller_host, caller_name, callee_user,
+                callee_host, callee_name, caller_signalling, callee_signalling, transport, start_time,
+                answer_time, end_time, duration_s, state, end_reason, final_status FROM calls",
+            [],
+            |r| {
+                Ok(format!(
+                    "{}|{}|{}|{:?}|{}|{}|{:?}|{}|{}|{:?}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, String>(10)?,
+                    r.get::<_, String>(11)?,
+                    r.get::<_, String>(12)?,
+                    r.get::<_, String>(13)?,
+                    r.get::<_, Option<String>>(14)?,
+                    r.get::<_, Option<String>>(15)?,
+                    r.get::<_, Option<f64>>(16)?,
+                    r.get::<_, String>(17)?,
+                    r.get::<_, Option<String>>(18)?,
+                    r.get::<_, Option<i64>>(19)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        call,
+        "1|a84b4c76e66710@pc33.atlanta.com|1928301774|Some(\"a6c85cf\")|alice|atlanta.com|Some(\"Alice\")|bob|\
+         biloxi.com|None|192.0.2.10:5060|[2001:db8::1]:5061|udp|2024-03-01T10:00:00.000Z|\
+         Some(\"2024-03-01T10:00:02.000Z\")|Some(\"2024-03-01T10:00:05.000Z\")|Some(3.0)|ended|Some(\"bye\")|None"
+    );
+
+    let mut s = db
+        .prepare(
+            "SELECT call_id, side, src_addr, src_port, dst_addr, dst_port, ssrc, payload_type, codec, clock_rate,
+                first_time, last_time, packets, expected, lost, loss_pct, max_jitter_ms, mean_jitter_ms, late,
+                telephone_events, comfort_noise FROM streams ORDER BY id",
+        )
+        .unwrap();
+    let streams: Vec<String> = s
+        .query_map([], |r| {
+            Ok(format!(
+                "{} {} {}:{} {}:{} {} {} {} {} {} {} {} {} {} {:.1} {} {} {} {} {}",
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, String>(10)?,
+                r.get::<_, String>(11)?,
+                r.get::<_, i64>(12)?,
+                r.get::<_, i64>(13)?,
+                r.get::<_, i64>(14)?,
+                r.get::<_, f64>(15)?,
+                r.get::<_, f64>(16)?,
+                r.get::<_, f64>(17)?,
+                r.get::<_, i64>(18)?,
+                r.get::<_, i64>(19)?,
+                r.get::<_, i64>(20)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        streams,
+        [
+            "1 caller 192.0.2.10:49170 198.51.100.7:3456 3735928559 0 PCMU 8000 2024-03-01T10:00:02.000Z \
+             2024-03-01T10:00:05.000Z 147 150 3 2.0 3.5 1.25 1 4 0",
+            "1 callee 2001:db8::7:3456 192.0.2.10:49170 3735928559 0 PCMU 8000 2024-03-01T10:00:02.000Z \
+             2024-03-01T10:00:05.000Z 150 150 0 0.0 3.5 1.25 1 4 0",
+        ]
+    );
+
+    let rec = db
+        .query_row(
+            "SELECT id, call_id, path, format, channels, sample_rate, start_time, end_time, duration_s, size_bytes,
+                state, reason, stop_reason FROM recordings",
+            [],
+            |r| {
+                Ok(format!(
+                    "{} {} {} {} {} {} {} {} {} {} {} {} {}",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, f64>(8)?,
+                    r.get::<_, i64>(9)?,
+                    r.get::<_, String>(10)?,
+                    r.get::<_, String>(11)?,
+                    r.get::<_, String>(12)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        rec,
+        format!(
+            "1 1 {} wav 2 8000 2024-03-01T10:00:02.000Z 2024-03-01T10:00:05.000Z 3 {} complete rule all-calls call-ended",
+            rel.display(),
+            44 + 24_000 * 4
+        )
+    );
+    assert_eq!(fs::metadata(dir.join(&rel)).unwrap().len(), 44 + 24_000 * 4);
+
+    let ev = db
+        .query_row(
+            "SELECT call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side FROM events",
+            [],
+            |r| {
+                Ok(format!(
+                    "{} {:?} {} {:?} {} {} {} {} {}",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<f64>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        ev,
+        "1 Some(1) 2024-03-01T10:00:03.500Z Some(1.5) dtmf 5 120 rfc4733 caller"
+    );
+    let dangling = db
+        .prepare("PRAGMA foreign_key_check")
+        .unwrap()
+        .query_map([], |_| Ok(()))
+        .unwrap()
+        .count();
+    assert_eq!(dangling, 0, "no dangling references");
+}
+
+#[test]
+fn cancelled_ringing_call_has_no_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.handle(started(4, 0, "cancel-me@host")).unwrap();
+    store
+        .handle(ended(4, 3000, EndReason::Cancelled, Some(487)))
+        .unwrap();
+    let report = store.finish(&RunSummary::default()).unwrap();
+    assert_eq!(report.recordings, 0);
+    assert!(report.recordings_finalised.is_empty());
+
+    let db = catalog(tmp.path());
+    let row: (String, Option<String>, Option<String>, Option<f64>, String, i64, Option<String>) = db
+        .query_row(
+            "SELECT state, answer_time, to_tag, duration_s, end_reason, final_status, end_time FROM calls",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "ended".into(),
+            None,
+            None,
+            None,
+            "cancelled".into(),
+            487,
+            Some("2024-03-01T10:00:03.000Z".into())
+        )
+    );
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM recordings"), 0);
+    assert_eq!(
+        fs::read_dir(tmp.path().join("recordings")).unwrap().count(),
+        0,
+        "no files or day dirs"
+    );
+}
+
+#[test]
+fn part_file_is_playable_mid_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.handle(started(1, 0, "mid@host")).unwrap();
+    store.handle(answered(1, 100)).unwrap();
+    store.handle(rec_started(1, 1, 100)).unwrap();
+    let rel = "recordings/2024/03/01/1-mid_host.wav";
+    let part = tmp.path().join(format!("{rel}.part"));
+    assert!(part.exists(), ".part is created at RecordingStarted");
+    assert!(!tmp.path().join(rel).exists());
+
+    // 1.5 s: one flush (at 1.0 s of audio) has happened, the last 0.5 s is not yet in the header.
+    store.handle(audio(1, 0, 4000)).unwrap();
+    store.handle(audio(1, 4000, 4000)).unwrap();
+    store.handle(audio(1, 8000, 4000)).unwrap();
+    let (spec, samples) = read_wav(&part);
+    assert_eq!((spec.channels, spec.sample_rate), (2, RATE));
+    assert_pattern(&samples, 8000);
+
+    // The catalog already knows the recording, readable while the store writes.
+    let db = catalog(tmp.path());
+    let (path, state): (String, String) = db
+        .query_row("SELECT path, state FROM recordings", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((path.as_str(), state.as_str()), (rel, "recording"));
+    drop(db);
+
+    store.handle(audio(1, 12_000, 4000)).unwrap(); // 2.0 s: second flush
+    assert_pattern(&read_wav(&part).1, 16_000);
+    store.handle(rec_stopped(1, 1, 2100, 16_000)).unwrap();
+    assert!(!part.exists());
+    assert_pattern(&read_wav(&tmp.path().join(rel)).1, 16_000);
+    store.finish(&RunSummary::default()).unwrap();
+}
+
+#[test]
+fn crash_mid_call_is_recovered_on_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut store = Store::open(dir, opts()).unwrap();
+    store.handle(started(1, 0, "crash@host")).unwrap();
+    store.handle(answered(1, 1000)).unwrap();
+    store.handle(rec_started(1, 1, 1000)).unwrap(); // commits the call and the recording row
+    feed(&mut store, 1, 0, 20_000); // 2.5 s: flushed at 1.0 and 2.0 s
+    store.handle(started(2, 1500, "uncommitted@host")).unwrap(); // in the open batch: lost
+    let first_run = store.run_id();
+    store.simulate_crash();
+
+    let rel = PathBuf::from("recordings/2024/03/01/1-crash_host.wav");
+    assert!(
+        wav::part_path(&dir.join(&rel)).exists(),
+        "crash leaves the .part"
+    );
+
+    let store = Store::open(dir, opts()).expect("reopen after crash");
+    assert_eq!(
+        store.recovery(),
+        &Recovery {
+            recordings_recovered: vec![rel.clone()],
+            recordings_missing: vec![],
+            recordings_failed: vec![],
+            calls_interrupted: 1,
+            runs_interrupted: 1,
+        }
+    );
+    assert!(!wav::part_path(&dir.join(&rel)).exists());
+    // Everything up to the last flush survives: 2.0 s, the rest was in the write buffer.
+    let (spec, samples) = read_wav(&dir.join(&rel));
+    assert_eq!((spec.channels, spec.sample_rate), (2, RATE));
+    assert_pattern(&samples, 16_000);
+    let second_run = store.run_id();
+    store.finish(&RunSummary::default()).unwrap();
+
+    let db = catalog(dir);
+    let rec: (String, f64, i64, String, String) = db
+        .query_row(
+            "SELECT state, duration_s, size_bytes, stop_reason, end_time FROM recordings",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        rec,
+        (
+            "recovered".into(),
+            2.0,
+            44 + 16_000 * 4,
+            "interrupted".into(),
+            "2024-03-01T10:00:03.000Z".into()
+        )
+    );
+    let calls: Vec<(String, String, String)> = db
+        .prepare("SELECT sip_call_id, state, end_reason FROM calls")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        calls,
+        [(
+            "crash@host".into(),
+            "interrupted".into(),
+            "interrupted".into()
+        )]
+    );
+    let runs: Vec<(i64, String)> = db
+        .prepare("SELECT id, state FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        runs,
+        [
+            (first_run, "interrupted".into()),
+            (second_run, "complete".into())
+        ]
+    );
+}
+
+#[test]
+fn crash_loses_at_most_the_last_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(
+        tmp.path(),
+        StoreOptions {
+            commit_every: 3,
+            ..opts()
+        },
+    )
+    .unwrap();
+    for call in 1..=5 {
+        store
+            .handle(started(call, call * 10, &format!("batch-{call}")))
+            .unwrap();
+    }
+    store.simulate_crash();
+    let store = Store::open(tmp.path(), opts()).unwrap();
+    assert_eq!(store.recovery().calls_interrupted, 3);
+    drop(store);
+    let db = catalog(tmp.path());
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM calls"), 3);
+}
+
+/// A `.part` whose header was never updated, with a torn last frame; a `.wav` renamed just
+/// before the crash; a row whose file never got created.
+#[test]
+fn recovery_repairs_stale_headers_written_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    Store::open(dir, opts())
+        .unwrap()
+        .finish(&RunSummary::default())
+        .unwrap();
+
+    let day = dir.join("recordings/2024/03/01");
+    fs::create_dir_all(&day).unwrap();
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let write = |path: &Path, frames: u64| {
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for i in 0..frames {
+            let (l, r) = frame(i);
+            w.write_sample(l).unwrap();
+            w.write_sample(r).unwrap();
+        }
+        w.finalize().unwrap();
+    };
+    let stale = day.join("90-stale.wav.part");
+    write(&stale, 1600);
+    let mut bytes = fs::read(&stale).unwrap();
+    bytes[4..8].fill(0); // RIFF size and data size as at creation, before any flush
+    bytes[40..44].fill(0);
+    bytes.extend_from_slice(&[1, 2, 3]); // a torn frame
+    fs::write(&stale, bytes).unwrap();
+    write(&day.join("91-renamed.wav"), 800);
+
+    {
+        let db = Connection::open(dir.join(CATALOG_FILE)).unwrap();
+        db.execute_batch(
+            "INSERT INTO calls (id, run_id, sip_call_id, from_tag, caller_user, caller_host, callee_user,
+                callee_host, caller_signalling, callee_signalling, transport, start_time, answer_time, state)
+             VALUES (90, 1, 'stale', 'f', 'a', 'h', 'b', 'h', '192.0.2.1:5060', '192.0.2.2:5060', 'udp',
+                '2024-03-01T10:00:00.000Z', '2024-03-01T10:00:01.000Z', 'answered');
+             INSERT INTO recordings (id, call_id, path, format, channels, sample_rate, start_time, state, reason)
+             VALUES (1, 90, 'recordings/2024/03/01/90-stale.wav', 'wav', 2, 16000, '2024-03-01T10:00:01.000Z',
+                'recording', 'test'),
+                    (2, 90, 'recordings/2024/03/01/91-renamed.wav', 'wav', 2, 16000, '2024-03-01T10:00:01.000Z',
+                'recording', 'test'),
+                    (3, 90, 'recordings/2024/03/01/92-never.wav', 'wav', 2, 16000, '2024-03-01T10:00:01.000Z',
+                'recording', 'test');",
+        )
+        .unwrap();
+    }
+
+    let store = Store::open(dir, opts()).unwrap();
+    let r = store.recovery();
+    assert_eq!(
+        r.recordings_recovered,
+        [
+            PathBuf::from("recordings/2024/03/01/90-stale.wav"),
+            PathBuf::from("recordings/2024/03/01/91-renamed.wav")
+        ]
+    );
+    assert_eq!(
+        r.recordings_missing,
+        [PathBuf::from("recordings/2024/03/01/92-never.wav")]
+    );
+    assert!(r.recordings_failed.is_empty(), "{:?}", r.recordings_failed);
+    assert_eq!((r.calls_interrupted, r.runs_interrupted), (1, 0));
+    drop(store);
+
+    let (spec_read, samples) = read_wav(&day.join("90-stale.wav"));
+    assert_eq!(spec_read, spec);
+    assert_pattern(&samples, 1600);
+    let db = catalog(dir);
+    let rows: Vec<(String, Option<f64>, Option<i64>, Option<String>)> = db
+        .prepare("SELECT state, duration_s, size_bytes, end_time FROM recordings ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                "recovered".into(),
+                Some(0.1),
+                Some(44 + 1600 * 4),
+                Some("2024-03-01T10:00:01.100Z".into())
+            ),
+            (
+                "recovered".into(),
+                Some(0.05),
+                Some(44 + 800 * 4),
+                Some("2024-03-01T10:00:01.050Z".into())
+            ),
+            ("missing".into(), None, None, None),
+        ]
+    );
+}
+
+#[test]
+fn files_are_0640_and_dirs_0750() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/b/out");
+    let mut store = Store::open(&dir, opts()).unwrap();
+    full_call(&mut store, 1, 1, "modes@host");
+    store.handle(started(2, 0, "open@host")).unwrap();
+    store.handle(rec_started(2, 2, 0)).unwrap();
+    let part = dir.join("recordings/2024/03/01/2-open_host.wav.part");
+    assert_eq!(mode(&part), 0o640, "{}", part.display());
+    store.finish(&RunSummary::default()).unwrap();
+
+    for d in [
+        "a",
+        "a/b",
+        "a/b/out",
+        "a/b/out/recordings",
+        "a/b/out/recordings/2024",
+        "a/b/out/recordings/2024/03",
+    ] {
+        assert_eq!(mode(&tmp.path().join(d)), 0o750, "{d}");
+    }
+    assert_eq!(mode(&dir.join("recordings/2024/03/01")), 0o750);
+    for f in [
+        "recordings/2024/03/01/1-modes_host.wav",
+        "recordings/2024/03/01/2-open_host.wav",
+        CATALOG_FILE,
+        LOCK_FILE,
+    ] {
+        assert_eq!(mode(&dir.join(f)), 0o640, "{f}");
+    }
+    for f in ["catalog.sqlite-wal", "catalog.sqlite-shm"] {
+        if dir.join(f).exists() {
+            assert_eq!(mode(&dir.join(f)) & 0o007, 0, "{f} is not world-readable");
+        }
+    }
+}
+
+#[test]
+fn reopening_appends_a_second_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut store = Store::open(
+        dir,
+        StoreOptions {
+            source: "one.pcap".into(),
+            ..opts()
+        },
+    )
+    .unwrap();
+    full_call(&mut store, 1, 1, "same@host");
+    let first = store.finish(&summary()).unwrap();
+    let first_wav = dir.join(&first.recordings_finalised[0]);
+    let first_bytes = fs::read(&first_wav).unwrap();
+
+    // Same handles and the same Call-ID again: handles are per run, rows are not.
+    let mut store = Store::open(
+        dir,
+        StoreOptions {
+            source: "two.pcap".into(),
+            ..opts()
+        },
+    )
+    .unwrap();
+    assert_eq!(store.recovery(), &Recovery::default());
+    full_call(&mut store, 1, 1, "same@host");
+    let second = store.finish(&summary()).unwrap();
+
+    assert_eq!(
+        first.recordings_finalised,
+        [PathBuf::from("recordings/2024/03/01/1-same_host.wav")]
+    );
+    assert_eq!(
+        second.recordings_finalised,
+        [PathBuf::from("recordings/2024/03/01/2-same_host.wav")]
+    );
+    assert_eq!(
+        fs::read(&first_wav).unwrap(),
+        first_bytes,
+        "first run's recording untouched"
+    );
+    let db = catalog(dir);
+    let runs: Vec<(i64, String, String)> = db
+        .prepare("SELECT id, source, state FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        runs,
+        [
+            (1, "one.pcap".into(), "complete".into()),
+            (2, "two.pcap".into(), "complete".into())
+        ]
+    );
+    assert_eq!(
+        one::<String>(&db, "SELECT group_concat(run_id || ':' || id) FROM calls"),
+        "1:1,2:2"
+    );
+    assert_eq!(one::<i64>(&db, "SELECT count(*) FROM streams"), 4);
+    assert_eq!(
+        one::<String>(
+            &db,
+            "SELECT group_concat(call_id || ':' || recording_id) FROM events"
+        ),
+        "1:1,2:2"
+    );
+}
+
+#[test]
+fn errors_name_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    fs::write(&file, b"x").unwrap();
+    let err = Store::open(&file, opts()).err().expect("DIR is a file");
+    assert!(matches!(err, StoreError::Dir { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
+
+    let below = file.join("out");
+    let err = Store::open(&below, opts()).err().expect("DIR below a file");
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
+
+    // recordings/ occupied by a file.
+    let dir = tmp.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("recordings"), b"x").unwrap();
+    let err = Store::open(&dir, opts())
+        .err()
+        .expect("recordings is a file");
+    assert!(err.to_string().contains("out/recordings"), "{err}");
+}
+
+#[test]
+fn a_second_writer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), opts()).unwrap();
+    let err = Store::open(tmp.path(), opts()).err().expect("locked");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains(LOCK_FILE), "{err}");
+    store.finish(&RunSummary::default()).unwrap();
+    Store::open(tmp.path(), opts())
+        .expect("free again after finish")
+        .finish(&RunSummary::default())
+        .unwrap();
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    Store::open(tmp.path(), opts())
+        .unwrap()
+        .finish(&RunSummary::default())
+        .unwrap();
+    Connection::open(tmp.path().join(CATALOG_FILE))
+        .unwrap()
+        .pragma_update(None, "user_version", 2)
+        .unwrap();
+    let err = Store::open(tmp.path(), opts()).err().expect("too new");
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(CATALOG_FILE), "{err}");
+}
+
+#[test]
+fn unknown_handles_are_counted_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.handle(audio(9, 0, 10)).unwrap();
+    store.handle(answered(9, 0)).unwrap();
+    store.handle(rec_started(9, 9, 0)).unwrap();
+    store.handle(rec_stopped(9, 9, 0, 0)).unwrap();
+    store
+        .handle(stream(9, Side::Caller, "192.0.2.1:1", "192.0.2.2:2", 0))
+        .unwrap();
+    let report = store.finish(&RunSummary::default()).unwrap();
+    assert_eq!(report.orphan_events, 5);
+}
+
+#[test]
+fn finish_closes_open_recordings_and_calls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.handle(started(1, 0, "open@host")).unwrap();
+    store.handle(answered(1, 0)).unwrap();
+    store.handle(rec_started(1, 1, 0)).unwrap();
+    store.handle(audio(1, 0, 4001)).unwrap();
+    // A torn frame (left sample only) is completed with silence.
+    store
+        .handle(Event::RecordingAudio {
+            rec: RecordingHandle(1),
+            samples: vec![frame(4001).0],
+        })
+        .unwrap();
+    let report = store.finish(&RunSummary::default()).unwrap();
+    let rel = PathBuf::from("recordings/2024/03/01/1-open_host.wav");
+    assert_eq!(report.recordings_finalised, std::slice::from_ref(&rel));
+    let samples = read_wav(&tmp.path().join(&rel)).1;
+    assert_pattern(&samples[..8002], 4001);
+    assert_eq!(&samples[8002..], [frame(4001).0, 0]);
+    let db = catalog(tmp.path());
+    assert_eq!(
+        one::<String>(
+            &db,
+            "SELECT state || ' ' || stop_reason || ' ' || end_time FROM recordings"
+        ),
+        "complete end-of-run 2024-03-01T10:00:00.500Z"
+    );
+    assert_eq!(
+        one::<String>(&db, "SELECT state || ' ' || end_reason FROM calls"),
+        "interrupted interrupted"
+    );
+}
+
+#[test]
+fn audio_beyond_the_wav_size_limit_is_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.handle(started(1, 0, "big@host")).unwrap();
+    store.handle(rec_started(1, 1, 0)).unwrap();
+    store
+        .recs
+        .get_mut(&RecordingHandle(1))
+        .unwrap()
+        .file
+        .set_max_samples(200);
+    store.handle(audio(1, 0, 80)).unwrap();
+    store.handle(audio(1, 80, 80)).unwrap();
+    store.handle(rec_stopped(1, 1, 1000, 160)).unwrap();
+    store.finish(&RunSummary::default()).unwrap();
+    assert_pattern(
+        &read_wav(&tmp.path().join("recordings/2024/03/01/1-big_host.wav")).1,
+        100,
+    );
+    let db = catalog(tmp.path());
+    assert_eq!(
+        one::<String>(&db, "SELECT stop_reason FROM recordings"),
+        "size-limit"
+    );
+}
+
+#[test]
+fn second_recording_of_a_call_gets_its_own_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.handle(started(1, 0, "twice@host")).unwrap();
+    store.handle(rec_started(1, 1, 0)).unwrap();
+    store.handle(audio(1, 0, 160)).unwrap();
+    store.handle(rec_stopped(1, 1, 20, 160)).unwrap();
+    store.handle(rec_started(2, 1, 1000)).unwrap();
+    store.handle(audio(2, 0, 160)).unwrap();
+    store.handle(rec_stopped(2, 1, 1020, 160)).unwrap();
+    let report = store.finish(&RunSummary::default()).unwrap();
+    assert_eq!(
+        report.recordings_finalised,
+        [
+            PathBuf::from("recordings/2024/03/01/1-twice_host.wav"),
+            PathBuf::from("recordings/2024/03/01/1-twice_host-2.wav")
+        ]
+    );
+}
+
+/// Every ```sql block of docs/catalog.md runs against a real catalog.
+#[test]
+fn documented_queries_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    full_call(&mut store, 1, 1, "doc@host");
+    store.handle(started(2, 0, "unanswered@host")).unwrap();
+    store
+        .handle(ended(2, 1000, EndReason::Rejected, Some(486)))
+        .unwrap();
+    store.handle(started(3, 0, "oneway@host")).unwrap();
+    store.handle(answered(3, 500)).unwrap();
+    let callee_only = stream(3, Side::Callee, "192.0.2.2:4000", "192.0.2.1:5000", 0);
+    store.handle(callee_only).unwrap();
+    store.handle(ended(3, 9000, EndReason::Bye, None)).unwrap();
+    store.finish(&summary()).unwrap();
+
+    let doc = include_str!("../../../docs/catalog.md");
+    let blocks: Vec<&str> = doc
+        .split("```sql\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 7, "only {} example queries", blocks.len());
+    let db = catalog(tmp.path());
+    let mut results = Vec::new();
+    for sql in blocks {
+        let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}\n{e}"));
+        for i in 1..=stmt.parameter_count() {
+            assert_eq!(stmt.parameter_name(i), Some(":sip_call_id"), "{sql}");
+            stmt.raw_bind_parameter(i, "doc@host").unwrap();
+        }
+        let cols = stmt.column_count();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().unwrap_or_else(|e| panic!("{sql}\n{e}")) {
+            let cells: Vec<String> = (0..cols)
+                .map(|c| format!("{:?}", row.get::<_, rusqlite::types::Value>(c).unwrap()))
+                .collect();
+            out.push(cells.join("|"));
+        }
+        results.push(out);
+    }
+    let joined = results
+        .iter()
+        .map(|r| r.join("\n"))
+        .collect::<Vec<_>>()
+        .join("\n--\n");
+    assert!(
+        joined.contains("recordings/2024/03/01/1-doc_host.wav"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("Integer(486)"),
+        "unanswered call listed: {joined}"
+    );
+    assert!(
+        joined.contains("Text(\"5\")"),
+        "dtmf digit listed: {joined}"
+    );
+    assert!(
+        joined.contains("Real(2.0)"),
+        "lossy stream listed: {joined}"
+    );
+    assert!(
+        joined.contains("Text(\"oneway@host\")"),
+        "one-way call listed: {joined}"
+    );
+    assert!(
+        !joined.contains("Text(\"doc@host\")|Text(\"2024-03-01T10:00:00.000Z\")|Real(3.0)|"),
+        "two-way call not listed as one-way: {joined}"
+    );
+}

@@ -1,0 +1,253 @@
+//! One recording on disk: a `.wav.part` written as audio arrives, made valid every
+//! `flush_every_frames`, renamed to `.wav` when finished. Also repairs `.part` files a crash left.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::StoreError;
+
+pub const FILE_MODE: u32 = 0o640;
+const BITS: u16 = 16;
+const BYTES_PER_SAMPLE: u64 = 2;
+/// The 16-bit PCM `WAVEFORMAT` layout hound writes for up to two channels: RIFF, fmt, data headers.
+pub const HEADER_LEN: u64 = 44;
+/// RIFF sizes are u32: the RIFF size field (data + 36) must not wrap.
+pub const MAX_DATA_BYTES: u64 = u32::MAX as u64 - (HEADER_LEN - 8);
+
+/// `path` with `.part` appended: `x.wav` -> `x.wav.part`.
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let mut s = final_path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn wav_err(path: &Path) -> impl FnOnce(hound::Error) -> StoreError + '_ {
+    move |source| StoreError::Wav {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Creates `path` (never replacing an existing file) with mode 0640 regardless of the umask.
+pub fn create_private_file(path: &Path) -> Result<File, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io_err(path))?;
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .map_err(io_err(path))?;
+    Ok(file)
+}
+
+pub struct Finished {
+    pub frames: u64,
+    pub size_bytes: u64,
+    /// Audio was dropped because the WAV reached its 4 GiB limit.
+    pub truncated: bool,
+}
+
+pub struct WavFile {
+    part: PathBuf,
+    final_path: PathBuf,
+    writer: hound::WavWriter<BufWriter<File>>,
+    /// A second handle on the same open file, for `sync_data` and the final size.
+    file: File,
+    channels: u16,
+    samples: u64,
+    max_samples: u64,
+    frames_since_flush: u64,
+    flush_every_frames: u64,
+    truncated: bool,
+}
+
+impl WavFile {
+    pub fn create(
+        final_path: PathBuf,
+        channels: u16,
+        sample_rate: u32,
+        flush_secs: f64,
+    ) -> Result<WavFile, StoreError> {
+        let part = part_path(&final_path);
+        let file = create_private_file(&part)?;
+        let clone = file.try_clone().map_err(io_err(&part))?;
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate,
+            bits_per_sample: BITS,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
+            .map_err(wav_err(&part))?;
+        let block = u64::from(channels.max(1)) * BYTES_PER_SAMPLE;
+        let flush_every_frames = if flush_secs.is_finite() && flush_secs > 0.0 {
+            ((flush_secs * f64::from(sample_rate)) as u64).max(1)
+        } else {
+            1
+        };
+        Ok(WavFile {
+            part,
+            final_path,
+            writer,
+            file: clone,
+            channels: channels.max(1),
+            samples: 0,
+            max_samples: MAX_DATA_BYTES / block * u64::from(channels.max(1)),
+            frames_since_flush: 0,
+            flush_every_frames,
+            truncated: false,
+        })
+    }
+
+    /// Whole frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.samples / u64::from(self.channels)
+    }
+
+    #[cfg(test)]
+    pub fn set_max_samples(&mut self, n: u64) {
+        self.max_samples = n;
+    }
+
+    /// Appends interleaved samples; a frame split across calls is completed by the next one.
+    pub fn write(&mut self, samples: &[i16]) -> Result<(), StoreError> {
+        let room = self.max_samples.saturating_sub(self.samples);
+        let take = (samples.len() as u64).min(room) as usize;
+        if take < samples.len() {
+            self.truncated = true;
+        }
+        let before = self.frames();
+        for &s in &samples[..take] {
+            self.writer.write_sample(s).map_err(wav_err(&self.part))?;
+        }
+        self.samples += take as u64;
+        self.frames_since_flush += self.frames() - before;
+        let aligned = self.samples.is_multiple_of(u64::from(self.channels));
+        if aligned && self.frames_since_flush >= self.flush_every_frames {
+            // Rewrites the RIFF and data sizes: the .part is a playable WAV up to here.
+            self.writer.flush().map_err(wav_err(&self.part))?;
+            self.frames_since_flush = 0;
+        }
+        Ok(())
+    }
+
+    /// Completes a split frame with silence, writes the final header, syncs the data and
+    /// renames `.part` to `.wav`.
+    pub fn finish(mut self) -> Result<Finished, StoreError> {
+        while !self.samples.is_multiple_of(u64::from(self.channels)) {
+            self.writer
+                .write_sample(0i16)
+                .map_err(wav_err(&self.part))?;
+            self.samples += 1;
+        }
+        let frames = self.frames();
+        self.writer.finalize().map_err(wav_err(&self.part))?;
+        self.file.sync_data().map_err(io_err(&self.part))?;
+        let size_bytes = self.file.metadata().map_err(io_err(&self.part))?.len();
+        fs::rename(&self.part, &self.final_path).map_err(io_err(&self.final_path))?;
+        Ok(Finished {
+            frames,
+            size_bytes,
+            truncated: self.truncated,
+        })
+    }
+}
+
+/// The canonical 44-byte header of a 16-bit PCM WAV holding `data_bytes` of samples.
+fn header(channels: u16, sample_rate: u32, data_bytes: u32) -> [u8; HEADER_LEN as usize] {
+    let block_align = channels * (BITS / 8);
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[0..4].copy_from_slice(b"RIFF");
+    h[4..8].copy_from_slice(&(data_bytes + (HEADER_LEN as u32 - 8)).to_le_bytes());
+    h[8..12].copy_from_slice(b"WAVE");
+    h[12..16].copy_from_slice(b"fmt ");
+    h[16..20].copy_from_slice(&16u32.to_le_bytes());
+    h[20..22].copy_from_slice(&1u16.to_le_bytes()); // WAVE_FORMAT_PCM
+    h[22..24].copy_from_slice(&channels.to_le_bytes());
+    h[24..28].copy_from_slice(&sample_rate.to_le_bytes());
+    h[28..32].copy_from_slice(&(sample_rate * u32::from(block_align)).to_le_bytes());
+    h[32..34].copy_from_slice(&block_align.to_le_bytes());
+    h[34..36].copy_from_slice(&BITS.to_le_bytes());
+    h[36..40].copy_from_slice(b"data");
+    h[40..44].copy_from_slice(&data_bytes.to_le_bytes());
+    h
+}
+
+/// Makes a `.part` a valid WAV and renames it to `final_path`.
+///
+/// We wrote the file, so its layout is known: the header is rewritten whole from the catalog's
+/// channels and rate (it may be stale, or not on disk at all if the crash came before the first
+/// flush), the data size is taken from the file length, and a trailing partial frame is cut.
+pub fn recover_part(
+    part: &Path,
+    final_path: &Path,
+    channels: u16,
+    sample_rate: u32,
+) -> Result<Finished, StoreError> {
+    if channels == 0 || sample_rate == 0 {
+        return Err(StoreError::Io {
+            path: part.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                "catalog row has no channels or sample rate",
+            ),
+        });
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(part)
+        .map_err(io_err(part))?;
+    let len = file.metadata().map_err(io_err(part))?.len();
+    let block = u64::from(channels) * BYTES_PER_SAMPLE;
+    let data = (len.saturating_sub(HEADER_LEN) / block * block).min(MAX_DATA_BYTES / block * block);
+    file.set_len(HEADER_LEN + data).map_err(io_err(part))?;
+    file.seek(SeekFrom::Start(0)).map_err(io_err(part))?;
+    file.write_all(&header(channels, sample_rate, data as u32))
+        .map_err(io_err(part))?;
+    file.sync_data().map_err(io_err(part))?;
+    drop(file);
+
+    let frames = data / block;
+    let reader = hound::WavReader::open(part).map_err(wav_err(part))?;
+    if u64::from(reader.len()) != frames * u64::from(channels) {
+        return Err(StoreError::Io {
+            path: part.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                "repaired header does not read back",
+            ),
+        });
+    }
+    drop(reader);
+    fs::rename(part, final_path).map_err(io_err(final_path))?;
+    Ok(Finished {
+        frames,
+        size_bytes: HEADER_LEN + data,
+        truncated: false,
+    })
+}
+
+/// Reads the length of a finished `.wav` (the crash came after the rename, before the commit).
+pub fn inspect_final(path: &Path) -> Result<Finished, StoreError> {
+    let reader = hound::WavReader::open(path).map_err(wav_err(path))?;
+    let frames = u64::from(reader.duration());
+    drop(reader);
+    let size_bytes = fs::metadata(path).map_err(io_err(path))?.len();
+    Ok(Finished {
+        frames,
+        size_bytes,
+        truncated: false,
+    })
+}

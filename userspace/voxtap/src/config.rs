@@ -1,0 +1,154 @@
+//! The TOML configuration. Unknown keys and bad values stop start-up with a message that names
+//! the file, line and column.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use voxtap_core::EngineConfig;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub engine: EngineSection,
+    #[serde(default)]
+    pub recording: RecordingSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// TCP ports always reassembled as SIP (other ports are detected by content).
+    pub sip_tcp_ports: Vec<u16>,
+    /// How long audio waits for late and reordered RTP, in milliseconds.
+    pub reorder_window_ms: u64,
+    /// An answered call with neither SIP nor RTP ends after this many seconds.
+    pub media_timeout_s: u64,
+    /// An unanswered call with no final response ends after this many seconds.
+    pub setup_timeout_s: u64,
+    /// RTP that matches no call is held this long for an SDP that may claim it.
+    pub pending_rtp_ms: u64,
+    /// Most calls tracked at once.
+    pub max_calls: usize,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        Self {
+            sip_tcp_ports: e.sip_tcp_ports,
+            reorder_window_ms: e.reorder_window.as_millis() as u64,
+            media_timeout_s: e.dialog.media_timeout.as_secs(),
+            setup_timeout_s: e.dialog.setup_timeout.as_secs(),
+            pending_rtp_ms: e.pending_rtp_max_age.as_millis() as u64,
+            max_calls: e.dialog.max_calls,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSection {
+    /// Record every answered call (the rules engine replaces this later).
+    pub enabled: bool,
+    /// How often a recording's WAV header is made valid on disk, in seconds of audio.
+    pub wav_flush_s: f64,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        Self { enabled: true, wav_flush_s: 1.0 }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("bad config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => {
+                let at = e.span().map(|s| line_col(text, s.start));
+                match at {
+                    Some((line, col)) => bail!("line {line}, column {col}: {}", e.message()),
+                    None => bail!("{}", e.message()),
+                }
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let e = &self.engine;
+        if e.reorder_window_ms == 0 || e.reorder_window_ms > 10_000 {
+            bail!("engine.reorder_window_ms must be between 1 and 10000, not {}", e.reorder_window_ms);
+        }
+        if e.media_timeout_s == 0 || e.setup_timeout_s == 0 {
+            bail!("engine.media_timeout_s and engine.setup_timeout_s must be above 0");
+        }
+        if e.max_calls == 0 {
+            bail!("engine.max_calls must be above 0");
+        }
+        if !(self.recording.wav_flush_s > 0.0 && self.recording.wav_flush_s <= 60.0) {
+            bail!("recording.wav_flush_s must be above 0 and at most 60, not {}", self.recording.wav_flush_s);
+        }
+        Ok(())
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut c = EngineConfig::default();
+        let e = &self.engine;
+        c.sip_tcp_ports = e.sip_tcp_ports.clone();
+        c.reorder_window = Duration::from_millis(e.reorder_window_ms);
+        c.dialog.media_timeout = Duration::from_secs(e.media_timeout_s);
+        c.dialog.setup_timeout = Duration::from_secs(e.setup_timeout_s);
+        c.dialog.max_calls = e.max_calls;
+        c.pending_rtp_max_age = Duration::from_millis(e.pending_rtp_ms);
+        c
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert!(c.recording.enabled);
+        assert_eq!(c.engine.reorder_window_ms, 300);
+    }
+
+    #[test]
+    fn unknown_key_names_the_line() {
+        let err = Config::parse("[engine]\nreorder_window_ms = 200\nbogus = 1\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("bogus"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let err = Config::parse("[recording]\nenabled = \"yes\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(Config::parse("[engine]\nreorder_window_ms = 0\n").is_err());
+        assert!(Config::parse("[recording]\nwav_flush_s = -1.0\n").is_err());
+    }
+}

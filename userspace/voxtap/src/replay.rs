@@ -1,0 +1,156 @@
+//! `voxtap replay`: capture files → engine → WAV files and the catalog.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use voxtap_capture::CaptureFile;
+use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy};
+use voxtap_core::stats::Malformed;
+use voxtap_core::{Engine, Timestamp};
+use voxtap_store::{RunSummary, Store, StoreOptions};
+
+use crate::ReplayArgs;
+use crate::config::Config;
+
+pub fn run(args: &ReplayArgs) -> Result<()> {
+    let cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let policy: Box<dyn RecordingPolicy> =
+        if cfg.recording.enabled { Box::new(RecordAnswered) } else { Box::new(RecordNothing) };
+    let mut engine = Engine::with_policy(cfg.engine_config(), policy);
+    let source = args.captures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+    let opts = StoreOptions { wav_flush_secs: cfg.recording.wav_flush_s, source, ..StoreOptions::default() };
+    let mut store = Store::open(&args.out, opts).with_context(|| format!("cannot open output {}", args.out.display()))?;
+
+    let started = Instant::now();
+    let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+    let total_bytes: u64 = args.captures.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let mut done_bytes = 0u64;
+    let mut input_error = None;
+
+    'files: for path in &args.captures {
+        let mut file = match CaptureFile::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                input_error = Some(anyhow::Error::new(e));
+                break;
+            }
+        };
+        loop {
+            match file.next_frame() {
+                Ok(Some(frame)) => engine.handle(frame.ts, frame.link, frame.data),
+                Ok(None) => break,
+                Err(e) => {
+                    input_error = Some(anyhow::Error::new(e));
+                    break 'files;
+                }
+            }
+            drain(&mut engine, &mut store)?;
+            if progress.due() {
+                progress.show(done_bytes + file.position(), total_bytes, &engine);
+            }
+        }
+        done_bytes += file.len();
+    }
+    // Whatever happened to the input, everything seen so far is written.
+    engine.finish();
+    drain(&mut engine, &mut store)?;
+    progress.clear();
+
+    let stats = engine.stats().clone();
+    let summary = RunSummary {
+        ended_ts: (engine.now() > Timestamp(0)).then_some(engine.now()),
+        frames: stats.frames,
+        sip_messages: stats.sip_messages,
+        rtp_packets: stats.rtp_packets,
+        rtp_unmatched: stats.rtp_unmatched,
+        malformed: stats.malformed_total(),
+        ignored: stats.ignored,
+        calls_seen: stats.calls_seen,
+        calls_answered: stats.calls_answered,
+        rtp_streams: stats.rtp_streams,
+    };
+    let report = store.finish(&summary).context("cannot finish the catalog")?;
+    let elapsed = started.elapsed();
+
+    let pps = stats.frames as f64 / elapsed.as_secs_f64().max(1e-9);
+    let malformed: Vec<String> = Malformed::ALL
+        .iter()
+        .filter(|m| stats.malformed[**m as usize] > 0)
+        .map(|m| format!("{} {}", m.as_str(), stats.malformed[*m as usize]))
+        .collect();
+    println!("voxtap replay: {}", args.out.display());
+    println!("  calls seen      {:>10}", stats.calls_seen);
+    println!("  answered        {:>10}", stats.calls_answered);
+    println!("  recorded        {:>10}", report.recordings);
+    println!("  RTP streams     {:>10}", stats.rtp_streams);
+    println!("  packets         {:>10}  (SIP messages {}, RTP {}, RTCP {})", stats.frames, stats.sip_messages, stats.rtp_packets, stats.rtcp_packets);
+    println!("  unmatched RTP   {:>10}", stats.rtp_unmatched);
+    println!(
+        "  malformed       {:>10}{}",
+        stats.malformed_total(),
+        if malformed.is_empty() { String::new() } else { format!("  ({})", malformed.join(", ")) }
+    );
+    println!("  not VoIP        {:>10}", stats.ignored);
+    println!("  elapsed         {:>10.3} s  ({:.0} packets/s)", elapsed.as_secs_f64(), pps);
+    println!("  catalog         {}", args.out.join("catalog.sqlite").display());
+    println!("  recordings      {}", args.out.join("recordings").display());
+
+    match input_error {
+        Some(e) => Err(e.context("the input ended early; everything before the error was written")),
+        None => Ok(()),
+    }
+}
+
+fn drain(engine: &mut Engine, store: &mut Store) -> Result<()> {
+    while let Some(ev) = engine.poll_event() {
+        store.handle(ev).context("cannot write recording or catalog")?;
+    }
+    Ok(())
+}
+
+/// A one-line progress report on stderr, redrawn at most a few times a second.
+struct Progress {
+    enabled: bool,
+    last: Instant,
+    counter: u32,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Self { enabled, last: Instant::now(), counter: 0 }
+    }
+
+    fn due(&mut self) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        // Checking the clock per frame would cost more than the frame.
+        self.counter = self.counter.wrapping_add(1);
+        self.counter % 4096 == 0 && self.last.elapsed() >= Duration::from_millis(250)
+    }
+
+    fn show(&mut self, done: u64, total: u64, engine: &Engine) {
+        self.last = Instant::now();
+        let pct = if total > 0 { done as f64 * 100.0 / total as f64 } else { 0.0 };
+        let s = engine.stats();
+        eprint!(
+            "\r{pct:5.1}%  {} packets  {} calls ({} active)  {} recorded  {} malformed   ",
+            s.frames,
+            s.calls_seen,
+            engine.active_calls(),
+            s.recordings_started,
+            s.malformed_total()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            eprint!("\r{:80}\r", "");
+        }
+    }
+}
