@@ -10,7 +10,6 @@ use voxtap_tests::{Scratch, catalog, energy, have_tshark, read_wav, replay_ok, s
 
 /// Captures whose SIP voxtap cannot read yet, and why. Each is reported loudly, never hidden.
 const KNOWN_GAPS: &[(&str, &str)] = &[
-    ("sip-websocket.pcap", "SIP over WebSocket (RFC 7118) is not decoded yet"),
     ("extra/sip-sctp.pcap", "SIP over SCTP is not decoded"),
     ("extra/sip-tls13-rtcp.pcap", "SIP over TLS cannot be read passively"),
 ];

@@ -248,7 +248,7 @@ impl Engine {
             self.on_sip_bytes(ts, src, dst, SipTransport::Udp, payload);
         } else if rtp::looks_like_rtcp(payload) {
             self.stats.rtcp_packets += 1;
-        } else if rtp::looks_like_rtp(payload) {
+        } else if rtp::looks_like_unknown_rtp(src.port(), dst.port(), payload) {
             match self.dialogs.lookup_media(src, dst) {
                 Some((call, sender)) => {
                     let flow = Flow { call, sender };

@@ -113,6 +113,14 @@ pub fn looks_like_rtp(payload: &[u8]) -> bool {
         && !(72..=95).contains(&(payload[1] & 0x7f))
 }
 
+/// Stricter test for UDP that matches no call yet: RTP uses unprivileged ports (RFC 3550 §11)
+/// and a static (RFC 3551) or dynamic payload type, which keeps DNS, NetBIOS and the like out
+/// of the unmatched-RTP count.
+pub fn looks_like_unknown_rtp(src_port: u16, dst_port: u16, payload: &[u8]) -> bool {
+    let pt = payload.get(1).map_or(0, |b| b & 0x7f);
+    src_port >= 1024 && dst_port >= 1024 && looks_like_rtp(payload) && (pt <= 34 || pt >= 96)
+}
+
 /// RTCP: version 2 and a packet type in 192..=223 (RFC 5761 §4).
 pub fn looks_like_rtcp(payload: &[u8]) -> bool {
     payload.len() >= 8 && payload[0] >> 6 == 2 && (192..=223).contains(&payload[1])
@@ -346,6 +354,9 @@ mod tests {
         assert!(looks_like_rtcp(&rtcp_sr));
         assert!(!looks_like_rtp(&[0x80, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0]));
         assert!(!looks_like_rtp(b"INVITE sip:a@b SIP/2.0\r\n"));
+        assert!(looks_like_unknown_rtp(4000, 14904, &rtp(1, 1, 8, false)));
+        assert!(!looks_like_unknown_rtp(137, 137, &rtp(1, 1, 8, false)), "NetBIOS is not RTP");
+        assert!(!looks_like_unknown_rtp(4000, 4002, &rtp(1, 1, 50, false)), "unassigned payload type");
     }
 
     #[test]
