@@ -1,0 +1,203 @@
+//! `voxtap-gen`: deterministic SIP/RTP traffic generator for voxtap tests.
+//!
+//! [`generate`] turns a [`GenConfig`] into Ethernet frames (sorted by
+//! timestamp) plus a [`GroundTruth`] describing every call, and
+//! [`write_pcap`] stores the frames as a classic microsecond pcap file
+//! (link type Ethernet).
+//!
+//! Every call carries a pure sine tone per direction (caller → left channel,
+//! callee → right channel), G.711 encoded, so a test can check that a
+//! recording holds the right tone on the right channel for the right
+//! Call-ID. All randomness comes from `GenConfig::seed`: the same config
+//! always yields byte-identical output.
+//!
+//! Conventions used in the ground truth:
+//! * all `*_ns` values are absolute Unix-epoch nanoseconds (pcap timestamps,
+//!   always whole microseconds);
+//! * `recorded_secs` is answer (200 OK to INVITE) → BYE;
+//! * `rtp_packets_*` count the RTP packets of that side actually present in
+//!   the capture (audio, telephone-event and early media), `lost_*` the
+//!   packets the network "dropped" (seq gaps as tshark counts them);
+//! * `at_secs`, `from_secs`, `to_secs` are seconds relative to the answer.
+
+pub mod call;
+pub mod g711;
+pub mod net;
+pub mod pcap;
+pub mod rng;
+pub mod rtp;
+pub mod scenario;
+pub mod sip;
+
+#[cfg(test)]
+mod tests;
+
+pub use pcap::write_pcap;
+
+/// 2026-01-01T00:00:00Z.
+pub const DEFAULT_START_UNIX_SECS: u64 = 1_767_225_600;
+
+/// Which kind of traffic to generate.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Plain G.711 μ-law call over UDP.
+    Pcmu,
+    /// Plain G.711 A-law call over UDP (callee hangs up).
+    Pcma,
+    /// PCMU call with RFC 4733 DTMF: caller presses 1 and #, callee presses 5.
+    Dtmf,
+    /// Caller puts the callee on hold (sendonly) then resumes from a new RTP port and SSRC.
+    HoldMove,
+    /// Caller behind NAT: SDP/Contact advertise 192.168.1.x, packets come from 203.0.113.x.
+    Nat,
+    /// ~2% RTP loss and ~2% adjacent reordering per direction.
+    LossReorder,
+    /// Every frame 802.1Q tagged (VID 100).
+    Vlan,
+    /// Every frame double tagged: outer 802.1ad VID 200, inner 802.1Q VID 100.
+    #[value(name = "qinq", alias = "qin-q")]
+    #[serde(rename = "qinq")]
+    QinQ,
+    /// INVITE larger than the MTU, sent as IPv4 fragments (every second call in reverse order).
+    FragmentedInvite,
+    /// SIP over TCP (handshake, split INVITE, coalesced 100+180, FIN); RTP over UDP.
+    Tcp,
+    /// Everything over IPv6 (fd00:1::/64 caller side, fd00:2::/64 callee side).
+    Ipv6,
+    /// INVITE → 100 → 180 → CANCEL → 200 → 487 → ACK; never answered, nothing to record.
+    CancelBeforeAnswer,
+    /// 183 Session Progress with SDP and ~1 s of early media before the 200 OK.
+    EarlyMedia,
+    /// Many overlapping PCMU/PCMA calls, all up at the same time (default 200).
+    Concurrent,
+    /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
+    Mix,
+}
+
+/// Generator settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GenConfig {
+    pub scenario: Scenario,
+    /// Number of calls (for `Mix`: number of rounds of 14 calls).
+    pub calls: usize,
+    /// Talk time (answer → BYE) in seconds; clamped to at least 0.5 s.
+    pub talk_secs: f64,
+    pub seed: u64,
+    /// Capture start (first INVITE is ~100 ms later).
+    pub start_unix_secs: u64,
+}
+
+impl GenConfig {
+    /// Defaults: 1 call (Concurrent: 200, FragmentedInvite: 2 so both
+    /// fragment orders are present), 4 s talk, seed 1, 2026-01-01T00:00:00Z.
+    pub fn new(scenario: Scenario) -> Self {
+        let calls = match scenario {
+            Scenario::Concurrent => 200,
+            Scenario::FragmentedInvite => 2,
+            _ => 1,
+        };
+        GenConfig {
+            scenario,
+            calls,
+            talk_secs: 4.0,
+            seed: 1,
+            start_unix_secs: DEFAULT_START_UNIX_SECS,
+        }
+    }
+}
+
+/// One complete Ethernet frame (no FCS) and its capture time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Unix-epoch nanoseconds (whole microseconds).
+    pub ts_ns: u64,
+    pub data: Vec<u8>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct GroundTruth {
+    pub scenario: Scenario,
+    pub calls: Vec<CallTruth>,
+    /// Number of frames in the capture.
+    pub frames: usize,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct CallTruth {
+    pub sip_call_id: String,
+    pub caller_user: String,
+    pub caller_display: Option<String>,
+    pub callee_user: String,
+    pub answered: bool,
+    /// Every answered call is expected to be recorded.
+    pub recorded: bool,
+    /// "PCMU" or "PCMA".
+    pub codec: String,
+    /// Tone sent by the caller (left channel).
+    pub caller_tone_hz: f64,
+    /// Tone sent by the callee (right channel).
+    pub callee_tone_hz: f64,
+    /// INVITE time.
+    pub start_ns: u64,
+    /// 200 OK (to the INVITE) time.
+    pub answer_ns: Option<u64>,
+    /// BYE time, or the 487 time for a cancelled call.
+    pub end_ns: u64,
+    /// Answer → BYE, seconds (0 when not answered).
+    pub recorded_secs: f64,
+    /// Final response to the INVITE (200 or 487).
+    pub final_status: u16,
+    /// "bye" or "cancelled".
+    pub end_reason: String,
+    /// Signalling transport, "udp" or "tcp".
+    pub transport: String,
+    pub dtmf: Vec<DtmfTruth>,
+    /// Spans (relative to the answer) where a channel carries no tone (hold).
+    pub silent_spans: Vec<SilentSpan>,
+    pub rtp_packets_caller: u64,
+    pub rtp_packets_callee: u64,
+    pub lost_caller: u64,
+    pub lost_callee: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct DtmfTruth {
+    pub digit: char,
+    /// "caller" or "callee".
+    pub side: String,
+    /// Event start, seconds after the answer.
+    pub at_secs: f64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct SilentSpan {
+    /// "left" (caller) or "right" (callee).
+    pub channel: String,
+    pub from_secs: f64,
+    pub to_secs: f64,
+}
+
+/// Generate the capture for `cfg`: frames sorted by time, plus ground truth.
+pub fn generate(cfg: &GenConfig) -> (Vec<Frame>, GroundTruth) {
+    let specs = scenario::plan(cfg);
+    let mut frames = Vec::new();
+    let mut calls = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let (f, t) = call::generate_call(spec);
+        frames.extend(f);
+        calls.push(t);
+    }
+    frames.sort_by_key(|f| f.ts_ns); // stable: keeps intra-call order for equal stamps
+    let n = frames.len();
+    (
+        frames,
+        GroundTruth {
+            scenario: cfg.scenario,
+            calls,
+            frames: n,
+        },
+    )
+}

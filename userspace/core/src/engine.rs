@@ -119,6 +119,10 @@ pub struct Engine {
     tcp: TcpReassembler,
     sip_tcp_flows: HashMap<FlowKey, ()>,
     flows: HashMap<FlowTuple, Flow>,
+    /// Flows of each call, to forget them with it.
+    call_flows: HashMap<CallHandle, Vec<FlowTuple>>,
+    /// Where matched flows send to, and who sends there: the answering direction's source.
+    peers: HashMap<SocketAddr, (CallHandle, Side)>,
     streams: HashMap<(SocketAddr, SocketAddr, u32), Stream>,
     /// Streams of each call, for the report at its end.
     call_streams: HashMap<CallHandle, Vec<(SocketAddr, SocketAddr, u32)>>,
@@ -150,6 +154,8 @@ impl Engine {
             policy,
             sip_tcp_flows: HashMap::new(),
             flows: HashMap::new(),
+            peers: HashMap::new(),
+            call_flows: HashMap::new(),
             streams: HashMap::new(),
             call_streams: HashMap::new(),
             recordings: HashMap::new(),
@@ -249,10 +255,9 @@ impl Engine {
         } else if rtp::looks_like_rtcp(payload) {
             self.stats.rtcp_packets += 1;
         } else if rtp::looks_like_unknown_rtp(src.port(), dst.port(), payload) {
-            match self.dialogs.lookup_media(src, dst) {
-                Some((call, sender)) => {
-                    let flow = Flow { call, sender };
-                    self.flows.insert((src, dst), flow);
+            match self.match_flow(src, dst) {
+                Some(flow) => {
+                    self.add_flow(src, dst, flow);
                     self.on_rtp(ts, src, dst, flow, payload);
                 }
                 None => self.hold_pending(ts, src, dst, payload),
@@ -434,7 +439,6 @@ impl Engine {
         keys.sort_by_key(|k| self.streams.get(k).map(|s| s.handle));
         for key in keys {
             let Some(s) = self.streams.remove(&key) else { continue };
-            self.flows.remove(&(s.src, s.dst));
             self.events.push_back(Event::StreamEnded(StreamReport {
                 stream: s.handle,
                 call: handle,
@@ -457,7 +461,12 @@ impl Engine {
                 comfort_noise: s.comfort_noise,
             }));
         }
-        self.flows.retain(|_, f| f.call != handle);
+        for (src, dst) in self.call_flows.remove(&handle).unwrap_or_default() {
+            self.flows.remove(&(src, dst));
+            if self.peers.get(&dst).is_some_and(|(c, _)| *c == handle) {
+                self.peers.remove(&dst);
+            }
+        }
         let (ts, reason) = call.ended.unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
         self.events.push_back(Event::CallEnded { call: handle, ts, reason, final_status: call.final_status });
     }
@@ -570,6 +579,25 @@ impl Engine {
         }
     }
 
+    /// Ties a new flow to a call. A source that an earlier flow of the call sends to is that
+    /// flow's peer answering back (symmetric RTP, RFC 4961), which holds where SDP addresses
+    /// lie: behind NAT, or through a media relay whose address no SDP names. Otherwise the SDP
+    /// endpoints decide.
+    fn match_flow(&self, src: SocketAddr, dst: SocketAddr) -> Option<Flow> {
+        if let Some(&(call, sender)) = self.peers.get(&src) {
+            if self.dialogs.get(call).is_some_and(|c| c.state != CallState::Ended) {
+                return Some(Flow { call, sender: sender.other() });
+            }
+        }
+        self.dialogs.lookup_media(src, dst).map(|(call, sender)| Flow { call, sender })
+    }
+
+    fn add_flow(&mut self, src: SocketAddr, dst: SocketAddr, flow: Flow) {
+        self.flows.insert((src, dst), flow);
+        self.call_flows.entry(flow.call).or_default().push((src, dst));
+        self.peers.entry(dst).or_insert((flow.call, flow.sender));
+    }
+
     /// Keeps RTP that matches no call yet, for an SDP that may still arrive.
     fn hold_pending(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
         if self.pending_packets >= self.cfg.pending_rtp_max_packets {
@@ -588,9 +616,9 @@ impl Engine {
         }
         let mut claimed: Vec<(FlowTuple, Flow)> = Vec::new();
         for &(src, dst) in self.pending.keys() {
-            if let Some((c, sender)) = self.dialogs.lookup_media(src, dst) {
-                if c == call {
-                    claimed.push(((src, dst), Flow { call, sender }));
+            if let Some(flow) = self.match_flow(src, dst) {
+                if flow.call == call {
+                    claimed.push(((src, dst), flow));
                 }
             }
         }
@@ -598,7 +626,7 @@ impl Engine {
         for (tuple, flow) in claimed {
             let Some(packets) = self.pending.remove(&tuple) else { continue };
             self.pending_packets -= packets.len();
-            self.flows.insert(tuple, flow);
+            self.add_flow(tuple.0, tuple.1, flow);
             for p in packets {
                 self.on_rtp(p.ts, tuple.0, tuple.1, flow, &p.data);
             }
@@ -640,8 +668,11 @@ impl Engine {
         let mut handles: Vec<CallHandle> = self.recordings.keys().copied().collect();
         handles.sort();
         for h in handles {
+            // Audio runs up to the call's last sign of life, so a call that ends by timeout or
+            // at the end of input has no trailing silence past its end time.
+            let last_activity = self.dialogs.get(h).map_or(now, |c| c.last_activity);
             let rec = self.recordings.get_mut(&h).expect("listed");
-            let until = frame_at(rec.start, now - window, rec.timeline.sample_rate());
+            let until = frame_at(rec.start, (now - window).min(last_activity), rec.timeline.sample_rate());
             if until - rec.timeline.emitted() as i64 >= chunk {
                 self.audio.clear();
                 rec.timeline.drain_until(until, &mut self.audio);

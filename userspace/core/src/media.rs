@@ -36,6 +36,8 @@ struct Channel {
     anchor: Option<Anchor>,
     /// Frame position of the end of the last placed packet.
     last_end: i64,
+    /// Arrival frame of the last packet placed from the anchored source.
+    last_arrival: i64,
     late: u64,
 }
 
@@ -47,6 +49,9 @@ pub enum Placement {
     Late,
     /// Nothing to place (empty payload or no decoder).
     Empty,
+    /// Another stream already feeds this channel: a media relay's second leg, or a forked
+    /// copy. The first stream keeps the channel until it goes quiet.
+    Shadowed,
 }
 
 pub struct Timeline {
@@ -105,6 +110,13 @@ impl Timeline {
         decoder: &mut dyn Decoder,
         payload: &[u8],
     ) -> Placement {
+        let quiet = self.resync / 4;
+        if let Some(a) = self.channels[index(side)].anchor {
+            let ch = &self.channels[index(side)];
+            if a.source != source && arrival_frame - ch.last_arrival < quiet {
+                return Placement::Shadowed;
+            }
+        }
         self.scratch.clear();
         decoder.decode(payload, &mut self.scratch);
         if self.scratch.is_empty() {
@@ -160,6 +172,7 @@ impl Timeline {
             ch.buf[start + i] = *s;
         }
         ch.last_end = ch.last_end.max(frame + n);
+        ch.last_arrival = ch.last_arrival.max(arrival_frame);
         Placement::Placed
     }
 
@@ -241,6 +254,25 @@ mod tests {
         t.place(Side::Caller, 1, 28_800_000, 160, &mut dec, &[LOUD; 160]);
         let out = drain_all(&mut t, 320);
         assert!(out.iter().step_by(2).all(|&s| s != 0));
+    }
+
+    #[test]
+    fn a_second_stream_does_not_fight_the_first_for_a_channel() {
+        let mut t = Timeline::new(8000);
+        let mut dec = G711::ulaw();
+        for i in 0..10u32 {
+            let at = 160 * i as i64;
+            assert_eq!(t.place(Side::Caller, 1, 160 * i, at, &mut dec, &[LOUD; 160]), Placement::Placed);
+            // A relay's copy of the same audio, with its own timestamps.
+            assert_eq!(t.place(Side::Caller, 2, 90_000 + 160 * i, at + 8, &mut dec, &[0x80; 160]), Placement::Shadowed);
+        }
+        // Once the first goes quiet, the second takes over (a media move).
+        let at = 160 * 10 + 4000;
+        assert_eq!(t.place(Side::Caller, 2, 95_000, at, &mut dec, &[LOUD; 160]), Placement::Placed);
+        let out = drain_all(&mut t, 1600);
+        let mut loud = Vec::new();
+        dec.decode(&[LOUD], &mut loud);
+        assert!(out.iter().step_by(2).all(|&s| s == loud[0]), "only the first stream's audio");
     }
 
     #[test]

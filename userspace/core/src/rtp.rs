@@ -183,6 +183,8 @@ pub struct StreamStats {
     last_time_ms: f64,
     /// Extended RTP timestamp of the last in-sequence packet.
     last_ext_ts: i64,
+    /// Extended RTP timestamp of the last packet with a clock rate: the nominal-time reference.
+    nominal_ext_ts: i64,
     /// Unwrapping state for the 32-bit RTP timestamp.
     last_raw_ts: u32,
     ext_ts: i64,
@@ -207,6 +209,7 @@ impl StreamStats {
             self.last_raw_ts = ts;
             self.ext_ts = ts as i64;
             self.last_ext_ts = self.ext_ts;
+            self.nominal_ext_ts = self.ext_ts;
             self.last_time_ms = 0.0;
             self.prev_pt = pt;
             self.received = 1;
@@ -245,10 +248,13 @@ impl StreamStats {
         let mut current_jitter = 0.0;
         if clock_rate != 0 {
             let ms_per_tick = 1.0 / f64::from(clock_rate / 1000).max(1.0);
-            let expected = self.last_time_ms + (self.ext_ts - self.last_ext_ts) as f64 * ms_per_tick;
+            // Arrival is measured from the last in-sequence packet of any kind, nominal time from
+            // the last one with a clock, as Wireshark does: so telephone events count.
+            let expected = self.last_time_ms + (self.ext_ts - self.nominal_ext_ts) as f64 * ms_per_tick;
             let diff = (now_ms - expected).abs();
             current_jitter = (15.0 * self.jitter_ms + diff) / 16.0;
             self.jitter_ms = current_jitter;
+            self.nominal_ext_ts = self.ext_ts;
         }
         let regular = !marker && !is_cn && in_time && !follows_cn;
         if regular && clock_rate != 0 {

@@ -1,0 +1,1102 @@
+//! Generation of one call: SIP dialog, transport (UDP/TCP/fragments), RTP
+//! media for both directions, and its ground truth.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::net::{self, VlanTag, tcp_flags};
+use crate::rng::Rng;
+use crate::rtp::{self, Codec, PACKET_NS, PT_TELEPHONE_EVENT, RtpHeader, SAMPLES_PER_PACKET};
+use crate::sip::{Direction, Msg, Sdp, host, hostport};
+use crate::{CallTruth, DtmfTruth, Frame, SilentSpan};
+
+pub const US: u64 = 1_000;
+pub const MS: u64 = 1_000_000;
+
+/// Everything that distinguishes one call; produced by [`crate::scenario::plan`].
+#[derive(Clone, Debug)]
+pub struct CallSpec {
+    /// Index of the call in the file (drives addressing).
+    pub idx: usize,
+    pub seed: u64,
+    pub codec: Codec,
+    /// INVITE time (absolute ns). For TCP the handshake precedes it by 1 ms.
+    pub start_ns: u64,
+    /// INVITE → 200 OK (or → CANCEL).
+    pub ring_ns: u64,
+    /// 200 OK → BYE.
+    pub talk_ns: u64,
+    pub bye_by_callee: bool,
+    pub dtmf: bool,
+    pub hold_move: bool,
+    pub nat: bool,
+    pub loss_reorder: bool,
+    pub tags: Vec<VlanTag>,
+    pub big_invite: bool,
+    pub frag_reverse: bool,
+    pub tcp: bool,
+    pub ipv6: bool,
+    pub cancel: bool,
+    pub early_media: bool,
+    pub caller_display: Option<String>,
+    pub caller_tone_hz: f64,
+    pub callee_tone_hz: f64,
+    pub caller_rtp_port: u16,
+    /// Port the caller moves to after hold (HoldMove only).
+    pub caller_rtp_port2: u16,
+    pub callee_rtp_port: u16,
+}
+
+/// Collects one call's frames.
+struct Emitter {
+    frames: Vec<Frame>,
+    tags: Vec<VlanTag>,
+    ip_id: u16,
+}
+
+impl Emitter {
+    fn push_ip(
+        &mut self,
+        t: u64,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        l4: &[u8],
+        reverse_frags: bool,
+    ) {
+        let (smac, dmac) = (net::mac_for(src), net::mac_for(dst));
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                self.ip_id = self.ip_id.wrapping_add(1);
+                let df = proto == net::PROTO_TCP;
+                if 20 + l4.len() > net::MTU {
+                    let mut frags = net::ipv4_fragments(s, d, proto, self.ip_id, 64, l4, net::MTU);
+                    if reverse_frags {
+                        frags.reverse();
+                    }
+                    for (i, f) in frags.iter().enumerate() {
+                        let data = net::ethernet(smac, dmac, &self.tags, net::ETHERTYPE_IPV4, f);
+                        self.frames.push(Frame {
+                            ts_ns: t + i as u64 * 20 * US,
+                            data,
+                        });
+                    }
+                } else {
+                    let p = net::ipv4_packet(s, d, proto, self.ip_id, df, 64, l4);
+                    self.frames.push(Frame {
+                        ts_ns: t,
+                        data: net::ethernet(smac, dmac, &self.tags, net::ETHERTYPE_IPV4, &p),
+                    });
+                }
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                assert!(40 + l4.len() <= net::MTU, "IPv6 packet exceeds the MTU");
+                let p = net::ipv6_packet(s, d, proto, 64, l4);
+                self.frames.push(Frame {
+                    ts_ns: t,
+                    data: net::ethernet(smac, dmac, &self.tags, net::ETHERTYPE_IPV6, &p),
+                });
+            }
+            _ => panic!("mixed address families"),
+        }
+    }
+
+    fn udp(
+        &mut self,
+        t: u64,
+        from: SocketAddr,
+        to: SocketAddr,
+        payload: &[u8],
+        reverse_frags: bool,
+    ) {
+        let d = net::udp(from.ip(), to.ip(), from.port(), to.port(), payload);
+        self.push_ip(t, from.ip(), to.ip(), net::PROTO_UDP, &d, reverse_frags);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        &mut self,
+        t: u64,
+        from: SocketAddr,
+        to: SocketAddr,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        opts: &[u8],
+        payload: &[u8],
+    ) {
+        let s = net::tcp(
+            from.ip(),
+            to.ip(),
+            from.port(),
+            to.port(),
+            seq,
+            ack,
+            flags,
+            64240,
+            opts,
+            payload,
+        );
+        self.push_ip(t, from.ip(), to.ip(), net::PROTO_TCP, &s, false);
+    }
+}
+
+/// Signalling path between caller and callee: UDP datagrams or one TCP connection.
+struct SigPath {
+    /// Caller's on-wire address (after NAT; the ephemeral port for TCP).
+    caller: SocketAddr,
+    callee: SocketAddr,
+    tcp: Option<TcpState>,
+    frag_reverse: bool,
+}
+
+struct TcpState {
+    /// Next sequence number the caller (client) / callee (server) will send.
+    c_next: u32,
+    s_next: u32,
+}
+
+const MSS_OPT: [u8; 4] = [2, 4, 0x05, 0xB4]; // MSS 1460
+
+impl SigPath {
+    fn ends(&self, from_caller: bool) -> (SocketAddr, SocketAddr) {
+        if from_caller {
+            (self.caller, self.callee)
+        } else {
+            (self.callee, self.caller)
+        }
+    }
+
+    /// Three-way handshake at `t` (caller is the client). Returns the time after it.
+    fn open(&mut self, em: &mut Emitter, t: u64, rng: &mut Rng) -> u64 {
+        let (c_isn, s_isn) = (rng.next_u32(), rng.next_u32());
+        let (c, s) = (self.caller, self.callee);
+        em.tcp(t, c, s, c_isn, 0, tcp_flags::SYN, &MSS_OPT, &[]);
+        em.tcp(
+            t + 300 * US,
+            s,
+            c,
+            s_isn,
+            c_isn.wrapping_add(1),
+            tcp_flags::SYN | tcp_flags::ACK,
+            &MSS_OPT,
+            &[],
+        );
+        em.tcp(
+            t + 500 * US,
+            c,
+            s,
+            c_isn.wrapping_add(1),
+            s_isn.wrapping_add(1),
+            tcp_flags::ACK,
+            &[],
+            &[],
+        );
+        self.tcp = Some(TcpState {
+            c_next: c_isn.wrapping_add(1),
+            s_next: s_isn.wrapping_add(1),
+        });
+        t + 500 * US
+    }
+
+    /// Send one SIP message (or several coalesced). For TCP, `split_at`
+    /// splits the bytes over two segments; the peer ACKs afterwards.
+    fn send(
+        &mut self,
+        em: &mut Emitter,
+        t: u64,
+        from_caller: bool,
+        data: &[u8],
+        split_at: Option<usize>,
+    ) {
+        let (from, to) = self.ends(from_caller);
+        match &mut self.tcp {
+            None => em.udp(t, from, to, data, self.frag_reverse),
+            Some(st) => {
+                let pieces: Vec<&[u8]> = match split_at {
+                    Some(k) if k > 0 && k < data.len() => vec![&data[..k], &data[k..]],
+                    _ => vec![data],
+                };
+                let mut tt = t;
+                for p in &pieces {
+                    let (seq, ack) = if from_caller {
+                        (st.c_next, st.s_next)
+                    } else {
+                        (st.s_next, st.c_next)
+                    };
+                    em.tcp(
+                        tt,
+                        from,
+                        to,
+                        seq,
+                        ack,
+                        tcp_flags::PSH | tcp_flags::ACK,
+                        &[],
+                        p,
+                    );
+                    if from_caller {
+                        st.c_next = st.c_next.wrapping_add(p.len() as u32);
+                    } else {
+                        st.s_next = st.s_next.wrapping_add(p.len() as u32);
+                    }
+                    tt += 40 * US;
+                }
+                let (seq, ack) = if from_caller {
+                    (st.s_next, st.c_next)
+                } else {
+                    (st.c_next, st.s_next)
+                };
+                em.tcp(tt + 160 * US, to, from, seq, ack, tcp_flags::ACK, &[], &[]);
+            }
+        }
+    }
+
+    /// Orderly close, initiated by `from_caller`'s side.
+    fn close(&mut self, em: &mut Emitter, t: u64, from_caller: bool) {
+        let (a, b) = self.ends(from_caller);
+        if let Some(st) = &mut self.tcp {
+            let (a_next, b_next) = if from_caller {
+                (&mut st.c_next, &mut st.s_next)
+            } else {
+                (&mut st.s_next, &mut st.c_next)
+            };
+            em.tcp(
+                t,
+                a,
+                b,
+                *a_next,
+                *b_next,
+                tcp_flags::FIN | tcp_flags::ACK,
+                &[],
+                &[],
+            );
+            *a_next = a_next.wrapping_add(1);
+            em.tcp(
+                t + 300 * US,
+                b,
+                a,
+                *b_next,
+                *a_next,
+                tcp_flags::FIN | tcp_flags::ACK,
+                &[],
+                &[],
+            );
+            *b_next = b_next.wrapping_add(1);
+            em.tcp(
+                t + 500 * US,
+                a,
+                b,
+                *a_next,
+                *b_next,
+                tcp_flags::ACK,
+                &[],
+                &[],
+            );
+        }
+    }
+}
+
+/// SIP dialog identity and header helpers.
+struct Dialog {
+    call_id: String,
+    from_tag: String,
+    to_tag: String,
+    caller_user: String,
+    caller_display: Option<String>,
+    callee_user: String,
+    /// Address the caller believes it has (private when behind NAT).
+    caller_adv: IpAddr,
+    callee_ip: IpAddr,
+    /// Caller's on-wire signalling source, for received=/rport=.
+    caller_wire: SocketAddr,
+    nat: bool,
+    tcp: bool,
+}
+
+impl Dialog {
+    fn transport(&self) -> &'static str {
+        if self.tcp { "TCP" } else { "UDP" }
+    }
+    fn uri_param(&self) -> &'static str {
+        if self.tcp { ";transport=tcp" } else { "" }
+    }
+    fn request_uri(&self) -> String {
+        format!(
+            "sip:{}@{}{}",
+            self.callee_user,
+            hostport(self.callee_ip, 5060),
+            self.uri_param()
+        )
+    }
+    fn caller_contact_uri(&self) -> String {
+        format!(
+            "sip:{}@{}{}",
+            self.caller_user,
+            hostport(self.caller_adv, 5060),
+            self.uri_param()
+        )
+    }
+    fn callee_contact(&self) -> String {
+        format!("<{}>", self.request_uri())
+    }
+    fn from(&self) -> String {
+        let uri = format!(
+            "<sip:{}@{}>;tag={}",
+            self.caller_user,
+            host(self.callee_ip),
+            self.from_tag
+        );
+        match &self.caller_display {
+            Some(d) => format!("\"{d}\" {uri}"),
+            None => uri,
+        }
+    }
+    fn to(&self, tagged: bool) -> String {
+        let mut s = format!("<sip:{}@{}>", self.callee_user, host(self.callee_ip));
+        if tagged {
+            s.push_str(";tag=");
+            s.push_str(&self.to_tag);
+        }
+        s
+    }
+    fn caller_via(&self, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            self.transport(),
+            hostport(self.caller_adv, 5060)
+        )
+    }
+    fn callee_via(&self, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch}",
+            self.transport(),
+            hostport(self.callee_ip, 5060)
+        )
+    }
+    /// The caller's Via as echoed by the callee (RFC 3581 received/rport).
+    fn echoed_caller_via(&self, branch: &str) -> String {
+        let received = if self.nat {
+            format!(";received={}", self.caller_wire.ip())
+        } else {
+            String::new()
+        };
+        format!(
+            "SIP/2.0/{} {};branch={branch}{received};rport={}",
+            self.transport(),
+            hostport(self.caller_adv, 5060),
+            self.caller_wire.port()
+        )
+    }
+
+    /// Request from the caller within (or creating) the dialog.
+    fn caller_request(
+        &self,
+        method: &str,
+        uri: &str,
+        branch: &str,
+        cseq: u32,
+        to_tagged: bool,
+    ) -> Msg {
+        Msg::request(method, uri)
+            .header("Via", self.caller_via(branch))
+            .header("Max-Forwards", "70")
+            .header("From", self.from())
+            .header("To", self.to(to_tagged))
+            .header("Call-ID", self.call_id.clone())
+            .header("CSeq", format!("{cseq} {method}"))
+    }
+
+    /// Response from the callee to a caller request.
+    fn callee_response(
+        &self,
+        code: u16,
+        reason: &str,
+        branch: &str,
+        cseq: u32,
+        method: &str,
+        to_tagged: bool,
+    ) -> Msg {
+        Msg::response(code, reason)
+            .header("Via", self.echoed_caller_via(branch))
+            .header("From", self.from())
+            .header("To", self.to(to_tagged))
+            .header("Call-ID", self.call_id.clone())
+            .header("CSeq", format!("{cseq} {method}"))
+            .header("Server", "voxtap-gen PBX")
+    }
+}
+
+/// One RTP source (SSRC) state.
+struct RtpState {
+    ssrc: u32,
+    seq: u16,
+    ts0: u32,
+    last_slot: Option<u64>,
+}
+
+impl RtpState {
+    fn new(rng: &mut Rng) -> Self {
+        RtpState {
+            ssrc: rng.next_u32(),
+            seq: rng.next_u16(),
+            ts0: rng.next_u32(),
+            last_slot: None,
+        }
+    }
+}
+
+/// From `from_ns` on, send with `state` from `src` to `dst`.
+struct Leg {
+    from_ns: u64,
+    state: usize,
+    src: SocketAddr,
+    dst: SocketAddr,
+}
+
+/// Media plan of one direction.
+struct SidePlan {
+    legs: Vec<Leg>,
+    states: Vec<RtpState>,
+    /// Spans [from, to) in which this side sends nothing.
+    pauses: Vec<(u64, u64)>,
+    /// Requested DTMF digits (time, digit).
+    dtmf: Vec<(u64, char)>,
+    tone_hz: f64,
+    codec: Codec,
+}
+
+struct PlannedPkt {
+    t: u64,
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: Vec<u8>,
+    state: usize,
+}
+
+struct SideResult {
+    pkts: Vec<PlannedPkt>,
+    dtmf_at: Vec<(u64, char)>,
+    /// (first skipped slot time, first resumed slot time) per pause.
+    silent: Vec<(u64, u64)>,
+}
+
+/// Number of 20 ms slots a DTMF event occupies (5 updates, end + 2 retransmissions).
+const DTMF_SLOTS: u64 = 8;
+
+fn plan_side(side: &mut SidePlan, media0: u64, last_ns: u64, rng: &mut Rng) -> SideResult {
+    let mut res = SideResult {
+        pkts: Vec::new(),
+        dtmf_at: Vec::new(),
+        silent: Vec::new(),
+    };
+    let mut pending_dtmf: std::collections::VecDeque<(u64, char)> =
+        side.dtmf.iter().copied().collect();
+    // (event start slot, code) for the event in progress
+    let mut event: Option<(u64, u8)> = None;
+    let mut silent_from: Option<u64> = None;
+    let mut k = 0u64;
+    loop {
+        let tk = media0 + k * PACKET_NS;
+        if tk > last_ns {
+            break;
+        }
+        let slot = k;
+        k += 1;
+        let Some(leg) = side.legs.iter().rev().find(|l| l.from_ns <= tk) else {
+            continue;
+        };
+        if side.pauses.iter().any(|&(a, b)| tk >= a && tk < b) {
+            silent_from.get_or_insert(tk);
+            continue;
+        }
+        if let Some(from) = silent_from.take() {
+            res.silent.push((from, tk));
+        }
+        let st = &mut side.states[leg.state];
+        let marker_gap = st.last_slot.is_none_or(|l| l + 1 != slot);
+        let ts_slot = st
+            .ts0
+            .wrapping_add((slot as u32).wrapping_mul(SAMPLES_PER_PACKET));
+        if event.is_none()
+            && pending_dtmf.front().is_some_and(|&(t, _)| tk >= t)
+            && tk + DTMF_SLOTS * PACKET_NS <= last_ns
+        {
+            let (_, d) = pending_dtmf.pop_front().unwrap();
+            event = Some((slot, rtp::dtmf_event_code(d).expect("valid DTMF digit")));
+            res.dtmf_at.push((tk, d));
+        }
+        let (hdr, payload) = match event {
+            Some((start, code)) => {
+                let j = slot - start;
+                let ev_ts = st
+                    .ts0
+                    .wrapping_add((start as u32).wrapping_mul(SAMPLES_PER_PACKET));
+                let (end, dur) = if j < 5 {
+                    (false, (j + 1) * 160)
+                } else {
+                    (true, 6 * 160)
+                };
+                if j + 1 >= DTMF_SLOTS {
+                    event = None;
+                }
+                let h = RtpHeader {
+                    marker: j == 0,
+                    payload_type: PT_TELEPHONE_EVENT,
+                    seq: st.seq,
+                    timestamp: ev_ts,
+                    ssrc: st.ssrc,
+                };
+                (h, rtp::telephone_event(code, end, 10, dur as u16).to_vec())
+            }
+            None => {
+                let h = RtpHeader {
+                    marker: marker_gap,
+                    payload_type: side.codec.payload_type(),
+                    seq: st.seq,
+                    timestamp: ts_slot,
+                    ssrc: st.ssrc,
+                };
+                (
+                    h,
+                    rtp::tone_payload(side.codec, side.tone_hz, slot * SAMPLES_PER_PACKET as u64),
+                )
+            }
+        };
+        st.seq = st.seq.wrapping_add(1);
+        st.last_slot = Some(slot);
+        // ±1 ms arrival jitter, whole microseconds
+        let jitter = rng.range(0, 2000) as i64 - 1000;
+        let t = (tk as i64 + jitter * US as i64) as u64;
+        res.pkts.push(PlannedPkt {
+            t,
+            src: leg.src,
+            dst: leg.dst,
+            data: rtp::rtp_packet(&hdr, &payload),
+            state: leg.state,
+        });
+    }
+    if let Some(from) = silent_from {
+        res.silent.push((from, last_ns));
+    }
+    res
+}
+
+/// Drop 2% of the packets and swap 2% of adjacent pairs (exact counts,
+/// at least one each, seeded random positions). The first 3 and the last
+/// packet of an SSRC are never touched, so tshark's expected count
+/// (highest seq − first seq + 1) equals sent packets. Returns the lost count.
+fn impair(pkts: &mut Vec<PlannedPkt>, rng: &mut Rng) -> u64 {
+    let protected = |i: usize, pkts: &[PlannedPkt]| {
+        let s = pkts[i].state;
+        let before = pkts[..i].iter().filter(|p| p.state == s).count();
+        let after = pkts[i + 1..].iter().filter(|p| p.state == s).count();
+        before < 3 || after == 0
+    };
+    let n = pkts.len();
+    let target = ((n as f64 * 0.02).round() as usize).max(1);
+    let eligible: Vec<usize> = (0..n).filter(|&i| !protected(i, pkts)).collect();
+    let mut drop = vec![false; n];
+    let mut lost = 0usize;
+    let mut tries = 0;
+    while lost < target.min(eligible.len()) && tries < 10_000 {
+        tries += 1;
+        let i = eligible[rng.range(0, eligible.len() as u64 - 1) as usize];
+        if !drop[i] {
+            drop[i] = true;
+            lost += 1;
+        }
+    }
+    let mut kept: Vec<PlannedPkt> = pkts
+        .drain(..)
+        .zip(drop)
+        .filter_map(|(p, d)| (!d).then_some(p))
+        .collect();
+    let m = kept.len();
+    let mut swapped = vec![false; m];
+    let (mut swaps, mut tries) = (0, 0);
+    while m >= 3 && swaps < target && tries < 10_000 {
+        tries += 1;
+        let i = rng.range(0, m as u64 - 2) as usize;
+        let busy = swapped[i]
+            || swapped[i + 1]
+            || (i > 0 && swapped[i - 1])
+            || (i + 2 < m && swapped[i + 2]);
+        if busy
+            || kept[i].state != kept[i + 1].state
+            || protected(i, &kept)
+            || protected(i + 1, &kept)
+        {
+            continue;
+        }
+        let (a, b) = (kept[i].t, kept[i + 1].t);
+        kept[i].t = b;
+        kept[i + 1].t = a;
+        swapped[i] = true;
+        swapped[i + 1] = true;
+        swaps += 1;
+    }
+    *pkts = kept;
+    lost as u64
+}
+
+fn us_floor(ns: u64) -> u64 {
+    ns / US * US
+}
+
+/// Generate one call's frames and truth.
+pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
+    let mut rng = Rng::derive(spec.seed, 0x1000 + spec.idx as u64);
+    let i = spec.idx;
+    let (hi, lo) = ((1 + i / 250) as u8, (1 + i % 250) as u8);
+    let (caller_ip, callee_ip): (IpAddr, IpAddr) = if spec.ipv6 {
+        (
+            Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, (i + 1) as u16).into(),
+            Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, (i + 1) as u16).into(),
+        )
+    } else {
+        (
+            Ipv4Addr::new(10, 1, hi, lo).into(),
+            Ipv4Addr::new(10, 2, hi, lo).into(),
+        )
+    };
+    let (caller_adv, caller_wire_ip): (IpAddr, IpAddr) = if spec.nat {
+        (
+            Ipv4Addr::new(192, 168, 1, 10 + (i % 200) as u8).into(),
+            Ipv4Addr::new(203, 0, 113, lo).into(),
+        )
+    } else {
+        (caller_ip, caller_ip)
+    };
+    let sip_wire_port = if spec.tcp {
+        rng.range(49152, 65000) as u16
+    } else if spec.nat {
+        rng.range(20000, 29999) as u16
+    } else {
+        5060
+    };
+    let nat_port = |p: u16, rng: &mut Rng| {
+        if spec.nat {
+            rng.range(30000, 59999) as u16
+        } else {
+            p
+        }
+    };
+    let caller_rtp_wire = nat_port(spec.caller_rtp_port, &mut rng);
+    let caller_rtp_wire2 = nat_port(spec.caller_rtp_port2, &mut rng);
+    let caller_sig = SocketAddr::new(caller_wire_ip, sip_wire_port);
+    let callee_sig = SocketAddr::new(callee_ip, 5060);
+
+    let dlg = Dialog {
+        call_id: format!("{}@gen.voxtap", rng.hex(12)),
+        from_tag: rng.hex(4),
+        to_tag: rng.hex(4),
+        caller_user: format!("1{i:04}"),
+        caller_display: spec.caller_display.clone(),
+        callee_user: format!("2{i:04}"),
+        caller_adv,
+        callee_ip,
+        caller_wire: caller_sig,
+        nat: spec.nat,
+        tcp: spec.tcp,
+    };
+    let mut em = Emitter {
+        frames: Vec::new(),
+        tags: spec.tags.clone(),
+        ip_id: rng.next_u16(),
+    };
+    let mut sig = SigPath {
+        caller: caller_sig,
+        callee: callee_sig,
+        tcp: None,
+        frag_reverse: spec.frag_reverse,
+    };
+    let branch = |rng: &mut Rng| format!("z9hG4bK{}", rng.hex(8));
+
+    let caller_sess = rng.range(1_000_000, 9_999_999);
+    let callee_sess = rng.range(1_000_000, 9_999_999);
+    let caller_sdp = |version: u64, port: u16, dir: Direction, many: bool| {
+        Sdp {
+            user: dlg.caller_user.clone(),
+            session_id: caller_sess,
+            version,
+            addr: caller_adv,
+            port,
+            codec: spec.codec,
+            direction: dir,
+            many_codecs: many,
+        }
+        .render()
+    };
+    let callee_sdp = |version: u64, dir: Direction| {
+        Sdp {
+            user: dlg.callee_user.clone(),
+            session_id: callee_sess,
+            version,
+            addr: callee_ip,
+            port: spec.callee_rtp_port,
+            codec: spec.codec,
+            direction: dir,
+            many_codecs: false,
+        }
+        .render()
+    };
+
+    // ---- INVITE transaction -------------------------------------------------
+    let mut t_inv = spec.start_ns;
+    if spec.tcp {
+        sig.open(&mut em, t_inv, &mut rng);
+        t_inv += MS;
+    }
+    let inv_branch = branch(&mut rng);
+    let mut invite = dlg
+        .caller_request("INVITE", &dlg.request_uri(), &inv_branch, 1, false)
+        .header("Contact", format!("<{}>", dlg.caller_contact_uri()))
+        .header(
+            "Allow",
+            "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, NOTIFY",
+        )
+        .header("Supported", "replaces, timer")
+        .header("User-Agent", "voxtap-gen caller");
+    if spec.big_invite {
+        invite = invite
+            .header(
+                "P-Asserted-Identity",
+                format!(
+                    "\"{}\" <sip:{}@{}>",
+                    spec.caller_display.as_deref().unwrap_or("Caller"),
+                    dlg.caller_user,
+                    host(callee_ip)
+                ),
+            )
+            .header("Privacy", "none")
+            .header("Session-Expires", "1800;refresher=uac")
+            .header("Min-SE", "90")
+            .header(
+                "Allow-Events",
+                "talk, hold, conference, refer, check-sync, presence, dialog, message-summary",
+            )
+            .header(
+                "Accept",
+                "application/sdp, application/dtmf-relay, multipart/mixed",
+            )
+            .header("Accept-Language", "en, de;q=0.8, fr;q=0.5")
+            .header(
+                "Organization",
+                "voxtap generator test organisation with a deliberately long name",
+            )
+            .header(
+                "Subject",
+                "Fragmented INVITE test call: this message is larger than the Ethernet MTU",
+            );
+        for n in 1..=24 {
+            invite = invite.header(&format!("X-Voxtap-Pad-{n:02}"), rng.hex(32));
+        }
+    }
+    let invite = invite
+        .sdp(caller_sdp(
+            1,
+            spec.caller_rtp_port,
+            Direction::SendRecv,
+            spec.big_invite,
+        ))
+        .render();
+    let split = spec.tcp.then_some(invite.len() * 2 / 5);
+    sig.send(&mut em, t_inv, true, &invite, split);
+
+    let trying = dlg
+        .callee_response(100, "Trying", &inv_branch, 1, "INVITE", false)
+        .render();
+    let t_prog = t_inv + 40 * MS;
+    let progress = if spec.early_media {
+        dlg.callee_response(183, "Session Progress", &inv_branch, 1, "INVITE", true)
+            .header("Contact", dlg.callee_contact())
+            .sdp(callee_sdp(1, Direction::SendRecv))
+            .render()
+    } else {
+        dlg.callee_response(180, "Ringing", &inv_branch, 1, "INVITE", true)
+            .header("Contact", dlg.callee_contact())
+            .render()
+    };
+    if spec.tcp {
+        let mut both = trying.clone();
+        both.extend_from_slice(&progress);
+        sig.send(&mut em, t_prog, false, &both, None);
+    } else {
+        sig.send(&mut em, t_inv + 2 * MS, false, &trying, None);
+        sig.send(&mut em, t_prog, false, &progress, None);
+    }
+
+    let mut truth = CallTruth {
+        sip_call_id: dlg.call_id.clone(),
+        caller_user: dlg.caller_user.clone(),
+        caller_display: spec.caller_display.clone(),
+        callee_user: dlg.callee_user.clone(),
+        answered: false,
+        recorded: false,
+        codec: spec.codec.name().to_string(),
+        caller_tone_hz: spec.caller_tone_hz,
+        callee_tone_hz: spec.callee_tone_hz,
+        start_ns: t_inv,
+        answer_ns: None,
+        end_ns: 0,
+        recorded_secs: 0.0,
+        final_status: 0,
+        end_reason: String::new(),
+        transport: if spec.tcp { "tcp" } else { "udp" }.to_string(),
+        dtmf: Vec::new(),
+        silent_spans: Vec::new(),
+        rtp_packets_caller: 0,
+        rtp_packets_callee: 0,
+        lost_caller: 0,
+        lost_callee: 0,
+    };
+
+    if spec.cancel {
+        let t_c = t_inv + spec.ring_ns;
+        let cancel = dlg
+            .caller_request("CANCEL", &dlg.request_uri(), &inv_branch, 1, false)
+            .header("User-Agent", "voxtap-gen caller")
+            .render();
+        sig.send(&mut em, t_c, true, &cancel, None);
+        let ok = dlg
+            .callee_response(200, "OK", &inv_branch, 1, "CANCEL", true)
+            .render();
+        sig.send(&mut em, t_c + 3 * MS, false, &ok, None);
+        let t_487 = t_c + 5 * MS;
+        let term = dlg
+            .callee_response(487, "Request Terminated", &inv_branch, 1, "INVITE", true)
+            .render();
+        sig.send(&mut em, t_487, false, &term, None);
+        let ack = dlg
+            .caller_request("ACK", &dlg.request_uri(), &inv_branch, 1, true)
+            .render();
+        sig.send(&mut em, t_c + 8 * MS, true, &ack, None);
+        if spec.tcp {
+            sig.close(&mut em, t_c + 100 * MS, true);
+        }
+        truth.end_ns = t_487;
+        truth.final_status = 487;
+        truth.end_reason = "cancelled".into();
+        return (em.frames, truth);
+    }
+
+    // ---- answer ---------------------------------------------------------------
+    let t_a = t_inv + spec.ring_ns;
+    let ok = dlg
+        .callee_response(200, "OK", &inv_branch, 1, "INVITE", true)
+        .header("Contact", dlg.callee_contact())
+        .header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE")
+        .sdp(callee_sdp(1, Direction::SendRecv))
+        .render();
+    sig.send(&mut em, t_a, false, &ok, None);
+    let ack = dlg
+        .caller_request("ACK", &dlg.request_uri(), &branch(&mut rng), 1, true)
+        .render();
+    sig.send(&mut em, t_a + 3 * MS, true, &ack, None);
+
+    let t_bye = t_a + spec.talk_ns;
+    let mut caller_cseq = 1;
+
+    // ---- hold / move re-INVITEs -------------------------------------------------
+    let mut hold_span = None;
+    let mut t_switch = None;
+    if spec.hold_move {
+        let t_h = t_a + us_floor(spec.talk_ns / 3);
+        let t_r = t_a + us_floor(spec.talk_ns * 2 / 3);
+        for (n, (t, dir_c, dir_b, port)) in [
+            (
+                t_h,
+                Direction::SendOnly,
+                Direction::RecvOnly,
+                spec.caller_rtp_port,
+            ),
+            (
+                t_r,
+                Direction::SendRecv,
+                Direction::SendRecv,
+                spec.caller_rtp_port2,
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            caller_cseq += 1;
+            let b = branch(&mut rng);
+            let reinv = dlg
+                .caller_request("INVITE", &dlg.request_uri(), &b, caller_cseq, true)
+                .header("Contact", format!("<{}>", dlg.caller_contact_uri()))
+                .header("User-Agent", "voxtap-gen caller")
+                .sdp(caller_sdp(2 + n as u64, port, dir_c, false))
+                .render();
+            sig.send(&mut em, t, true, &reinv, None);
+            let ok = dlg
+                .callee_response(200, "OK", &b, caller_cseq, "INVITE", true)
+                .header("Contact", dlg.callee_contact())
+                .sdp(callee_sdp(2 + n as u64, dir_b))
+                .render();
+            sig.send(&mut em, t + 20 * MS, false, &ok, None);
+            let ack = dlg
+                .caller_request(
+                    "ACK",
+                    &dlg.request_uri(),
+                    &branch(&mut rng),
+                    caller_cseq,
+                    true,
+                )
+                .render();
+            sig.send(&mut em, t + 23 * MS, true, &ack, None);
+        }
+        let sw = t_r + 25 * MS;
+        hold_span = Some((t_h, sw));
+        t_switch = Some(sw);
+    }
+
+    // ---- media -------------------------------------------------------------------
+    let media0 = if spec.early_media {
+        t_prog + 10 * MS
+    } else {
+        t_a + 10 * MS
+    };
+    let last_ns = t_bye - 10 * MS;
+    let callee_rtp = SocketAddr::new(callee_ip, spec.callee_rtp_port);
+    let caller_rtp1 = SocketAddr::new(caller_wire_ip, caller_rtp_wire);
+    let caller_rtp2 = SocketAddr::new(caller_wire_ip, caller_rtp_wire2);
+
+    let mut caller_side = SidePlan {
+        legs: vec![Leg {
+            from_ns: t_a + 5 * MS,
+            state: 0,
+            src: caller_rtp1,
+            dst: callee_rtp,
+        }],
+        states: vec![RtpState::new(&mut rng)],
+        pauses: Vec::new(),
+        dtmf: Vec::new(),
+        tone_hz: spec.caller_tone_hz,
+        codec: spec.codec,
+    };
+    let callee_start = if spec.early_media {
+        t_prog + 5 * MS
+    } else {
+        t_a + 5 * MS
+    };
+    let mut callee_side = SidePlan {
+        legs: vec![Leg {
+            from_ns: callee_start,
+            state: 0,
+            src: callee_rtp,
+            dst: caller_rtp1,
+        }],
+        states: vec![RtpState::new(&mut rng)],
+        pauses: Vec::new(),
+        dtmf: Vec::new(),
+        tone_hz: spec.callee_tone_hz,
+        codec: spec.codec,
+    };
+    if let Some(sw) = t_switch {
+        caller_side.states.push(RtpState::new(&mut rng));
+        caller_side.legs.push(Leg {
+            from_ns: sw + 2 * MS,
+            state: 1,
+            src: caller_rtp2,
+            dst: callee_rtp,
+        });
+        callee_side.legs.push(Leg {
+            from_ns: sw + 2 * MS,
+            state: 0,
+            src: callee_rtp,
+            dst: caller_rtp2,
+        });
+    }
+    if let Some((a, b)) = hold_span {
+        callee_side.pauses.push((a, b + 2 * MS));
+    }
+    if spec.dtmf {
+        let at = |f: f64| t_a + us_floor((spec.talk_ns as f64 * f) as u64);
+        caller_side.dtmf = vec![(at(0.25), '1'), (at(0.5), '#')];
+        callee_side.dtmf = vec![(at(0.75), '5')];
+    }
+
+    let rel = |t: u64| (t as i64 - t_a as i64) as f64 / 1e9;
+    for (is_caller, side) in [(true, &mut caller_side), (false, &mut callee_side)] {
+        let mut res = plan_side(side, media0, last_ns, &mut rng);
+        let lost = if spec.loss_reorder {
+            impair(&mut res.pkts, &mut rng)
+        } else {
+            0
+        };
+        let count = res.pkts.len() as u64;
+        for p in &res.pkts {
+            em.udp(p.t, p.src, p.dst, &p.data, false);
+        }
+        let name = if is_caller { "caller" } else { "callee" };
+        truth
+            .dtmf
+            .extend(res.dtmf_at.iter().map(|&(t, d)| DtmfTruth {
+                digit: d,
+                side: name.into(),
+                at_secs: rel(t),
+            }));
+        truth
+            .silent_spans
+            .extend(res.silent.iter().map(|&(a, b)| SilentSpan {
+                channel: if is_caller { "left" } else { "right" }.into(),
+                from_secs: rel(a),
+                to_secs: rel(b),
+            }));
+        if is_caller {
+            truth.rtp_packets_caller = count;
+            truth.lost_caller = lost;
+        } else {
+            truth.rtp_packets_callee = count;
+            truth.lost_callee = lost;
+        }
+    }
+    truth.dtmf.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
+
+    // ---- BYE -----------------------------------------------------------------------
+    let bye_branch = branch(&mut rng);
+    if spec.bye_by_callee {
+        let cseq = rng.range(100, 999) as u32;
+        let bye = Msg::request("BYE", &dlg.caller_contact_uri())
+            .header("Via", dlg.callee_via(&bye_branch))
+            .header("Max-Forwards", "70")
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{cseq} BYE"))
+            .header("User-Agent", "voxtap-gen PBX")
+            .render();
+        sig.send(&mut em, t_bye, false, &bye, None);
+        let ok = Msg::response(200, "OK")
+            .header("Via", dlg.callee_via(&bye_branch))
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{cseq} BYE"))
+            .render();
+        sig.send(&mut em, t_bye + 3 * MS, true, &ok, None);
+    } else {
+        caller_cseq += 1;
+        let bye = dlg
+            .caller_request("BYE", &dlg.request_uri(), &bye_branch, caller_cseq, true)
+            .header("User-Agent", "voxtap-gen caller")
+            .render();
+        sig.send(&mut em, t_bye, true, &bye, None);
+        let ok = dlg
+            .callee_response(200, "OK", &bye_branch, caller_cseq, "BYE", true)
+            .render();
+        sig.send(&mut em, t_bye + 3 * MS, false, &ok, None);
+    }
+    if spec.tcp {
+        sig.close(&mut em, t_bye + 100 * MS, true);
+    }
+
+    truth.answered = true;
+    truth.recorded = true;
+    truth.answer_ns = Some(t_a);
+    truth.end_ns = t_bye;
+    truth.recorded_secs = (t_bye - t_a) as f64 / 1e9;
+    truth.final_status = 200;
+    truth.end_reason = "bye".into();
+    (em.frames, truth)
+}

@@ -1,0 +1,122 @@
+//! RTP (RFC 3550) packets, G.711 tone payloads and RFC 4733 telephone-events.
+
+use crate::g711::{linear_to_alaw, linear_to_ulaw};
+
+/// Samples per 20 ms packet at 8 kHz.
+pub const SAMPLES_PER_PACKET: u32 = 160;
+pub const PACKET_NS: u64 = 20_000_000;
+pub const SAMPLE_RATE: f64 = 8000.0;
+/// Dynamic payload type used for telephone-event.
+pub const PT_TELEPHONE_EVENT: u8 = 101;
+/// Peak amplitude of the test tones: -6 dBFS.
+pub const TONE_AMPLITUDE: f64 = 16384.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        }
+    }
+
+    pub fn encode(self, s: i16) -> u8 {
+        match self {
+            Codec::Pcmu => linear_to_ulaw(s),
+            Codec::Pcma => linear_to_alaw(s),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RtpHeader {
+    pub marker: bool,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+}
+
+pub fn rtp_packet(h: &RtpHeader, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + payload.len());
+    p.push(0x80); // V=2, P=0, X=0, CC=0
+    p.push(((h.marker as u8) << 7) | (h.payload_type & 0x7F));
+    p.extend_from_slice(&h.seq.to_be_bytes());
+    p.extend_from_slice(&h.timestamp.to_be_bytes());
+    p.extend_from_slice(&h.ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// 160 samples of a pure sine at `freq_hz`, starting at absolute sample
+/// index `first_sample` (so consecutive packets are phase-continuous).
+pub fn tone_payload(codec: Codec, freq_hz: f64, first_sample: u64) -> Vec<u8> {
+    (0..SAMPLES_PER_PACKET as u64)
+        .map(|i| {
+            let n = (first_sample + i) as f64;
+            let v = TONE_AMPLITUDE * (2.0 * std::f64::consts::PI * freq_hz * n / SAMPLE_RATE).sin();
+            codec.encode(v.round() as i16)
+        })
+        .collect()
+}
+
+/// RFC 4733 event code for a DTMF digit.
+pub fn dtmf_event_code(digit: char) -> Option<u8> {
+    match digit {
+        '0'..='9' => Some(digit as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(12 + (digit as u8 - b'A')),
+        _ => None,
+    }
+}
+
+/// RFC 4733 telephone-event payload (4 bytes).
+pub fn telephone_event(event: u8, end: bool, volume: u8, duration: u16) -> [u8; 4] {
+    let d = duration.to_be_bytes();
+    [event, ((end as u8) << 7) | (volume & 0x3F), d[0], d[1]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout() {
+        let p = rtp_packet(
+            &RtpHeader {
+                marker: true,
+                payload_type: 8,
+                seq: 0x1234,
+                timestamp: 0xdeadbeef,
+                ssrc: 0x01020304,
+            },
+            &[1, 2],
+        );
+        assert_eq!(
+            p,
+            vec![
+                0x80, 0x88, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 1, 2
+            ]
+        );
+    }
+
+    #[test]
+    fn telephone_event_layout() {
+        assert_eq!(telephone_event(11, true, 10, 800), [11, 0x8A, 0x03, 0x20]);
+        assert_eq!(dtmf_event_code('#'), Some(11));
+        assert_eq!(dtmf_event_code('5'), Some(5));
+    }
+}

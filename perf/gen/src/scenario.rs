@@ -1,0 +1,231 @@
+//! Scenario planning: turns a [`GenConfig`] into per-call [`CallSpec`]s.
+
+use crate::call::{CallSpec, MS, US};
+use crate::net::{TPID_8021AD, TPID_8021Q};
+use crate::rng::Rng;
+use crate::rtp::Codec;
+use crate::{GenConfig, Scenario};
+
+/// Calls of one `Mix` round, in order. `FragmentedInvite` appears twice:
+/// once with in-order fragments and once reversed.
+pub const MIX_ROUND: [Scenario; 14] = [
+    Scenario::Pcmu,
+    Scenario::Pcma,
+    Scenario::Dtmf,
+    Scenario::HoldMove,
+    Scenario::Nat,
+    Scenario::LossReorder,
+    Scenario::Vlan,
+    Scenario::QinQ,
+    Scenario::FragmentedInvite,
+    Scenario::FragmentedInvite,
+    Scenario::Tcp,
+    Scenario::Ipv6,
+    Scenario::CancelBeforeAnswer,
+    Scenario::EarlyMedia,
+];
+
+/// Number of calls `generate` produces for `cfg`.
+pub fn expected_calls(cfg: &GenConfig) -> usize {
+    match cfg.scenario {
+        Scenario::Mix => cfg.calls * MIX_ROUND.len(),
+        _ => cfg.calls,
+    }
+}
+
+const DISPLAY_NAMES: [&str; 8] = [
+    "Alice Example",
+    "Bob Builder",
+    "Carol Jones",
+    "Dave O'Neil",
+    "Erin Müller",
+    "Frank Li",
+    "Grace Hopper",
+    "Heidi Park",
+];
+
+/// Pick (caller, callee) tones: multiples of 50 Hz in 300..=3000, at least
+/// 100 Hz apart, preferring tones used least so far in this capture (so
+/// calls of a small capture all have distinct tones).
+fn pick_tones(rng: &mut Rng, used: &mut [u32; 61]) -> (f64, f64) {
+    let mut best: Option<(u32, u64, u64)> = None;
+    for _ in 0..200 {
+        let a = rng.range(6, 60);
+        let b = rng.range(6, 60);
+        if a.abs_diff(b) < 2 {
+            continue;
+        }
+        let score = used[a as usize] + used[b as usize];
+        if best.is_none_or(|(s, _, _)| score < s) {
+            best = Some((score, a, b));
+        }
+        if score == 0 {
+            break;
+        }
+    }
+    let (_, a, b) = best.expect("tone candidates");
+    used[a as usize] += 1;
+    used[b as usize] += 1;
+    ((a * 50) as f64, (b * 50) as f64)
+}
+
+fn talk_ns(cfg: &GenConfig) -> u64 {
+    let secs = if cfg.talk_secs.is_finite() {
+        cfg.talk_secs.max(0.5)
+    } else {
+        4.0
+    };
+    (secs * 1e6).round() as u64 * US
+}
+
+struct Planner {
+    rng: Rng,
+    next_port: u32,
+    seed: u64,
+    scenario: Scenario,
+    /// Usage count per tone (index = Hz / 50).
+    tones_used: [u32; 61],
+}
+
+impl Planner {
+    fn port(&mut self) -> u16 {
+        let p = self.next_port;
+        self.next_port += 2;
+        assert!(p < 65534, "out of RTP ports");
+        p as u16
+    }
+
+    /// Spec for call `idx` exercising `kind`'s feature. `nth` is the index of
+    /// the call among calls of the same kind.
+    fn spec(
+        &mut self,
+        idx: usize,
+        kind: Scenario,
+        nth: usize,
+        start_ns: u64,
+        talk: u64,
+    ) -> CallSpec {
+        let (caller_tone_hz, callee_tone_hz) = pick_tones(&mut self.rng, &mut self.tones_used);
+        let ring_ns = self.rng.range(500_000, 1_500_000) * US;
+        let codec = match kind {
+            Scenario::Pcma => Codec::Pcma,
+            Scenario::Concurrent => {
+                if self.rng.chance(0.5) {
+                    Codec::Pcma
+                } else {
+                    Codec::Pcmu
+                }
+            }
+            _ => Codec::Pcmu,
+        };
+        let caller_display = if kind == Scenario::Concurrent && idx % 5 == 4 {
+            None
+        } else {
+            Some(DISPLAY_NAMES[idx % DISPLAY_NAMES.len()].to_string())
+        };
+        let bye_by_callee = match kind {
+            Scenario::Pcmu => !nth.is_multiple_of(2),
+            Scenario::Pcma => nth.is_multiple_of(2),
+            _ => nth % 3 == 2,
+        };
+        let hold_move = kind == Scenario::HoldMove;
+        let caller_rtp_port = self.port();
+        let callee_rtp_port = self.port();
+        let caller_rtp_port2 = if hold_move {
+            self.port()
+        } else {
+            caller_rtp_port
+        };
+        // Mix the scenario into the per-call seed so different scenarios never
+        // share Call-IDs, SSRCs or tags for the same `seed`.
+        let seed = self.seed
+            ^ (self.scenario as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ ((kind as u64 + 1) << 40);
+        CallSpec {
+            idx,
+            seed,
+            codec,
+            start_ns,
+            ring_ns,
+            talk_ns: talk,
+            bye_by_callee,
+            dtmf: kind == Scenario::Dtmf,
+            hold_move,
+            nat: kind == Scenario::Nat,
+            loss_reorder: kind == Scenario::LossReorder,
+            tags: match kind {
+                Scenario::Vlan => vec![(TPID_8021Q, 100)],
+                Scenario::QinQ => vec![(TPID_8021AD, 200), (TPID_8021Q, 100)],
+                _ => Vec::new(),
+            },
+            big_invite: kind == Scenario::FragmentedInvite,
+            frag_reverse: kind == Scenario::FragmentedInvite && nth % 2 == 1,
+            tcp: kind == Scenario::Tcp,
+            ipv6: kind == Scenario::Ipv6,
+            cancel: kind == Scenario::CancelBeforeAnswer,
+            early_media: kind == Scenario::EarlyMedia,
+            caller_display,
+            caller_tone_hz,
+            callee_tone_hz,
+            caller_rtp_port,
+            caller_rtp_port2,
+            callee_rtp_port,
+        }
+    }
+}
+
+/// Plan every call of the capture.
+pub fn plan(cfg: &GenConfig) -> Vec<CallSpec> {
+    let mut p = Planner {
+        rng: Rng::derive(cfg.seed, 0xC0FFEE),
+        next_port: 16384,
+        seed: cfg.seed,
+        scenario: cfg.scenario,
+        tones_used: [0; 61],
+    };
+    let talk = talk_ns(cfg);
+    let base = cfg.start_unix_secs * 1_000_000_000 + 100 * MS;
+    let mut specs = Vec::new();
+    match cfg.scenario {
+        Scenario::Concurrent => {
+            let n = cfg.calls;
+            let mut start = base;
+            for i in 0..n {
+                specs.push(p.spec(i, Scenario::Concurrent, i, start, talk));
+                start += p.rng.range(20_000, 50_000) * US;
+            }
+            // Align the hang-ups: everyone is up from the last answer for `talk`,
+            // then calls end a few ms apart.
+            let all_up = specs
+                .iter()
+                .map(|s| s.start_ns + s.ring_ns)
+                .max()
+                .unwrap_or(base);
+            for (i, s) in specs.iter_mut().enumerate() {
+                let bye = all_up + talk + i as u64 * 5 * MS;
+                s.talk_ns = bye - (s.start_ns + s.ring_ns);
+            }
+        }
+        Scenario::Mix => {
+            let mut start = base;
+            let mut nth = std::collections::HashMap::new();
+            for _round in 0..cfg.calls {
+                for kind in MIX_ROUND {
+                    let k = nth.entry(kind).or_insert(0usize);
+                    let idx = specs.len();
+                    specs.push(p.spec(idx, kind, *k, start, talk));
+                    *k += 1;
+                    start += p.rng.range(250_000, 400_000) * US;
+                }
+            }
+        }
+        kind => {
+            let mut start = base;
+            for i in 0..cfg.calls {
+                specs.push(p.spec(i, kind, i, start, talk));
+                start += p.rng.range(250_000, 400_000) * US;
+            }
+        }
+    }
+    specs
+}

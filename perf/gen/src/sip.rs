@@ -1,0 +1,236 @@
+//! SIP (RFC 3261) message and SDP (RFC 4566) builders.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::rtp::{Codec, PT_TELEPHONE_EVENT};
+
+/// A SIP message under construction. `Content-Length` is always computed
+/// from the body when rendered.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    start_line: String,
+    headers: Vec<(String, String)>,
+    body: Option<(String, String)>, // (content type, body)
+}
+
+impl Msg {
+    pub fn request(method: &str, uri: &str) -> Self {
+        Msg {
+            start_line: format!("{method} {uri} SIP/2.0"),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn response(code: u16, reason: &str) -> Self {
+        Msg {
+            start_line: format!("SIP/2.0 {code} {reason}"),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn sdp(mut self, body: String) -> Self {
+        self.body = Some(("application/sdp".to_string(), body));
+        self
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut s = String::with_capacity(512);
+        s.push_str(&self.start_line);
+        s.push_str("\r\n");
+        for (n, v) in &self.headers {
+            let _ = write!(s, "{n}: {v}\r\n");
+        }
+        match &self.body {
+            Some((ct, b)) => {
+                let _ = write!(
+                    s,
+                    "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                );
+            }
+            None => s.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        s.into_bytes()
+    }
+}
+
+/// Host part of a SIP URI / Via: IPv6 literals in brackets.
+pub fn host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+pub fn hostport(ip: IpAddr, port: u16) -> String {
+    format!("{}:{port}", host(ip))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+}
+
+impl Direction {
+    fn attr(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+        }
+    }
+}
+
+/// Parameters of one SDP body.
+#[derive(Clone, Debug)]
+pub struct Sdp {
+    pub user: String,
+    pub session_id: u64,
+    pub version: u64,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub codec: Codec,
+    pub direction: Direction,
+    /// Offer a long list of extra codecs (used to inflate the INVITE).
+    pub many_codecs: bool,
+}
+
+impl Sdp {
+    pub fn render(&self) -> String {
+        let fam = if self.addr.is_ipv6() { "IP6" } else { "IP4" };
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "v=0\r\no={} {} {} IN {fam} {}\r\ns=voxtap-gen\r\nc=IN {fam} {}\r\nt=0 0\r\n",
+            self.user, self.session_id, self.version, self.addr, self.addr
+        );
+        let pt = self.codec.payload_type();
+        if self.many_codecs {
+            let other = if self.codec == Codec::Pcmu { 8 } else { 0 };
+            let _ = write!(
+                s,
+                "m=audio {} RTP/AVP {pt} {other} 9 18 3 4 96 97 98 99 100 102 103 104 105 106 107 {PT_TELEPHONE_EVENT}\r\n",
+                self.port
+            );
+            for p in [pt, other] {
+                let _ = write!(
+                    s,
+                    "a=rtpmap:{p} {}/8000\r\n",
+                    if p == 0 { "PCMU" } else { "PCMA" }
+                );
+            }
+            let extra = [
+                "a=rtpmap:9 G722/8000",
+                "a=rtpmap:18 G729/8000",
+                "a=fmtp:18 annexb=no",
+                "a=rtpmap:3 GSM/8000",
+                "a=rtpmap:4 G723/8000",
+                "a=fmtp:4 annexa=no",
+                "a=rtpmap:96 opus/48000/2",
+                "a=fmtp:96 maxplaybackrate=16000;sprop-maxcapturerate=16000;maxaveragebitrate=20000;useinbandfec=1;usedtx=0",
+                "a=rtpmap:97 iLBC/8000",
+                "a=fmtp:97 mode=20",
+                "a=rtpmap:98 speex/16000",
+                "a=rtpmap:99 speex/8000",
+                "a=rtpmap:100 AMR/8000",
+                "a=fmtp:100 octet-align=1;mode-change-capability=2",
+                "a=rtpmap:102 AMR-WB/16000",
+                "a=fmtp:102 octet-align=1;mode-change-capability=2",
+                "a=rtpmap:103 G726-32/8000",
+                "a=rtpmap:104 G726-24/8000",
+                "a=rtpmap:105 L16/8000",
+                "a=rtpmap:106 SILK/16000",
+                "a=fmtp:106 useinbandfec=1",
+                "a=rtpmap:107 SILK/8000",
+            ];
+            for l in extra {
+                s.push_str(l);
+                s.push_str("\r\n");
+            }
+        } else {
+            let _ = write!(
+                s,
+                "m=audio {} RTP/AVP {pt} {PT_TELEPHONE_EVENT}\r\n",
+                self.port
+            );
+            let _ = write!(s, "a=rtpmap:{pt} {}/8000\r\n", self.codec.name());
+        }
+        let _ = write!(
+            s,
+            "a=rtpmap:{PT_TELEPHONE_EVENT} telephone-event/8000\r\na=fmtp:{PT_TELEPHONE_EVENT} 0-16\r\na=ptime:20\r\na={}\r\n",
+            self.direction.attr()
+        );
+        s
+    }
+}
+
+/// Split a rendered SIP message into (headers, body) and return the
+/// declared Content-Length, if any (test helper and sanity checks).
+pub fn content_length_of(msg: &[u8]) -> Option<(usize, usize)> {
+    let text = std::str::from_utf8(msg).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let cl = head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        (n.eq_ignore_ascii_case("Content-Length") || n == "l")
+            .then(|| v.trim().parse::<usize>().ok())?
+    })?;
+    Some((cl, body.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_matches_body() {
+        let sdp = Sdp {
+            user: "1000".into(),
+            session_id: 1,
+            version: 1,
+            addr: "10.1.1.1".parse().unwrap(),
+            port: 16384,
+            codec: Codec::Pcmu,
+            direction: Direction::SendRecv,
+            many_codecs: false,
+        }
+        .render();
+        let m = Msg::request("INVITE", "sip:2000@10.2.1.1:5060")
+            .header("Call-ID", "x@y")
+            .sdp(sdp.clone())
+            .render();
+        assert_eq!(content_length_of(&m), Some((sdp.len(), sdp.len())));
+        let r = Msg::response(100, "Trying")
+            .header("Call-ID", "x@y")
+            .render();
+        assert_eq!(content_length_of(&r), Some((0, 0)));
+    }
+
+    #[test]
+    fn sdp_ipv6() {
+        let sdp = Sdp {
+            user: "u".into(),
+            session_id: 1,
+            version: 2,
+            addr: "fd00:1::1".parse().unwrap(),
+            port: 16384,
+            codec: Codec::Pcma,
+            direction: Direction::SendOnly,
+            many_codecs: false,
+        }
+        .render();
+        assert!(sdp.contains("c=IN IP6 fd00:1::1\r\n"));
+        assert!(sdp.contains("m=audio 16384 RTP/AVP 8 101\r\n"));
+        assert!(sdp.contains("a=sendonly\r\n"));
+        assert!(sdp.contains("a=ptime:20\r\n"));
+    }
+}
