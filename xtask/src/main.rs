@@ -12,7 +12,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  demo         generate a capture of sample calls, replay it with voxtap and show the results
+  demo [CAPTURE]
+               replay CAPTURE, or a generated capture of sample calls, with voxtap and show
+               where the recordings and the catalog are
   test         install test dependencies (tshark, sox), run every test, then a short fuzz smoke run
   fuzz-smoke   replay the fuzz corpus through each cargo-fuzz target (nightly) and fuzz briefly
   deps         only install the Debian packages the tests use
@@ -21,9 +23,10 @@ tasks:
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     let root = project_root();
+    let invoked_from = std::env::current_dir()?;
     std::env::set_current_dir(&root)?;
     match task.as_str() {
-        "demo" => demo(&root),
+        "demo" => demo(&root, std::env::args().nth(2).map(|c| invoked_from.join(c))),
         "test" => test(&root),
         "fuzz-smoke" => fuzz_smoke(&root),
         "deps" => install_debian_packages(),
@@ -82,7 +85,7 @@ fn unsafe_is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn demo(root: &Path) -> Result<()> {
+fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
     let dir = root.join("target/demo");
     let out = dir.join("out");
     if out.exists() {
@@ -90,8 +93,18 @@ fn demo(root: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(&dir)?;
     run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "voxtap", "-p", "voxtap-gen"]))?;
-    let capture = dir.join("demo.pcap");
-    run(Command::new(root.join("target/release/voxtap-gen")).args(["--scenario", "mix", "--out"]).arg(&capture).arg("--truth").arg(dir.join("demo.truth.json")))?;
+    let capture = match capture {
+        Some(c) => c,
+        None => {
+            let generated = dir.join("demo.pcap");
+            run(Command::new(root.join("target/release/voxtap-gen"))
+                .args(["--scenario", "mix", "--out"])
+                .arg(&generated)
+                .arg("--truth")
+                .arg(dir.join("demo.truth.json")))?;
+            generated
+        }
+    };
     run(Command::new(root.join("target/release/voxtap")).arg("replay").arg("--out").arg(&out).arg(&capture))?;
     println!();
     println!("The demo capture is {}", capture.display());

@@ -152,3 +152,22 @@ mod tests {
         assert!(Config::parse("[recording]\nwav_flush_s = -1.0\n").is_err());
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    #[test]
+    fn shipped_example_parses_and_states_the_defaults() {
+        let c = Config::parse(include_str!("../../../docs/voxtap.example.toml")).unwrap();
+        let d = Config::default();
+        assert_eq!(c.engine.sip_tcp_ports, d.engine.sip_tcp_ports);
+        assert_eq!(c.engine.reorder_window_ms, d.engine.reorder_window_ms);
+        assert_eq!(c.engine.media_timeout_s, d.engine.media_timeout_s);
+        assert_eq!(c.engine.setup_timeout_s, d.engine.setup_timeout_s);
+        assert_eq!(c.engine.pending_rtp_ms, d.engine.pending_rtp_ms);
+        assert_eq!(c.engine.max_calls, d.engine.max_calls);
+        assert_eq!(c.recording.enabled, d.recording.enabled);
+        assert_eq!(c.recording.wav_flush_s, d.recording.wav_flush_s);
+    }
+}
