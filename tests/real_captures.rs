@@ -191,3 +191,49 @@ fn rtp_loss_and_jitter_agree_with_tshark() {
     }
     assert!(compared >= 8, "only {compared} streams compared");
 }
+
+fn dtmf_digits(out: &Path, source: &str) -> String {
+    let db = catalog(out);
+    let mut stmt = db.prepare("SELECT value FROM events WHERE kind = 'dtmf' AND source = ?1 ORDER BY time, id").unwrap();
+    stmt.query_map([source], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn dtmf_digits_from_rfc4733_and_sip_info() {
+    let Some(dir) = shared_captures("dtmf_digits_from_rfc4733_and_sip_info") else { return };
+    let scratch = Scratch::new("dtmf-real");
+    let out = scratch.path().join("rfc2833");
+    replay_ok(&out, &[&dir.join("sip-dtmf-rfc2833.pcap")]);
+    assert_eq!(dtmf_digits(&out, "rfc4733"), "6789123");
+    let out = scratch.path().join("info");
+    replay_ok(&out, &[&dir.join("sip-info-dtmf.pcap")]);
+    assert_eq!(dtmf_digits(&out, "sip-info"), "1342");
+}
+
+#[test]
+fn a_challenged_invite_stays_one_call() {
+    let Some(dir) = shared_captures("a_challenged_invite_stays_one_call") else { return };
+    let scratch = Scratch::new("auth");
+    let out = scratch.path().join("out");
+    replay_ok(&out, &[&dir.join("aaa-sip-auth-cancel.pcap")]);
+    let db = catalog(&out);
+    // 11 INVITEs in 4 dialogs: re-sent INVITEs after 401/407 continue their call.
+    let (calls, distinct): (i64, i64) = db
+        .query_row("SELECT COUNT(*), COUNT(DISTINCT sip_call_id || '/' || from_tag) FROM calls", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((calls, distinct), (4, 4));
+    let answered: i64 = db.query_row("SELECT COUNT(*) FROM calls WHERE answer_time IS NOT NULL", [], |r| r.get(0)).unwrap();
+    assert_eq!(answered, 0, "no call in this capture is answered");
+    let recordings: i64 = db.query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0)).unwrap();
+    assert_eq!(recordings, 0);
+}
+
+#[test]
+fn corrupt_real_input_never_panics() {
+    let Some(dir) = shared_captures("corrupt_real_input_never_panics") else { return };
+    // The lone first fragment of an INVITE cannot be reassembled: counted, not fatal.
+    let scratch = Scratch::new("frag-broken");
+    let out = scratch.path().join("out");
+    let summary = replay_ok(&out, &[&dir.join("sip-ipv4-frag-invite.pcap")]);
+    assert!(summary.contains("malformed"), "{summary}");
+}

@@ -23,6 +23,10 @@ pub struct DialogConfig {
     /// An ended call stays to absorb retransmissions, the 200 to BYE and a new INVITE after a
     /// 401/407 challenge, before it is reported.
     pub linger: Duration,
+    /// A call rejected with 401/407 waits this long for the INVITE that answers the challenge
+    /// (same Call-ID and From tag, RFC 3261 §22.2), which continues the same call. A user may
+    /// have to type a password, so this is long.
+    pub challenge_linger: Duration,
     /// At most this many calls are tracked; unanswered ones are evicted first.
     pub max_calls: usize,
 }
@@ -33,6 +37,7 @@ impl Default for DialogConfig {
             setup_timeout: Duration::from_secs(180),
             media_timeout: Duration::from_secs(60),
             linger: Duration::from_secs(4),
+            challenge_linger: Duration::from_secs(120),
             max_calls: 200_000,
         }
     }
@@ -232,7 +237,7 @@ impl Dialogs {
         let handle = match found {
             Some(h) => h,
             None if msg.is_request() && method == Method::Invite && to.tag.is_none() => {
-                let h = self.create(ts, src, dst, transport, call_id, &from, &to, cseq);
+                let h = self.create(ts, src, dst, transport, call_id, &from, &to, cseq, out);
                 out.push(DialogEvent::Started(h));
                 h
             }
@@ -348,9 +353,10 @@ impl Dialogs {
         from: &sip::NameAddr<'_>,
         to: &sip::NameAddr<'_>,
         cseq: u32,
+        out: &mut Vec<DialogEvent>,
     ) -> CallHandle {
         if self.calls.len() >= self.cfg.max_calls {
-            self.evict_one();
+            self.evict_one(ts, out);
         }
         self.next_handle += 1;
         let handle = CallHandle(self.next_handle);
@@ -382,18 +388,26 @@ impl Dialogs {
 
     /// Makes room under `max_calls`: an ended call first, then the oldest unanswered one. Answered
     /// calls that may be recording are never evicted for a new INVITE.
-    fn evict_one(&mut self) {
+    /// The victim is reported like any ended call (the engine forgets it on `Reaped`), with
+    /// `EndReason::Evicted` unless it had already ended.
+    fn evict_one(&mut self, now: Timestamp, out: &mut Vec<DialogEvent>) {
         let victim = self
             .calls
             .values()
-            .filter(|c| c.state == CallState::Ended)
+            .filter(|c| c.state == CallState::Ended && c.linger_until.is_some())
             .min_by_key(|c| c.last_activity)
-            .or_else(|| self.calls.values().filter(|c| c.answered.is_none()).min_by_key(|c| c.started))
+            .or_else(|| self.calls.values().filter(|c| c.answered.is_none() && c.state != CallState::Ended).min_by_key(|c| c.started))
             .map(|c| c.handle);
-        if let Some(h) = victim {
-            self.remove(h);
-            self.evicted += 1;
+        let Some(h) = victim else { return };
+        let cfg = self.cfg.clone();
+        let call = self.calls.get_mut(&h).expect("chosen from the table");
+        if call.state != CallState::Ended {
+            end(call, now, EndReason::Evicted, &cfg, out);
         }
+        // Reaped once: a second eviction must not pick it again before the engine forgets it.
+        call.linger_until = None;
+        self.evicted += 1;
+        out.push(DialogEvent::Reaped(h));
     }
 
     /// Records the endpoints and payload types of one SDP; true if an endpoint was new.
@@ -501,7 +515,8 @@ impl Dialogs {
 fn end(call: &mut Call, ts: Timestamp, reason: EndReason, cfg: &DialogConfig, out: &mut Vec<DialogEvent>) {
     call.state = CallState::Ended;
     call.ended = Some((ts, reason));
-    call.linger_until = Some(ts.max(call.last_activity) + cfg.linger);
+    let linger = if matches!(call.final_status, Some(401 | 407)) { cfg.challenge_linger } else { cfg.linger };
+    call.linger_until = Some(ts.max(call.last_activity) + linger);
     out.push(DialogEvent::Stopped(call.handle));
 }
 

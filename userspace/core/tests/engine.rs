@@ -1,0 +1,209 @@
+//! The engine in-process on generated traffic: determinism, RTP before its SDP, unmatched RTP,
+//! calls without BYE, timeouts from packet time, bounded state under an INVITE flood, and
+//! damaged frames. Each test steps packet time by hand; nothing reads a clock.
+
+use std::time::Duration;
+
+use voxtap_core::event::{EndReason, Event, Side};
+use voxtap_core::wire::{self, Decoded, Transport};
+use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
+use voxtap_gen::{Frame, GenConfig, Scenario, generate};
+
+fn run(cfg: EngineConfig, frames: &[Frame]) -> (Vec<Event>, Engine) {
+    let mut engine = Engine::new(cfg);
+    let mut events = Vec::new();
+    for f in frames {
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
+        while let Some(e) = engine.poll_event() {
+            events.push(e);
+        }
+    }
+    engine.finish();
+    while let Some(e) = engine.poll_event() {
+        events.push(e);
+    }
+    (events, engine)
+}
+
+/// The UDP or TCP payload of a generated frame, if it has one.
+fn payload(f: &Frame) -> Option<&[u8]> {
+    match wire::decode(LinkType::Ethernet, &f.data).ok()? {
+        Decoded::Packet { transport: Transport::Udp { payload, .. } | Transport::Tcp { payload, .. }, .. } => Some(payload),
+        _ => None,
+    }
+}
+
+fn is_sip(f: &Frame) -> bool {
+    payload(f).is_some_and(voxtap_core::sip::looks_like_sip)
+}
+
+fn starts_with(f: &Frame, prefix: &str) -> bool {
+    payload(f).is_some_and(|p| p.starts_with(prefix.as_bytes()))
+}
+
+fn call_ended(events: &[Event]) -> Vec<(EndReason, Timestamp)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallEnded { reason, ts, .. } => Some((*reason, *ts)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_input_gives_the_same_events() {
+    let (frames, _) = generate(&GenConfig::new(Scenario::Mix));
+    let (a, _) = run(EngineConfig::default(), &frames);
+    let (b, _) = run(EngineConfig::default(), &frames);
+    assert!(a.len() > 100);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn rtp_seen_before_its_sdp_is_claimed_not_lost() {
+    let (mut frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    // The signalling reaches the tap 1.5 s late (another SPAN path): the first RTP of both
+    // directions arrives before any SDP names its endpoints.
+    let first_rtp = frames.iter().find(|f| !is_sip(f)).unwrap().ts_ns;
+    for f in frames.iter_mut().filter(|f| is_sip(f) && f.ts_ns > first_rtp - 1_000_000_000) {
+        f.ts_ns += 1_500_000_000;
+    }
+    frames.sort_by_key(|f| f.ts_ns);
+    let (events, engine) = run(EngineConfig::default(), &frames);
+    assert_eq!(engine.stats().rtp_unmatched, 0, "held RTP must be claimed");
+    let reports: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StreamEnded(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let t = &truth.calls[0];
+    let caller: u64 = reports.iter().filter(|r| r.side == Side::Caller).map(|r| r.packets).sum();
+    let callee: u64 = reports.iter().filter(|r| r.side == Side::Callee).map(|r| r.packets).sum();
+    assert_eq!((caller, callee), (t.rtp_packets_caller, t.rtp_packets_callee));
+}
+
+#[test]
+fn rtp_without_signalling_is_counted_as_unmatched() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcma));
+    let rtp_only: Vec<Frame> = frames.into_iter().filter(|f| !is_sip(f)).collect();
+    let (events, engine) = run(EngineConfig::default(), &rtp_only);
+    let t = &truth.calls[0];
+    assert_eq!(engine.stats().rtp_unmatched, t.rtp_packets_caller + t.rtp_packets_callee);
+    assert!(events.is_empty(), "no call, no event: {events:?}");
+}
+
+#[test]
+fn a_call_without_bye_ends_at_its_last_packet() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let bye_at = frames.iter().position(|f| starts_with(f, "BYE ")).unwrap();
+    let cut = &frames[..bye_at];
+    let last = cut.last().unwrap().ts_ns;
+    let (events, _) = run(EngineConfig::default(), cut);
+    assert_eq!(call_ended(&events), vec![(EndReason::EndOfInput, Timestamp(last))]);
+    let frames_written: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStopped { frames, .. } => Some(*frames),
+            _ => None,
+        })
+        .sum();
+    let answered = truth.calls[0].answer_ns.unwrap();
+    let want = (last - answered) * 8000 / 1_000_000_000;
+    assert!(frames_written.abs_diff(want) <= 1, "{frames_written} frames, want {want}: no trailing silence");
+}
+
+#[test]
+fn silence_after_answer_times_out_in_packet_time() {
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    let bye_at = frames.iter().position(|f| starts_with(f, "BYE ")).unwrap();
+    let mut cut = frames[..bye_at].to_vec();
+    let last = cut.last().unwrap().ts_ns;
+    let mut cfg = EngineConfig::default();
+    cfg.dialog.media_timeout = Duration::from_secs(30);
+    // Unrelated traffic 31 s later moves packet time on.
+    let mut later = cut[0].clone();
+    later.ts_ns = last + 31_000_000_000;
+    later.data.truncate(14); // an Ethernet header with nothing in it
+    cut.push(later);
+    let (events, engine) = run(cfg, &cut);
+    assert_eq!(call_ended(&events), vec![(EndReason::MediaTimeout, Timestamp(last))]);
+    assert_eq!(engine.active_calls(), 0);
+}
+
+#[test]
+fn an_invite_flood_is_bounded_and_never_evicts_an_answered_call() {
+    // One real call, and during it 300 INVITEs that are never answered.
+    let (call, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let mut flood_cfg = GenConfig::new(Scenario::Concurrent);
+    flood_cfg.calls = 300;
+    let (flood, _) = generate(&flood_cfg);
+    let t0 = call[0].ts_ns;
+    let answer = truth.calls[0].answer_ns.unwrap();
+    let mut frames: Vec<Frame> = flood
+        .into_iter()
+        .filter(|f| starts_with(f, "INVITE "))
+        .enumerate()
+        .map(|(i, mut f)| {
+            f.ts_ns = answer + 10_000_000 * (i as u64 + 1);
+            f
+        })
+        .collect();
+    frames.extend(call);
+    frames.sort_by_key(|f| f.ts_ns);
+    let mut cfg = EngineConfig::default();
+    cfg.dialog.max_calls = 50;
+    let mut engine = Engine::new(cfg);
+    let mut events = Vec::new();
+    let mut peak = 0;
+    for f in &frames {
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
+        peak = peak.max(engine.active_calls());
+        while let Some(e) = engine.poll_event() {
+            events.push(e);
+        }
+    }
+    engine.finish();
+    while let Some(e) = engine.poll_event() {
+        events.push(e);
+    }
+    assert!(peak <= 51, "tracked calls peaked at {peak}");
+    let ended = call_ended(&events);
+    assert_eq!(ended.iter().filter(|(r, _)| *r == EndReason::Evicted).count(), 251);
+    assert_eq!(engine.stats().evictions, 251);
+    assert_eq!(ended.iter().filter(|(r, _)| *r == EndReason::Bye).count(), 1, "the real call ends normally");
+    let recorded: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStopped { frames, .. } => Some(*frames),
+            _ => None,
+        })
+        .sum();
+    let secs = recorded as f64 / 8000.0;
+    assert!((secs - truth.calls[0].recorded_secs).abs() < 0.1, "recorded {secs} s");
+    assert!(t0 < answer);
+}
+
+#[test]
+fn damaged_frames_are_counted_and_never_panic() {
+    let (frames, _) = generate(&GenConfig::new(Scenario::Mix));
+    let mut engine = Engine::new(EngineConfig::default());
+    for (i, f) in frames.iter().enumerate() {
+        // Cut every frame somewhere inside its headers or payload.
+        let cut = 1 + (i * 7919) % f.data.len().max(1);
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data[..cut.min(f.data.len())]);
+        // And flip a byte of a copy.
+        let mut bad = f.data.clone();
+        let at = (i * 104_729) % bad.len();
+        bad[at] ^= 0xa5;
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &bad);
+        while engine.poll_event().is_some() {}
+    }
+    engine.finish();
+    while engine.poll_event().is_some() {}
+    let s = engine.stats();
+    assert_eq!(s.frames, 2 * frames.len() as u64);
+    assert!(s.malformed_total() > 0);
+}
