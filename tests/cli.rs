@@ -7,11 +7,24 @@ use voxtap_tests::{Scratch, catalog, replay, voxtap};
 
 #[test]
 fn help_describes_replay_and_its_options() {
-    let out = Command::new(voxtap()).args(["replay", "--help"]).output().unwrap();
+    let out = Command::new(voxtap())
+        .args(["replay", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--out", "--config", "--quiet", "CAPTURE", "catalog.sqlite", "pcapng"] {
-        assert!(help.contains(needle), "replay --help lacks {needle}:\n{help}");
+    for needle in [
+        "--out",
+        "--config",
+        "--quiet",
+        "CAPTURE",
+        "catalog.sqlite",
+        "pcapng",
+    ] {
+        assert!(
+            help.contains(needle),
+            "replay --help lacks {needle}:\n{help}"
+        );
     }
     let top = Command::new(voxtap()).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&top.stdout).contains("replay"));
@@ -28,16 +41,34 @@ fn missing_arguments_fail_with_usage() {
 fn bad_config_names_the_line_and_writes_nothing() {
     let s = Scratch::new("badconfig");
     let cfg = s.path().join("voxtap.toml");
-    std::fs::write(&cfg, "[engine]\nreorder_window_ms = 250\nreorder_widnow_ms = 3\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[engine]\nreorder_window_ms = 250\nreorder_widnow_ms = 3\n",
+    )
+    .unwrap();
     let pcap = s.path().join("c.pcap");
     let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
     write_pcap(&pcap, &frames).unwrap();
     let out_dir = s.path().join("out");
-    let out = Command::new(voxtap()).arg("replay").arg("--config").arg(&cfg).arg("--out").arg(&out_dir).arg(&pcap).output().unwrap();
+    let out = Command::new(voxtap())
+        .arg("replay")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg(&pcap)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("voxtap.toml") && err.contains("line 3") && err.contains("reorder_widnow_ms"), "{err}");
-    assert!(!out_dir.exists(), "a bad config must stop before anything is written");
+    assert!(
+        err.contains("voxtap.toml") && err.contains("line 3") && err.contains("reorder_widnow_ms"),
+        "{err}"
+    );
+    assert!(
+        !out_dir.exists(),
+        "a bad config must stop before anything is written"
+    );
 }
 
 #[test]
@@ -59,11 +90,20 @@ fn corrupt_capture_names_file_and_offset_after_flushing() {
     assert!(err.contains("cut.pcap") && err.contains("offset"), "{err}");
     // What was read before the damage is in the catalog, and the call was closed.
     let db = catalog(&out_dir);
-    let (n, ended): (i64, i64) =
-        db.query_row("SELECT COUNT(*), COUNT(end_time) FROM calls", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (n, ended): (i64, i64) = db
+        .query_row("SELECT COUNT(*), COUNT(end_time) FROM calls", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
     assert_eq!(n, truth.calls.len() as i64);
     assert_eq!(ended, n);
-    let recs: i64 = db.query_row("SELECT COUNT(*) FROM recordings WHERE state = 'complete'", [], |r| r.get(0)).unwrap();
+    let recs: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM recordings WHERE state = 'complete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(recs, 1, "the partial call is still recorded and finalised");
 }
 
@@ -75,7 +115,10 @@ fn not_a_capture_is_a_clear_error() {
     let out = replay(&s.path().join("out"), &[&f]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("notes.txt") && err.contains("not a pcap"), "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("not a pcap"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -87,9 +130,26 @@ fn summary_reports_the_run() {
     let out = replay(&s.path().join("out"), &[&pcap]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["calls seen", "answered", "recorded", "RTP streams", "packets", "unmatched RTP", "malformed", "elapsed", "packets/s"] {
+    for needle in [
+        "calls seen",
+        "answered",
+        "recorded",
+        "RTP streams",
+        "packets",
+        "unmatched RTP",
+        "malformed",
+        "elapsed",
+        "packets/s",
+    ] {
         assert!(text.contains(needle), "summary lacks {needle}:\n{text}");
     }
-    let frames_line = text.lines().find(|l| l.trim_start().starts_with("packets")).unwrap();
-    assert!(frames_line.contains(&frames.len().to_string()), "{frames_line} vs {} frames", frames.len());
+    let frames_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("packets"))
+        .unwrap();
+    assert!(
+        frames_line.contains(&frames.len().to_string()),
+        "{frames_line} vs {} frames",
+        frames.len()
+    );
 }

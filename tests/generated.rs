@@ -22,7 +22,12 @@ fn run(cfg: GenConfig, name: &str) -> Run {
     write_pcap(&pcap, &frames).expect("write pcap");
     let out = scratch.path().join("out");
     let summary = replay_ok(&out, &[&pcap]);
-    Run { _scratch: scratch, out, truth, summary }
+    Run {
+        _scratch: scratch,
+        out,
+        truth,
+        summary,
+    }
 }
 
 #[derive(Debug)]
@@ -60,18 +65,27 @@ fn calls_by_call_id(run: &Run) -> HashMap<String, CallRow> {
     let mut map = HashMap::new();
     for row in rows {
         let (k, v) = row.unwrap();
-        assert!(map.insert(k.clone(), v).is_none(), "Call-ID {k} appears twice in calls");
+        assert!(
+            map.insert(k.clone(), v).is_none(),
+            "Call-ID {k} appears twice in calls"
+        );
     }
     map
 }
 
 fn recordings_of(run: &Run, call_id: i64) -> Vec<(String, f64, i64, i64)> {
     let db = catalog(&run.out);
-    let mut stmt = db.prepare("SELECT path, duration_s, channels, sample_rate FROM recordings WHERE call_id = ?1").unwrap();
-    stmt.query_map([call_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let mut stmt = db
+        .prepare(
+            "SELECT path, duration_s, channels, sample_rate FROM recordings WHERE call_id = ?1",
+        )
+        .unwrap();
+    stmt.query_map([call_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 /// The seconds of a channel that are not inside one of its silent spans (with a margin).
@@ -112,7 +126,11 @@ fn check_channel(w: &Stereo, truth: &CallTruth, channel: &str) {
         _ => (&w.right, truth.callee_tone_hz, truth.caller_tone_hz),
     };
     let spans = talking(truth, channel, w.secs());
-    assert!(!spans.is_empty(), "{}: no talking span on {channel}", truth.sip_call_id);
+    assert!(
+        !spans.is_empty(),
+        "{}: no talking span on {channel}",
+        truth.sip_call_id
+    );
     for span in spans {
         let part = slice(x, w.rate, span);
         let p_want = tone_power(part, w.rate, want);
@@ -129,28 +147,53 @@ fn check_channel(w: &Stereo, truth: &CallTruth, channel: &str) {
             truth.sip_call_id
         );
         // Most of the energy is the tone: no clicks, no doubled or misplaced audio.
-        assert!(p_want * 2.0 > e * 0.8, "{} {channel} {span:?}: tone is {p_want:.4} of energy {e:.4}", truth.sip_call_id);
+        assert!(
+            p_want * 2.0 > e * 0.8,
+            "{} {channel} {span:?}: tone is {p_want:.4} of energy {e:.4}",
+            truth.sip_call_id
+        );
     }
     for s in truth.silent_spans.iter().filter(|s| s.channel == channel) {
         let inner = (s.from_secs + 0.3, s.to_secs - 0.3);
         if inner.1 - inner.0 > 0.2 {
             let e = energy(slice(x, w.rate, inner));
-            assert!(e < 1e-4, "{} {channel}: expected silence in {inner:?}, energy {e}", truth.sip_call_id);
+            assert!(
+                e < 1e-4,
+                "{} {channel}: expected silence in {inner:?}, energy {e}",
+                truth.sip_call_id
+            );
         }
     }
 }
 
 fn check(run: &Run) {
     let calls = calls_by_call_id(run);
-    assert_eq!(calls.len(), run.truth.calls.len(), "calls in the catalog vs generated:\n{}", run.summary);
+    assert_eq!(
+        calls.len(),
+        run.truth.calls.len(),
+        "calls in the catalog vs generated:\n{}",
+        run.summary
+    );
     let db = catalog(&run.out);
     for t in &run.truth.calls {
-        let row = calls.get(&t.sip_call_id).unwrap_or_else(|| panic!("call {} is missing from the catalog", t.sip_call_id));
+        let row = calls
+            .get(&t.sip_call_id)
+            .unwrap_or_else(|| panic!("call {} is missing from the catalog", t.sip_call_id));
         assert_eq!(row.caller_user, t.caller_user, "{}", t.sip_call_id);
         assert_eq!(row.callee_user, t.callee_user, "{}", t.sip_call_id);
         assert_eq!(row.answered, t.answered, "{}: answered", t.sip_call_id);
-        assert_eq!(row.end_reason.as_deref(), Some(t.end_reason.as_str()), "{}: end reason", t.sip_call_id);
-        assert_eq!(row.final_status, Some(t.final_status as i64), "{}: final status", t.sip_call_id);
+        assert_eq!(
+            row.end_reason.as_deref(),
+            Some(t.end_reason.as_str()),
+            "{}: end reason",
+            t.sip_call_id
+        );
+        assert_eq!(
+            row.final_status,
+            Some(t.final_status as i64),
+            "{}: final status",
+            t.sip_call_id
+        );
         assert_eq!(row.transport, t.transport, "{}: transport", t.sip_call_id);
 
         let recs = recordings_of(run, row.id);
@@ -169,23 +212,40 @@ fn check(run: &Run) {
             wav.secs(),
             t.recorded_secs
         );
-        assert!((duration - wav.secs()).abs() < 0.01, "{}: catalog duration {duration} vs file {}", t.sip_call_id, wav.secs());
+        assert!(
+            (duration - wav.secs()).abs() < 0.01,
+            "{}: catalog duration {duration} vs file {}",
+            t.sip_call_id,
+            wav.secs()
+        );
         check_channel(&wav, t, "left");
         check_channel(&wav, t, "right");
 
         // DTMF digits, in order, with the party that pressed them.
         let mut stmt = db.prepare("SELECT value, side, source FROM events WHERE call_id = ?1 AND kind = 'dtmf' ORDER BY time, id").unwrap();
-        let got: Vec<(String, String, String)> =
-            stmt.query_map([row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
-        let want: Vec<(String, String)> = t.dtmf.iter().map(|d| (d.digit.to_string(), d.side.clone())).collect();
-        let got_pairs: Vec<(String, String)> = got.iter().map(|(v, s, _)| (v.clone(), s.clone())).collect();
+        let got: Vec<(String, String, String)> = stmt
+            .query_map([row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<(String, String)> = t
+            .dtmf
+            .iter()
+            .map(|d| (d.digit.to_string(), d.side.clone()))
+            .collect();
+        let got_pairs: Vec<(String, String)> =
+            got.iter().map(|(v, s, _)| (v.clone(), s.clone())).collect();
         assert_eq!(got_pairs, want, "{}: DTMF", t.sip_call_id);
         assert!(got.iter().all(|(_, _, src)| src == "rfc4733"));
 
         // Loss per direction, as tshark counts it.
         for (side, lost) in [("caller", t.lost_caller), ("callee", t.lost_callee)] {
             let total: i64 = db
-                .query_row("SELECT COALESCE(SUM(lost), 0) FROM streams WHERE call_id = ?1 AND side = ?2", (row.id, side), |r| r.get(0))
+                .query_row(
+                    "SELECT COALESCE(SUM(lost), 0) FROM streams WHERE call_id = ?1 AND side = ?2",
+                    (row.id, side),
+                    |r| r.get(0),
+                )
                 .unwrap();
             assert_eq!(total, lost as i64, "{}: {side} loss", t.sip_call_id);
         }
@@ -205,14 +265,20 @@ fn pcma_call() {
 #[test]
 fn rfc4733_dtmf() {
     let r = run(GenConfig::new(Scenario::Dtmf), "dtmf");
-    assert!(r.truth.calls.iter().any(|c| !c.dtmf.is_empty()), "the scenario must press digits");
+    assert!(
+        r.truth.calls.iter().any(|c| !c.dtmf.is_empty()),
+        "the scenario must press digits"
+    );
     check(&r);
 }
 
 #[test]
 fn hold_by_reinvite_with_media_move() {
     let r = run(GenConfig::new(Scenario::HoldMove), "holdmove");
-    assert!(r.truth.calls.iter().any(|c| !c.silent_spans.is_empty()), "the scenario must hold");
+    assert!(
+        r.truth.calls.iter().any(|c| !c.silent_spans.is_empty()),
+        "the scenario must hold"
+    );
     check(&r);
 }
 
@@ -224,7 +290,13 @@ fn nat_with_private_sdp_address() {
 #[test]
 fn loss_and_reordering() {
     let r = run(GenConfig::new(Scenario::LossReorder), "lossreorder");
-    assert!(r.truth.calls.iter().any(|c| c.lost_caller + c.lost_callee > 0), "the scenario must lose packets");
+    assert!(
+        r.truth
+            .calls
+            .iter()
+            .any(|c| c.lost_caller + c.lost_callee > 0),
+        "the scenario must lose packets"
+    );
     check(&r);
 }
 

@@ -11,16 +11,24 @@ use voxtap_tests::{Scratch, catalog, have_tshark, read_wav, replay_ok, shared_ca
 /// Captures whose SIP voxtap cannot read yet, and why. Each is reported loudly, never hidden.
 const KNOWN_GAPS: &[(&str, &str)] = &[
     ("extra/sip-sctp.pcap", "SIP over SCTP is not decoded"),
-    ("extra/sip-tls13-rtcp.pcap", "SIP over TLS cannot be read passively"),
+    (
+        "extra/sip-tls13-rtcp.pcap",
+        "SIP over TLS cannot be read passively",
+    ),
 ];
 
 fn captures(dir: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     for sub in [dir.to_path_buf(), dir.join("extra")] {
-        let Ok(rd) = std::fs::read_dir(&sub) else { continue };
+        let Ok(rd) = std::fs::read_dir(&sub) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            if matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
+            if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
                 v.push(p);
             }
         }
@@ -37,7 +45,14 @@ fn tshark_invite_call_ids(capture: &Path) -> BTreeSet<String> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(capture)
-        .args(["-Y", "sip.Method==\"INVITE\"", "-T", "fields", "-e", "sip.Call-ID"])
+        .args([
+            "-Y",
+            "sip.Method==\"INVITE\"",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Call-ID",
+        ])
         .output()
         .expect("run tshark");
     String::from_utf8_lossy(&out.stdout)
@@ -51,12 +66,17 @@ fn tshark_invite_call_ids(capture: &Path) -> BTreeSet<String> {
 fn catalog_call_ids(out: &Path) -> BTreeSet<String> {
     let db = catalog(out);
     let mut stmt = db.prepare("SELECT sip_call_id FROM calls").unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
 fn every_invite_dialog_tshark_sees_is_in_the_catalog() {
-    let Some(dir) = shared_captures("every_invite_dialog_tshark_sees_is_in_the_catalog") else { return };
+    let Some(dir) = shared_captures("every_invite_dialog_tshark_sees_is_in_the_catalog") else {
+        return;
+    };
     if !have_tshark("every_invite_dialog_tshark_sees_is_in_the_catalog") {
         return;
     }
@@ -71,16 +91,28 @@ fn every_invite_dialog_tshark_sees_is_in_the_catalog() {
         let got = catalog_call_ids(&out);
         let missing: Vec<_> = want.difference(&got).cloned().collect();
         if let Some((_, why)) = KNOWN_GAPS.iter().find(|(n, _)| *n == name) {
-            eprintln!("*** KNOWN GAP {name}: {why}; tshark sees {} INVITE dialogs, voxtap {} ***", want.len(), got.len());
+            eprintln!(
+                "*** KNOWN GAP {name}: {why}; tshark sees {} INVITE dialogs, voxtap {} ***",
+                want.len(),
+                got.len()
+            );
             continue;
         }
         checked += 1;
         if !missing.is_empty() {
-            failures.push(format!("{name}: missing {missing:?} (tshark {}, voxtap {})", want.len(), got.len()));
+            failures.push(format!(
+                "{name}: missing {missing:?} (tshark {}, voxtap {})",
+                want.len(),
+                got.len()
+            ));
         }
     }
     assert!(checked >= 20, "only {checked} captures were checked");
-    assert!(failures.is_empty(), "INVITE dialogs missing from the catalog:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "INVITE dialogs missing from the catalog:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Captures with answered G.711 calls whose media is in the capture.
@@ -94,21 +126,37 @@ const G711: &[&str] = &[
 
 #[test]
 fn g711_calls_produce_audio() {
-    let Some(dir) = shared_captures("g711_calls_produce_audio") else { return };
+    let Some(dir) = shared_captures("g711_calls_produce_audio") else {
+        return;
+    };
     for name in G711 {
         let cap = dir.join(name);
         let scratch = Scratch::new(&format!("g711-{name}"));
         let out = scratch.path().join("out");
         replay_ok(&out, &[&cap]);
         let db = catalog(&out);
-        let mut stmt = db.prepare("SELECT path, duration_s FROM recordings").unwrap();
-        let recs: Vec<(String, f64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let mut stmt = db
+            .prepare("SELECT path, duration_s FROM recordings")
+            .unwrap();
+        let recs: Vec<(String, f64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert!(!recs.is_empty(), "{name}: no recording");
         let mut audible = 0;
         for (path, dur) in &recs {
             let w = read_wav(&out.join(path));
-            assert!((w.secs() - dur).abs() < 0.01, "{name}: {path} lasts {} s, catalog says {dur}", w.secs());
-            let peak = w.left.iter().chain(&w.right).fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(
+                (w.secs() - dur).abs() < 0.01,
+                "{name}: {path} lasts {} s, catalog says {dur}",
+                w.secs()
+            );
+            let peak = w
+                .left
+                .iter()
+                .chain(&w.right)
+                .fold(0.0f64, |m, v| m.max(v.abs()));
             if peak > 0.01 {
                 audible += 1;
             }
@@ -137,19 +185,43 @@ fn tshark_streams(capture: &Path) -> HashMap<(String, u16, String, u16, u32), Ts
     let mut map = HashMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        let Some(ssrc_at) = f.iter().position(|s| s.starts_with("0x")) else { continue };
+        let Some(ssrc_at) = f.iter().position(|s| s.starts_with("0x")) else {
+            continue;
+        };
         if ssrc_at != 6 {
             continue;
         }
-        let Ok(ssrc) = u32::from_str_radix(&f[6][2..], 16) else { continue };
+        let Ok(ssrc) = u32::from_str_radix(&f[6][2..], 16) else {
+            continue;
+        };
         // After the payload name(s): packets, lost, (pct), min/mean/max delta, min/mean/max jitter.
-        let Some(lost_pct) = f.iter().position(|s| s.starts_with('(') && s.ends_with("%)")) else { continue };
+        let Some(lost_pct) = f
+            .iter()
+            .position(|s| s.starts_with('(') && s.ends_with("%)"))
+        else {
+            continue;
+        };
         let num = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok());
-        let (Some(packets), Some(lost)) = (num(lost_pct - 2), num(lost_pct - 1)) else { continue };
-        let (Some(mean_jitter), Some(max_jitter)) = (num(lost_pct + 5), num(lost_pct + 6)) else { continue };
+        let (Some(packets), Some(lost)) = (num(lost_pct - 2), num(lost_pct - 1)) else {
+            continue;
+        };
+        let (Some(mean_jitter), Some(max_jitter)) = (num(lost_pct + 5), num(lost_pct + 6)) else {
+            continue;
+        };
         map.insert(
-            (f[2].to_string(), f[3].parse().unwrap_or(0), f[4].to_string(), f[5].parse().unwrap_or(0), ssrc),
-            TsharkStream { packets: packets as i64, lost: lost as i64, max_jitter, mean_jitter },
+            (
+                f[2].to_string(),
+                f[3].parse().unwrap_or(0),
+                f[4].to_string(),
+                f[5].parse().unwrap_or(0),
+                ssrc,
+            ),
+            TsharkStream {
+                packets: packets as i64,
+                lost: lost as i64,
+                max_jitter,
+                mean_jitter,
+            },
         );
     }
     map
@@ -157,7 +229,9 @@ fn tshark_streams(capture: &Path) -> HashMap<(String, u16, String, u16, u32), Ts
 
 #[test]
 fn rtp_loss_and_jitter_agree_with_tshark() {
-    let Some(dir) = shared_captures("rtp_loss_and_jitter_agree_with_tshark") else { return };
+    let Some(dir) = shared_captures("rtp_loss_and_jitter_agree_with_tshark") else {
+        return;
+    };
     if !have_tshark("rtp_loss_and_jitter_agree_with_tshark") {
         return;
     }
@@ -173,19 +247,42 @@ fn rtp_loss_and_jitter_agree_with_tshark() {
             .prepare("SELECT src_addr, src_port, dst_addr, dst_port, ssrc, packets, lost, max_jitter_ms, mean_jitter_ms FROM streams")
             .unwrap();
         let rows: Vec<(String, u16, String, u16, i64, i64, i64, f64, f64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect();
         for (src, sport, dst, dport, ssrc, packets, lost, max_j, mean_j) in rows {
             let key = (src.clone(), sport, dst.clone(), dport, ssrc as u32);
             let Some(t) = want.get(&key) else {
-                panic!("{name}: stream {key:?} is not in tshark's list {:?}", want.keys().collect::<Vec<_>>())
+                panic!(
+                    "{name}: stream {key:?} is not in tshark's list {:?}",
+                    want.keys().collect::<Vec<_>>()
+                )
             };
             assert_eq!(packets, t.packets, "{name} {key:?}: packets");
             assert_eq!(lost, t.lost, "{name} {key:?}: lost");
-            assert!((max_j - t.max_jitter).abs() < 0.01, "{name} {key:?}: max jitter {max_j} vs tshark {}", t.max_jitter);
-            assert!((mean_j - t.mean_jitter).abs() < 0.01, "{name} {key:?}: mean jitter {mean_j} vs tshark {}", t.mean_jitter);
+            assert!(
+                (max_j - t.max_jitter).abs() < 0.01,
+                "{name} {key:?}: max jitter {max_j} vs tshark {}",
+                t.max_jitter
+            );
+            assert!(
+                (mean_j - t.mean_jitter).abs() < 0.01,
+                "{name} {key:?}: mean jitter {mean_j} vs tshark {}",
+                t.mean_jitter
+            );
             compared += 1;
         }
     }
@@ -194,13 +291,20 @@ fn rtp_loss_and_jitter_agree_with_tshark() {
 
 fn dtmf_digits(out: &Path, source: &str) -> String {
     let db = catalog(out);
-    let mut stmt = db.prepare("SELECT value FROM events WHERE kind = 'dtmf' AND source = ?1 ORDER BY time, id").unwrap();
-    stmt.query_map([source], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+    let mut stmt = db
+        .prepare("SELECT value FROM events WHERE kind = 'dtmf' AND source = ?1 ORDER BY time, id")
+        .unwrap();
+    stmt.query_map([source], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
 fn dtmf_digits_from_rfc4733_and_sip_info() {
-    let Some(dir) = shared_captures("dtmf_digits_from_rfc4733_and_sip_info") else { return };
+    let Some(dir) = shared_captures("dtmf_digits_from_rfc4733_and_sip_info") else {
+        return;
+    };
     let scratch = Scratch::new("dtmf-real");
     let out = scratch.path().join("rfc2833");
     replay_ok(&out, &[&dir.join("sip-dtmf-rfc2833.pcap")]);
@@ -212,25 +316,41 @@ fn dtmf_digits_from_rfc4733_and_sip_info() {
 
 #[test]
 fn a_challenged_invite_stays_one_call() {
-    let Some(dir) = shared_captures("a_challenged_invite_stays_one_call") else { return };
+    let Some(dir) = shared_captures("a_challenged_invite_stays_one_call") else {
+        return;
+    };
     let scratch = Scratch::new("auth");
     let out = scratch.path().join("out");
     replay_ok(&out, &[&dir.join("aaa-sip-auth-cancel.pcap")]);
     let db = catalog(&out);
     // 11 INVITEs in 4 dialogs: re-sent INVITEs after 401/407 continue their call.
     let (calls, distinct): (i64, i64) = db
-        .query_row("SELECT COUNT(*), COUNT(DISTINCT sip_call_id || '/' || from_tag) FROM calls", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT sip_call_id || '/' || from_tag) FROM calls",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((calls, distinct), (4, 4));
-    let answered: i64 = db.query_row("SELECT COUNT(*) FROM calls WHERE answer_time IS NOT NULL", [], |r| r.get(0)).unwrap();
+    let answered: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM calls WHERE answer_time IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(answered, 0, "no call in this capture is answered");
-    let recordings: i64 = db.query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0)).unwrap();
+    let recordings: i64 = db
+        .query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(recordings, 0);
 }
 
 #[test]
 fn corrupt_real_input_never_panics() {
-    let Some(dir) = shared_captures("corrupt_real_input_never_panics") else { return };
+    let Some(dir) = shared_captures("corrupt_real_input_never_panics") else {
+        return;
+    };
     // The lone first fragment of an INVITE cannot be reassembled: counted, not fatal.
     let scratch = Scratch::new("frag-broken");
     let out = scratch.path().join("out");

@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
 }
 
 /// The `voxtap` binary of the same profile as this test, built once per test process.
@@ -16,10 +19,15 @@ pub fn voxtap() -> &'static Path {
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
         // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.current_dir(root()).args(["build", "--quiet", "-p", "voxtap", "--bin", "voxtap"]);
+        cmd.current_dir(root())
+            .args(["build", "--quiet", "-p", "voxtap", "--bin", "voxtap"]);
         if release {
             cmd.arg("--release");
         }
@@ -37,7 +45,9 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
-        let dir = root().join("target/test-scratch").join(format!("{name}-{}", std::process::id()));
+        let dir = root()
+            .join("target/test-scratch")
+            .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create scratch dir");
         Scratch(dir)
@@ -80,8 +90,11 @@ pub fn replay_ok(out: &Path, captures: &[&Path]) -> String {
 }
 
 pub fn catalog(out: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(out.join("catalog.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("open catalog")
+    rusqlite::Connection::open_with_flags(
+        out.join("catalog.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open catalog")
 }
 
 /// A stereo recording split into its channels.
@@ -98,14 +111,28 @@ impl Stereo {
 }
 
 pub fn read_wav(path: &Path) -> Stereo {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut r =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let spec = r.spec();
     assert_eq!(spec.channels, 2, "{} must be stereo", path.display());
     assert_eq!(spec.bits_per_sample, 16);
     let samples: Vec<i16> = r.samples::<i16>().map(|s| s.expect("sample")).collect();
-    let left = samples.iter().step_by(2).map(|&s| s as f64 / 32768.0).collect();
-    let right = samples.iter().skip(1).step_by(2).map(|&s| s as f64 / 32768.0).collect();
-    Stereo { rate: spec.sample_rate, left, right }
+    let left = samples
+        .iter()
+        .step_by(2)
+        .map(|&s| s as f64 / 32768.0)
+        .collect();
+    let right = samples
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|&s| s as f64 / 32768.0)
+        .collect();
+    Stereo {
+        rate: spec.sample_rate,
+        left,
+        right,
+    }
 }
 
 /// Power of `freq` in `x` (Goertzel), normalised so a full-scale sine gives about 0.25.
@@ -139,14 +166,19 @@ pub fn shared_captures(test: &str) -> Option<PathBuf> {
     if dir.join("README.md").exists() {
         Some(dir)
     } else {
-        eprintln!("\n*** SKIPPED {test}: ../shared/captures is absent (it is not shipped with the project) ***\n");
+        eprintln!(
+            "\n*** SKIPPED {test}: ../shared/captures is absent (it is not shipped with the project) ***\n"
+        );
         None
     }
 }
 
 /// Whether tshark is installed, printing a loud SKIPPED line if not.
 pub fn have_tshark(test: &str) -> bool {
-    let ok = Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("\n*** SKIPPED {test}: tshark is not installed (run `cargo xtask deps`) ***\n");
     }

@@ -39,12 +39,17 @@ fn main() -> Result<()> {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -52,21 +57,35 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program} >/dev/null 2>&1")).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program} >/dev/null 2>&1"))
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// tshark is the oracle for SIP/RTP facts in the tests; sox checks recordings.
 fn install_debian_packages() -> Result<()> {
     let wanted = [("tshark", "tshark"), ("sox", "sox")];
-    let missing: Vec<&str> = wanted.iter().filter(|(bin, _)| !have(bin)).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(bin, _)| !have(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !have("apt-get") {
-        eprintln!("xtask: WARNING: cannot install {missing:?}: no apt-get here; tests that need them will say SKIPPED");
+        eprintln!(
+            "xtask: WARNING: cannot install {missing:?}: no apt-get here; tests that need them will say SKIPPED"
+        );
         return Ok(());
     }
-    let sudo = if unsafe_is_root() { vec![] } else { vec!["sudo"] };
+    let sudo = if unsafe_is_root() {
+        vec![]
+    } else {
+        vec!["sudo"]
+    };
     let apt = |args: &[&str]| {
         let mut c = Command::new(if sudo.is_empty() { "apt-get" } else { "sudo" });
         if !sudo.is_empty() {
@@ -82,7 +101,10 @@ fn install_debian_packages() -> Result<()> {
 }
 
 fn unsafe_is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
@@ -92,7 +114,15 @@ fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
-    run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "voxtap", "-p", "voxtap-gen"]))?;
+    run(Command::new("cargo").args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "voxtap",
+        "-p",
+        "voxtap-gen",
+    ]))?;
     let capture = match capture {
         Some(c) => c,
         None => {
@@ -105,11 +135,21 @@ fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
             generated
         }
     };
-    run(Command::new(root.join("target/release/voxtap")).arg("replay").arg("--out").arg(&out).arg(&capture))?;
+    run(Command::new(root.join("target/release/voxtap"))
+        .arg("replay")
+        .arg("--out")
+        .arg(&out)
+        .arg(&capture))?;
     println!();
     println!("The demo capture is {}", capture.display());
-    println!("Recordings (stereo WAV, caller left, callee right) are under {}", out.join("recordings").display());
-    println!("The catalog is {} — for example:", out.join("catalog.sqlite").display());
+    println!(
+        "Recordings (stereo WAV, caller left, callee right) are under {}",
+        out.join("recordings").display()
+    );
+    println!(
+        "The catalog is {} — for example:",
+        out.join("catalog.sqlite").display()
+    );
     println!(
         "  sqlite3 -readonly {} \"SELECT c.sip_call_id, c.caller_user, c.callee_user, r.path, r.duration_s FROM calls c JOIN recordings r ON r.call_id = c.id\"",
         out.join("catalog.sqlite").display()
@@ -126,12 +166,21 @@ fn test(root: &Path) -> Result<()> {
 const FUZZ_TARGETS: [&str; 5] = ["frame", "sip", "sdp", "rtp", "engine"];
 
 fn fuzz_smoke(root: &Path) -> Result<()> {
-    let nightly = Command::new("rustup").args(["run", "nightly", "rustc", "--version"]).output().is_ok_and(|o| o.status.success());
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !nightly {
-        eprintln!("xtask: SKIPPED fuzz smoke run: no nightly toolchain (the corpus is still replayed by `cargo test`)");
+        eprintln!(
+            "xtask: SKIPPED fuzz smoke run: no nightly toolchain (the corpus is still replayed by `cargo test`)"
+        );
         return Ok(());
     }
-    if !Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if !Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
     }
     for target in FUZZ_TARGETS {

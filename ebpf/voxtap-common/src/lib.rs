@@ -31,11 +31,21 @@ impl MediaEndpointKey {
         a[1] = addr[1];
         a[2] = addr[2];
         a[3] = addr[3];
-        Self { addr: a, port, family: FAMILY_IPV4, _pad: 0 }
+        Self {
+            addr: a,
+            port,
+            family: FAMILY_IPV4,
+            _pad: 0,
+        }
     }
 
     pub const fn v6(addr: [u8; 16], port: u16) -> Self {
-        Self { addr, port, family: FAMILY_IPV6, _pad: 0 }
+        Self {
+            addr,
+            port,
+            family: FAMILY_IPV6,
+            _pad: 0,
+        }
     }
 }
 

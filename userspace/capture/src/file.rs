@@ -15,7 +15,11 @@ pub enum CaptureError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: corrupt capture at byte offset {offset}: {what}")]
-    Corrupt { path: PathBuf, offset: u64, what: String },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
 }
 
 /// One frame of a capture file.
@@ -30,7 +34,11 @@ pub struct FrameRef<'a> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
-    Pcap { big_endian: bool, nanos: bool, link: LinkType },
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        link: LinkType,
+    },
     PcapNg,
 }
 
@@ -61,7 +69,10 @@ pub struct CaptureFile {
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
-        let io_err = |source| CaptureError::Io { path: path.to_path_buf(), source };
+        let io_err = |source| CaptureError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
         let mut cf = CaptureFile {
@@ -80,7 +91,10 @@ impl CaptureFile {
             return Err(cf.corrupt(0, "empty file, not a pcap or pcapng capture"));
         }
         match magic {
-            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => {
+            [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0x4d, 0x3c, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d] => {
                 let big_endian = magic[0] == 0xa1;
                 let nanos = magic == [0x4d, 0x3c, 0xb2, 0xa1] || magic == [0xa1, 0xb2, 0x3c, 0x4d];
                 let mut rest = [0u8; 20];
@@ -88,7 +102,11 @@ impl CaptureFile {
                     return Err(cf.corrupt(4, "pcap file header is truncated"));
                 }
                 let linktype = u32_at(&rest, 16, big_endian) & 0x0fff_ffff;
-                cf.format = Format::Pcap { big_endian, nanos, link: LinkType::from_pcap(linktype) };
+                cf.format = Format::Pcap {
+                    big_endian,
+                    nanos,
+                    link: LinkType::from_pcap(linktype),
+                };
             }
             [0x0a, 0x0d, 0x0d, 0x0a] => {
                 // The section header is read as an ordinary block.
@@ -120,12 +138,21 @@ impl CaptureFile {
     /// The next frame, `Ok(None)` at a clean end of file.
     pub fn next_frame(&mut self) -> Result<Option<FrameRef<'_>>, CaptureError> {
         match self.format {
-            Format::Pcap { big_endian, nanos, link } => self.next_pcap(big_endian, nanos, link),
+            Format::Pcap {
+                big_endian,
+                nanos,
+                link,
+            } => self.next_pcap(big_endian, nanos, link),
             Format::PcapNg => self.next_pcapng(),
         }
     }
 
-    fn next_pcap(&mut self, be: bool, nanos: bool, link: LinkType) -> Result<Option<FrameRef<'_>>, CaptureError> {
+    fn next_pcap(
+        &mut self,
+        be: bool,
+        nanos: bool,
+        link: LinkType,
+    ) -> Result<Option<FrameRef<'_>>, CaptureError> {
         let at = self.offset;
         let mut hdr = [0u8; 16];
         if !self.read_exact_or_eof(&mut hdr)? {
@@ -146,14 +173,26 @@ impl CaptureFile {
         let complete = self.read_exact_or_eof(&mut buf)?;
         self.buf = buf;
         if !complete {
-            return Err(self.corrupt(at, &format!("record of {caplen} bytes is cut short by the end of the file")));
+            return Err(self.corrupt(
+                at,
+                &format!("record of {caplen} bytes is cut short by the end of the file"),
+            ));
         }
-        Ok(Some(FrameRef { ts: Timestamp(secs * 1_000_000_000 + nanos_part), link, data: &self.buf, offset: at }))
+        Ok(Some(FrameRef {
+            ts: Timestamp(secs * 1_000_000_000 + nanos_part),
+            link,
+            data: &self.buf,
+            offset: at,
+        }))
     }
 
     fn next_pcapng(&mut self) -> Result<Option<FrameRef<'_>>, CaptureError> {
         loop {
-            let at = if self.pending_ng_magic { self.offset - 4 } else { self.offset };
+            let at = if self.pending_ng_magic {
+                self.offset - 4
+            } else {
+                self.offset
+            };
             let mut hdr = [0u8; 8];
             if self.pending_ng_magic {
                 self.pending_ng_magic = false;
@@ -181,7 +220,9 @@ impl CaptureFile {
                 self.interfaces.clear();
                 let total = u32_at(&hdr, 4, self.ng_big_endian) as usize;
                 if !(28..=MAX_RECORD).contains(&total) || total % 4 != 0 {
-                    return Err(self.corrupt(at, &format!("section header length {total} is invalid")));
+                    return Err(
+                        self.corrupt(at, &format!("section header length {total} is invalid"))
+                    );
                 }
                 self.read_body(at, total - 12)?;
                 continue;
@@ -206,24 +247,42 @@ impl CaptureFile {
                     }
                     let link = LinkType::from_pcap(u16_at(&self.buf, 0, be) as u32);
                     let (units_per_sec, offset_secs) = parse_if_options(&self.buf[8..body_len], be);
-                    self.interfaces.push(Interface { link, units_per_sec, offset_secs });
+                    self.interfaces.push(Interface {
+                        link,
+                        units_per_sec,
+                        offset_secs,
+                    });
                 }
                 6 | 2 => {
                     // Enhanced packet (6), or the obsolete packet block (2) with a 16-bit id.
                     if body_len < 20 {
                         return Err(self.corrupt(at, "packet block is too short"));
                     }
-                    let iface = if block_type == 6 { u32_at(&self.buf, 0, be) } else { u16_at(&self.buf, 0, be) as u32 };
-                    let ts_raw = ((u32_at(&self.buf, 4, be) as u64) << 32) | u32_at(&self.buf, 8, be) as u64;
+                    let iface = if block_type == 6 {
+                        u32_at(&self.buf, 0, be)
+                    } else {
+                        u16_at(&self.buf, 0, be) as u32
+                    };
+                    let ts_raw =
+                        ((u32_at(&self.buf, 4, be) as u64) << 32) | u32_at(&self.buf, 8, be) as u64;
                     let caplen = u32_at(&self.buf, 12, be) as usize;
                     if 20 + caplen > body_len {
-                        return Err(self.corrupt(at, &format!("packet length {caplen} runs past its block")));
+                        return Err(self
+                            .corrupt(at, &format!("packet length {caplen} runs past its block")));
                     }
                     let Some(ifc) = self.interfaces.get(iface as usize).copied() else {
-                        return Err(self.corrupt(at, &format!("packet names interface {iface}, which was never described")));
+                        return Err(self.corrupt(
+                            at,
+                            &format!("packet names interface {iface}, which was never described"),
+                        ));
                     };
                     let ts = ts_from_units(ts_raw, ifc.units_per_sec, ifc.offset_secs);
-                    return Ok(Some(FrameRef { ts, link: ifc.link, data: &self.buf[20..20 + caplen], offset: at }));
+                    return Ok(Some(FrameRef {
+                        ts,
+                        link: ifc.link,
+                        data: &self.buf[20..20 + caplen],
+                        offset: at,
+                    }));
                 }
                 3 => {
                     // Simple packet: interface 0, no timestamp; original length first.
@@ -235,7 +294,12 @@ impl CaptureFile {
                     }
                     let orig = u32_at(&self.buf, 0, be) as usize;
                     let caplen = orig.min(body_len - 4);
-                    return Ok(Some(FrameRef { ts: Timestamp(0), link: ifc.link, data: &self.buf[4..4 + caplen], offset: at }));
+                    return Ok(Some(FrameRef {
+                        ts: Timestamp(0),
+                        link: ifc.link,
+                        data: &self.buf[4..4 + caplen],
+                        offset: at,
+                    }));
                 }
                 _ => {} // statistics, name resolution, custom blocks: not frames
             }
@@ -248,7 +312,11 @@ impl CaptureFile {
         let mut buf = std::mem::take(&mut self.buf);
         let complete = self.read_exact_or_eof(&mut buf)?;
         self.buf = buf;
-        if complete { Ok(()) } else { Err(self.corrupt(at, "block is cut short by the end of the file")) }
+        if complete {
+            Ok(())
+        } else {
+            Err(self.corrupt(at, "block is cut short by the end of the file"))
+        }
     }
 
     /// Fills `buf`; false at end of file (clean if nothing was read, else the caller reports it).
@@ -259,7 +327,12 @@ impl CaptureFile {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(CaptureError::Io { path: self.path.clone(), source }),
+                Err(source) => {
+                    return Err(CaptureError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
             }
         }
         self.offset += filled as u64;
@@ -270,18 +343,30 @@ impl CaptureFile {
     }
 
     fn corrupt(&self, offset: u64, what: &str) -> CaptureError {
-        CaptureError::Corrupt { path: self.path.clone(), offset, what: what.to_string() }
+        CaptureError::Corrupt {
+            path: self.path.clone(),
+            offset,
+            what: what.to_string(),
+        }
     }
 }
 
 fn u32_at(b: &[u8], i: usize, be: bool) -> u32 {
     let x = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-    if be { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) }
+    if be {
+        u32::from_be_bytes(x)
+    } else {
+        u32::from_le_bytes(x)
+    }
 }
 
 fn u16_at(b: &[u8], i: usize, be: bool) -> u16 {
     let x = [b[i], b[i + 1]];
-    if be { u16::from_be_bytes(x) } else { u16::from_le_bytes(x) }
+    if be {
+        u16::from_be_bytes(x)
+    } else {
+        u16::from_le_bytes(x)
+    }
 }
 
 /// Reads if_tsresol (9) and if_tsoffset (14) from an interface's options (pcapng §4.2).
@@ -292,17 +377,30 @@ fn parse_if_options(mut opts: &[u8], be: bool) -> (u64, i64) {
         let code = u16_at(opts, 0, be);
         let len = u16_at(opts, 2, be) as usize;
         let padded = (len + 3) & !3;
-        let Some(value) = opts.get(4..4 + len) else { break };
+        let Some(value) = opts.get(4..4 + len) else {
+            break;
+        };
         match (code, len) {
             (0, _) => break,
             (9, 1) => {
                 let r = value[0];
                 let exp = (r & 0x7f) as u32;
-                units = if r & 0x80 != 0 { 2u64.checked_pow(exp) } else { 10u64.checked_pow(exp) }.unwrap_or(1_000_000);
+                units = if r & 0x80 != 0 {
+                    2u64.checked_pow(exp)
+                } else {
+                    10u64.checked_pow(exp)
+                }
+                .unwrap_or(1_000_000);
             }
             (14, 8) => {
-                let v = [value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7]];
-                offset = if be { i64::from_be_bytes(v) } else { i64::from_le_bytes(v) };
+                let v = [
+                    value[0], value[1], value[2], value[3], value[4], value[5], value[6], value[7],
+                ];
+                offset = if be {
+                    i64::from_be_bytes(v)
+                } else {
+                    i64::from_le_bytes(v)
+                };
             }
             _ => {}
         }

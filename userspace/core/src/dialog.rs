@@ -67,7 +67,10 @@ pub struct SideMedia {
 
 impl SideMedia {
     pub fn codec(&self, pt: u8) -> Option<(&str, u32)> {
-        self.payloads.iter().find(|p| p.0 == pt).map(|p| (p.1.as_str(), p.2))
+        self.payloads
+            .iter()
+            .find(|p| p.0 == pt)
+            .map(|p| (p.1.as_str(), p.2))
     }
 }
 
@@ -119,7 +122,9 @@ impl Call {
     }
 
     pub fn telephone_event_pt(&self) -> Option<u8> {
-        self.media[0].telephone_event.or(self.media[1].telephone_event)
+        self.media[0]
+            .telephone_event
+            .or(self.media[1].telephone_event)
     }
 
     fn side_of_tag(&self, from_tag: Option<&str>) -> Side {
@@ -141,9 +146,18 @@ pub enum DialogEvent {
     /// The linger is over: report the call and forget it.
     Reaped(CallHandle),
     /// New endpoints were announced for a side.
-    MediaLearned { call: CallHandle, side: Side },
+    MediaLearned {
+        call: CallHandle,
+        side: Side,
+    },
     /// A DTMF digit in a SIP INFO body.
-    InfoDtmf { call: CallHandle, ts: Timestamp, side: Side, digit: char, duration_ms: u32 },
+    InfoDtmf {
+        call: CallHandle,
+        ts: Timestamp,
+        side: Side,
+        digit: char,
+        duration_ms: u32,
+    },
 }
 
 /// Why a SIP message could not be used.
@@ -168,7 +182,10 @@ pub struct Dialogs {
 
 impl Dialogs {
     pub fn new(cfg: DialogConfig) -> Self {
-        Self { cfg, ..Default::default() }
+        Self {
+            cfg,
+            ..Default::default()
+        }
     }
 
     pub fn get(&self, call: CallHandle) -> Option<&Call> {
@@ -197,7 +214,11 @@ impl Dialogs {
     /// other party sent it), or the source is (that party sent it). Checking both covers NAT,
     /// where one side's SDP address is private and its RTP comes from elsewhere.
     pub fn lookup_media(&self, src: SocketAddr, dst: SocketAddr) -> Option<(CallHandle, Side)> {
-        let live = |c: &CallHandle| self.calls.get(c).is_some_and(|c| c.state != CallState::Ended);
+        let live = |c: &CallHandle| {
+            self.calls
+                .get(c)
+                .is_some_and(|c| c.state != CallState::Ended)
+        };
         if let Some(&(call, owner)) = self.media_index.get(&dst) {
             if live(&call) {
                 return Some((call, owner.other()));
@@ -258,7 +279,10 @@ impl Dialogs {
             match sdp::parse(body) {
                 Ok(sd) => {
                     if self.learn_media(handle, sender, &sd) {
-                        out.push(DialogEvent::MediaLearned { call: handle, side: sender });
+                        out.push(DialogEvent::MediaLearned {
+                            call: handle,
+                            side: sender,
+                        });
                     }
                 }
                 Err(_) => sdp_error = true,
@@ -289,14 +313,24 @@ impl Dialogs {
                 }
                 Method::Bye => {
                     if call.state != CallState::Ended {
-                        let reason = if call.answered.is_some() { EndReason::Bye } else { EndReason::Cancelled };
+                        let reason = if call.answered.is_some() {
+                            EndReason::Bye
+                        } else {
+                            EndReason::Cancelled
+                        };
                         end(call, ts, reason, &self.cfg, out);
                     }
                 }
                 Method::Info => {
                     if let (Some(ct), false) = (msg.content_type(), msg.body.is_empty()) {
                         if let Some((digit, duration_ms)) = sip::info_dtmf(ct, msg.body) {
-                            out.push(DialogEvent::InfoDtmf { call: handle, ts, side: sender, digit, duration_ms });
+                            out.push(DialogEvent::InfoDtmf {
+                                call: handle,
+                                ts,
+                                side: sender,
+                                digit,
+                                duration_ms,
+                            });
                         }
                     }
                 }
@@ -317,29 +351,48 @@ impl Dialogs {
                         call.to_tag = to.tag.map(str::to_string);
                         call.final_status = Some(code);
                         if let Some(name) = to.display_name {
-                            call.callee.display_name.get_or_insert_with(|| name.to_string());
+                            call.callee
+                                .display_name
+                                .get_or_insert_with(|| name.to_string());
                         }
                         out.push(DialogEvent::Answered(handle));
                     }
                 }
                 _ if initial && call.answered.is_none() && call.state != CallState::Ended => {
                     call.final_status = Some(code);
-                    let reason = if code == 487 || call.cancelled { EndReason::Cancelled } else { EndReason::Rejected };
+                    let reason = if code == 487 || call.cancelled {
+                        EndReason::Cancelled
+                    } else {
+                        EndReason::Rejected
+                    };
                     end(call, ts, reason, &self.cfg, out);
                 }
                 _ => {}
             }
         }
-        if sdp_error { Err(Rejected::BadSdp) } else { Ok(()) }
+        if sdp_error {
+            Err(Rejected::BadSdp)
+        } else {
+            Ok(())
+        }
     }
 
-    fn find(&self, call_id: &str, from_tag: Option<&str>, to_tag: Option<&str>) -> Option<CallHandle> {
+    fn find(
+        &self,
+        call_id: &str,
+        from_tag: Option<&str>,
+        to_tag: Option<&str>,
+    ) -> Option<CallHandle> {
         let handles = self.by_call_id.get(call_id)?;
         let matches = |c: &Call| {
             let t = Some(c.from_tag.as_str());
             from_tag == t || to_tag == t || (c.from_tag.is_empty() && from_tag.is_none())
         };
-        handles.iter().rev().copied().find(|h| self.calls.get(h).is_some_and(matches))
+        handles
+            .iter()
+            .rev()
+            .copied()
+            .find(|h| self.calls.get(h).is_some_and(matches))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -382,7 +435,10 @@ impl Dialogs {
             linger_until: None,
         };
         self.calls.insert(handle, call);
-        self.by_call_id.entry(call_id.to_string()).or_default().push(handle);
+        self.by_call_id
+            .entry(call_id.to_string())
+            .or_default()
+            .push(handle);
         handle
     }
 
@@ -396,7 +452,12 @@ impl Dialogs {
             .values()
             .filter(|c| c.state == CallState::Ended && c.linger_until.is_some())
             .min_by_key(|c| c.last_activity)
-            .or_else(|| self.calls.values().filter(|c| c.answered.is_none() && c.state != CallState::Ended).min_by_key(|c| c.started))
+            .or_else(|| {
+                self.calls
+                    .values()
+                    .filter(|c| c.answered.is_none() && c.state != CallState::Ended)
+                    .min_by_key(|c| c.started)
+            })
             .map(|c| c.handle);
         let Some(h) = victim else { return };
         let cfg = self.cfg.clone();
@@ -411,8 +472,15 @@ impl Dialogs {
     }
 
     /// Records the endpoints and payload types of one SDP; true if an endpoint was new.
-    fn learn_media(&mut self, handle: CallHandle, side: Side, sd: &sdp::SessionDescription) -> bool {
-        let Some(call) = self.calls.get_mut(&handle) else { return false };
+    fn learn_media(
+        &mut self,
+        handle: CallHandle,
+        side: Side,
+        sd: &sdp::SessionDescription,
+    ) -> bool {
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return false;
+        };
         let media = &mut call.media[side_index(side)];
         let mut new_endpoint = false;
         let mut first = true;
@@ -423,13 +491,17 @@ impl Dialogs {
             }
             for map in &m.rtpmaps {
                 if !media.payloads.iter().any(|p| p.0 == map.payload_type) {
-                    media.payloads.push((map.payload_type, map.encoding.clone(), map.clock_rate));
+                    media
+                        .payloads
+                        .push((map.payload_type, map.encoding.clone(), map.clock_rate));
                 }
             }
             if let Some(te) = m.telephone_event_pt() {
                 media.telephone_event = Some(te);
             }
-            let Some(addr) = sd.address_of(m) else { continue };
+            let Some(addr) = sd.address_of(m) else {
+                continue;
+            };
             // Port 0 disables a stream; 0.0.0.0 is the old way to put it on hold (RFC 3264 §8.4).
             if m.port == 0 || addr.is_unspecified() {
                 continue;
@@ -512,10 +584,20 @@ impl Dialogs {
     }
 }
 
-fn end(call: &mut Call, ts: Timestamp, reason: EndReason, cfg: &DialogConfig, out: &mut Vec<DialogEvent>) {
+fn end(
+    call: &mut Call,
+    ts: Timestamp,
+    reason: EndReason,
+    cfg: &DialogConfig,
+    out: &mut Vec<DialogEvent>,
+) {
     call.state = CallState::Ended;
     call.ended = Some((ts, reason));
-    let linger = if matches!(call.final_status, Some(401 | 407)) { cfg.challenge_linger } else { cfg.linger };
+    let linger = if matches!(call.final_status, Some(401 | 407)) {
+        cfg.challenge_linger
+    } else {
+        cfg.linger
+    };
     call.linger_until = Some(ts.max(call.last_activity) + linger);
     out.push(DialogEvent::Stopped(call.handle));
 }
@@ -525,6 +607,9 @@ fn party(na: &sip::NameAddr<'_>) -> Party {
     Party {
         user: uri.and_then(|u| u.user).unwrap_or("").to_string(),
         host: uri.map(|u| u.host).unwrap_or("").to_string(),
-        display_name: na.display_name.filter(|d| !d.is_empty()).map(str::to_string),
+        display_name: na
+            .display_name
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
     }
 }

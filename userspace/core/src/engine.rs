@@ -17,8 +17,8 @@ use std::time::Duration;
 use crate::codec::{self, Decoder};
 use crate::dialog::{CallState, DialogConfig, DialogEvent, Dialogs, Rejected};
 use crate::event::{
-    CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingFormat, RecordingHandle, RecordingStarted, Side,
-    SipTransport, StopReason, StreamHandle, StreamReport,
+    CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingFormat, RecordingHandle,
+    RecordingStarted, Side, SipTransport, StopReason, StreamHandle, StreamReport,
 };
 use crate::media::{Placement, Timeline};
 use crate::policy::{CallFacts, RecordAnswered, RecordingPolicy};
@@ -208,7 +208,11 @@ impl Engine {
             self.next_sweep = Some(self.now + self.cfg.sweep_interval);
         }
         match wire::decode(link, frame) {
-            Ok(Decoded::Packet { src, dst, transport }) => self.on_transport(ts, src, dst, transport),
+            Ok(Decoded::Packet {
+                src,
+                dst,
+                transport,
+            }) => self.on_transport(ts, src, dst, transport),
             Ok(Decoded::Fragment(frag)) => {
                 self.stats.ip_fragments += 1;
                 match self.defrag.push(ts, &frag) {
@@ -225,18 +229,36 @@ impl Engine {
             }
             Ok(Decoded::NotIp) => self.stats.ignored += 1,
             Err(wire::Error::Unsupported) => self.stats.ignored += 1,
-            Err(wire::Error::Truncated) | Err(wire::Error::Malformed) => self.stats.count_malformed(Malformed::Link),
+            Err(wire::Error::Truncated) | Err(wire::Error::Malformed) => {
+                self.stats.count_malformed(Malformed::Link)
+            }
         }
     }
 
     fn on_transport(&mut self, ts: Timestamp, src: IpAddr, dst: IpAddr, transport: Transport<'_>) {
         match transport {
-            Transport::Udp { src_port, dst_port, payload } => {
-                self.on_udp(ts, SocketAddr::new(src, src_port), SocketAddr::new(dst, dst_port), payload)
-            }
-            Transport::Tcp { src_port, dst_port, seq, flags, payload } => {
+            Transport::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => self.on_udp(
+                ts,
+                SocketAddr::new(src, src_port),
+                SocketAddr::new(dst, dst_port),
+                payload,
+            ),
+            Transport::Tcp {
+                src_port,
+                dst_port,
+                seq,
+                flags,
+                payload,
+            } => {
                 self.stats.tcp_segments += 1;
-                let key = FlowKey { src: SocketAddr::new(src, src_port), dst: SocketAddr::new(dst, dst_port) };
+                let key = FlowKey {
+                    src: SocketAddr::new(src, src_port),
+                    dst: SocketAddr::new(dst, dst_port),
+                };
                 self.on_tcp(ts, key, seq, flags, payload)
             }
             Transport::Other { .. } => self.stats.ignored += 1,
@@ -267,7 +289,14 @@ impl Engine {
         }
     }
 
-    fn on_tcp(&mut self, ts: Timestamp, key: FlowKey, seq: u32, flags: wire::TcpFlags, payload: &[u8]) {
+    fn on_tcp(
+        &mut self,
+        ts: Timestamp,
+        key: FlowKey,
+        seq: u32,
+        flags: wire::TcpFlags,
+        payload: &[u8],
+    ) {
         let tracked = self.sip_tcp_flows.contains_key(&key);
         if !tracked {
             let on_sip_port = self.cfg.sip_tcp_ports.contains(&key.src.port())
@@ -285,7 +314,9 @@ impl Engine {
             self.stats.count_malformed(Malformed::Transport);
         }
         loop {
-            let Some(stream) = self.tcp.stream(&key) else { break };
+            let Some(stream) = self.tcp.stream(&key) else {
+                break;
+            };
             if stream.take_resynced() {
                 self.stats.count_malformed(Malformed::Transport);
             }
@@ -310,7 +341,14 @@ impl Engine {
         }
     }
 
-    fn on_sip_bytes(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, transport: SipTransport, data: &[u8]) {
+    fn on_sip_bytes(
+        &mut self,
+        ts: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: SipTransport,
+        data: &[u8],
+    ) {
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(_) => {
@@ -321,7 +359,10 @@ impl Engine {
         self.stats.sip_messages += 1;
         let mut out = std::mem::take(&mut self.dialog_events);
         out.clear();
-        match self.dialogs.on_message(ts, src, dst, transport, &msg, &mut out) {
+        match self
+            .dialogs
+            .on_message(ts, src, dst, transport, &msg, &mut out)
+        {
             Ok(()) => {}
             Err(Rejected::MissingHeaders) => self.stats.count_malformed(Malformed::Sip),
             Err(Rejected::BadSdp) => self.stats.count_malformed(Malformed::Sdp),
@@ -339,7 +380,13 @@ impl Engine {
                 DialogEvent::Stopped(call) => self.stop_recording(call, StopReason::CallEnded),
                 DialogEvent::Reaped(call) => self.reap(call),
                 DialogEvent::MediaLearned { call, .. } => self.claim_pending(call),
-                DialogEvent::InfoDtmf { call, ts, side, digit, duration_ms } => {
+                DialogEvent::InfoDtmf {
+                    call,
+                    ts,
+                    side,
+                    digit,
+                    duration_ms,
+                } => {
                     self.events.push_back(Event::Dtmf(DtmfEvent {
                         call,
                         ts,
@@ -354,7 +401,9 @@ impl Engine {
     }
 
     fn on_call_started(&mut self, handle: CallHandle) {
-        let Some(c) = self.dialogs.get(handle) else { return };
+        let Some(c) = self.dialogs.get(handle) else {
+            return;
+        };
         self.stats.calls_seen += 1;
         self.events.push_back(Event::CallStarted(CallStarted {
             call: handle,
@@ -370,7 +419,9 @@ impl Engine {
     }
 
     fn on_answered(&mut self, handle: CallHandle) {
-        let Some(c) = self.dialogs.get(handle) else { return };
+        let Some(c) = self.dialogs.get(handle) else {
+            return;
+        };
         let answered_at = c.answered.unwrap_or(self.now);
         self.stats.calls_answered += 1;
         self.events.push_back(Event::CallAnswered {
@@ -395,21 +446,28 @@ impl Engine {
         self.stats.recordings_started += 1;
         self.recordings.insert(
             handle,
-            Recording { handle: rec, start: answered_at, timeline: Timeline::new(self.cfg.sample_rate) },
+            Recording {
+                handle: rec,
+                start: answered_at,
+                timeline: Timeline::new(self.cfg.sample_rate),
+            },
         );
-        self.events.push_back(Event::RecordingStarted(RecordingStarted {
-            rec,
-            call: handle,
-            ts: answered_at,
-            sample_rate: self.cfg.sample_rate,
-            channels: 2,
-            format: RecordingFormat::Wav,
-            reason: decision.reason,
-        }));
+        self.events
+            .push_back(Event::RecordingStarted(RecordingStarted {
+                rec,
+                call: handle,
+                ts: answered_at,
+                sample_rate: self.cfg.sample_rate,
+                channels: 2,
+                format: RecordingFormat::Wav,
+                reason: decision.reason,
+            }));
     }
 
     fn stop_recording(&mut self, call: CallHandle, reason: StopReason) {
-        let Some(mut rec) = self.recordings.remove(&call) else { return };
+        let Some(mut rec) = self.recordings.remove(&call) else {
+            return;
+        };
         let end = self
             .dialogs
             .get(call)
@@ -420,7 +478,10 @@ impl Engine {
         self.audio.clear();
         rec.timeline.drain_until(frames, &mut self.audio);
         if !self.audio.is_empty() {
-            self.events.push_back(Event::RecordingAudio { rec: rec.handle, samples: std::mem::take(&mut self.audio) });
+            self.events.push_back(Event::RecordingAudio {
+                rec: rec.handle,
+                samples: std::mem::take(&mut self.audio),
+            });
         }
         self.events.push_back(Event::RecordingStopped {
             rec: rec.handle,
@@ -434,11 +495,15 @@ impl Engine {
     /// Reports a call's streams and its end, then forgets it.
     fn reap(&mut self, handle: CallHandle) {
         self.stop_recording(handle, StopReason::CallEnded);
-        let Some(call) = self.dialogs.remove(handle) else { return };
+        let Some(call) = self.dialogs.remove(handle) else {
+            return;
+        };
         let mut keys = self.call_streams.remove(&handle).unwrap_or_default();
         keys.sort_by_key(|k| self.streams.get(k).map(|s| s.handle));
         for key in keys {
-            let Some(s) = self.streams.remove(&key) else { continue };
+            let Some(s) = self.streams.remove(&key) else {
+                continue;
+            };
             self.events.push_back(Event::StreamEnded(StreamReport {
                 stream: s.handle,
                 call: handle,
@@ -467,11 +532,25 @@ impl Engine {
                 self.peers.remove(&dst);
             }
         }
-        let (ts, reason) = call.ended.unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
-        self.events.push_back(Event::CallEnded { call: handle, ts, reason, final_status: call.final_status });
+        let (ts, reason) = call
+            .ended
+            .unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
+        self.events.push_back(Event::CallEnded {
+            call: handle,
+            ts,
+            reason,
+            final_status: call.final_status,
+        });
     }
 
-    fn on_rtp(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, flow: Flow, payload: &[u8]) {
+    fn on_rtp(
+        &mut self,
+        ts: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        flow: Flow,
+        payload: &[u8],
+    ) {
         let pkt = match rtp::Packet::new_checked(payload) {
             Ok(p) => p,
             Err(_) => {
@@ -481,7 +560,9 @@ impl Engine {
         };
         self.stats.rtp_packets += 1;
         self.stats.rtp_matched += 1;
-        let Some(call) = self.dialogs.get(flow.call) else { return };
+        let Some(call) = self.dialogs.get(flow.call) else {
+            return;
+        };
         if call.state == CallState::Ended {
             return;
         }
@@ -521,8 +602,19 @@ impl Engine {
         let is_event = Some(pt) == tev_pt;
         let is_cn = pt == rtp::PT_CN || pt == rtp::PT_CN_OLD;
         // Telephone-event timestamps do not advance with time (RFC 4733 §2.2.1).
-        let clock = if is_event { 0 } else { codec_info.as_ref().map_or(0, |c| c.1) };
-        stream.stats.on_packet(ts.as_nanos(), pkt.sequence_number(), pkt.timestamp(), pt, pkt.marker(), clock);
+        let clock = if is_event {
+            0
+        } else {
+            codec_info.as_ref().map_or(0, |c| c.1)
+        };
+        stream.stats.on_packet(
+            ts.as_nanos(),
+            pkt.sequence_number(),
+            pkt.timestamp(),
+            pt,
+            pkt.marker(),
+            clock,
+        );
 
         if is_event {
             stream.telephone_events += 1;
@@ -557,7 +649,9 @@ impl Engine {
                 stream.codec = format!("PT{pt}");
             }
         }
-        let Some(rec) = self.recordings.get_mut(&flow.call) else { return };
+        let Some(rec) = self.recordings.get_mut(&flow.call) else {
+            return;
+        };
         if stream.decoder.as_ref().is_none_or(|(p, _)| *p != pt) {
             stream.decoder = codec_info
                 .as_ref()
@@ -565,15 +659,23 @@ impl Engine {
                 .filter(|d| d.sample_rate() == rec.timeline.sample_rate())
                 .map(|d| (pt, d));
         }
-        let Some((_, decoder)) = stream.decoder.as_mut() else { return };
+        let Some((_, decoder)) = stream.decoder.as_mut() else {
+            return;
+        };
         let arrival = frame_at(rec.start, ts, rec.timeline.sample_rate());
         if arrival < 0 {
             // Early media before the answer is not part of the recording.
             return;
         }
         let source = stream.handle.0;
-        if rec.timeline.place(flow.sender, source, pkt.timestamp(), arrival, decoder.as_mut(), pkt.payload())
-            == Placement::Late
+        if rec.timeline.place(
+            flow.sender,
+            source,
+            pkt.timestamp(),
+            arrival,
+            decoder.as_mut(),
+            pkt.payload(),
+        ) == Placement::Late
         {
             stream.late += 1;
         }
@@ -585,16 +687,28 @@ impl Engine {
     /// endpoints decide.
     fn match_flow(&self, src: SocketAddr, dst: SocketAddr) -> Option<Flow> {
         if let Some(&(call, sender)) = self.peers.get(&src) {
-            if self.dialogs.get(call).is_some_and(|c| c.state != CallState::Ended) {
-                return Some(Flow { call, sender: sender.other() });
+            if self
+                .dialogs
+                .get(call)
+                .is_some_and(|c| c.state != CallState::Ended)
+            {
+                return Some(Flow {
+                    call,
+                    sender: sender.other(),
+                });
             }
         }
-        self.dialogs.lookup_media(src, dst).map(|(call, sender)| Flow { call, sender })
+        self.dialogs
+            .lookup_media(src, dst)
+            .map(|(call, sender)| Flow { call, sender })
     }
 
     fn add_flow(&mut self, src: SocketAddr, dst: SocketAddr, flow: Flow) {
         self.flows.insert((src, dst), flow);
-        self.call_flows.entry(flow.call).or_default().push((src, dst));
+        self.call_flows
+            .entry(flow.call)
+            .or_default()
+            .push((src, dst));
         self.peers.entry(dst).or_insert((flow.call, flow.sender));
     }
 
@@ -606,7 +720,13 @@ impl Engine {
             return;
         }
         self.pending_packets += 1;
-        self.pending.entry((src, dst)).or_default().push_back(PendingPacket { ts, data: payload.to_vec() });
+        self.pending
+            .entry((src, dst))
+            .or_default()
+            .push_back(PendingPacket {
+                ts,
+                data: payload.to_vec(),
+            });
     }
 
     /// Replays held RTP that the call's new endpoints now claim.
@@ -624,7 +744,9 @@ impl Engine {
         }
         claimed.sort_by_key(|(t, _)| *t);
         for (tuple, flow) in claimed {
-            let Some(packets) = self.pending.remove(&tuple) else { continue };
+            let Some(packets) = self.pending.remove(&tuple) else {
+                continue;
+            };
             self.pending_packets -= packets.len();
             self.add_flow(tuple.0, tuple.1, flow);
             for p in packets {
@@ -653,7 +775,10 @@ impl Engine {
         let max_age = self.cfg.pending_rtp_max_age;
         let mut dropped = 0usize;
         self.pending.retain(|_, q| {
-            while q.front().is_some_and(|p| now.saturating_since(p.ts) > max_age) {
+            while q
+                .front()
+                .is_some_and(|p| now.saturating_since(p.ts) > max_age)
+            {
                 q.pop_front();
                 dropped += 1;
             }
@@ -672,11 +797,18 @@ impl Engine {
             // at the end of input has no trailing silence past its end time.
             let last_activity = self.dialogs.get(h).map_or(now, |c| c.last_activity);
             let rec = self.recordings.get_mut(&h).expect("listed");
-            let until = frame_at(rec.start, (now - window).min(last_activity), rec.timeline.sample_rate());
+            let until = frame_at(
+                rec.start,
+                (now - window).min(last_activity),
+                rec.timeline.sample_rate(),
+            );
             if until - rec.timeline.emitted() as i64 >= chunk {
                 self.audio.clear();
                 rec.timeline.drain_until(until, &mut self.audio);
-                self.events.push_back(Event::RecordingAudio { rec: rec.handle, samples: std::mem::take(&mut self.audio) });
+                self.events.push_back(Event::RecordingAudio {
+                    rec: rec.handle,
+                    samples: std::mem::take(&mut self.audio),
+                });
             }
         }
         self.stats.evictions = self.dialogs.evicted();

@@ -213,14 +213,32 @@ pub enum StopReason {
 pub enum Event {
     CallStarted(CallStarted),
     /// A 2xx answered the INVITE.
-    CallAnswered { call: CallHandle, ts: Timestamp, to_tag: String },
+    CallAnswered {
+        call: CallHandle,
+        ts: Timestamp,
+        to_tag: String,
+    },
     /// The callee as seen in the final response (its To display name may be richer).
-    CallEnded { call: CallHandle, ts: Timestamp, reason: EndReason, final_status: Option<u16> },
+    CallEnded {
+        call: CallHandle,
+        ts: Timestamp,
+        reason: EndReason,
+        final_status: Option<u16>,
+    },
     StreamEnded(StreamReport),
     RecordingStarted(RecordingStarted),
     /// The next stereo frames of a recording, interleaved left (caller), right (callee).
     /// Frames arrive in order and without gaps: silence is written as zeros.
-    RecordingAudio { rec: RecordingHandle, samples: Vec<i16> },
-    RecordingStopped { rec: RecordingHandle, call: CallHandle, ts: Timestamp, frames: u64, reason: StopReason },
+    RecordingAudio {
+        rec: RecordingHandle,
+        samples: Vec<i16>,
+    },
+    RecordingStopped {
+        rec: RecordingHandle,
+        call: CallHandle,
+        ts: Timestamp,
+        frames: u64,
+        reason: StopReason,
+    },
     Dtmf(DtmfEvent),
 }

@@ -11,11 +11,26 @@ use crate::{rtp, sdp, sip};
 /// Every link type: what `decode` returns lies inside the input.
 pub fn frame(data: &[u8]) {
     let range = data.as_ptr_range();
-    let inside = |s: &[u8]| s.is_empty() || (range.contains(&s.as_ptr()) && s.as_ptr_range().end <= range.end);
-    for link in [LinkType::Ethernet, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::RawIp, LinkType::Null, LinkType::Loop] {
+    let inside = |s: &[u8]| {
+        s.is_empty() || (range.contains(&s.as_ptr()) && s.as_ptr_range().end <= range.end)
+    };
+    for link in [
+        LinkType::Ethernet,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::RawIp,
+        LinkType::Null,
+        LinkType::Loop,
+    ] {
         match wire::decode(link, data) {
-            Ok(Decoded::Packet { transport: Transport::Udp { payload, .. }, .. })
-            | Ok(Decoded::Packet { transport: Transport::Tcp { payload, .. }, .. }) => {
+            Ok(Decoded::Packet {
+                transport: Transport::Udp { payload, .. },
+                ..
+            })
+            | Ok(Decoded::Packet {
+                transport: Transport::Tcp { payload, .. },
+                ..
+            }) => {
                 assert!(inside(payload), "payload outside the frame");
             }
             Ok(Decoded::Fragment(f)) => assert!(inside(f.payload), "fragment outside the frame"),
@@ -32,10 +47,18 @@ pub fn sip(data: &[u8]) {
         for h in msg.headers() {
             assert!(h.name.len() + h.value.len() <= data.len());
         }
-        let _ = (msg.call_id(), msg.from(), msg.to(), msg.cseq(), msg.sdp_body());
+        let _ = (
+            msg.call_id(),
+            msg.from(),
+            msg.to(),
+            msg.cseq(),
+            msg.sdp_body(),
+        );
     }
     match sip::frame(data) {
-        sip::Frame::Complete(n) | sip::Frame::Skip(n) => assert!(n <= data.len(), "frame past the end"),
+        sip::Frame::Complete(n) | sip::Frame::Skip(n) => {
+            assert!(n <= data.len(), "frame past the end")
+        }
         sip::Frame::Incomplete => {}
     }
     let _ = sip::looks_like_sip(data);
@@ -58,7 +81,14 @@ pub fn rtp(data: &[u8]) {
         let mut stats = rtp::StreamStats::default();
         for (i, chunk) in data.chunks(4).enumerate() {
             let seq = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-            stats.on_packet(i as u64 * 20_000_000, seq, i as u32 * 160, p.payload_type(), false, 8000);
+            stats.on_packet(
+                i as u64 * 20_000_000,
+                seq,
+                i as u32 * 160,
+                p.payload_type(),
+                false,
+                8000,
+            );
         }
         assert!(stats.mean_jitter_ms().is_finite() && stats.max_jitter_ms() >= 0.0);
     }

@@ -20,7 +20,7 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
+pub use engine::{Engine, EngineConfig};
 pub use event::Event;
 pub use time::Timestamp;
-pub use engine::{Engine, EngineConfig};
 pub use wire::LinkType;

@@ -25,7 +25,13 @@ struct Anchor {
 
 impl Anchor {
     fn new(source: u64, rtp_ts: u32, frame: i64) -> Self {
-        Self { source, base_ts: rtp_ts as i64, frame, ext_ts: rtp_ts as i64, last_raw_ts: rtp_ts }
+        Self {
+            source,
+            base_ts: rtp_ts as i64,
+            frame,
+            ext_ts: rtp_ts as i64,
+            last_raw_ts: rtp_ts,
+        }
     }
 }
 
@@ -122,7 +128,8 @@ impl Timeline {
         if self.scratch.is_empty() {
             return Placement::Empty;
         }
-        let ticks_per_frame = decoder.rtp_ticks_per_sample() * decoder.sample_rate() as f64 / self.rate as f64;
+        let ticks_per_frame =
+            decoder.rtp_ticks_per_sample() * decoder.sample_rate() as f64 / self.rate as f64;
         let resync = self.resync;
         let ch = &mut self.channels[index(side)];
         let frame = match ch.anchor {
@@ -211,7 +218,14 @@ mod tests {
         let mut dec = G711::ulaw();
         // Caller: packets 0, 1 and 3 of 20 ms (packet 2 lost).
         for i in [0i64, 1, 3] {
-            let p = t.place(Side::Caller, 1, 1000 + 160 * i as u32, 160 * i, &mut dec, &[LOUD; 160]);
+            let p = t.place(
+                Side::Caller,
+                1,
+                1000 + 160 * i as u32,
+                160 * i,
+                &mut dec,
+                &[LOUD; 160],
+            );
             assert_eq!(p, Placement::Placed);
         }
         let out = drain_all(&mut t, 640);
@@ -219,7 +233,10 @@ mod tests {
         let left: Vec<i16> = out.iter().step_by(2).copied().collect();
         let right: Vec<i16> = out.iter().skip(1).step_by(2).copied().collect();
         assert!(left[..320].iter().all(|&s| s != 0));
-        assert!(left[320..480].iter().all(|&s| s == 0), "lost packet must be silence");
+        assert!(
+            left[320..480].iter().all(|&s| s == 0),
+            "lost packet must be silence"
+        );
         assert!(left[480..].iter().all(|&s| s != 0));
         assert!(right.iter().all(|&s| s == 0));
     }
@@ -241,7 +258,10 @@ mod tests {
         let mut dec = G711::ulaw();
         t.place(Side::Caller, 1, 0, 0, &mut dec, &[LOUD; 160]);
         drain_all(&mut t, 800);
-        assert_eq!(t.place(Side::Caller, 1, 160, 800, &mut dec, &[LOUD; 160]), Placement::Late);
+        assert_eq!(
+            t.place(Side::Caller, 1, 160, 800, &mut dec, &[LOUD; 160]),
+            Placement::Late
+        );
         assert_eq!(t.late(Side::Caller), 1);
     }
 
@@ -262,17 +282,36 @@ mod tests {
         let mut dec = G711::ulaw();
         for i in 0..10u32 {
             let at = 160 * i as i64;
-            assert_eq!(t.place(Side::Caller, 1, 160 * i, at, &mut dec, &[LOUD; 160]), Placement::Placed);
+            assert_eq!(
+                t.place(Side::Caller, 1, 160 * i, at, &mut dec, &[LOUD; 160]),
+                Placement::Placed
+            );
             // A relay's copy of the same audio, with its own timestamps.
-            assert_eq!(t.place(Side::Caller, 2, 90_000 + 160 * i, at + 8, &mut dec, &[0x80; 160]), Placement::Shadowed);
+            assert_eq!(
+                t.place(
+                    Side::Caller,
+                    2,
+                    90_000 + 160 * i,
+                    at + 8,
+                    &mut dec,
+                    &[0x80; 160]
+                ),
+                Placement::Shadowed
+            );
         }
         // Once the first goes quiet, the second takes over (a media move).
         let at = 160 * 10 + 4000;
-        assert_eq!(t.place(Side::Caller, 2, 95_000, at, &mut dec, &[LOUD; 160]), Placement::Placed);
+        assert_eq!(
+            t.place(Side::Caller, 2, 95_000, at, &mut dec, &[LOUD; 160]),
+            Placement::Placed
+        );
         let out = drain_all(&mut t, 1600);
         let mut loud = Vec::new();
         dec.decode(&[LOUD], &mut loud);
-        assert!(out.iter().step_by(2).all(|&s| s == loud[0]), "only the first stream's audio");
+        assert!(
+            out.iter().step_by(2).all(|&s| s == loud[0]),
+            "only the first stream's audio"
+        );
     }
 
     #[test]
@@ -281,7 +320,14 @@ mod tests {
         let mut dec = G711::ulaw();
         let ts0 = u32::MAX - 100;
         t.place(Side::Caller, 1, ts0, 0, &mut dec, &[LOUD; 160]);
-        t.place(Side::Caller, 1, ts0.wrapping_add(160), 160, &mut dec, &[LOUD; 160]);
+        t.place(
+            Side::Caller,
+            1,
+            ts0.wrapping_add(160),
+            160,
+            &mut dec,
+            &[LOUD; 160],
+        );
         let out = drain_all(&mut t, 320);
         assert!(out.iter().step_by(2).all(|&s| s != 0));
     }

@@ -34,7 +34,10 @@ pub struct RecordAnswered;
 
 impl RecordingPolicy for RecordAnswered {
     fn on_answer(&mut self, _facts: &CallFacts<'_>) -> Decision {
-        Decision { record: true, reason: "default: record every answered call".into() }
+        Decision {
+            record: true,
+            reason: "default: record every answered call".into(),
+        }
     }
 }
 
@@ -44,6 +47,9 @@ pub struct RecordNothing;
 
 impl RecordingPolicy for RecordNothing {
     fn on_answer(&mut self, _facts: &CallFacts<'_>) -> Decision {
-        Decision { record: false, reason: "recording disabled".into() }
+        Decision {
+            record: false,
+            reason: "recording disabled".into(),
+        }
     }
 }

@@ -68,7 +68,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
             }
             end -= pad;
         }
-        Ok(Self { buffer, payload_start: start, payload_end: end })
+        Ok(Self {
+            buffer,
+            payload_start: start,
+            payload_end: end,
+        })
     }
 
     fn data(&self) -> &[u8] {
@@ -199,7 +203,15 @@ pub struct StreamStats {
 impl StreamStats {
     /// Feeds one packet. `clock_rate` is 0 for payloads whose timestamps do not advance with
     /// time (telephone-event, RFC 4733 §2.2.1) or whose rate is unknown.
-    pub fn on_packet(&mut self, arrival_ns: u64, seq: u16, ts: u32, pt: u8, marker: bool, clock_rate: u32) {
+    pub fn on_packet(
+        &mut self,
+        arrival_ns: u64,
+        seq: u16,
+        ts: u32,
+        pt: u8,
+        marker: bool,
+        clock_rate: u32,
+    ) {
         if !self.started {
             self.started = true;
             self.start_seq = seq;
@@ -250,7 +262,8 @@ impl StreamStats {
             let ms_per_tick = 1.0 / f64::from(clock_rate / 1000).max(1.0);
             // Arrival is measured from the last in-sequence packet of any kind, nominal time from
             // the last one with a clock, as Wireshark does: so telephone events count.
-            let expected = self.last_time_ms + (self.ext_ts - self.nominal_ext_ts) as f64 * ms_per_tick;
+            let expected =
+                self.last_time_ms + (self.ext_ts - self.nominal_ext_ts) as f64 * ms_per_tick;
             let diff = (now_ms - expected).abs();
             current_jitter = (15.0 * self.jitter_ms + diff) / 16.0;
             self.jitter_ms = current_jitter;
@@ -279,7 +292,8 @@ impl StreamStats {
         if !self.started {
             return 0;
         }
-        (self.last_seq as i64 + self.cycles as i64 * 0x10000 - self.start_seq as i64 + 1).max(0) as u64
+        (self.last_seq as i64 + self.cycles as i64 * 0x10000 - self.start_seq as i64 + 1).max(0)
+            as u64
     }
 
     /// Expected minus received; negative when packets were duplicated.
@@ -340,8 +354,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_without_panicking() {
-        assert_eq!(Packet::new_checked(&[0x80u8; 11][..]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&[0x40u8; 12][..]).err(), Some(Error::BadVersion));
+        assert_eq!(
+            Packet::new_checked(&[0x80u8; 11][..]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&[0x40u8; 12][..]).err(),
+            Some(Error::BadVersion)
+        );
         let mut cc = vec![0x8f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(Packet::new_checked(&cc[..]).err(), Some(Error::Truncated));
         cc[0] = 0xa0; // padding with a zero count
@@ -361,8 +381,14 @@ mod tests {
         assert!(!looks_like_rtp(&[0x80, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0]));
         assert!(!looks_like_rtp(b"INVITE sip:a@b SIP/2.0\r\n"));
         assert!(looks_like_unknown_rtp(4000, 14904, &rtp(1, 1, 8, false)));
-        assert!(!looks_like_unknown_rtp(137, 137, &rtp(1, 1, 8, false)), "NetBIOS is not RTP");
-        assert!(!looks_like_unknown_rtp(4000, 4002, &rtp(1, 1, 50, false)), "unassigned payload type");
+        assert!(
+            !looks_like_unknown_rtp(137, 137, &rtp(1, 1, 8, false)),
+            "NetBIOS is not RTP"
+        );
+        assert!(
+            !looks_like_unknown_rtp(4000, 4002, &rtp(1, 1, 50, false)),
+            "unassigned payload type"
+        );
     }
 
     #[test]
@@ -401,7 +427,11 @@ mod tests {
         assert_eq!(s.max_jitter_ms(), 0.0);
         // One packet 16 ms late: D = 16 ms, J = 16/16 = 1 ms.
         s.on_packet(50 * 20_000_000 + 16_000_000, 50, 50 * 160, 0, false, 8000);
-        assert!((s.max_jitter_ms() - 1.0).abs() < 1e-9, "{}", s.max_jitter_ms());
+        assert!(
+            (s.max_jitter_ms() - 1.0).abs() < 1e-9,
+            "{}",
+            s.max_jitter_ms()
+        );
         assert_eq!(s.lost(), 0);
     }
 

@@ -28,7 +28,10 @@ fn run(cfg: EngineConfig, frames: &[Frame]) -> (Vec<Event>, Engine) {
 /// The UDP or TCP payload of a generated frame, if it has one.
 fn payload(f: &Frame) -> Option<&[u8]> {
     match wire::decode(LinkType::Ethernet, &f.data).ok()? {
-        Decoded::Packet { transport: Transport::Udp { payload, .. } | Transport::Tcp { payload, .. }, .. } => Some(payload),
+        Decoded::Packet {
+            transport: Transport::Udp { payload, .. } | Transport::Tcp { payload, .. },
+            ..
+        } => Some(payload),
         _ => None,
     }
 }
@@ -66,7 +69,10 @@ fn rtp_seen_before_its_sdp_is_claimed_not_lost() {
     // The signalling reaches the tap 1.5 s late (another SPAN path): the first RTP of both
     // directions arrives before any SDP names its endpoints.
     let first_rtp = frames.iter().find(|f| !is_sip(f)).unwrap().ts_ns;
-    for f in frames.iter_mut().filter(|f| is_sip(f) && f.ts_ns > first_rtp - 1_000_000_000) {
+    for f in frames
+        .iter_mut()
+        .filter(|f| is_sip(f) && f.ts_ns > first_rtp - 1_000_000_000)
+    {
         f.ts_ns += 1_500_000_000;
     }
     frames.sort_by_key(|f| f.ts_ns);
@@ -80,9 +86,20 @@ fn rtp_seen_before_its_sdp_is_claimed_not_lost() {
         })
         .collect();
     let t = &truth.calls[0];
-    let caller: u64 = reports.iter().filter(|r| r.side == Side::Caller).map(|r| r.packets).sum();
-    let callee: u64 = reports.iter().filter(|r| r.side == Side::Callee).map(|r| r.packets).sum();
-    assert_eq!((caller, callee), (t.rtp_packets_caller, t.rtp_packets_callee));
+    let caller: u64 = reports
+        .iter()
+        .filter(|r| r.side == Side::Caller)
+        .map(|r| r.packets)
+        .sum();
+    let callee: u64 = reports
+        .iter()
+        .filter(|r| r.side == Side::Callee)
+        .map(|r| r.packets)
+        .sum();
+    assert_eq!(
+        (caller, callee),
+        (t.rtp_packets_caller, t.rtp_packets_callee)
+    );
 }
 
 #[test]
@@ -91,7 +108,10 @@ fn rtp_without_signalling_is_counted_as_unmatched() {
     let rtp_only: Vec<Frame> = frames.into_iter().filter(|f| !is_sip(f)).collect();
     let (events, engine) = run(EngineConfig::default(), &rtp_only);
     let t = &truth.calls[0];
-    assert_eq!(engine.stats().rtp_unmatched, t.rtp_packets_caller + t.rtp_packets_callee);
+    assert_eq!(
+        engine.stats().rtp_unmatched,
+        t.rtp_packets_caller + t.rtp_packets_callee
+    );
     assert!(events.is_empty(), "no call, no event: {events:?}");
 }
 
@@ -102,7 +122,10 @@ fn a_call_without_bye_ends_at_its_last_packet() {
     let cut = &frames[..bye_at];
     let last = cut.last().unwrap().ts_ns;
     let (events, _) = run(EngineConfig::default(), cut);
-    assert_eq!(call_ended(&events), vec![(EndReason::EndOfInput, Timestamp(last))]);
+    assert_eq!(
+        call_ended(&events),
+        vec![(EndReason::EndOfInput, Timestamp(last))]
+    );
     let frames_written: u64 = events
         .iter()
         .filter_map(|e| match e {
@@ -112,7 +135,10 @@ fn a_call_without_bye_ends_at_its_last_packet() {
         .sum();
     let answered = truth.calls[0].answer_ns.unwrap();
     let want = (last - answered) * 8000 / 1_000_000_000;
-    assert!(frames_written.abs_diff(want) <= 1, "{frames_written} frames, want {want}: no trailing silence");
+    assert!(
+        frames_written.abs_diff(want) <= 1,
+        "{frames_written} frames, want {want}: no trailing silence"
+    );
 }
 
 #[test]
@@ -129,7 +155,10 @@ fn silence_after_answer_times_out_in_packet_time() {
     later.data.truncate(14); // an Ethernet header with nothing in it
     cut.push(later);
     let (events, engine) = run(cfg, &cut);
-    assert_eq!(call_ended(&events), vec![(EndReason::MediaTimeout, Timestamp(last))]);
+    assert_eq!(
+        call_ended(&events),
+        vec![(EndReason::MediaTimeout, Timestamp(last))]
+    );
     assert_eq!(engine.active_calls(), 0);
 }
 
@@ -171,9 +200,19 @@ fn an_invite_flood_is_bounded_and_never_evicts_an_answered_call() {
     }
     assert!(peak <= 51, "tracked calls peaked at {peak}");
     let ended = call_ended(&events);
-    assert_eq!(ended.iter().filter(|(r, _)| *r == EndReason::Evicted).count(), 251);
+    assert_eq!(
+        ended
+            .iter()
+            .filter(|(r, _)| *r == EndReason::Evicted)
+            .count(),
+        251
+    );
     assert_eq!(engine.stats().evictions, 251);
-    assert_eq!(ended.iter().filter(|(r, _)| *r == EndReason::Bye).count(), 1, "the real call ends normally");
+    assert_eq!(
+        ended.iter().filter(|(r, _)| *r == EndReason::Bye).count(),
+        1,
+        "the real call ends normally"
+    );
     let recorded: u64 = events
         .iter()
         .filter_map(|e| match e {
@@ -182,7 +221,10 @@ fn an_invite_flood_is_bounded_and_never_evicts_an_answered_call() {
         })
         .sum();
     let secs = recorded as f64 / 8000.0;
-    assert!((secs - truth.calls[0].recorded_secs).abs() < 0.1, "recorded {secs} s");
+    assert!(
+        (secs - truth.calls[0].recorded_secs).abs() < 0.1,
+        "recorded {secs} s"
+    );
     assert!(t0 < answer);
 }
 
@@ -193,7 +235,11 @@ fn damaged_frames_are_counted_and_never_panic() {
     for (i, f) in frames.iter().enumerate() {
         // Cut every frame somewhere inside its headers or payload.
         let cut = 1 + (i * 7919) % f.data.len().max(1);
-        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data[..cut.min(f.data.len())]);
+        engine.handle(
+            Timestamp(f.ts_ns),
+            LinkType::Ethernet,
+            &f.data[..cut.min(f.data.len())],
+        );
         // And flip a byte of a copy.
         let mut bad = f.data.clone();
         let at = (i * 104_729) % bad.len();

@@ -59,13 +59,17 @@ pub struct RecordingSection {
 
 impl Default for RecordingSection {
     fn default() -> Self {
-        Self { enabled: true, wav_flush_s: 1.0 }
+        Self {
+            enabled: true,
+            wav_flush_s: 1.0,
+        }
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("bad config {}", path.display()))
     }
 
@@ -87,7 +91,10 @@ impl Config {
     fn validate(&self) -> Result<()> {
         let e = &self.engine;
         if e.reorder_window_ms == 0 || e.reorder_window_ms > 10_000 {
-            bail!("engine.reorder_window_ms must be between 1 and 10000, not {}", e.reorder_window_ms);
+            bail!(
+                "engine.reorder_window_ms must be between 1 and 10000, not {}",
+                e.reorder_window_ms
+            );
         }
         if e.media_timeout_s == 0 || e.setup_timeout_s == 0 {
             bail!("engine.media_timeout_s and engine.setup_timeout_s must be above 0");
@@ -96,7 +103,10 @@ impl Config {
             bail!("engine.max_calls must be above 0");
         }
         if !(self.recording.wav_flush_s > 0.0 && self.recording.wav_flush_s <= 60.0) {
-            bail!("recording.wav_flush_s must be above 0 and at most 60, not {}", self.recording.wav_flush_s);
+            bail!(
+                "recording.wav_flush_s must be above 0 and at most 60, not {}",
+                self.recording.wav_flush_s
+            );
         }
         Ok(())
     }

@@ -18,16 +18,34 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let policy: Box<dyn RecordingPolicy> =
-        if cfg.recording.enabled { Box::new(RecordAnswered) } else { Box::new(RecordNothing) };
+    let policy: Box<dyn RecordingPolicy> = if cfg.recording.enabled {
+        Box::new(RecordAnswered)
+    } else {
+        Box::new(RecordNothing)
+    };
     let mut engine = Engine::with_policy(cfg.engine_config(), policy);
-    let source = args.captures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
-    let opts = StoreOptions { wav_flush_secs: cfg.recording.wav_flush_s, source, ..StoreOptions::default() };
-    let mut store = Store::open(&args.out, opts).with_context(|| format!("cannot open output {}", args.out.display()))?;
+    let source = args
+        .captures
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let opts = StoreOptions {
+        wav_flush_secs: cfg.recording.wav_flush_s,
+        source,
+        ..StoreOptions::default()
+    };
+    let mut store = Store::open(&args.out, opts)
+        .with_context(|| format!("cannot open output {}", args.out.display()))?;
 
     let started = Instant::now();
     let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
-    let total_bytes: u64 = args.captures.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let total_bytes: u64 = args
+        .captures
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     let mut done_bytes = 0u64;
     let mut input_error = None;
 
@@ -73,7 +91,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         calls_answered: stats.calls_answered,
         rtp_streams: stats.rtp_streams,
     };
-    let report = store.finish(&summary).context("cannot finish the catalog")?;
+    let report = store
+        .finish(&summary)
+        .context("cannot finish the catalog")?;
     let elapsed = started.elapsed();
 
     let pps = stats.frames as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -87,17 +107,34 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     println!("  answered        {:>10}", stats.calls_answered);
     println!("  recorded        {:>10}", report.recordings);
     println!("  RTP streams     {:>10}", stats.rtp_streams);
-    println!("  packets         {:>10}  (SIP messages {}, RTP {}, RTCP {})", stats.frames, stats.sip_messages, stats.rtp_packets, stats.rtcp_packets);
+    println!(
+        "  packets         {:>10}  (SIP messages {}, RTP {}, RTCP {})",
+        stats.frames, stats.sip_messages, stats.rtp_packets, stats.rtcp_packets
+    );
     println!("  unmatched RTP   {:>10}", stats.rtp_unmatched);
     println!(
         "  malformed       {:>10}{}",
         stats.malformed_total(),
-        if malformed.is_empty() { String::new() } else { format!("  ({})", malformed.join(", ")) }
+        if malformed.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", malformed.join(", "))
+        }
     );
     println!("  not VoIP        {:>10}", stats.ignored);
-    println!("  elapsed         {:>10.3} s  ({:.0} packets/s)", elapsed.as_secs_f64(), pps);
-    println!("  catalog         {}", args.out.join("catalog.sqlite").display());
-    println!("  recordings      {}", args.out.join("recordings").display());
+    println!(
+        "  elapsed         {:>10.3} s  ({:.0} packets/s)",
+        elapsed.as_secs_f64(),
+        pps
+    );
+    println!(
+        "  catalog         {}",
+        args.out.join("catalog.sqlite").display()
+    );
+    println!(
+        "  recordings      {}",
+        args.out.join("recordings").display()
+    );
 
     match input_error {
         Some(e) => Err(e.context("the input ended early; everything before the error was written")),
@@ -107,7 +144,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 
 fn drain(engine: &mut Engine, store: &mut Store) -> Result<()> {
     while let Some(ev) = engine.poll_event() {
-        store.handle(ev).context("cannot write recording or catalog")?;
+        store
+            .handle(ev)
+            .context("cannot write recording or catalog")?;
     }
     Ok(())
 }
@@ -121,7 +160,11 @@ struct Progress {
 
 impl Progress {
     fn new(enabled: bool) -> Self {
-        Self { enabled, last: Instant::now(), counter: 0 }
+        Self {
+            enabled,
+            last: Instant::now(),
+            counter: 0,
+        }
     }
 
     fn due(&mut self) -> bool {
@@ -135,7 +178,11 @@ impl Progress {
 
     fn show(&mut self, done: u64, total: u64, engine: &Engine) {
         self.last = Instant::now();
-        let pct = if total > 0 { done as f64 * 100.0 / total as f64 } else { 0.0 };
+        let pct = if total > 0 {
+            done as f64 * 100.0 / total as f64
+        } else {
+            0.0
+        };
         let s = engine.stats();
         eprint!(
             "\r{pct:5.1}%  {} packets  {} calls ({} active)  {} recorded  {} malformed   ",

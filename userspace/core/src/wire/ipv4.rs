@@ -1,6 +1,6 @@
 //! IPv4 header view (RFC 791 §3.1).
 
-use super::Error;
+use super::{Error, be16};
 use std::net::Ipv4Addr;
 
 mod field {
@@ -18,10 +18,6 @@ mod field {
 }
 
 pub const MIN_HEADER_LEN: usize = field::DST.end;
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
 
 /// An IPv4 packet whose header and total length fit the buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

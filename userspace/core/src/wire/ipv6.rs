@@ -1,6 +1,6 @@
 //! IPv6 header (RFC 8200 §3) and the extension headers voxtap walks (RFC 8200 §4).
 
-use super::{Error, ip_proto};
+use super::{Error, be16, ip_proto};
 use std::net::Ipv6Addr;
 
 mod field {
@@ -26,10 +26,6 @@ pub const HEADER_LEN: usize = field::DST.end;
 pub const FRAGMENT_HEADER_LEN: usize = 8;
 /// More extension headers than this is an attack or garbage, not a call.
 pub const MAX_EXTENSION_HEADERS: usize = 8;
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
 
 fn addr(b: &[u8]) -> Ipv6Addr {
     let mut a = [0u8; 16];

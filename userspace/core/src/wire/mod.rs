@@ -169,6 +169,16 @@ pub const MAX_LAYERS: usize = 32;
 /// MPLS labels walked before giving up.
 pub const MAX_MPLS_LABELS: usize = 8;
 
+/// Big-endian u16 at the start of `b`; callers have checked the length.
+pub(crate) fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// Big-endian u32 at the start of `b`; callers have checked the length.
+pub(crate) fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 /// Walks link → (VLAN/QinQ, any depth up to a bound) → (PPPoE session/PPP) → IPv4/IPv6 →
 /// (tunnels: GRE incl. ERSPAN type II and III and transparent Ethernet bridging 0x6558;
 /// IP-in-IP proto 4 and 41) → UDP/TCP. Returns the innermost packet. IPv6 extension headers

@@ -1,8 +1,8 @@
 //! Linux "cooked" capture headers: LINKTYPE_LINUX_SLL (113) and LINKTYPE_LINUX_SLL2 (276),
 //! as documented at tcpdump.org/linktypes.
 
-use super::Error;
 use super::ethernet::EtherType;
+use super::{Error, be16};
 
 mod field {
     use core::ops::Range;
@@ -28,10 +28,6 @@ pub const V2_HEADER_LEN: usize = field::V2_PAYLOAD;
 
 /// ARPHRD_NETLINK: the protocol field is a netlink family, not an EtherType.
 pub const ARPHRD_NETLINK: u16 = 824;
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
 
 /// Which cooked header a [`Packet`] carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! TCP header view and option walk (RFC 9293 §3.1).
 
-use super::{Error, TcpFlags};
+use super::{Error, TcpFlags, be16, be32};
 
 mod field {
     use core::ops::Range;
@@ -16,14 +16,6 @@ mod field {
 }
 
 pub const MIN_HEADER_LEN: usize = field::URGENT.end;
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
 
 /// A TCP segment; the buffer is the IP payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! ERSPAN type II/III (draft-foschiano-erspan-03 §4), PPPoE session (RFC 2516 §4) and PPP
 //! (RFC 1661 §2, RFC 1662 §3). IP-in-IP (RFC 2003, RFC 4213) has no header of its own.
 
-use super::Error;
 use super::ethernet::EtherType;
+use super::{Error, be16, be32};
 
 mod field {
     use core::ops::Range;
@@ -28,14 +28,6 @@ mod field {
     pub const PPPOE_SESSION: Range<usize> = 2..4;
     pub const PPPOE_LENGTH: Range<usize> = 4..6;
     pub const PPPOE_PAYLOAD: usize = 6;
-}
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 const GRE_CHECKSUM: u16 = 0x8000;

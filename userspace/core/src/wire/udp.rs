@@ -1,6 +1,6 @@
 //! UDP header view (RFC 768).
 
-use super::Error;
+use super::{Error, be16};
 
 mod field {
     use core::ops::Range;
@@ -11,10 +11,6 @@ mod field {
 }
 
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
-
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
 
 /// A UDP datagram; the buffer is the IP payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
