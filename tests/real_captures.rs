@@ -246,7 +246,8 @@ fn rtp_loss_and_jitter_agree_with_tshark() {
         let mut stmt = db
             .prepare("SELECT src_addr, src_port, dst_addr, dst_port, ssrc, packets, lost, max_jitter_ms, mean_jitter_ms FROM streams")
             .unwrap();
-        let rows: Vec<(String, u16, String, u16, i64, i64, i64, f64, f64)> = stmt
+        type Row = (String, u16, String, u16, i64, i64, i64, f64, f64);
+        let rows: Vec<Row> = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(0)?,

@@ -219,7 +219,7 @@ impl CaptureFile {
                 };
                 self.interfaces.clear();
                 let total = u32_at(&hdr, 4, self.ng_big_endian) as usize;
-                if !(28..=MAX_RECORD).contains(&total) || total % 4 != 0 {
+                if !(28..=MAX_RECORD).contains(&total) || !total.is_multiple_of(4) {
                     return Err(
                         self.corrupt(at, &format!("section header length {total} is invalid"))
                     );
@@ -230,7 +230,7 @@ impl CaptureFile {
             let be = self.ng_big_endian;
             let block_type = u32_at(&hdr, 0, be);
             let total = u32_at(&hdr, 4, be) as usize;
-            if !(12..=MAX_RECORD).contains(&total) || total % 4 != 0 {
+            if !(12..=MAX_RECORD).contains(&total) || !total.is_multiple_of(4) {
                 return Err(self.corrupt(at, &format!("block length {total} is invalid")));
             }
             self.read_body(at, total - 8)?;

@@ -219,15 +219,15 @@ impl Dialogs {
                 .get(c)
                 .is_some_and(|c| c.state != CallState::Ended)
         };
-        if let Some(&(call, owner)) = self.media_index.get(&dst) {
-            if live(&call) {
-                return Some((call, owner.other()));
-            }
+        if let Some(&(call, owner)) = self.media_index.get(&dst)
+            && live(&call)
+        {
+            return Some((call, owner.other()));
         }
-        if let Some(&(call, owner)) = self.media_index.get(&src) {
-            if live(&call) {
-                return Some((call, owner));
-            }
+        if let Some(&(call, owner)) = self.media_index.get(&src)
+            && live(&call)
+        {
+            return Some((call, owner));
         }
         None
     }
@@ -292,46 +292,43 @@ impl Dialogs {
 
         if msg.is_request() {
             match method {
-                Method::Invite if to.tag.is_none() && call.state == CallState::Ended => {
+                Method::Invite
+                    if to.tag.is_none() && call.state == CallState::Ended
                     // A new INVITE after a 401/407 challenge continues the same call.
-                    if cseq > call.invite_cseq && call.answered.is_none() {
-                        call.invite_cseq = cseq;
-                        call.state = CallState::Trying;
-                        call.ended = None;
-                        call.final_status = None;
-                        call.linger_until = None;
-                        call.cancelled = false;
-                    }
+                    && cseq > call.invite_cseq && call.answered.is_none() =>
+                {
+                    call.invite_cseq = cseq;
+                    call.state = CallState::Trying;
+                    call.ended = None;
+                    call.final_status = None;
+                    call.linger_until = None;
+                    call.cancelled = false;
                 }
                 Method::Invite if to.tag.is_none() => {
                     call.invite_cseq = call.invite_cseq.max(cseq);
                 }
-                Method::Cancel => {
-                    if call.answered.is_none() {
-                        call.cancelled = true;
-                    }
+                Method::Cancel if call.answered.is_none() => {
+                    call.cancelled = true;
                 }
-                Method::Bye => {
-                    if call.state != CallState::Ended {
-                        let reason = if call.answered.is_some() {
-                            EndReason::Bye
-                        } else {
-                            EndReason::Cancelled
-                        };
-                        end(call, ts, reason, &self.cfg, out);
-                    }
+                Method::Bye if call.state != CallState::Ended => {
+                    let reason = if call.answered.is_some() {
+                        EndReason::Bye
+                    } else {
+                        EndReason::Cancelled
+                    };
+                    end(call, ts, reason, &self.cfg, out);
                 }
                 Method::Info => {
-                    if let (Some(ct), false) = (msg.content_type(), msg.body.is_empty()) {
-                        if let Some((digit, duration_ms)) = sip::info_dtmf(ct, msg.body) {
-                            out.push(DialogEvent::InfoDtmf {
-                                call: handle,
-                                ts,
-                                side: sender,
-                                digit,
-                                duration_ms,
-                            });
-                        }
+                    if let (Some(ct), false) = (msg.content_type(), msg.body.is_empty())
+                        && let Some((digit, duration_ms)) = sip::info_dtmf(ct, msg.body)
+                    {
+                        out.push(DialogEvent::InfoDtmf {
+                            call: handle,
+                            ts,
+                            side: sender,
+                            digit,
+                            duration_ms,
+                        });
                     }
                 }
                 _ => {}
@@ -339,24 +336,20 @@ impl Dialogs {
         } else if let (Some(code), Method::Invite) = (msg.status(), cseq_method) {
             let initial = cseq == call.invite_cseq;
             match code {
-                100..=199 => {
-                    if code > 100 && call.state == CallState::Trying {
-                        call.state = CallState::Early;
-                    }
+                100..=199 if code > 100 && call.state == CallState::Trying => {
+                    call.state = CallState::Early;
                 }
-                200..=299 => {
-                    if call.answered.is_none() && call.state != CallState::Ended {
-                        call.answered = Some(ts);
-                        call.state = CallState::Answered;
-                        call.to_tag = to.tag.map(str::to_string);
-                        call.final_status = Some(code);
-                        if let Some(name) = to.display_name {
-                            call.callee
-                                .display_name
-                                .get_or_insert_with(|| name.to_string());
-                        }
-                        out.push(DialogEvent::Answered(handle));
+                200..=299 if call.answered.is_none() && call.state != CallState::Ended => {
+                    call.answered = Some(ts);
+                    call.state = CallState::Answered;
+                    call.to_tag = to.tag.map(str::to_string);
+                    call.final_status = Some(code);
+                    if let Some(name) = to.display_name {
+                        call.callee
+                            .display_name
+                            .get_or_insert_with(|| name.to_string());
                     }
+                    out.push(DialogEvent::Answered(handle));
                 }
                 _ if initial && call.answered.is_none() && call.state != CallState::Ended => {
                     call.final_status = Some(code);

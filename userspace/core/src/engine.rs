@@ -117,7 +117,6 @@ pub struct Engine {
     policy: Box<dyn RecordingPolicy>,
     defrag: Defragmenter,
     tcp: TcpReassembler,
-    sip_tcp_flows: HashMap<FlowKey, ()>,
     flows: HashMap<FlowTuple, Flow>,
     /// Flows of each call, to forget them with it.
     call_flows: HashMap<CallHandle, Vec<FlowTuple>>,
@@ -146,13 +145,12 @@ impl Engine {
     pub fn with_policy(cfg: EngineConfig, policy: Box<dyn RecordingPolicy>) -> Self {
         Self {
             dialogs: Dialogs::new(cfg.dialog.clone()),
-            defrag: Defragmenter::new(cfg.defrag.clone()),
-            tcp: TcpReassembler::new(cfg.tcp.clone()),
+            defrag: Defragmenter::new(cfg.defrag),
+            tcp: TcpReassembler::new(cfg.tcp),
             cfg,
             stats: Stats::default(),
             events: VecDeque::new(),
             policy,
-            sip_tcp_flows: HashMap::new(),
             flows: HashMap::new(),
             peers: HashMap::new(),
             call_flows: HashMap::new(),
@@ -266,11 +264,11 @@ impl Engine {
     }
 
     fn on_udp(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
-        if let Some(flow) = self.flows.get(&(src, dst)).copied() {
-            if rtp::looks_like_rtp(payload) {
-                self.on_rtp(ts, src, dst, flow, payload);
-                return;
-            }
+        if let Some(flow) = self.flows.get(&(src, dst)).copied()
+            && rtp::looks_like_rtp(payload)
+        {
+            self.on_rtp(ts, src, dst, flow, payload);
+            return;
         }
         if sip::looks_like_sip(payload) {
             self.on_sip_bytes(ts, src, dst, SipTransport::Udp, payload);
@@ -297,7 +295,8 @@ impl Engine {
         flags: wire::TcpFlags,
         payload: &[u8],
     ) {
-        let tracked = self.sip_tcp_flows.contains_key(&key);
+        // A flow is followed while the reassembler holds it; it forgets idle ones by itself.
+        let tracked = self.tcp.stream(&key).is_some();
         if !tracked {
             let on_sip_port = self.cfg.sip_tcp_ports.contains(&key.src.port())
                 || self.cfg.sip_tcp_ports.contains(&key.dst.port());
@@ -308,15 +307,11 @@ impl Engine {
             if payload.is_empty() && !flags.syn() {
                 return;
             }
-            self.sip_tcp_flows.insert(key, ());
         }
         if self.tcp.push(ts, key, seq, flags, payload).is_err() {
             self.stats.count_malformed(Malformed::Transport);
         }
-        loop {
-            let Some(stream) = self.tcp.stream(&key) else {
-                break;
-            };
+        while let Some(stream) = self.tcp.stream(&key) {
             if stream.take_resynced() {
                 self.stats.count_malformed(Malformed::Transport);
             }
@@ -337,7 +332,6 @@ impl Engine {
         }
         if self.tcp.stream(&key).is_some_and(|s| s.is_finished()) {
             self.tcp.remove(&key);
-            self.sip_tcp_flows.remove(&key);
         }
     }
 
@@ -618,20 +612,21 @@ impl Engine {
 
         if is_event {
             stream.telephone_events += 1;
-            if let Some(ev) = TelephoneEvent::parse(pkt.payload()) {
-                if ev.end && stream.last_event_ts != Some(pkt.timestamp()) {
-                    stream.last_event_ts = Some(pkt.timestamp());
-                    if let Some(digit) = ev.digit() {
-                        let duration_ms = (ev.duration as u64 * 1000 / 8000) as u32;
-                        self.events.push_back(Event::Dtmf(DtmfEvent {
-                            call: flow.call,
-                            ts,
-                            digit,
-                            duration_ms,
-                            source: DtmfSource::Rfc4733,
-                            side: flow.sender,
-                        }));
-                    }
+            if let Some(ev) = TelephoneEvent::parse(pkt.payload())
+                && ev.end
+                && stream.last_event_ts != Some(pkt.timestamp())
+            {
+                stream.last_event_ts = Some(pkt.timestamp());
+                if let Some(digit) = ev.digit() {
+                    let duration_ms = (ev.duration as u64 * 1000 / 8000) as u32;
+                    self.events.push_back(Event::Dtmf(DtmfEvent {
+                        call: flow.call,
+                        ts,
+                        digit,
+                        duration_ms,
+                        source: DtmfSource::Rfc4733,
+                        side: flow.sender,
+                    }));
                 }
             }
             return;
@@ -686,17 +681,16 @@ impl Engine {
     /// lie: behind NAT, or through a media relay whose address no SDP names. Otherwise the SDP
     /// endpoints decide.
     fn match_flow(&self, src: SocketAddr, dst: SocketAddr) -> Option<Flow> {
-        if let Some(&(call, sender)) = self.peers.get(&src) {
-            if self
+        if let Some(&(call, sender)) = self.peers.get(&src)
+            && self
                 .dialogs
                 .get(call)
                 .is_some_and(|c| c.state != CallState::Ended)
-            {
-                return Some(Flow {
-                    call,
-                    sender: sender.other(),
-                });
-            }
+        {
+            return Some(Flow {
+                call,
+                sender: sender.other(),
+            });
         }
         self.dialogs
             .lookup_media(src, dst)
@@ -736,10 +730,10 @@ impl Engine {
         }
         let mut claimed: Vec<(FlowTuple, Flow)> = Vec::new();
         for &(src, dst) in self.pending.keys() {
-            if let Some(flow) = self.match_flow(src, dst) {
-                if flow.call == call {
-                    claimed.push(((src, dst), flow));
-                }
+            if let Some(flow) = self.match_flow(src, dst)
+                && flow.call == call
+            {
+                claimed.push(((src, dst), flow));
             }
         }
         claimed.sort_by_key(|(t, _)| *t);

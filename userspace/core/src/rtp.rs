@@ -234,10 +234,10 @@ impl StreamStats {
         let in_time = self.last_ext_ts <= self.ext_ts;
 
         if in_time {
-            if seq < self.start_seq && !self.under {
-                self.cycles += 1;
-                self.under = true;
-            } else if seq == 0 && self.last_seq == u16::MAX && !self.under {
+            // A sequence number below the first one starts a new cycle; so does 0 after 65535
+            // when the stream began at 0 (Wireshark's heuristic, kept for identical figures).
+            let wrapped = seq < self.start_seq || (seq == 0 && self.last_seq == u16::MAX);
+            if wrapped && !self.under {
                 self.cycles += 1;
                 self.under = true;
             } else if seq > self.start_seq && self.under {

@@ -173,7 +173,7 @@ impl Progress {
         }
         // Checking the clock per frame would cost more than the frame.
         self.counter = self.counter.wrapping_add(1);
-        self.counter % 4096 == 0 && self.last.elapsed() >= Duration::from_millis(250)
+        self.counter.is_multiple_of(4096) && self.last.elapsed() >= Duration::from_millis(250)
     }
 
     fn show(&mut self, done: u64, total: u64, engine: &Engine) {
