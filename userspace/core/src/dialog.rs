@@ -335,6 +335,7 @@ impl Dialogs {
             }
         } else if let (Some(code), Method::Invite) = (msg.status(), cseq_method) {
             let initial = cseq == call.invite_cseq;
+            // The ranges are disjoint: a guard that fails ends in `_`, never in another arm.
             match code {
                 100..=199 if code > 100 && call.state == CallState::Trying => {
                     call.state = CallState::Early;
@@ -351,7 +352,9 @@ impl Dialogs {
                     }
                     out.push(DialogEvent::Answered(handle));
                 }
-                _ if initial && call.answered.is_none() && call.state != CallState::Ended => {
+                300..=699
+                    if initial && call.answered.is_none() && call.state != CallState::Ended =>
+                {
                     call.final_status = Some(code);
                     let reason = if code == 487 || call.cancelled {
                         EndReason::Cancelled
@@ -604,5 +607,270 @@ fn party(na: &sip::NameAddr<'_>) -> Party {
             .display_name
             .filter(|d| !d.is_empty())
             .map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "10.0.0.1:5060";
+    const B: &str = "10.0.0.2:5060";
+
+    fn msg(start: &str, cseq: &str, from_tag: &str, to_tag: Option<&str>, body: &str) -> String {
+        let to = match to_tag {
+            Some(t) => format!("<sip:bob@b>;tag={t}"),
+            None => "<sip:bob@b>".to_string(),
+        };
+        let ct = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        format!(
+            "{start}\r\nVia: SIP/2.0/UDP 10.0.0.1\r\nFrom: \"Alice\" <sip:alice@a>;tag={from_tag}\r\nTo: {to}\r\nCall-ID: c1@a\r\nCSeq: {cseq}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn feed(d: &mut Dialogs, t: u64, from: &str, to: &str, text: &str) -> Vec<DialogEvent> {
+        let mut out = Vec::new();
+        let m = Message::parse(text.as_bytes()).expect("test message parses");
+        d.on_message(
+            Timestamp(t),
+            from.parse().unwrap(),
+            to.parse().unwrap(),
+            SipTransport::Udp,
+            &m,
+            &mut out,
+        )
+        .expect("accepted");
+        out
+    }
+
+    const SDP_A: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    const SDP_B: &str = "v=0\r\no=- 2 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n";
+
+    #[test]
+    fn provisional_responses_do_not_end_a_call_and_200_answers_it() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let ev = feed(
+            &mut d,
+            1,
+            A,
+            B,
+            &msg("INVITE sip:bob@b SIP/2.0", "1 INVITE", "a1", None, SDP_A),
+        );
+        let h = match ev[0] {
+            DialogEvent::Started(h) => h,
+            ref e => panic!("{e:?}"),
+        };
+        assert!(
+            feed(
+                &mut d,
+                2,
+                B,
+                A,
+                &msg("SIP/2.0 100 Trying", "1 INVITE", "a1", None, "")
+            )
+            .is_empty()
+        );
+        assert!(
+            feed(
+                &mut d,
+                3,
+                B,
+                A,
+                &msg("SIP/2.0 180 Ringing", "1 INVITE", "a1", Some("b1"), "")
+            )
+            .is_empty()
+        );
+        assert_eq!(d.get(h).unwrap().state, CallState::Early);
+        let ev = feed(
+            &mut d,
+            4,
+            B,
+            A,
+            &msg("SIP/2.0 200 OK", "1 INVITE", "a1", Some("b1"), SDP_B),
+        );
+        assert!(ev.contains(&DialogEvent::Answered(h)));
+        assert_eq!(d.get(h).unwrap().to_tag.as_deref(), Some("b1"));
+        // RTP between the SDP endpoints, in both directions.
+        assert_eq!(
+            d.lookup_media(
+                "10.0.0.1:4000".parse().unwrap(),
+                "10.0.0.2:5000".parse().unwrap()
+            ),
+            Some((h, Side::Caller))
+        );
+        assert_eq!(
+            d.lookup_media(
+                "10.0.0.2:5000".parse().unwrap(),
+                "10.0.0.1:4000".parse().unwrap()
+            ),
+            Some((h, Side::Callee))
+        );
+        // A BYE from the callee carries the tags the other way round (RFC 3261 §12.2.1.1).
+        let bye = "BYE sip:alice@a SIP/2.0\r\nFrom: <sip:bob@b>;tag=b1\r\nTo: <sip:alice@a>;tag=a1\r\nCall-ID: c1@a\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+        let ev = feed(&mut d, 9, B, A, bye);
+        assert_eq!(ev, vec![DialogEvent::Stopped(h)]);
+        assert_eq!(
+            d.get(h).unwrap().ended,
+            Some((Timestamp(9), EndReason::Bye))
+        );
+    }
+
+    #[test]
+    fn an_invite_answering_a_challenge_continues_the_call() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        feed(
+            &mut d,
+            1,
+            A,
+            B,
+            &msg("INVITE sip:bob@b SIP/2.0", "1 INVITE", "a1", None, SDP_A),
+        );
+        let ev = feed(
+            &mut d,
+            2,
+            B,
+            A,
+            &msg(
+                "SIP/2.0 407 Proxy Authentication Required",
+                "1 INVITE",
+                "a1",
+                Some("x"),
+                "",
+            ),
+        );
+        assert!(matches!(ev[..], [DialogEvent::Stopped(_)]));
+        // 30 s later (a user typing a password), the INVITE with credentials.
+        let ev = feed(
+            &mut d,
+            30_000_000_000,
+            A,
+            B,
+            &msg("INVITE sip:bob@b SIP/2.0", "2 INVITE", "a1", None, SDP_A),
+        );
+        assert!(
+            ev.iter().all(|e| !matches!(e, DialogEvent::Started(_))),
+            "no new call: {ev:?}"
+        );
+        assert_eq!(d.len(), 1);
+        let ev = feed(
+            &mut d,
+            30_100_000_000,
+            B,
+            A,
+            &msg("SIP/2.0 200 OK", "2 INVITE", "a1", Some("b1"), SDP_B),
+        );
+        assert!(ev.iter().any(|e| matches!(e, DialogEvent::Answered(_))));
+    }
+
+    #[test]
+    fn cancel_then_487_ends_as_cancelled() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        feed(
+            &mut d,
+            1,
+            A,
+            B,
+            &msg("INVITE sip:bob@b SIP/2.0", "1 INVITE", "a1", None, SDP_A),
+        );
+        feed(
+            &mut d,
+            2,
+            A,
+            B,
+            &msg("CANCEL sip:bob@b SIP/2.0", "1 CANCEL", "a1", None, ""),
+        );
+        let ev = feed(
+            &mut d,
+            3,
+            B,
+            A,
+            &msg(
+                "SIP/2.0 487 Request Terminated",
+                "1 INVITE",
+                "a1",
+                Some("b1"),
+                "",
+            ),
+        );
+        let DialogEvent::Stopped(h) = ev[0] else {
+            panic!("{ev:?}")
+        };
+        let c = d.get(h).unwrap();
+        assert_eq!(
+            (c.ended, c.final_status),
+            (Some((Timestamp(3), EndReason::Cancelled)), Some(487))
+        );
+        // Reported once the linger is over.
+        let mut out = Vec::new();
+        d.sweep(Timestamp(3) + Duration::from_secs(5), &mut out);
+        assert_eq!(out, vec![DialogEvent::Reaped(h)]);
+    }
+
+    #[test]
+    fn a_reinvite_on_hold_adds_no_endpoint_and_a_media_move_does() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        feed(
+            &mut d,
+            1,
+            A,
+            B,
+            &msg("INVITE sip:bob@b SIP/2.0", "1 INVITE", "a1", None, SDP_A),
+        );
+        feed(
+            &mut d,
+            2,
+            B,
+            A,
+            &msg("SIP/2.0 200 OK", "1 INVITE", "a1", Some("b1"), SDP_B),
+        );
+        let hold = SDP_A.replace("c=IN IP4 10.0.0.1", "c=IN IP4 0.0.0.0");
+        let ev = feed(
+            &mut d,
+            3,
+            A,
+            B,
+            &msg(
+                "INVITE sip:bob@b SIP/2.0",
+                "2 INVITE",
+                "a1",
+                Some("b1"),
+                &hold,
+            ),
+        );
+        assert!(ev.is_empty(), "hold by 0.0.0.0 learns nothing: {ev:?}");
+        let moved = SDP_A.replace("4000", "4100");
+        let ev = feed(
+            &mut d,
+            4,
+            A,
+            B,
+            &msg(
+                "INVITE sip:bob@b SIP/2.0",
+                "3 INVITE",
+                "a1",
+                Some("b1"),
+                &moved,
+            ),
+        );
+        assert!(matches!(
+            ev[..],
+            [DialogEvent::MediaLearned {
+                side: Side::Caller,
+                ..
+            }]
+        ));
+        let (h, side) = d
+            .lookup_media(
+                "10.0.0.1:4100".parse().unwrap(),
+                "10.9.9.9:1".parse().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(side, Side::Caller);
+        assert_eq!(d.get(h).unwrap().state, CallState::Answered);
     }
 }
