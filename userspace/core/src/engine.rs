@@ -17,11 +17,11 @@ use std::time::Duration;
 use crate::codec::{self, Decoder};
 use crate::dialog::{CallState, DialogConfig, DialogEvent, Dialogs, Rejected};
 use crate::event::{
-    CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingFormat, RecordingHandle,
-    RecordingStarted, Side, SipTransport, StopReason, StreamHandle, StreamReport,
+    CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl, RecordingFormat,
+    RecordingHandle, RecordingStarted, Side, SipTransport, StopReason, StreamHandle, StreamReport,
 };
 use crate::media::{Placement, Timeline};
-use crate::policy::{CallFacts, RecordAnswered, RecordingPolicy};
+use crate::policy::{Action, CallFacts, Command, RecordAnswered, RecordingPolicy, Trigger};
 use crate::reasm::{DefragConfig, Defragmenter, FlowKey, TcpConfig, TcpReassembler};
 use crate::rtp::{self, StreamStats, TelephoneEvent};
 use crate::sip::{self, Frame, Message};
@@ -101,6 +101,8 @@ struct Recording {
     handle: RecordingHandle,
     start: Timestamp,
     timeline: Timeline,
+    /// While paused, audio is not placed: the file carries silence.
+    paused: bool,
 }
 
 struct PendingPacket {
@@ -371,7 +373,9 @@ impl Engine {
             match *ev {
                 DialogEvent::Started(call) => self.on_call_started(call),
                 DialogEvent::Answered(call) => self.on_answered(call),
-                DialogEvent::Stopped(call) => self.stop_recording(call, StopReason::CallEnded),
+                DialogEvent::Stopped(call) => {
+                    self.stop_recording(call, self.call_end(call), StopReason::CallEnded)
+                }
                 DialogEvent::Reaped(call) => self.reap(call),
                 DialogEvent::MediaLearned { call, .. } => self.claim_pending(call),
                 DialogEvent::InfoDtmf {
@@ -381,14 +385,14 @@ impl Engine {
                     digit,
                     duration_ms,
                 } => {
-                    self.events.push_back(Event::Dtmf(DtmfEvent {
+                    self.on_dtmf(DtmfEvent {
                         call,
                         ts,
                         digit,
                         duration_ms,
                         source: DtmfSource::SipInfo,
                         side,
-                    }));
+                    });
                 }
             }
         }
@@ -432,42 +436,101 @@ impl Engine {
             answered_at,
         };
         let decision = self.policy.on_answer(&facts);
-        if !decision.record {
-            return;
+        if decision.record {
+            self.start_recording(handle, answered_at, decision.reason);
         }
+    }
+
+    fn start_recording(&mut self, call: CallHandle, ts: Timestamp, reason: String) {
         self.next_recording += 1;
         let rec = RecordingHandle(self.next_recording);
         self.stats.recordings_started += 1;
         self.recordings.insert(
-            handle,
+            call,
             Recording {
                 handle: rec,
-                start: answered_at,
+                start: ts,
                 timeline: Timeline::new(self.cfg.sample_rate),
+                paused: false,
             },
         );
         self.events
             .push_back(Event::RecordingStarted(RecordingStarted {
                 rec,
-                call: handle,
-                ts: answered_at,
+                call,
+                ts,
                 sample_rate: self.cfg.sample_rate,
                 channels: 2,
                 format: RecordingFormat::Wav,
-                reason: decision.reason,
+                reason,
             }));
     }
 
-    fn stop_recording(&mut self, call: CallHandle, reason: StopReason) {
-        let Some(mut rec) = self.recordings.remove(&call) else {
+    /// A DTMF digit: reported, then offered to the policy (on-demand recording).
+    fn on_dtmf(&mut self, ev: DtmfEvent) {
+        let trigger = Trigger::Dtmf {
+            digit: ev.digit,
+            side: ev.side,
+            source: ev.source,
+        };
+        let (call, ts) = (ev.call, ev.ts);
+        self.events.push_back(Event::Dtmf(ev));
+        let Some(c) = self.dialogs.get(call) else {
             return;
         };
-        let end = self
-            .dialogs
+        let (Some(answered_at), false) = (c.answered, c.state == CallState::Ended) else {
+            return;
+        };
+        let facts = CallFacts {
+            call,
+            sip_call_id: &c.sip_call_id,
+            caller: &c.caller,
+            callee: &c.callee,
+            transport: c.transport,
+            answered_at,
+        };
+        if let Some(cmd) = self.policy.on_trigger(&facts, &trigger) {
+            self.apply_command(call, ts, cmd);
+        }
+    }
+
+    /// Carries out what the policy asked of a running call.
+    fn apply_command(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
+        let paused = self.recordings.get(&call).map(|r| r.paused);
+        let (action, pause) = match (cmd.action, paused) {
+            (Action::Start, None) => return self.start_recording(call, ts, cmd.reason),
+            (Action::Stop, Some(_)) => return self.stop_recording(call, ts, StopReason::Policy),
+            (Action::Pause, Some(false)) => (Action::Pause, true),
+            (Action::Resume | Action::Start, Some(true)) => (Action::Resume, false),
+            // Nothing to do: already in the state asked for.
+            _ => return,
+        };
+        let rec = self.recordings.get_mut(&call).expect("checked above");
+        rec.paused = pause;
+        self.events
+            .push_back(Event::RecordingControl(RecordingControl {
+                rec: rec.handle,
+                call,
+                ts,
+                action,
+                reason: cmd.reason,
+                requested_by: cmd.requested_by,
+            }));
+    }
+
+    /// When a call's media stopped: its end if it has one, else now.
+    fn call_end(&self, call: CallHandle) -> Timestamp {
+        self.dialogs
             .get(call)
             .and_then(|c| c.ended.map(|(t, _)| t))
             .unwrap_or(self.now)
-            .max(rec.start);
+    }
+
+    fn stop_recording(&mut self, call: CallHandle, end: Timestamp, reason: StopReason) {
+        let Some(mut rec) = self.recordings.remove(&call) else {
+            return;
+        };
+        let end = end.max(rec.start);
         let frames = frame_at(rec.start, end, rec.timeline.sample_rate());
         self.audio.clear();
         rec.timeline.drain_until(frames, &mut self.audio);
@@ -488,7 +551,7 @@ impl Engine {
 
     /// Reports a call's streams and its end, then forgets it.
     fn reap(&mut self, handle: CallHandle) {
-        self.stop_recording(handle, StopReason::CallEnded);
+        self.stop_recording(handle, self.call_end(handle), StopReason::CallEnded);
         let Some(call) = self.dialogs.remove(handle) else {
             return;
         };
@@ -612,22 +675,23 @@ impl Engine {
 
         if is_event {
             stream.telephone_events += 1;
+            let mut dtmf = None;
             if let Some(ev) = TelephoneEvent::parse(pkt.payload())
                 && ev.end
                 && stream.last_event_ts != Some(pkt.timestamp())
             {
                 stream.last_event_ts = Some(pkt.timestamp());
-                if let Some(digit) = ev.digit() {
-                    let duration_ms = (ev.duration as u64 * 1000 / 8000) as u32;
-                    self.events.push_back(Event::Dtmf(DtmfEvent {
-                        call: flow.call,
-                        ts,
-                        digit,
-                        duration_ms,
-                        source: DtmfSource::Rfc4733,
-                        side: flow.sender,
-                    }));
-                }
+                dtmf = ev.digit().map(|digit| DtmfEvent {
+                    call: flow.call,
+                    ts,
+                    digit,
+                    duration_ms: (ev.duration as u64 * 1000 / 8000) as u32,
+                    source: DtmfSource::Rfc4733,
+                    side: flow.sender,
+                });
+            }
+            if let Some(d) = dtmf {
+                self.on_dtmf(d);
             }
             return;
         }
@@ -644,7 +708,7 @@ impl Engine {
                 stream.codec = format!("PT{pt}");
             }
         }
-        let Some(rec) = self.recordings.get_mut(&flow.call) else {
+        let Some(rec) = self.recordings.get_mut(&flow.call).filter(|r| !r.paused) else {
             return;
         };
         if stream.decoder.as_ref().is_none_or(|(p, _)| *p != pt) {

@@ -209,6 +209,27 @@ pub enum StopReason {
     Policy,
 }
 
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::CallEnded => "call-ended",
+            StopReason::Policy => "policy",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingControl {
+    pub rec: RecordingHandle,
+    pub call: CallHandle,
+    pub ts: Timestamp,
+    /// `Pause` or `Resume`.
+    pub action: crate::policy::Action,
+    pub reason: String,
+    /// The party whose request it was, if one asked.
+    pub requested_by: Option<Side>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     CallStarted(CallStarted),
@@ -218,7 +239,8 @@ pub enum Event {
         ts: Timestamp,
         to_tag: String,
     },
-    /// The callee as seen in the final response (its To display name may be richer).
+    /// The call is over and forgotten; `ts` is when it ended (BYE, final response, last
+    /// activity on a timeout or at the end of input).
     CallEnded {
         call: CallHandle,
         ts: Timestamp,
@@ -240,5 +262,8 @@ pub enum Event {
         frames: u64,
         reason: StopReason,
     },
+    /// The policy paused or resumed a recording: the span between is silence in the file, and
+    /// the catalog keeps the timeline.
+    RecordingControl(RecordingControl),
     Dtmf(DtmfEvent),
 }

@@ -253,3 +253,136 @@ fn damaged_frames_are_counted_and_never_panic() {
     assert_eq!(s.frames, 2 * frames.len() as u64);
     assert!(s.malformed_total() > 0);
 }
+
+/// A toy on-demand policy: one digit per action.
+struct Keys {
+    pause: char,
+    resume: char,
+    stop: char,
+    start: char,
+}
+
+impl voxtap_core::policy::RecordingPolicy for Keys {
+    fn on_answer(
+        &mut self,
+        _: &voxtap_core::policy::CallFacts<'_>,
+    ) -> voxtap_core::policy::Decision {
+        voxtap_core::policy::Decision {
+            record: true,
+            reason: "test".into(),
+        }
+    }
+
+    fn on_trigger(
+        &mut self,
+        _: &voxtap_core::policy::CallFacts<'_>,
+        trigger: &voxtap_core::policy::Trigger,
+    ) -> Option<voxtap_core::policy::Command> {
+        use voxtap_core::policy::{Action, Command, Trigger};
+        let Trigger::Dtmf { digit, side, .. } = trigger;
+        let action = match *digit {
+            d if d == self.pause => Action::Pause,
+            d if d == self.resume => Action::Resume,
+            d if d == self.stop => Action::Stop,
+            d if d == self.start => Action::Start,
+            _ => return None,
+        };
+        Some(Command {
+            action,
+            reason: format!("key {digit}"),
+            requested_by: Some(*side),
+        })
+    }
+}
+
+fn run_with(policy: Keys, frames: &[Frame]) -> Vec<Event> {
+    let mut engine = Engine::with_policy(EngineConfig::default(), Box::new(policy));
+    let mut events = Vec::new();
+    for f in frames {
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
+        while let Some(e) = engine.poll_event() {
+            events.push(e);
+        }
+    }
+    engine.finish();
+    while let Some(e) = engine.poll_event() {
+        events.push(e);
+    }
+    events
+}
+
+#[test]
+fn the_policy_pauses_and_resumes_and_the_paused_span_is_silent() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Dtmf));
+    let t = &truth.calls[0];
+    // The caller presses 1 (pause) at 25% and # (resume) at 50%.
+    let events = run_with(
+        Keys {
+            pause: '1',
+            resume: '#',
+            stop: 'x',
+            start: 'x',
+        },
+        &frames,
+    );
+    let controls: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingControl(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(controls.len(), 2, "{controls:?}");
+    assert_eq!(controls[0].action, voxtap_core::policy::Action::Pause);
+    assert_eq!(controls[1].action, voxtap_core::policy::Action::Resume);
+    assert_eq!(controls[0].requested_by, Some(Side::Caller));
+    let answer = t.answer_ns.unwrap();
+    let secs = |ts: Timestamp| (ts.as_nanos() - answer) as f64 / 1e9;
+    let (p, r) = (secs(controls[0].ts), secs(controls[1].ts));
+    let samples: Vec<i16> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingAudio { samples, .. } => Some(samples.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect();
+    let frame = |s: f64| (s * 8000.0) as usize * 2;
+    // Silent from just after the pause (the reorder window may hold a little audio) to the resume.
+    let paused = &samples[frame(p + 0.35)..frame(r)];
+    assert!(paused.iter().all(|&s| s == 0), "audio while paused");
+    let after = &samples[frame(r + 0.1)..frame(r + 0.5)];
+    assert!(after.iter().any(|&s| s != 0), "no audio after resume");
+    let before = &samples[frame(p - 0.5)..frame(p - 0.1)];
+    assert!(before.iter().any(|&s| s != 0), "no audio before the pause");
+}
+
+#[test]
+fn the_policy_stops_and_starts_a_new_recording() {
+    let (frames, _) = generate(&GenConfig::new(Scenario::Dtmf));
+    // The caller's # stops; the callee's 5 starts again.
+    let events = run_with(
+        Keys {
+            pause: 'x',
+            resume: 'x',
+            stop: '#',
+            start: '5',
+        },
+        &frames,
+    );
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e, Event::RecordingStarted(_)))
+        .count();
+    let stops: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStopped { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, 2);
+    use voxtap_core::event::StopReason;
+    assert_eq!(stops, vec![StopReason::Policy, StopReason::CallEnded]);
+}

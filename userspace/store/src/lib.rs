@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 use voxtap_core::Timestamp;
 use voxtap_core::event::{
-    CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingHandle, RecordingStarted,
-    StopReason, StreamReport,
+    CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingControl, RecordingHandle,
+    RecordingStarted, StopReason, StreamReport,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -277,6 +277,11 @@ impl Store {
                 self.begin()?;
                 self.dtmf(&d)?;
                 false
+            }
+            Event::RecordingControl(c) => {
+                self.begin()?;
+                self.recording_control(&c)?;
+                true
             }
         };
         self.events_in_tx += 1;
@@ -685,6 +690,32 @@ impl Store {
                     d.duration_ms,
                     d.source.as_str(),
                     d.side.as_str(),
+                ])
+            })
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    /// A pause or resume: an `events` row on the recording's timeline.
+    fn recording_control(&mut self, c: &RecordingControl) -> Result<(), StoreError> {
+        let (Some(call), Some(rec)) = (self.calls.get(&c.call), self.recs.get(&c.rec)) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        self.db
+            .prepare_cached(
+                "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 'policy', ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    call.row,
+                    rec.row,
+                    c.ts.to_string(),
+                    c.ts.saturating_since(rec.start).as_secs_f64(),
+                    c.action.as_str(),
+                    c.reason,
+                    c.requested_by.map(|s| s.as_str()),
                 ])
             })
             .map_err(self.sq())?;

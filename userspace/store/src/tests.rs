@@ -1105,3 +1105,66 @@ fn documented_queries_run() {
         "two-way call not listed as one-way: {joined}"
     );
 }
+
+#[test]
+fn pause_and_resume_are_on_the_recording_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), opts()).unwrap();
+    store.handle(started(1, 0, "pause@test")).unwrap();
+    store.handle(answered(1, 2000)).unwrap();
+    store.handle(rec_started(1, 1, 2000)).unwrap();
+    feed(&mut store, 1, 0, u64::from(RATE));
+    for (ms, action) in [
+        (2500, voxtap_core::policy::Action::Pause),
+        (2800, voxtap_core::policy::Action::Resume),
+    ] {
+        store
+            .handle(Event::RecordingControl(RecordingControl {
+                rec: RecordingHandle(1),
+                call: CallHandle(1),
+                ts: t(ms),
+                action,
+                reason: "key *48".into(),
+                requested_by: Some(Side::Callee),
+            }))
+            .unwrap();
+    }
+    store
+        .handle(rec_stopped(1, 1, 3000, u64::from(RATE)))
+        .unwrap();
+    store.handle(ended(1, 3000, EndReason::Bye, None)).unwrap();
+    store.finish(&summary()).unwrap();
+    let db = catalog(dir.path());
+    let rows: Vec<(String, String, f64, String, String, i64)> = db
+        .prepare("SELECT kind, value, offset_s, source, side, recording_id FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].0.as_str(),
+            rows[0].1.as_str(),
+            rows[0].3.as_str(),
+            rows[0].4.as_str()
+        ),
+        ("pause", "key *48", "policy", "callee")
+    );
+    assert_eq!(rows[1].0, "resume");
+    assert!(
+        (rows[0].2 - 0.5).abs() < 1e-9 && (rows[1].2 - 0.8).abs() < 1e-9,
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].5, 1);
+}
