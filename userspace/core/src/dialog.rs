@@ -149,6 +149,7 @@ pub enum DialogEvent {
     MediaLearned {
         call: CallHandle,
         side: Side,
+        endpoints: Vec<SocketAddr>,
     },
     /// A DTMF digit in a SIP INFO body.
     InfoDtmf {
@@ -278,10 +279,12 @@ impl Dialogs {
         if let Some(body) = msg.sdp_body() {
             match sdp::parse(body) {
                 Ok(sd) => {
-                    if self.learn_media(handle, sender, &sd) {
+                    let endpoints = self.learn_media(handle, sender, &sd);
+                    if !endpoints.is_empty() {
                         out.push(DialogEvent::MediaLearned {
                             call: handle,
                             side: sender,
+                            endpoints,
                         });
                     }
                 }
@@ -473,12 +476,12 @@ impl Dialogs {
         handle: CallHandle,
         side: Side,
         sd: &sdp::SessionDescription,
-    ) -> bool {
+    ) -> Vec<SocketAddr> {
         let Some(call) = self.calls.get_mut(&handle) else {
-            return false;
+            return Vec::new();
         };
         let media = &mut call.media[side_index(side)];
-        let mut new_endpoint = false;
+        let mut new_endpoints = Vec::new();
         let mut first = true;
         for m in sd.media.iter().filter(|m| m.kind == MediaKind::Audio) {
             if first {
@@ -505,11 +508,16 @@ impl Dialogs {
             let ep = SocketAddr::new(addr, m.port);
             if !media.endpoints.contains(&ep) {
                 media.endpoints.push(ep);
-                new_endpoint = true;
+                new_endpoints.push(ep);
             }
             self.media_index.insert(ep, (handle, side));
         }
-        new_endpoint
+        new_endpoints
+    }
+
+    /// The call whose SDP announced this endpoint last, if it is still tracked.
+    pub fn owner_of(&self, ep: SocketAddr) -> Option<CallHandle> {
+        self.media_index.get(&ep).map(|(h, _)| *h)
     }
 
     /// Fires timeouts and reaps lingering calls.

@@ -377,7 +377,20 @@ impl Engine {
                     self.stop_recording(call, self.call_end(call), StopReason::CallEnded)
                 }
                 DialogEvent::Reaped(call) => self.reap(call),
-                DialogEvent::MediaLearned { call, .. } => self.claim_pending(call),
+                DialogEvent::MediaLearned {
+                    call,
+                    ref endpoints,
+                    ..
+                } => {
+                    for &endpoint in endpoints {
+                        self.events.push_back(Event::MediaEndpoint {
+                            call,
+                            endpoint,
+                            active: true,
+                        });
+                    }
+                    self.claim_pending(call);
+                }
                 DialogEvent::InfoDtmf {
                     call,
                     ts,
@@ -555,6 +568,18 @@ impl Engine {
         let Some(call) = self.dialogs.remove(handle) else {
             return;
         };
+        for side in &call.media {
+            for &endpoint in &side.endpoints {
+                // Another call may have announced the same endpoint since: it keeps it.
+                if self.dialogs.owner_of(endpoint).is_none() {
+                    self.events.push_back(Event::MediaEndpoint {
+                        call: handle,
+                        endpoint,
+                        active: false,
+                    });
+                }
+            }
+        }
         let mut keys = self.call_streams.remove(&handle).unwrap_or_default();
         keys.sort_by_key(|k| self.streams.get(k).map(|s| s.handle));
         for key in keys {

@@ -266,4 +266,12 @@ pub enum Event {
     /// the catalog keeps the timeline.
     RecordingControl(RecordingControl),
     Dtmf(DtmfEvent),
+    /// An RTP endpoint a call's SDP announced became live (`active`) or was forgotten with its
+    /// call. A live capture uses these to keep the kernel's media filter (the XDP endpoint map)
+    /// in step with the calls; the catalog ignores them.
+    MediaEndpoint {
+        call: CallHandle,
+        endpoint: SocketAddr,
+        active: bool,
+    },
 }

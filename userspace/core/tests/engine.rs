@@ -386,3 +386,33 @@ fn the_policy_stops_and_starts_a_new_recording() {
     use voxtap_core::event::StopReason;
     assert_eq!(stops, vec![StopReason::Policy, StopReason::CallEnded]);
 }
+
+#[test]
+fn media_endpoints_are_announced_and_withdrawn_with_their_call() {
+    let (frames, _) = generate(&GenConfig::new(Scenario::HoldMove));
+    let (events, _) = run(EngineConfig::default(), &frames);
+    let mut live = std::collections::BTreeSet::new();
+    let mut added = 0;
+    for e in &events {
+        if let Event::MediaEndpoint {
+            endpoint, active, ..
+        } = e
+        {
+            if *active {
+                assert!(live.insert(*endpoint), "{endpoint} announced twice");
+                added += 1;
+            } else {
+                assert!(
+                    live.remove(endpoint),
+                    "{endpoint} withdrawn but never announced"
+                );
+            }
+        }
+    }
+    // Caller and callee, plus the caller's new port after the media move.
+    assert_eq!(added, 3);
+    assert!(
+        live.is_empty(),
+        "every endpoint is withdrawn when its call is forgotten: {live:?}"
+    );
+}

@@ -283,6 +283,8 @@ impl Store {
                 self.recording_control(&c)?;
                 true
             }
+            // For live capture's kernel filter; nothing to catalog.
+            Event::MediaEndpoint { .. } => return Ok(()),
         };
         self.events_in_tx += 1;
         if commit_now || self.events_in_tx >= self.opts.commit_every.max(1) {
