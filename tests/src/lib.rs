@@ -1,9 +1,12 @@
 //! Shared helpers for the end-to-end tests: build and run the `voxtap` binary, read its
 //! catalog and recordings, and measure tones.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use voxtap_gen::{CallTruth, GroundTruth};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -183,4 +186,228 @@ pub fn have_tshark(test: &str) -> bool {
         eprintln!("\n*** SKIPPED {test}: tshark is not installed (run `cargo xtask deps`) ***\n");
     }
     ok
+}
+
+#[derive(Debug)]
+struct CallRow {
+    id: i64,
+    caller_user: String,
+    callee_user: String,
+    answered: bool,
+    end_reason: Option<String>,
+    final_status: Option<i64>,
+    transport: String,
+}
+
+fn calls_by_call_id(out: &Path) -> HashMap<String, CallRow> {
+    let db = catalog(out);
+    let mut stmt = db
+        .prepare("SELECT id, sip_call_id, caller_user, callee_user, answer_time, end_reason, final_status, transport FROM calls")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(1)?,
+                CallRow {
+                    id: r.get(0)?,
+                    caller_user: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    callee_user: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    answered: r.get::<_, Option<String>>(4)?.is_some(),
+                    end_reason: r.get(5)?,
+                    final_status: r.get(6)?,
+                    transport: r.get(7)?,
+                },
+            ))
+        })
+        .unwrap();
+    let mut map = HashMap::new();
+    for row in rows {
+        let (k, v) = row.unwrap();
+        assert!(
+            map.insert(k.clone(), v).is_none(),
+            "Call-ID {k} appears twice in calls"
+        );
+    }
+    map
+}
+
+fn recordings_of(out: &Path, call_id: i64) -> Vec<(String, f64, i64, i64)> {
+    let db = catalog(out);
+    let mut stmt = db
+        .prepare(
+            "SELECT path, duration_s, channels, sample_rate FROM recordings WHERE call_id = ?1",
+        )
+        .unwrap();
+    stmt.query_map([call_id], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// The seconds of a channel that are not inside one of its silent spans (with a margin).
+fn talking(truth: &CallTruth, channel: &str, secs: f64) -> Vec<(f64, f64)> {
+    let mut spans = vec![(0.3, secs - 0.3)];
+    for s in truth.silent_spans.iter().filter(|s| s.channel == channel) {
+        let mut next = Vec::new();
+        for (a, b) in spans {
+            let (sa, sb) = (s.from_secs - 0.3, s.to_secs + 0.3);
+            if sb <= a || sa >= b {
+                next.push((a, b));
+            } else {
+                if sa > a {
+                    next.push((a, sa));
+                }
+                if sb < b {
+                    next.push((sb, b));
+                }
+            }
+        }
+        spans = next;
+    }
+    spans.into_iter().filter(|(a, b)| b - a > 0.2).collect()
+}
+
+fn slice(x: &[f64], rate: u32, (a, b): (f64, f64)) -> &[f64] {
+    let n = x.len();
+    let i = ((a * rate as f64) as usize).min(n);
+    let j = ((b * rate as f64) as usize).min(n);
+    &x[i..j]
+}
+
+/// The expected tone dominates the channel where the party talks, and the other party's tone
+/// is absent from it.
+fn check_channel(w: &Stereo, truth: &CallTruth, channel: &str) {
+    let (x, want, other) = match channel {
+        "left" => (&w.left, truth.caller_tone_hz, truth.callee_tone_hz),
+        _ => (&w.right, truth.callee_tone_hz, truth.caller_tone_hz),
+    };
+    let spans = talking(truth, channel, w.secs());
+    assert!(
+        !spans.is_empty(),
+        "{}: no talking span on {channel}",
+        truth.sip_call_id
+    );
+    for span in spans {
+        let part = slice(x, w.rate, span);
+        let p_want = tone_power(part, w.rate, want);
+        let p_other = tone_power(part, w.rate, other);
+        let e = energy(part);
+        assert!(
+            p_want > 0.02,
+            "{} {channel} {span:?}: the {want} Hz tone is missing (power {p_want:.4}, energy {e:.4})",
+            truth.sip_call_id
+        );
+        assert!(
+            p_other < p_want / 50.0,
+            "{} {channel} {span:?}: the other party's {other} Hz tone leaks in ({p_other:.4} vs {p_want:.4})",
+            truth.sip_call_id
+        );
+        // Most of the energy is the tone: no clicks, no doubled or misplaced audio.
+        assert!(
+            p_want * 2.0 > e * 0.8,
+            "{} {channel} {span:?}: tone is {p_want:.4} of energy {e:.4}",
+            truth.sip_call_id
+        );
+    }
+    for s in truth.silent_spans.iter().filter(|s| s.channel == channel) {
+        let inner = (s.from_secs + 0.3, s.to_secs - 0.3);
+        if inner.1 - inner.0 > 0.2 {
+            let e = energy(slice(x, w.rate, inner));
+            assert!(
+                e < 1e-4,
+                "{} {channel}: expected silence in {inner:?}, energy {e}",
+                truth.sip_call_id
+            );
+        }
+    }
+}
+
+/// Checks a catalog and its recordings against the generator's ground truth: the same calls,
+/// the right tone on the right channel, durations within 0.5 s, DTMF digits, loss per
+/// direction and silence where a party was on hold. `context` is shown on failure.
+pub fn check_against_truth(out: &Path, truth: &GroundTruth, context: &str) {
+    let calls = calls_by_call_id(out);
+    assert_eq!(
+        calls.len(),
+        truth.calls.len(),
+        "calls in the catalog vs generated:\n{context}"
+    );
+    let db = catalog(out);
+    for t in &truth.calls {
+        let row = calls
+            .get(&t.sip_call_id)
+            .unwrap_or_else(|| panic!("call {} is missing from the catalog", t.sip_call_id));
+        assert_eq!(row.caller_user, t.caller_user, "{}", t.sip_call_id);
+        assert_eq!(row.callee_user, t.callee_user, "{}", t.sip_call_id);
+        assert_eq!(row.answered, t.answered, "{}: answered", t.sip_call_id);
+        assert_eq!(
+            row.end_reason.as_deref(),
+            Some(t.end_reason.as_str()),
+            "{}: end reason",
+            t.sip_call_id
+        );
+        assert_eq!(
+            row.final_status,
+            Some(t.final_status as i64),
+            "{}: final status",
+            t.sip_call_id
+        );
+        assert_eq!(row.transport, t.transport, "{}: transport", t.sip_call_id);
+
+        let recs = recordings_of(out, row.id);
+        if !t.recorded {
+            assert!(recs.is_empty(), "{}: must not be recorded", t.sip_call_id);
+            continue;
+        }
+        assert_eq!(recs.len(), 1, "{}: one recording per call", t.sip_call_id);
+        let (path, duration, channels, rate) = &recs[0];
+        assert_eq!((*channels, *rate), (2, 8000), "{}", t.sip_call_id);
+        let wav = read_wav(&out.join(path));
+        assert!(
+            (wav.secs() - t.recorded_secs).abs() <= 0.5,
+            "{}: recording lasts {:.3} s, the call {:.3} s",
+            t.sip_call_id,
+            wav.secs(),
+            t.recorded_secs
+        );
+        assert!(
+            (duration - wav.secs()).abs() < 0.01,
+            "{}: catalog duration {duration} vs file {}",
+            t.sip_call_id,
+            wav.secs()
+        );
+        check_channel(&wav, t, "left");
+        check_channel(&wav, t, "right");
+
+        // DTMF digits, in order, with the party that pressed them.
+        let mut stmt = db.prepare("SELECT value, side, source FROM events WHERE call_id = ?1 AND kind = 'dtmf' ORDER BY time, id").unwrap();
+        let got: Vec<(String, String, String)> = stmt
+            .query_map([row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let want: Vec<(String, String)> = t
+            .dtmf
+            .iter()
+            .map(|d| (d.digit.to_string(), d.side.clone()))
+            .collect();
+        let got_pairs: Vec<(String, String)> =
+            got.iter().map(|(v, s, _)| (v.clone(), s.clone())).collect();
+        assert_eq!(got_pairs, want, "{}: DTMF", t.sip_call_id);
+        assert!(got.iter().all(|(_, _, src)| src == "rfc4733"));
+
+        // Loss per direction, as tshark counts it.
+        for (side, lost) in [("caller", t.lost_caller), ("callee", t.lost_callee)] {
+            let total: i64 = db
+                .query_row(
+                    "SELECT COALESCE(SUM(lost), 0) FROM streams WHERE call_id = ?1 AND side = ?2",
+                    (row.id, side),
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(total, lost as i64, "{}: {side} loss", t.sip_call_id);
+        }
+    }
 }
