@@ -17,7 +17,8 @@ tasks:
                where the recordings and the catalog are
   test         install test dependencies (tshark, sox), run every test, then a short fuzz smoke run
   fuzz-smoke   replay the fuzz corpus through each cargo-fuzz target (nightly) and fuzz briefly
-  deps         only install the Debian packages the tests use
+  deps         only install what the build and the tests need: Debian packages, and for the
+               XDP program the nightly toolchain with rust-src and bpf-linker
 ";
 
 fn main() -> Result<()> {
@@ -29,7 +30,7 @@ fn main() -> Result<()> {
         "demo" => demo(&root, std::env::args().nth(2).map(|c| invoked_from.join(c))),
         "test" => test(&root),
         "fuzz-smoke" => fuzz_smoke(&root),
-        "deps" => install_debian_packages(),
+        "deps" => install_debian_packages().and_then(|()| install_ebpf_toolchain()),
         "" | "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
@@ -66,7 +67,8 @@ fn have(program: &str) -> bool {
 
 /// tshark is the oracle for SIP/RTP facts in the tests; sox checks recordings.
 fn install_debian_packages() -> Result<()> {
-    let wanted = [("tshark", "tshark"), ("sox", "sox")];
+    // iproute2's `ip` builds the netns + veth fixture of the live-capture and XDP tests.
+    let wanted = [("tshark", "tshark"), ("sox", "sox"), ("ip", "iproute2")];
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|(bin, _)| !have(bin))
@@ -100,6 +102,58 @@ fn install_debian_packages() -> Result<()> {
     run(&mut install)
 }
 
+/// bpf-linker 0.10.4; newer releases do not link with the aya-ebpf 0.2.1 / aya-build 0.2.0 pair.
+const BPF_LINKER: &str = "bpf-linker@0.10.4";
+
+/// What `userspace/capture/build.rs` needs to build the XDP program (`ebpf/voxtap-ebpf`): the
+/// nightly toolchain with `rust-src` (for `-Z build-std=core`) and `bpf-linker`. Without them
+/// the build still succeeds, but voxtap has no `--capture xdp`; so install them first.
+fn install_ebpf_toolchain() -> Result<()> {
+    if !have("rustup") {
+        eprintln!(
+            "xtask: WARNING: no rustup here: cannot install the nightly toolchain for the XDP program; voxtap will be built without it"
+        );
+        return Ok(());
+    }
+    let nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !nightly {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+    } else {
+        let has_rust_src = Command::new("rustup")
+            .args(["component", "list", "--toolchain", "nightly", "--installed"])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.starts_with("rust-src"))
+            });
+        if !has_rust_src {
+            run(Command::new("rustup").args([
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                "nightly",
+            ]))?;
+        }
+    }
+    if !have("bpf-linker") {
+        run(Command::new("cargo").args(["install", BPF_LINKER, "--locked"]))?;
+    }
+    Ok(())
+}
+
 fn unsafe_is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -114,6 +168,7 @@ fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
+    install_ebpf_toolchain()?;
     run(Command::new("cargo").args([
         "build",
         "--release",
@@ -159,6 +214,7 @@ fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     install_debian_packages()?;
+    install_ebpf_toolchain()?;
     run(Command::new("cargo").args(["test", "--workspace", "--release"]))?;
     fuzz_smoke(root)
 }

@@ -1,4 +1,5 @@
-//! Types shared between the XDP program (`voxtap-ebpf`, next issue) and userspace.
+//! Types shared between the XDP program (`ebpf/voxtap-ebpf`) and userspace
+//! (`voxtap-capture::xdp`): map names, map slots, counter indices and map key/value types.
 //!
 //! Everything here is `#[repr(C)]`, fixed width and free of padding, so the same bytes mean the
 //! same thing on both sides of a BPF map. No logic lives here.
@@ -74,6 +75,58 @@ pub const CLASS_UNKNOWN: u32 = 0;
 pub const CLASS_SIP: u32 = 1;
 pub const CLASS_RTP: u32 = 2;
 pub const CLASS_FRAGMENT: u32 = 3;
+
+// ---- XDP program and maps -------------------------------------------------------------------
+
+/// Name of the `#[xdp]` function in the object file.
+pub const PROGRAM_NAME: &str = "voxtap_xdp";
+
+/// `HashMap<u16, u32>`: SIP ports (host byte order) to pass; the value is unused (1).
+pub const MAP_SIP_PORTS: &str = "SIP_PORTS";
+pub const SIP_PORTS_MAX: u32 = 64;
+
+/// `HashMap<MediaEndpointKey, MediaEndpointValue>`: RTP/RTCP endpoints learned from SDP.
+pub const MAP_MEDIA_ENDPOINTS: &str = "MEDIA_ENDPOINTS";
+pub const MEDIA_ENDPOINTS_MAX: u32 = 65_536;
+
+/// `XskMap`: one AF_XDP socket per rx queue, indexed by the rx queue index.
+pub const MAP_XSKS: &str = "XSKS";
+/// Compiled-in size of [`MAP_XSKS`]; the loader resizes it to the interface's rx queue count.
+pub const XSKS_DEFAULT_MAX: u32 = 64;
+
+/// `Array<u32>`: configuration flags written by userspace, indexed by `CONFIG_*`.
+pub const MAP_CONFIG: &str = "CONFIG";
+/// Non-zero: pass UDP that looks like RTP even when its endpoints are unknown.
+pub const CONFIG_PASS_UNKNOWN_RTP: u32 = 0;
+pub const CONFIG_COUNT: u32 = 1;
+
+/// `PerCpuArray<u64>`: packet counters, indexed by `COUNTER_*`.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// SIP (UDP or TCP on a port in [`MAP_SIP_PORTS`]) classified for redirect.
+pub const COUNTER_PASSED_SIP: u32 = 0;
+/// RTP/RTCP to or from a [`MAP_MEDIA_ENDPOINTS`] endpoint classified for redirect.
+pub const COUNTER_PASSED_RTP: u32 = 1;
+/// IPv4 fragment or IPv6 packet with a fragment header classified for redirect.
+pub const COUNTER_PASSED_FRAGMENT: u32 = 2;
+/// RTP-looking UDP on unknown endpoints (only when [`CONFIG_PASS_UNKNOWN_RTP`] is set).
+pub const COUNTER_PASSED_RTP_GUESS: u32 = 3;
+/// Parsed fine, not ours: dropped.
+pub const COUNTER_DROPPED: u32 = 4;
+/// Truncated or unparseable within the program's bounds: dropped.
+pub const COUNTER_PARSE_FAILED: u32 = 5;
+/// Classified for redirect but no AF_XDP socket in the rx queue's slot: dropped.
+/// (Counted in addition to the `PASSED_*` counter of the packet.)
+pub const COUNTER_REDIRECT_FAILED: u32 = 6;
+pub const COUNTER_COUNT: u32 = 7;
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both types are `#[repr(C)]`, made of integers and byte arrays only, without
+    // padding (checked by `shared_types_have_no_padding`), so every bit pattern is valid.
+    unsafe impl aya::Pod for super::MediaEndpointKey {}
+    unsafe impl aya::Pod for super::MediaEndpointValue {}
+    unsafe impl aya::Pod for super::PacketMeta {}
+}
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,30 @@ pub struct Config {
     pub engine: EngineSection,
     #[serde(default)]
     pub recording: RecordingSection,
+    #[serde(default)]
+    pub capture: CaptureSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    /// UDP and TCP ports the XDP program passes as SIP (`voxtap run --capture xdp`).
+    pub sip_ports: Vec<u16>,
+    /// Also pass UDP that looks like RTP on endpoints no SDP has named yet, so media seen
+    /// before its signalling is not lost (costs kernel filtering on busy links).
+    pub pass_unknown_rtp: bool,
+    /// Seconds between live figures on stderr.
+    pub stats_interval_s: u64,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        Self {
+            sip_ports: vec![5060, 5061],
+            pass_unknown_rtp: false,
+            stats_interval_s: 10,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +126,12 @@ impl Config {
         if e.max_calls == 0 {
             bail!("engine.max_calls must be above 0");
         }
+        if self.capture.sip_ports.is_empty() || self.capture.sip_ports.contains(&0) {
+            bail!("capture.sip_ports must list at least one port, and port 0 is not one");
+        }
+        if self.capture.stats_interval_s == 0 {
+            bail!("capture.stats_interval_s must be above 0");
+        }
         if !(self.recording.wav_flush_s > 0.0 && self.recording.wav_flush_s <= 60.0) {
             bail!(
                 "recording.wav_flush_s must be above 0 and at most 60, not {}",
@@ -179,5 +209,8 @@ mod example {
         assert_eq!(c.engine.max_calls, d.engine.max_calls);
         assert_eq!(c.recording.enabled, d.recording.enabled);
         assert_eq!(c.recording.wav_flush_s, d.recording.wav_flush_s);
+        assert_eq!(c.capture.sip_ports, d.capture.sip_ports);
+        assert_eq!(c.capture.pass_unknown_rtp, d.capture.pass_unknown_rtp);
+        assert_eq!(c.capture.stats_interval_s, d.capture.stats_interval_s);
     }
 }

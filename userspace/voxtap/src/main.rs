@@ -1,7 +1,9 @@
 //! voxtap: a passive SIP/RTP call recorder for mirror ports.
 
 mod config;
+mod privileges;
 mod replay;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,44 @@ enum Command {
     /// A corrupt capture stops the run with an error naming the file and byte offset, after
     /// everything read before it has been written. Exit status: 0 on success, 1 on error.
     Replay(ReplayArgs),
+    /// Capture live from a network interface (a mirror/SPAN port) until SIGINT or SIGTERM.
+    ///
+    /// With --capture xdp (the default) an XDP program filters in the kernel: it passes SIP on
+    /// the configured ports, IP fragments, and RTP of the media endpoints learned from SDP to
+    /// AF_XDP sockets (one per RX queue) and drops everything else before it costs anything.
+    /// --capture afpacket reads every frame through libpcap instead, for NICs or kernels
+    /// without XDP. Recordings and the catalog are the same as `voxtap replay` writes. Needs
+    /// CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW, CAP_PERFMON and CAP_IPC_LOCK (or root) to start,
+    /// and drops them all once capture is set up. Live figures go to stderr every
+    /// capture.stats_interval_s seconds and on SIGUSR1.
+    Run(RunArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaptureKind {
+    /// XDP program + AF_XDP sockets (kernel-side filtering; native driver mode if possible).
+    Xdp,
+    /// AF_PACKET through libpcap: works on any interface, filters in userspace.
+    Afpacket,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The interface to capture on, e.g. the mirror port eth1.
+    #[arg(long, value_name = "IF")]
+    pub iface: String,
+    /// How to capture.
+    #[arg(long, value_enum, default_value = "xdp")]
+    pub capture: CaptureKind,
+    /// TOML configuration file (see docs/config.md); defaults apply without one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Output directory for recordings/ and catalog.sqlite; created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Number of RX queues to bind AF_XDP sockets to (default: all of the interface's).
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u32>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +90,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

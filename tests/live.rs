@@ -1,0 +1,270 @@
+//! `voxtap run` for real: a network namespace and a veth pair, voxtap attached to the host end
+//! with `--capture xdp` or `--capture afpacket`, and generated calls replayed from the other end
+//! at their recorded pacing. The recordings and catalog must match the generator's ground truth
+//! and `voxtap replay` of the same capture; traffic that is not VoIP must die in the kernel.
+//! Needs root (namespaces, BPF); without it each test prints a loud SKIPPED line.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use voxtap_capture::testnet::TestNet;
+use voxtap_gen::{Frame, GenConfig, Scenario, generate, write_pcap};
+use voxtap_tests::{Scratch, catalog, check_against_truth, replay_ok, voxtap};
+
+/// A running `voxtap run`, with its stderr collected line by line.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(iface: &str, capture: &str, config: &Path, out: &Path) -> Running {
+        let mut child = Command::new(voxtap())
+            .args(["run", "--iface", iface, "--capture", capture, "--config"])
+            .arg(config)
+            .arg("--out")
+            .arg(out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start voxtap run");
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        r.wait_for("ready", Duration::from_secs(20));
+        r
+    }
+
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "voxtap run never said {needle:?}; stderr so far:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// The effective capabilities of the running process, from /proc.
+    fn cap_eff(&self) -> String {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// SIGTERM, then the exit status, stdout and all of stderr.
+    fn stop(mut self) -> (std::process::ExitStatus, String, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let out = self.child.wait_with_output().expect("wait for voxtap run");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            self.seen.join("\n"),
+        )
+    }
+}
+
+/// Frames that are none of voxtap's business: random UDP, TCP to a web server, ARP.
+fn noise(n: usize) -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    for i in 0..n {
+        let mut f = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00];
+        let proto = if i % 2 == 0 { 17u8 } else { 6u8 };
+        let l4_len = if proto == 17 { 8 + 32 } else { 20 + 32 };
+        let total = 20 + l4_len;
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0,
+            0,
+            64,
+            proto,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&[198, 51, 100, 1, 198, 51, 100, 2]);
+        let (sport, dport): (u16, u16) = (40_000 + i as u16, if proto == 17 { 53 } else { 80 });
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        if proto == 17 {
+            f.extend_from_slice(&[0, (8 + 32) as u8, 0, 0]);
+        } else {
+            f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        }
+        f.extend_from_slice(&[0xab; 32]);
+        v.push(f);
+    }
+    // ARP request.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&[
+        0x02, 0, 0, 0, 0, 0x09, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1,
+    ]);
+    arp.extend_from_slice(&[
+        0x02, 0, 0, 0, 0, 0x09, 10, 9, 9, 9, 0, 0, 0, 0, 0, 0, 10, 9, 9, 1,
+    ]);
+    v.push(arp);
+    v
+}
+
+/// The number after `label ` in a line of voxtap's figures.
+fn figure(text: &str, label: &str) -> Option<u64> {
+    let line = text.lines().rev().find(|l| l.contains(label))?;
+    let at = line.rfind(label)? + label.len();
+    line[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn call_ids_and_durations(out: &Path) -> BTreeSet<(String, i64)> {
+    let db = catalog(out);
+    let mut stmt = db
+        .prepare("SELECT c.sip_call_id, CAST(ROUND(COALESCE(r.duration_s, -1) * 2) AS INTEGER) FROM calls c LEFT JOIN recordings r ON r.call_id = c.id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn live_capture_matches_replay(capture: &str, test: &str) {
+    let Some(net) = TestNet::new_or_skip("vtl", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Mix));
+    let pcap = s.path().join("mix.pcap");
+    write_pcap(&pcap, &frames).unwrap();
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    let live_out = s.path().join("live");
+
+    let running = Running::start(net.host_if(), capture, &config, &live_out);
+    assert_eq!(
+        running.cap_eff(),
+        "0000000000000000",
+        "capabilities must be dropped once capture is set up"
+    );
+    let noise = noise(200);
+    let noise_refs: Vec<&[u8]> = noise.iter().map(Vec::as_slice).collect();
+    net.send_frames(&noise_refs).expect("send noise");
+    let paced: Vec<(u64, Vec<u8>)> = frames
+        .iter()
+        .map(|f: &Frame| (f.ts_ns, f.data.clone()))
+        .collect();
+    net.replay_paced(&paced, 1.0).expect("replay the calls");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stdout, stderr) = running.stop();
+    assert!(
+        status.success(),
+        "voxtap run exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    eprintln!(
+        "{test}: {}\n{}",
+        stdout.trim(),
+        stderr
+            .lines()
+            .rev()
+            .find(|l| l.contains("engine frames"))
+            .unwrap_or("")
+    );
+
+    // The live catalog and recordings against the ground truth (tones, durations, DTMF, loss).
+    check_against_truth(&live_out, &truth, &context);
+
+    // And against `voxtap replay` of the same capture: the same calls, durations within 0.5 s.
+    let replay_out = s.path().join("replay");
+    replay_ok(&replay_out, &[&pcap]);
+    let live = call_ids_and_durations(&live_out);
+    let replayed = call_ids_and_durations(&replay_out);
+    let ids = |set: &BTreeSet<(String, i64)>| {
+        set.iter()
+            .map(|(id, _)| id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(ids(&live), ids(&replayed), "{context}");
+    for ((a, da), (b, db)) in live.iter().zip(replayed.iter()) {
+        assert_eq!(a, b);
+        assert!(
+            (da - db).abs() <= 1,
+            "{a}: live {} s vs replay {} s",
+            *da as f64 / 2.0,
+            *db as f64 / 2.0
+        );
+    }
+
+    let frames_seen = figure(&stderr, "engine frames").expect("final figures");
+    if capture == "xdp" {
+        // Only SIP and the RTP of known calls reach userspace; the noise dies in the kernel.
+        let dropped = figure(&stderr, "dropped").expect("XDP counters in the figures");
+        assert!(
+            dropped >= noise.len() as u64,
+            "XDP dropped {dropped} of {} noise frames\n{stderr}",
+            noise.len()
+        );
+        assert_eq!(
+            frames_seen,
+            frames.len() as u64,
+            "the engine saw exactly the VoIP frames\n{stderr}"
+        );
+    } else {
+        // AF_PACKET hands everything up; the engine counts the noise as not VoIP.
+        assert!(
+            frames_seen >= (frames.len() + noise.len()) as u64,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn xdp_capture_matches_replay_and_drops_the_rest_in_the_kernel() {
+    live_capture_matches_replay("xdp", "xdp_capture_matches_replay");
+}
+
+#[test]
+fn afpacket_capture_matches_replay() {
+    live_capture_matches_replay("afpacket", "afpacket_capture_matches_replay");
+}

@@ -1,0 +1,286 @@
+//! `voxtap run`: live capture from an interface into the same engine `voxtap replay` uses.
+//!
+//! One thread: capture batches → engine → store, with the engine's media endpoints mirrored
+//! into the XDP program's map so the kernel passes exactly the RTP of known calls. SIGINT or
+//! SIGTERM ends the run cleanly: every open recording and catalog row is finalised and the XDP
+//! program detaches (it is held by a bpf_link, so it also goes away if the process is killed).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use voxtap_capture::afpacket::{AfPacket, AfPacketOptions};
+use voxtap_capture::afxdp::{AfXdp, AfXdpOptions};
+use voxtap_capture::live::{LiveCapture, QueueStats};
+use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
+use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy};
+use voxtap_core::{Engine, Event, Timestamp};
+use voxtap_store::{RunSummary, Store, StoreOptions};
+
+use crate::config::Config;
+use crate::{CaptureKind, RunArgs};
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let policy: Box<dyn RecordingPolicy> = if cfg.recording.enabled {
+        Box::new(RecordAnswered)
+    } else {
+        Box::new(RecordNothing)
+    };
+    let mut engine = Engine::with_policy(cfg.engine_config(), policy);
+
+    let term = Arc::new(AtomicBool::new(false));
+    let report_now = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&term))
+            .context("cannot install a signal handler")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report_now))
+        .context("cannot install a signal handler")?;
+
+    // Capture first: if it cannot work, nothing is written.
+    let mut live = open_capture(args, &cfg)?;
+    eprintln!(
+        "voxtap run: capturing on {} with {}",
+        args.iface,
+        live.describe()
+    );
+
+    let source = format!("{} ({})", args.iface, live.describe());
+    let opts = StoreOptions {
+        wav_flush_secs: cfg.recording.wav_flush_s,
+        source,
+        ..StoreOptions::default()
+    };
+    let mut store = Store::open(&args.out, opts)
+        .with_context(|| format!("cannot open output {}", args.out.display()))?;
+
+    // Everything privileged is done: the program is attached, the sockets are bound, the
+    // output is open. Map updates and reads go through file descriptors we already hold.
+    crate::privileges::drop_all().context("cannot drop capabilities")?;
+    eprintln!("voxtap run: ready (capabilities dropped); SIGINT or SIGTERM stops, SIGUSR1 reports");
+
+    let interval = Duration::from_secs(cfg.capture.stats_interval_s.max(1));
+    let mut report = Reporter::new(interval);
+    let mut endpoint_errors = 0u64;
+    while !term.load(Ordering::Relaxed) {
+        let got = live
+            .capture
+            .poll(Duration::from_millis(100), &mut |f| {
+                engine.handle(f.ts, f.link, f.data)
+            })
+            .context("capture failed")?;
+        if got == 0 {
+            // Idle: let packet time advance with the clock so timeouts still fire.
+            engine.handle_timeout(wall_clock());
+        }
+        drain(
+            &mut engine,
+            &mut store,
+            live.xdp.as_mut(),
+            &mut endpoint_errors,
+        )?;
+        if report.due() || report_now.swap(false, Ordering::Relaxed) {
+            report.print(&engine, &mut live, endpoint_errors);
+        }
+    }
+
+    eprintln!("voxtap run: stopping: finalising open calls and recordings");
+    engine.finish();
+    drain(
+        &mut engine,
+        &mut store,
+        live.xdp.as_mut(),
+        &mut endpoint_errors,
+    )?;
+    report.print(&engine, &mut live, endpoint_errors);
+    let stats = engine.stats().clone();
+    let summary = RunSummary {
+        ended_ts: Some(engine.now()),
+        frames: stats.frames,
+        sip_messages: stats.sip_messages,
+        rtp_packets: stats.rtp_packets,
+        rtp_unmatched: stats.rtp_unmatched,
+        malformed: stats.malformed_total(),
+        ignored: stats.ignored,
+        calls_seen: stats.calls_seen,
+        calls_answered: stats.calls_answered,
+        rtp_streams: stats.rtp_streams,
+    };
+    let done = store
+        .finish(&summary)
+        .context("cannot finish the catalog")?;
+    // Detach before reporting success.
+    drop(live);
+    println!(
+        "voxtap run: stopped: {} calls seen, {} answered, {} recorded, {} frames, {} malformed, {} unmatched RTP",
+        stats.calls_seen,
+        stats.calls_answered,
+        done.recordings,
+        stats.frames,
+        stats.malformed_total(),
+        stats.rtp_unmatched
+    );
+    Ok(())
+}
+
+/// The capture in use, and the XDP program when there is one.
+struct Live {
+    // Field order matters: the sockets close before the program detaches.
+    capture: Box<dyn LiveCapture>,
+    xdp: Option<XdpProgram>,
+}
+
+impl Live {
+    fn describe(&self) -> String {
+        match &self.xdp {
+            Some(p) => format!("XDP {:?} mode, {}", p.mode(), self.capture.describe()),
+            None => self.capture.describe(),
+        }
+    }
+}
+
+fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
+    match args.capture {
+        CaptureKind::Afpacket => {
+            let cap = AfPacket::open(&args.iface, AfPacketOptions::default())
+                .with_context(|| format!("cannot capture on {} with AF_PACKET", args.iface))?;
+            Ok(Live {
+                capture: Box::new(cap),
+                xdp: None,
+            })
+        }
+        CaptureKind::Xdp => {
+            let opts = XdpOptions {
+                sip_ports: cfg.capture.sip_ports.clone(),
+                pass_unknown_rtp: cfg.capture.pass_unknown_rtp,
+            };
+            let mut prog = XdpProgram::attach(&args.iface, &opts).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}\nhint: if this NIC or kernel cannot run XDP, use --capture afpacket"
+                )
+            })?;
+            let queues: Vec<u32> = match args.queues {
+                Some(n) => (0..n).collect(),
+                None => (0..rx_queue_count(&args.iface).unwrap_or(1).max(1)).collect(),
+            };
+            let xsk = AfXdp::open(&args.iface, &queues, AfXdpOptions::default()).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open AF_XDP sockets on {}: {e}\nhint: use --capture afpacket",
+                    args.iface
+                )
+            })?;
+            for (queue, fd) in xsk.socket_fds() {
+                prog.register_socket(queue, fd).with_context(|| {
+                    format!("cannot register the AF_XDP socket of queue {queue}")
+                })?;
+            }
+            Ok(Live {
+                capture: Box::new(xsk),
+                xdp: Some(prog),
+            })
+        }
+    }
+}
+
+fn drain(
+    engine: &mut Engine,
+    store: &mut Store,
+    mut xdp: Option<&mut XdpProgram>,
+    errors: &mut u64,
+) -> Result<()> {
+    while let Some(ev) = engine.poll_event() {
+        if let Event::MediaEndpoint {
+            endpoint, active, ..
+        } = ev
+        {
+            if let Some(p) = xdp.as_deref_mut() {
+                let r = if active {
+                    p.add_endpoint(endpoint)
+                } else {
+                    p.remove_endpoint(endpoint)
+                };
+                if r.is_err() {
+                    // A full map only costs that call's RTP in the kernel filter; count it.
+                    *errors += 1;
+                }
+            }
+            continue;
+        }
+        store
+            .handle(ev)
+            .context("cannot write recording or catalog")?;
+    }
+    Ok(())
+}
+
+fn wall_clock() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(d.as_nanos() as u64)
+}
+
+/// Live figures on stderr: per-queue rates, kernel and engine drops, active calls.
+struct Reporter {
+    interval: Duration,
+    last: Instant,
+    last_packets: Vec<u64>,
+}
+
+impl Reporter {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Instant::now(),
+            last_packets: Vec::new(),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.last.elapsed() >= self.interval
+    }
+
+    fn print(&mut self, engine: &Engine, live: &mut Live, endpoint_errors: u64) {
+        let secs = self.last.elapsed().as_secs_f64().max(1e-3);
+        self.last = Instant::now();
+        let queues: Vec<QueueStats> = live.capture.stats();
+        self.last_packets.resize(queues.len(), 0);
+        let mut line = String::from("voxtap run:");
+        for (q, last) in queues.iter().zip(self.last_packets.iter_mut()) {
+            let pps = (q.packets - (*last).min(q.packets)) as f64 / secs;
+            *last = q.packets;
+            line += &format!(
+                " q{} {:.0} pps (ring full {}, fill empty {}, kernel drop {})",
+                q.queue, pps, q.rx_ring_full, q.fill_ring_empty, q.kernel_dropped
+            );
+        }
+        if let Some(Ok(c)) = live.xdp.as_ref().map(XdpProgram::counters) {
+            line += &format!(
+                " | xdp passed sip {} rtp {} frag {} guess {}, dropped {}, parse failed {}, redirect failed {}",
+                c.passed_sip,
+                c.passed_rtp,
+                c.passed_fragment,
+                c.passed_rtp_guess,
+                c.dropped,
+                c.parse_failed,
+                c.redirect_failed
+            );
+        }
+        let s = engine.stats();
+        line += &format!(
+            " | engine frames {}, malformed {}, unmatched RTP {}, active calls {}, recorded {}, endpoint map errors {}",
+            s.frames,
+            s.malformed_total(),
+            s.rtp_unmatched,
+            engine.active_calls(),
+            s.recordings_started,
+            endpoint_errors
+        );
+        eprintln!("{line}");
+    }
+}
