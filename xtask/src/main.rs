@@ -65,13 +65,29 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// tshark is the oracle for SIP/RTP facts in the tests; sox checks recordings.
+/// What building voxtap needs: libpcap's headers and library for `--capture afpacket`.
+const BUILD_PACKAGES: &[(&str, &str)] = &[("/usr/include/pcap/pcap.h", "libpcap-dev")];
+
+/// What the tests add: tshark is the oracle for SIP/RTP facts, sox checks recordings, and
+/// iproute2's `ip` builds the netns + veth fixture of the live-capture and XDP tests.
+const TEST_PACKAGES: &[(&str, &str)] = &[("tshark", "tshark"), ("sox", "sox"), ("ip", "iproute2")];
+
 fn install_debian_packages() -> Result<()> {
-    // iproute2's `ip` builds the netns + veth fixture of the live-capture and XDP tests.
-    let wanted = [("tshark", "tshark"), ("sox", "sox"), ("ip", "iproute2")];
+    install_packages(&[BUILD_PACKAGES, TEST_PACKAGES].concat())
+}
+
+/// Installs the Debian packages whose program (or, for a path, file) is missing.
+fn install_packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let present = |what: &str| {
+        if what.starts_with('/') {
+            Path::new(what).exists()
+        } else {
+            have(what)
+        }
+    };
     let missing: Vec<&str> = wanted
         .iter()
-        .filter(|(bin, _)| !have(bin))
+        .filter(|(what, _)| !present(what))
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -162,6 +178,7 @@ fn unsafe_is_root() -> bool {
 }
 
 fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
+    install_packages(BUILD_PACKAGES)?;
     let dir = root.join("target/demo");
     let out = dir.join("out");
     if out.exists() {
