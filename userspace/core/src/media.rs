@@ -175,8 +175,13 @@ impl Timeline {
         if ch.buf.len() < end {
             ch.buf.resize(end, 0);
         }
-        for (i, s) in self.scratch[skip as usize..].iter().enumerate() {
-            ch.buf[start + i] = *s;
+        // At most two contiguous runs: no per-sample index arithmetic or bounds check.
+        for (dst, src) in ch
+            .buf
+            .range_mut(start..end)
+            .zip(&self.scratch[skip as usize..])
+        {
+            *dst = *src;
         }
         ch.last_end = ch.last_end.max(frame + n);
         ch.last_arrival = ch.last_arrival.max(arrival_frame);
@@ -189,10 +194,17 @@ impl Timeline {
         let n = (until - self.emitted).max(0) as usize;
         out.reserve(n * 2);
         let [left, right] = &mut self.channels;
-        for _ in 0..n {
-            out.push(left.buf.pop_front().unwrap_or(0));
-            out.push(right.buf.pop_front().unwrap_or(0));
+        for ch in [&mut *left, &mut *right] {
+            if ch.buf.len() < n {
+                ch.buf.resize(n, 0);
+            }
         }
+        out.extend(
+            left.buf
+                .drain(..n)
+                .zip(right.buf.drain(..n))
+                .flat_map(|(l, r)| [l, r]),
+        );
         self.emitted += n as i64;
         n
     }
