@@ -153,3 +153,58 @@ fn summary_reports_the_run() {
         frames.len()
     );
 }
+
+#[test]
+fn rules_check_summarises_a_valid_config() {
+    let example = voxtap_tests::root().join("docs/rules.example.toml");
+    let out = Command::new(voxtap())
+        .args(["rules", "check"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("rules OK: 1 tenants, 2 users, 2 devices, 3 DDIs, 1 role rules"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tenant acme:"), "{stdout}");
+}
+
+#[test]
+fn rules_check_names_the_bad_line_and_fails() {
+    let scratch = voxtap_tests::Scratch::new("rules-check");
+    let cfg = scratch.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[rules.tenants]]\nname = \"acme\"\n\n[[rules.tenants.devices]]\nid = \"desk\"\naddress = \"10.0.0.9\"\nuser = \"nobody\"\n",
+    )
+    .unwrap();
+    let out = Command::new(voxtap())
+        .args(["rules", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 7, column 8"), "{stderr}");
+    assert!(
+        stderr.contains("device desk belongs to unknown user nobody"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // No rules at all is valid: every answered call is recorded.
+    std::fs::write(&cfg, "[recording]\nenabled = true\n").unwrap();
+    let out = Command::new(voxtap())
+        .args(["rules", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no [rules] section"));
+}

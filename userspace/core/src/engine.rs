@@ -447,6 +447,14 @@ impl Engine {
             callee: &c.callee,
             transport: c.transport,
             answered_at,
+            // The dialog does not keep the Request-URI, Contact or mode header yet: the To
+            // user stands in for the number dialled, and the others are unknown.
+            request_user: "",
+            caller_addr: c.caller_signalling.ip(),
+            callee_addr: c.callee_signalling.ip(),
+            caller_contact: None,
+            callee_contact: None,
+            mode_header: None,
         };
         let decision = self.policy.on_answer(&facts);
         if decision.record {
@@ -501,6 +509,14 @@ impl Engine {
             callee: &c.callee,
             transport: c.transport,
             answered_at,
+            // The dialog does not keep the Request-URI, Contact or mode header yet: the To
+            // user stands in for the number dialled, and the others are unknown.
+            request_user: "",
+            caller_addr: c.caller_signalling.ip(),
+            callee_addr: c.callee_signalling.ip(),
+            caller_contact: None,
+            callee_contact: None,
+            mode_header: None,
         };
         if let Some(cmd) = self.policy.on_trigger(&facts, &trigger) {
             self.apply_command(call, ts, cmd);
@@ -617,6 +633,7 @@ impl Engine {
         let (ts, reason) = call
             .ended
             .unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
+        self.policy.on_call_ended(handle);
         self.events.push_back(Event::CallEnded {
             call: handle,
             ts,

@@ -267,10 +267,7 @@ impl voxtap_core::policy::RecordingPolicy for Keys {
         &mut self,
         _: &voxtap_core::policy::CallFacts<'_>,
     ) -> voxtap_core::policy::Decision {
-        voxtap_core::policy::Decision {
-            record: true,
-            reason: "test".into(),
-        }
+        voxtap_core::policy::Decision::new(true, "test")
     }
 
     fn on_trigger(
@@ -279,7 +276,9 @@ impl voxtap_core::policy::RecordingPolicy for Keys {
         trigger: &voxtap_core::policy::Trigger,
     ) -> Option<voxtap_core::policy::Command> {
         use voxtap_core::policy::{Action, Command, Trigger};
-        let Trigger::Dtmf { digit, side, .. } = trigger;
+        let Trigger::Dtmf { digit, side, .. } = trigger else {
+            return None;
+        };
         let action = match *digit {
             d if d == self.pause => Action::Pause,
             d if d == self.resume => Action::Resume,

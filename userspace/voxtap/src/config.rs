@@ -7,6 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use voxtap_core::EngineConfig;
+use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy, Rules, RulesPolicy};
+
+use crate::rules_config::RulesSection;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +20,12 @@ pub struct Config {
     pub recording: RecordingSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    /// Which calls are recorded (see docs/rules.md); without it every answered call is.
+    #[serde(default)]
+    pub rules: Option<RulesSection>,
+    /// `rules`, converted and checked by [`Config::parse`].
+    #[serde(skip)]
+    pub compiled_rules: Option<Rules>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,7 +107,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config> {
-        let cfg: Config = match toml::from_str(text) {
+        let mut cfg: Config = match toml::from_str(text) {
             Ok(c) => c,
             Err(e) => {
                 let at = e.span().map(|s| line_col(text, s.start));
@@ -109,7 +118,19 @@ impl Config {
             }
         };
         cfg.validate()?;
+        if let Some(r) = &cfg.rules {
+            cfg.compiled_rules = Some(r.to_rules(text)?);
+        }
         Ok(cfg)
+    }
+
+    /// The policy the config asks for: nothing, the rules, or every answered call.
+    pub fn policy(&self) -> Box<dyn RecordingPolicy> {
+        match (&self.compiled_rules, self.recording.enabled) {
+            (_, false) => Box::new(RecordNothing),
+            (Some(rules), true) => Box::new(RulesPolicy::new(rules.clone())),
+            (None, true) => Box::new(RecordAnswered),
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -154,7 +175,7 @@ impl Config {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;

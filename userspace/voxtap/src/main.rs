@@ -3,6 +3,7 @@
 mod config;
 mod privileges;
 mod replay;
+mod rules_config;
 mod run;
 
 use std::path::PathBuf;
@@ -41,6 +42,23 @@ enum Command {
     /// and drops them all once capture is set up. Live figures go to stderr every
     /// capture.stats_interval_s seconds and on SIGUSR1.
     Run(RunArgs),
+    /// Recording rules (see docs/rules.md).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Validate a config file's [rules] and print a summary of tenants, users, devices and
+    /// DDIs. A malformed or contradictory rule is reported with its line. Exit status: 0 if
+    /// the config is valid, 1 if not.
+    Check {
+        /// The TOML configuration file.
+        #[arg(value_name = "CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,11 +104,26 @@ pub struct ReplayArgs {
     pub captures: Vec<PathBuf>,
 }
 
+fn rules_check(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = config::Config::load(path)?;
+    match &cfg.compiled_rules {
+        Some(rules) => print!("{}", rules_config::summary(rules)),
+        None => println!("no [rules] section: every answered call is recorded"),
+    }
+    if !cfg.recording.enabled {
+        println!("note: recording.enabled = false: nothing is recorded whatever the rules say");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Rules {
+            command: RulesCommand::Check { config },
+        } => rules_check(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use voxtap_capture::CaptureFile;
-use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy};
 use voxtap_core::stats::Malformed;
 use voxtap_core::{Engine, Timestamp};
 use voxtap_store::{RunSummary, Store, StoreOptions};
@@ -18,11 +17,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let policy: Box<dyn RecordingPolicy> = if cfg.recording.enabled {
-        Box::new(RecordAnswered)
-    } else {
-        Box::new(RecordNothing)
-    };
+    let policy = cfg.policy();
     let mut engine = Engine::with_policy(cfg.engine_config(), policy);
     let source = args
         .captures

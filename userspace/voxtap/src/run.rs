@@ -14,7 +14,6 @@ use voxtap_capture::afpacket::{AfPacket, AfPacketOptions};
 use voxtap_capture::afxdp::{AfXdp, AfXdpOptions};
 use voxtap_capture::live::{LiveCapture, QueueStats};
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
-use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy};
 use voxtap_core::{Engine, Event, Timestamp};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
@@ -26,11 +25,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let policy: Box<dyn RecordingPolicy> = if cfg.recording.enabled {
-        Box::new(RecordAnswered)
-    } else {
-        Box::new(RecordNothing)
-    };
+    let policy = cfg.policy();
     let mut engine = Engine::with_policy(cfg.engine_config(), policy);
 
     let term = Arc::new(AtomicBool::new(false));

@@ -1,0 +1,469 @@
+//! [`RulesPolicy`]: [`super::decide`] at answer time, then passive on-demand control during
+//! the call (DTMF codes, the SIP INFO record key, media-control messages) and the
+//! external-to-external stop.
+
+use std::collections::HashMap;
+
+use super::decide::evaluate;
+use super::rules::{Mode, OnDemand, Rules};
+use super::{Action, CallFacts, Command, Decision, RecordingPolicy, Trigger};
+use crate::dialog::side_index as side_slot;
+use crate::event::{CallHandle, Side};
+
+/// Digits kept per side; longer than any sensible code.
+const DIGITS_KEPT: usize = 8;
+
+/// What the policy remembers of an answered call.
+#[derive(Debug)]
+struct CallControl {
+    mode: Mode,
+    /// Per side (caller, callee): whether its requests count.
+    on_demand: [bool; 2],
+    codes: OnDemand,
+    external_to_external_allowed: bool,
+    recording: bool,
+    paused: bool,
+    /// The last digits each side sent.
+    digits: [String; 2],
+}
+
+/// The rules-driven policy.
+#[derive(Debug)]
+pub struct RulesPolicy {
+    rules: Rules,
+    calls: HashMap<CallHandle, CallControl>,
+}
+
+impl RulesPolicy {
+    pub fn new(rules: Rules) -> RulesPolicy {
+        RulesPolicy {
+            rules,
+            calls: HashMap::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Calls the policy holds state for.
+    pub fn calls_tracked(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn control(&mut self, facts: &CallFacts<'_>) -> (&mut CallControl, Option<Decision>) {
+        let mut decision = None;
+        if !self.calls.contains_key(&facts.call) {
+            let eval = evaluate(&self.rules, facts);
+            let c = CallControl {
+                mode: eval.mode,
+                on_demand: eval.on_demand,
+                codes: eval
+                    .class
+                    .tenant
+                    .map(|t| t.on_demand.clone())
+                    .unwrap_or_default(),
+                external_to_external_allowed: eval
+                    .class
+                    .tenant
+                    .is_some_and(|t| t.allow_external_to_external),
+                recording: eval.decision.record,
+                paused: false,
+                digits: Default::default(),
+            };
+            self.calls.insert(facts.call, c);
+            decision = Some(eval.decision);
+        }
+        (
+            self.calls.get_mut(&facts.call).expect("inserted above"),
+            decision,
+        )
+    }
+}
+
+impl CallControl {
+    /// Turns an on-demand request into a command, if the side may ask and it changes anything.
+    fn request(&mut self, side: Side, action: Action, what: &str) -> Option<Command> {
+        if !self.on_demand[side_slot(side)] {
+            return None;
+        }
+        let action = match (action, self.recording, self.paused) {
+            (Action::Start, false, _) | (Action::Start, true, true) => Action::Start,
+            (Action::Stop, true, _) => Action::Stop,
+            (Action::Pause, true, false) => Action::Pause,
+            (Action::Resume, true, true) => Action::Resume,
+            _ => return None,
+        };
+        match action {
+            Action::Start => (self.recording, self.paused) = (true, false),
+            Action::Stop => (self.recording, self.paused) = (false, false),
+            Action::Pause => self.paused = true,
+            Action::Resume => self.paused = false,
+        }
+        Some(Command {
+            action,
+            reason: format!("on demand: {what} from the {}", side.as_str()),
+            requested_by: Some(side),
+        })
+    }
+
+    fn digit(&mut self, side: Side, digit: char, source: &str) -> Option<Command> {
+        if !self.on_demand[side_slot(side)] {
+            return None;
+        }
+        let buf = &mut self.digits[side_slot(side)];
+        buf.push(digit);
+        if buf.len() > DIGITS_KEPT {
+            buf.remove(0);
+        }
+        let codes = [
+            (&self.codes.toggle, None),
+            (&self.codes.pause, Some(Action::Pause)),
+            (&self.codes.resume, Some(Action::Resume)),
+        ];
+        let (code, action) = codes
+            .into_iter()
+            .find(|(code, _)| !code.is_empty() && buf.ends_with(code.as_str()))?;
+        let code = code.clone();
+        buf.clear();
+        let action = action.unwrap_or(if self.recording && !self.paused {
+            Action::Stop
+        } else {
+            Action::Start
+        });
+        self.request(side, action, &format!("code {code} ({source})"))
+    }
+}
+
+impl RecordingPolicy for RulesPolicy {
+    fn on_answer(&mut self, facts: &CallFacts<'_>) -> Decision {
+        // A re-answered handle starts afresh.
+        self.calls.remove(&facts.call);
+        let (_, decision) = self.control(facts);
+        decision.expect("fresh call is evaluated")
+    }
+
+    fn on_trigger(&mut self, facts: &CallFacts<'_>, trigger: &Trigger) -> Option<Command> {
+        let (c, _) = self.control(facts);
+        match *trigger {
+            Trigger::Dtmf {
+                digit,
+                side,
+                source,
+            } => c.digit(side, digit, source.as_str()),
+            Trigger::SipInfoRecord { on, side } => {
+                let action = if on { Action::Start } else { Action::Stop };
+                c.request(
+                    side,
+                    action,
+                    &format!("SIP INFO record {}", if on { "on" } else { "off" }),
+                )
+            }
+            Trigger::MediaControl { pause, side } => {
+                let (action, what) = if pause {
+                    (Action::Pause, "pause-audio-recording")
+                } else {
+                    (Action::Resume, "resume-audio-recording")
+                };
+                c.request(side, action, &format!("media control {what}"))
+            }
+            Trigger::BecameExternalToExternal => {
+                c.on_demand = [false; 2];
+                if c.external_to_external_allowed || c.mode == Mode::Force || !c.recording {
+                    return None;
+                }
+                (c.recording, c.paused) = (false, false);
+                Some(Command {
+                    action: Action::Stop,
+                    reason: "a transfer left two external parties talking; the tenant does not allow recording them".into(),
+                    requested_by: None,
+                })
+            }
+        }
+    }
+
+    fn on_call_ended(&mut self, call: CallHandle) {
+        self.calls.remove(&call);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::*;
+    use super::super::rules::*;
+    use super::*;
+    use crate::event::DtmfSource;
+
+    fn policy(on_demand: bool, tune: impl FnOnce(&mut Rules)) -> RulesPolicy {
+        let mut r = rules();
+        acme(&mut r).on_demand.enabled = on_demand;
+        tune(&mut r);
+        RulesPolicy::new(r)
+    }
+
+    fn dial(p: &mut RulesPolicy, call: &Call, side: Side, digits: &str) -> Vec<Command> {
+        digits
+            .chars()
+            .filter_map(|digit| {
+                let t = Trigger::Dtmf {
+                    digit,
+                    side,
+                    source: DtmfSource::Rfc4733,
+                };
+                p.on_trigger(&call.facts(), &t)
+            })
+            .collect()
+    }
+
+    fn actions(cmds: &[Command]) -> Vec<Action> {
+        cmds.iter().map(|c| c.action).collect()
+    }
+
+    #[test]
+    fn toggle_pause_resume_codes() {
+        let mut p = policy(true, |_| {});
+        let call = inbound();
+        assert!(!p.on_answer(&call.facts()).record);
+        // alice is the callee; stray digits before a code do not matter.
+        let cmds = dial(&mut p, &call, Side::Callee, "12*1");
+        assert_eq!(actions(&cmds), [Action::Start]);
+        assert_eq!(cmds[0].requested_by, Some(Side::Callee));
+        assert_eq!(
+            cmds[0].reason,
+            "on demand: code *1 (rfc4733) from the callee"
+        );
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Callee, "*48")),
+            [Action::Pause]
+        );
+        // Pausing twice changes nothing.
+        assert!(dial(&mut p, &call, Side::Callee, "*48").is_empty());
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Callee, "*49")),
+            [Action::Resume]
+        );
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Callee, "*1")),
+            [Action::Stop]
+        );
+        assert!(dial(&mut p, &call, Side::Callee, "*49").is_empty());
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Callee, "*1")),
+            [Action::Start]
+        );
+    }
+
+    #[test]
+    fn toggle_stops_a_call_recorded_by_the_rules() {
+        let mut p = policy(true, |r| alice(r).settings.outbound.offnet = Some(true));
+        let call = outbound();
+        assert!(p.on_answer(&call.facts()).record);
+        let cmds = dial(&mut p, &call, Side::Caller, "*1");
+        assert_eq!(actions(&cmds), [Action::Stop]);
+        assert_eq!(cmds[0].requested_by, Some(Side::Caller));
+    }
+
+    #[test]
+    fn custom_codes_and_digits_per_side() {
+        let mut p = policy(true, |r| {
+            let od = &mut acme(r).on_demand;
+            od.toggle = "#7".into();
+            od.pause = "#8".into();
+        });
+        let call = alice_to_bob();
+        p.on_answer(&call.facts());
+        // A code split between the two sides is no code.
+        assert!(dial(&mut p, &call, Side::Caller, "#").is_empty());
+        assert!(dial(&mut p, &call, Side::Callee, "7").is_empty());
+        assert!(dial(&mut p, &call, Side::Caller, "*1").is_empty());
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Callee, "#7")),
+            [Action::Start]
+        );
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Caller, "#8")),
+            [Action::Pause]
+        );
+    }
+
+    #[test]
+    fn on_demand_refused_where_not_allowed() {
+        // The tenant does not allow it.
+        let mut p = policy(false, |_| {});
+        let call = inbound();
+        p.on_answer(&call.facts());
+        assert!(dial(&mut p, &call, Side::Callee, "*1").is_empty());
+        assert!(
+            p.on_trigger(
+                &call.facts(),
+                &Trigger::SipInfoRecord {
+                    on: true,
+                    side: Side::Callee
+                }
+            )
+            .is_none()
+        );
+        // The external party may not control our recording.
+        let mut p = policy(true, |_| {});
+        p.on_answer(&call.facts());
+        assert!(dial(&mut p, &call, Side::Caller, "*1").is_empty());
+        // Deny and force take on-demand away.
+        for mode in ["deny", "force"] {
+            let mut p = policy(true, |_| {});
+            let call = inbound().mode(mode);
+            p.on_answer(&call.facts());
+            assert!(
+                dial(&mut p, &call, Side::Callee, "*1*48").is_empty(),
+                "{mode}"
+            );
+        }
+        // Manual mode: nothing recorded until asked.
+        let mut p = policy(true, |_| {});
+        let call = inbound().mode("manual");
+        assert!(!p.on_answer(&call.facts()).record);
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Callee, "*1")),
+            [Action::Start]
+        );
+    }
+
+    #[test]
+    fn manual_roles_restrict_on_demand() {
+        let rule = RoleRule {
+            description: "support may record".into(),
+            enabled: true,
+            auto_roles: vec![],
+            manual_roles: vec!["support".into()],
+            direction: RuleDirection::Both,
+            origin: RuleOrigin::Both,
+        };
+        let mut p = policy(true, |r| r.role_rules.push(rule));
+        let call = alice_to_bob();
+        p.on_answer(&call.facts());
+        // alice (sales) may not; bob (support) may.
+        assert!(dial(&mut p, &call, Side::Caller, "*1").is_empty());
+        assert_eq!(
+            actions(&dial(&mut p, &call, Side::Callee, "*1")),
+            [Action::Start]
+        );
+    }
+
+    #[test]
+    fn sip_info_record_and_media_control() {
+        let mut p = policy(true, |_| {});
+        let call = inbound();
+        let f = call.facts();
+        p.on_answer(&f);
+        let on = p
+            .on_trigger(
+                &f,
+                &Trigger::SipInfoRecord {
+                    on: true,
+                    side: Side::Callee,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (on.action, on.requested_by),
+            (Action::Start, Some(Side::Callee))
+        );
+        assert_eq!(on.reason, "on demand: SIP INFO record on from the callee");
+        let pause = p
+            .on_trigger(
+                &f,
+                &Trigger::MediaControl {
+                    pause: true,
+                    side: Side::Callee,
+                },
+            )
+            .unwrap();
+        assert_eq!(pause.action, Action::Pause);
+        assert!(pause.reason.contains("pause-audio-recording"));
+        let resume = p
+            .on_trigger(
+                &f,
+                &Trigger::MediaControl {
+                    pause: false,
+                    side: Side::Callee,
+                },
+            )
+            .unwrap();
+        assert_eq!(resume.action, Action::Resume);
+        let off = p
+            .on_trigger(
+                &f,
+                &Trigger::SipInfoRecord {
+                    on: false,
+                    side: Side::Callee,
+                },
+            )
+            .unwrap();
+        assert_eq!(off.action, Action::Stop);
+        assert!(
+            p.on_trigger(
+                &f,
+                &Trigger::SipInfoRecord {
+                    on: false,
+                    side: Side::Callee
+                }
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn becoming_external_to_external_stops_unless_allowed() {
+        let mut p = policy(true, |r| acme(r).settings.inbound.offnet = Some(true));
+        let call = inbound();
+        let f = call.facts();
+        assert!(p.on_answer(&f).record);
+        let stop = p
+            .on_trigger(&f, &Trigger::BecameExternalToExternal)
+            .unwrap();
+        assert_eq!((stop.action, stop.requested_by), (Action::Stop, None));
+        assert!(stop.reason.contains("two external parties"));
+        // Nobody can restart it afterwards.
+        assert!(dial(&mut p, &call, Side::Callee, "*1").is_empty());
+
+        let mut p = policy(true, |r| {
+            acme(r).settings.inbound.offnet = Some(true);
+            acme(r).allow_external_to_external = true;
+        });
+        p.on_answer(&f);
+        assert!(
+            p.on_trigger(&f, &Trigger::BecameExternalToExternal)
+                .is_none()
+        );
+
+        let mut p = policy(true, |_| {});
+        let forced = inbound().mode("force");
+        p.on_answer(&forced.facts());
+        assert!(
+            p.on_trigger(&forced.facts(), &Trigger::BecameExternalToExternal)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn state_is_per_call_and_forgotten_at_the_end() {
+        let mut p = policy(true, |_| {});
+        let a = inbound();
+        let mut b = inbound();
+        b.handle = 2;
+        p.on_answer(&a.facts());
+        p.on_answer(&b.facts());
+        assert_eq!(
+            actions(&dial(&mut p, &a, Side::Callee, "*1")),
+            [Action::Start]
+        );
+        // Call b has its own state: its *1 starts too.
+        assert_eq!(
+            actions(&dial(&mut p, &b, Side::Callee, "*1")),
+            [Action::Start]
+        );
+        assert_eq!(p.calls_tracked(), 2);
+        p.on_call_ended(CallHandle(1));
+        p.on_call_ended(CallHandle(2));
+        assert_eq!(p.calls_tracked(), 0);
+    }
+}

@@ -1,0 +1,1055 @@
+//! From call facts and rules to a decision with its trace. Pure: the same facts and rules give
+//! the same decision and the same trace.
+//!
+//! Precedence, first match wins: the mode header, then the DDI option, then the endpoint
+//! (device over user) and the account each on its own, then role rules; a call between two
+//! external parties is refused at the end unless its tenant allows it.
+
+use std::net::IpAddr;
+
+use super::rules::{Device, LegDirection, Mode, Network, Rules, Settings, Tenant, User};
+use super::{CallFacts, Decision};
+use crate::event::Side;
+
+/// Who talks to whom, as the networks and the directory say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// An external party called one of ours.
+    Inbound,
+    /// One of ours called an external party.
+    Outbound,
+    /// Both parties are ours.
+    Internal,
+    /// Neither party is ours (a forward or a transfer through the PBX).
+    ExternalToExternal,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+            Direction::ExternalToExternal => "external-to-external",
+        }
+    }
+
+    /// The legs whose settings decide: (our side, how it sees the call, the other party).
+    fn legs(self) -> &'static [(Side, LegDirection, Network)] {
+        use LegDirection::{Inbound as In, Outbound as Out};
+        use Network::{Offnet, Onnet};
+        match self {
+            Direction::Inbound => &[(Side::Callee, In, Offnet)],
+            Direction::Outbound => &[(Side::Caller, Out, Offnet)],
+            Direction::Internal => &[(Side::Caller, Out, Onnet), (Side::Callee, In, Onnet)],
+            // Neither side is ours: the call enters and leaves the tenant offnet.
+            Direction::ExternalToExternal => {
+                &[(Side::Callee, In, Offnet), (Side::Caller, Out, Offnet)]
+            }
+        }
+    }
+}
+
+/// The user and device a party was matched to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint<'r> {
+    pub user: Option<&'r User>,
+    pub device: Option<&'r Device>,
+}
+
+impl Endpoint<'_> {
+    fn is_known(&self) -> bool {
+        self.user.is_some() || self.device.is_some()
+    }
+
+    fn name(&self) -> String {
+        match (self.device, self.user) {
+            (Some(d), Some(u)) => format!("device {} of user {}", d.id, u.name),
+            (Some(d), None) => format!("device {}", d.id),
+            (None, Some(u)) => format!("user {}", u.name),
+            (None, None) => "no endpoint".into(),
+        }
+    }
+
+    /// Device over user: an explicit device value wins, an unset one inherits the user's.
+    fn records(&self, dir: LegDirection, net: Network, trace: &mut Vec<String>) -> Option<bool> {
+        let cell = format!("{}.{}", dir.as_str(), net.as_str());
+        let dev = self.device.and_then(|d| d.settings.records(dir, net));
+        let user = self.user.and_then(|u| u.settings.records(dir, net));
+        if let (Some(d), Some(v)) = (self.device, dev) {
+            trace.push(format!("device {}: {cell} = {v}", d.id));
+            return Some(v);
+        }
+        if let Some(d) = self.device {
+            trace.push(format!(
+                "device {}: {cell} unset, inherits the user's",
+                d.id
+            ));
+        }
+        match (self.user, user) {
+            (Some(u), Some(v)) => trace.push(format!("user {}: {cell} = {v}", u.name)),
+            (Some(u), None) => trace.push(format!("user {}: {cell} unset", u.name)),
+            _ => {}
+        }
+        user
+    }
+
+    fn settings(&self) -> Settings {
+        let dev = self.device.map(|d| d.settings.clone()).unwrap_or_default();
+        let user = self.user.map(|u| u.settings.clone()).unwrap_or_default();
+        dev.or(&user)
+    }
+}
+
+/// A call's classification: its direction, tenant and the endpoint on each side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallClass<'r> {
+    pub direction: Direction,
+    /// Whether the caller is ours (internal) or not.
+    pub caller_internal: bool,
+    pub callee_internal: bool,
+    pub tenant: Option<&'r Tenant>,
+    pub caller_endpoint: Endpoint<'r>,
+    pub callee_endpoint: Endpoint<'r>,
+    /// Why each party was classified as it was.
+    pub trace: Vec<String>,
+}
+
+impl<'r> CallClass<'r> {
+    pub fn endpoint(&self, side: Side) -> &Endpoint<'r> {
+        match side {
+            Side::Caller => &self.caller_endpoint,
+            Side::Callee => &self.callee_endpoint,
+        }
+    }
+
+    pub fn is_internal(&self, side: Side) -> bool {
+        match side {
+            Side::Caller => self.caller_internal,
+            Side::Callee => self.callee_internal,
+        }
+    }
+}
+
+/// One party as the classification sees it.
+struct PartyView<'f> {
+    side: Side,
+    /// The number: for the callee, the Request-URI user if known, else the To user.
+    number: &'f str,
+    host: &'f str,
+    addr: IpAddr,
+    contact: Option<&'f str>,
+}
+
+fn views<'f>(facts: &'f CallFacts<'_>) -> [PartyView<'f>; 2] {
+    let callee_number = if facts.request_user.is_empty() {
+        facts.callee.user.as_str()
+    } else {
+        facts.request_user
+    };
+    [
+        PartyView {
+            side: Side::Caller,
+            number: &facts.caller.user,
+            host: &facts.caller.host,
+            addr: facts.caller_addr,
+            contact: facts.caller_contact,
+        },
+        PartyView {
+            side: Side::Callee,
+            number: callee_number,
+            host: &facts.callee.host,
+            addr: facts.callee_addr,
+            contact: facts.callee_contact,
+        },
+    ]
+}
+
+/// Numbers compare without a leading `+`.
+pub(crate) fn same_number(a: &str, b: &str) -> bool {
+    !a.is_empty() && a.trim_start_matches('+') == b.trim_start_matches('+')
+}
+
+fn find_device<'r>(t: &'r Tenant, p: &PartyView<'_>) -> Option<&'r Device> {
+    t.devices
+        .iter()
+        .find(|d| {
+            d.sip_user
+                .as_deref()
+                .is_some_and(|u| same_number(u, p.number))
+        })
+        .or_else(|| {
+            t.devices.iter().find(|d| {
+                d.contact
+                    .as_deref()
+                    .is_some_and(|c| p.contact.is_some_and(|pc| pc.eq_ignore_ascii_case(c)))
+            })
+        })
+        .or_else(|| t.devices.iter().find(|d| d.address == Some(p.addr)))
+}
+
+fn find_endpoint<'r>(t: &'r Tenant, p: &PartyView<'_>) -> Endpoint<'r> {
+    let device = find_device(t, p);
+    let user = match device {
+        Some(d) => d
+            .user
+            .as_deref()
+            .and_then(|name| t.users.iter().find(|u| u.name == name))
+            .or_else(|| t.users.iter().find(|u| u.devices.contains(&d.id))),
+        None => None,
+    }
+    .or_else(|| {
+        t.users
+            .iter()
+            .find(|u| u.extensions.iter().any(|e| same_number(e, p.number)))
+    });
+    Endpoint { user, device }
+}
+
+fn owns_number(t: &Tenant, number: &str) -> bool {
+    t.ddis.iter().any(|d| same_number(&d.number, number))
+        || t.extensions.iter().any(|e| same_number(e, number))
+}
+
+/// The tenant of a call: the number dialled, then each party's endpoint or number, then domain.
+fn find_tenant<'r>(rules: &'r Rules, parties: &[PartyView<'_>; 2]) -> Option<(&'r Tenant, String)> {
+    let [caller, callee] = parties;
+    let by_number = |p: &PartyView<'_>| {
+        rules
+            .tenants
+            .iter()
+            .find(|t| owns_number(t, p.number))
+            .map(|t| {
+                (
+                    t,
+                    format!(
+                        "{} {} is a number of tenant {}",
+                        p.side.as_str(),
+                        p.number,
+                        t.name
+                    ),
+                )
+            })
+    };
+    let by_endpoint = |p: &PartyView<'_>| {
+        rules.tenants.iter().find_map(|t| {
+            let ep = find_endpoint(t, p);
+            ep.is_known().then(|| {
+                (
+                    t,
+                    format!("{} is {} of tenant {}", p.side.as_str(), ep.name(), t.name),
+                )
+            })
+        })
+    };
+    let by_domain = |p: &PartyView<'_>| {
+        rules
+            .tenants
+            .iter()
+            .find(|t| {
+                t.domains
+                    .iter()
+                    .any(|d| !p.host.is_empty() && d.eq_ignore_ascii_case(p.host))
+            })
+            .map(|t| {
+                (
+                    t,
+                    format!(
+                        "{} domain {} is tenant {}'s",
+                        p.side.as_str(),
+                        p.host,
+                        t.name
+                    ),
+                )
+            })
+    };
+    by_number(callee)
+        .or_else(|| by_endpoint(caller))
+        .or_else(|| by_endpoint(callee))
+        .or_else(|| by_number(caller))
+        .or_else(|| by_domain(caller))
+        .or_else(|| by_domain(callee))
+}
+
+/// Whether a party is ours, and why: its identity first (an endpoint, an extension or a DDI of
+/// the tenant), then its domain, then its address.
+fn is_internal(
+    rules: &Rules,
+    tenant: Option<&Tenant>,
+    p: &PartyView<'_>,
+    ep: &Endpoint<'_>,
+) -> (bool, String) {
+    let who = format!("{} {}", p.side.as_str(), p.number);
+    if ep.is_known() {
+        return (true, format!("{who}: internal, {}", ep.name()));
+    }
+    if let Some(t) = tenant {
+        if t.extensions.iter().any(|e| same_number(e, p.number)) {
+            return (
+                true,
+                format!("{who}: internal, an extension of tenant {}", t.name),
+            );
+        }
+        if t.ddis.iter().any(|d| same_number(&d.number, p.number)) {
+            return (true, format!("{who}: internal, a DDI of tenant {}", t.name));
+        }
+    }
+    if rules.networks.domain_is_onnet(p.host) {
+        return (true, format!("{who}: internal, domain {} is onnet", p.host));
+    }
+    if rules.networks.addr_is_onnet(p.addr) {
+        return (
+            true,
+            format!("{who}: internal, address {} is onnet", p.addr),
+        );
+    }
+    (
+        false,
+        format!("{who}: external (not a known endpoint, number, domain or address)"),
+    )
+}
+
+/// Classifies a call: its tenant, the endpoint on each side and its direction.
+pub fn classify<'r>(rules: &'r Rules, facts: &CallFacts<'_>) -> CallClass<'r> {
+    let parties = views(facts);
+    let mut trace = Vec::new();
+    let tenant = match find_tenant(rules, &parties) {
+        Some((t, why)) => {
+            trace.push(format!("tenant {}: {why}", t.name));
+            Some(t)
+        }
+        None => {
+            trace.push("no tenant: no number, endpoint or domain of the call is known".into());
+            None
+        }
+    };
+    let endpoint = |p: &PartyView<'_>| tenant.map(|t| find_endpoint(t, p)).unwrap_or_default();
+    let [caller, callee] = &parties;
+    let (caller_endpoint, callee_endpoint) = (endpoint(caller), endpoint(callee));
+    let (caller_internal, why) = is_internal(rules, tenant, caller, &caller_endpoint);
+    trace.push(why);
+    let (callee_internal, why) = is_internal(rules, tenant, callee, &callee_endpoint);
+    trace.push(why);
+    let direction = match (caller_internal, callee_internal) {
+        (true, true) => Direction::Internal,
+        (true, false) => Direction::Outbound,
+        (false, true) => Direction::Inbound,
+        (false, false) => Direction::ExternalToExternal,
+    };
+    trace.push(format!("direction: {}", direction.as_str()));
+    CallClass {
+        direction,
+        caller_internal,
+        callee_internal,
+        tenant,
+        caller_endpoint,
+        callee_endpoint,
+        trace,
+    }
+}
+
+/// A decision and what a policy needs to carry on with the call.
+#[derive(Clone, Debug)]
+pub(crate) struct Evaluation<'r> {
+    pub decision: Decision,
+    pub class: CallClass<'r>,
+    pub mode: Mode,
+    /// Whether each side (caller, callee) may start, stop, pause and resume on demand.
+    pub on_demand: [bool; 2],
+}
+
+/// Decides whether to record a call when it is answered.
+pub fn decide(rules: &Rules, facts: &CallFacts<'_>) -> Decision {
+    evaluate(rules, facts).decision
+}
+
+pub(crate) fn evaluate<'r>(rules: &'r Rules, facts: &CallFacts<'_>) -> Evaluation<'r> {
+    let class = classify(rules, facts);
+    let mut trace = class.trace.clone();
+    let mode = match facts.mode_header {
+        None => Mode::Auto,
+        Some(v) => match Mode::parse(v) {
+            Some(m) => {
+                trace.push(format!(
+                    "mode {}: from header {}",
+                    m.as_str(),
+                    rules.mode_header
+                ));
+                m
+            }
+            None => {
+                trace.push(format!(
+                    "header {}: unknown mode {v:?}, ignored (auto)",
+                    rules.mode_header
+                ));
+                Mode::Auto
+            }
+        },
+    };
+    let settings = applied_settings(&class);
+    let on_demand = on_demand_sides(rules, &class, mode);
+    let (record, reason) = auto_decision(rules, facts, &class, mode, &mut trace);
+    trace.push(format!(
+        "decision: {} ({reason})",
+        if record { "record" } else { "do not record" }
+    ));
+    Evaluation {
+        decision: Decision {
+            record,
+            reason,
+            trace,
+            settings,
+        },
+        class,
+        mode,
+        on_demand,
+    }
+}
+
+/// Device, then user, then account, field by field; the first internal side's endpoint counts.
+fn applied_settings(class: &CallClass<'_>) -> Settings {
+    let account = class.tenant.map(|t| t.settings.clone()).unwrap_or_default();
+    class
+        .direction
+        .legs()
+        .iter()
+        .map(|(side, ..)| class.endpoint(*side))
+        .find(|ep| ep.is_known())
+        .map(|ep| ep.settings().or(&account))
+        .unwrap_or(account)
+}
+
+fn auto_decision(
+    rules: &Rules,
+    facts: &CallFacts<'_>,
+    class: &CallClass<'_>,
+    mode: Mode,
+    trace: &mut Vec<String>,
+) -> (bool, String) {
+    let header = &rules.mode_header;
+    match mode {
+        Mode::Force => return (true, format!("mode force ({header})")),
+        Mode::Deny => return (false, format!("mode deny ({header})")),
+        Mode::Manual => {
+            return (
+                false,
+                format!("mode manual ({header}): recorded only on demand"),
+            );
+        }
+        Mode::Auto => {}
+    }
+    let Some(tenant) = class.tenant else {
+        return (false, "no tenant matches the call".into());
+    };
+    let decided = ddi_step(tenant, facts, class, trace)
+        .or_else(|| settings_step(tenant, class, trace))
+        .or_else(|| role_step(rules, class, trace));
+    match decided {
+        Some(_)
+            if class.direction == Direction::ExternalToExternal
+                && !tenant.allow_external_to_external =>
+        {
+            let reason = format!(
+                "external-to-external call refused: tenant {} does not allow it",
+                tenant.name
+            );
+            trace.push(reason.clone());
+            (false, reason)
+        }
+        Some(reason) => (true, reason),
+        None if class.direction == Direction::ExternalToExternal
+            && !tenant.allow_external_to_external =>
+        {
+            (
+                false,
+                format!(
+                    "external-to-external call refused: tenant {} does not allow it",
+                    tenant.name
+                ),
+            )
+        }
+        None => (
+            false,
+            format!("no rule of tenant {} records this call", tenant.name),
+        ),
+    }
+}
+
+/// The DDI the call went through: dialled on inbound calls, presented on outbound ones.
+fn ddi_step(
+    tenant: &Tenant,
+    facts: &CallFacts<'_>,
+    class: &CallClass<'_>,
+    trace: &mut Vec<String>,
+) -> Option<String> {
+    use super::rules::DdiOption;
+    let dialled = if facts.request_user.is_empty() {
+        facts.callee.user.as_str()
+    } else {
+        facts.request_user
+    };
+    let (number, incoming) = match class.direction {
+        Direction::Inbound | Direction::ExternalToExternal => (dialled, true),
+        Direction::Outbound => (facts.caller.user.as_str(), false),
+        Direction::Internal => return None,
+    };
+    let ddi = tenant
+        .ddis
+        .iter()
+        .find(|d| same_number(&d.number, number))?;
+    let records = match ddi.option {
+        DdiOption::All => true,
+        DdiOption::Incoming => incoming,
+        DdiOption::Outgoing => !incoming,
+        DdiOption::Off => false,
+    };
+    let what = if incoming { "incoming" } else { "outgoing" };
+    let line = format!(
+        "DDI {} (option {}): {what} call",
+        ddi.number,
+        ddi.option.as_str()
+    );
+    if records {
+        trace.push(format!("{line}, records"));
+        Some(format!("DDI {} records {what} calls", ddi.number))
+    } else {
+        trace.push(format!("{line}, does not record"));
+        None
+    }
+}
+
+/// Each leg of ours: the endpoint (device over user) and the account, each on its own.
+fn settings_step(
+    tenant: &Tenant,
+    class: &CallClass<'_>,
+    trace: &mut Vec<String>,
+) -> Option<String> {
+    for &(side, dir, net) in class.direction.legs() {
+        let cell = format!("{}.{}", dir.as_str(), net.as_str());
+        let ep = class.endpoint(side);
+        let endpoint = ep.records(dir, net, trace);
+        let account = tenant.settings.records(dir, net);
+        trace.push(match account {
+            Some(v) => format!("account {}: {cell} = {v}", tenant.name),
+            None => format!("account {}: {cell} unset", tenant.name),
+        });
+        if endpoint == Some(true) {
+            return Some(format!("{} records {cell}", ep.name()));
+        }
+        if account == Some(true) {
+            let overridden = if endpoint == Some(false) {
+                format!(" (on its own: {} disabled it)", ep.name())
+            } else {
+                String::new()
+            };
+            return Some(format!(
+                "account {} records {cell}{overridden}",
+                tenant.name
+            ));
+        }
+    }
+    None
+}
+
+fn role_step(rules: &Rules, class: &CallClass<'_>, trace: &mut Vec<String>) -> Option<String> {
+    for &(side, dir, net) in class.direction.legs() {
+        let Some(user) = class.endpoint(side).user else {
+            continue;
+        };
+        for rule in rules.role_rules.iter().filter(|r| r.enabled) {
+            if !(rule.direction.covers(dir) && rule.origin.covers(net)) {
+                continue;
+            }
+            if let Some(role) = user.roles.iter().find(|r| rule.auto_roles.contains(r)) {
+                trace.push(format!(
+                    "role rule {:?}: user {} has role {role}, {} {}",
+                    rule.description,
+                    user.name,
+                    dir.as_str(),
+                    net.as_str()
+                ));
+                return Some(format!(
+                    "role rule {:?} records role {role}",
+                    rule.description
+                ));
+            }
+        }
+    }
+    trace.push("role rules: none records this call".into());
+    None
+}
+
+/// On demand counts where the tenant allows it, for our own parties only, never under force or
+/// deny; if any enabled role rule names manual roles, only those roles may use it.
+fn on_demand_sides(rules: &Rules, class: &CallClass<'_>, mode: Mode) -> [bool; 2] {
+    let Some(tenant) = class.tenant else {
+        return [false; 2];
+    };
+    if !tenant.on_demand.enabled || matches!(mode, Mode::Force | Mode::Deny) {
+        return [false; 2];
+    }
+    if class.direction == Direction::ExternalToExternal && !tenant.allow_external_to_external {
+        return [false; 2];
+    }
+    let restricted = rules
+        .role_rules
+        .iter()
+        .any(|r| r.enabled && !r.manual_roles.is_empty());
+    let side_ok = |side: Side| {
+        if !class.is_internal(side) {
+            return false;
+        }
+        if !restricted {
+            return true;
+        }
+        let Some(user) = class.endpoint(side).user else {
+            return false;
+        };
+        class
+            .direction
+            .legs()
+            .iter()
+            .filter(|(s, ..)| *s == side)
+            .any(|&(_, dir, net)| {
+                rules.role_rules.iter().any(|r| {
+                    r.enabled
+                        && r.direction.covers(dir)
+                        && r.origin.covers(net)
+                        && user.roles.iter().any(|role| r.manual_roles.contains(role))
+                })
+            })
+    };
+    [side_ok(Side::Caller), side_ok(Side::Callee)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::*;
+    use super::super::rules::*;
+    use super::*;
+
+    const CELLS: [(LegDirection, Network); 4] = [
+        (LegDirection::Inbound, Network::Onnet),
+        (LegDirection::Inbound, Network::Offnet),
+        (LegDirection::Outbound, Network::Onnet),
+        (LegDirection::Outbound, Network::Offnet),
+    ];
+
+    fn set(s: &mut Settings, dir: LegDirection, net: Network, v: bool) {
+        let n = match dir {
+            LegDirection::Inbound => &mut s.inbound,
+            LegDirection::Outbound => &mut s.outbound,
+        };
+        match net {
+            Network::Onnet => n.onnet = Some(v),
+            Network::Offnet => n.offnet = Some(v),
+        }
+    }
+
+    fn all(v: bool) -> Settings {
+        let mut s = Settings::default();
+        for (d, n) in CELLS {
+            set(&mut s, d, n, v);
+        }
+        s
+    }
+
+    /// The four calls of the matrix, and the cell that alice's side sees in each.
+    fn matrix_calls() -> [(&'static str, Call, (LegDirection, Network)); 4] {
+        [
+            (
+                "inbound",
+                inbound(),
+                (LegDirection::Inbound, Network::Offnet),
+            ),
+            (
+                "outbound",
+                outbound(),
+                (LegDirection::Outbound, Network::Offnet),
+            ),
+            (
+                "alice->bob",
+                alice_to_bob(),
+                (LegDirection::Outbound, Network::Onnet),
+            ),
+            (
+                "bob->alice",
+                bob_to_alice(),
+                (LegDirection::Inbound, Network::Onnet),
+            ),
+        ]
+    }
+
+    fn decided(rules: &Rules, call: &Call) -> Decision {
+        decide(rules, &call.facts())
+    }
+
+    #[test]
+    fn classification_of_the_fixture_calls() {
+        let r = rules();
+        let cases = [
+            (inbound(), Direction::Inbound),
+            (outbound(), Direction::Outbound),
+            (alice_to_bob(), Direction::Internal),
+            (external_to_external(), Direction::ExternalToExternal),
+        ];
+        for (call, dir) in cases {
+            let c = classify(&r, &call.facts());
+            assert_eq!(c.direction, dir, "{:?}", c.trace);
+            assert_eq!(
+                c.tenant.map(|t| t.name.as_str()),
+                Some("acme"),
+                "{:?}",
+                c.trace
+            );
+        }
+        let c = classify(&r, &inbound().facts());
+        assert_eq!(c.callee_endpoint.device.unwrap().id, "alice-desk");
+        assert_eq!(c.callee_endpoint.user.unwrap().name, "alice");
+        assert_eq!(c.caller_endpoint, Endpoint::default());
+        let c = classify(&r, &alice_to_bob().facts());
+        assert_eq!(c.callee_endpoint.user.unwrap().name, "bob");
+        assert!(c.callee_endpoint.device.is_none());
+    }
+
+    #[test]
+    fn classification_by_domain_and_address() {
+        let mut r = rules();
+        // An unknown number on an onnet domain is ours; an unknown number at an onnet address too.
+        let mut call = Call::new(("555", CARRIER), ("+4930555", CARRIER));
+        call.caller.host = "pbx.acme.test".into();
+        call.callee.host = "acme.test".into();
+        let c = classify(&r, &call.facts());
+        assert_eq!(c.direction, Direction::Outbound, "{:?}", c.trace);
+        assert!(
+            c.trace
+                .iter()
+                .any(|l| l.contains("domain pbx.acme.test is onnet"))
+        );
+        let call = Call::new(("+4930555", CARRIER), ("777", "10.9.9.9"));
+        let c = classify(&r, &call.facts());
+        assert_eq!(c.direction, Direction::Inbound, "{:?}", c.trace);
+        assert!(
+            c.trace
+                .iter()
+                .any(|l| l.contains("address 10.9.9.9 is onnet"))
+        );
+        // With no tenant at all, nothing is recorded and the trace says so.
+        r.tenants.clear();
+        let d = decided(&r, &call);
+        assert!(!d.record);
+        assert_eq!(d.reason, "no tenant matches the call");
+    }
+
+    #[test]
+    fn account_matrix_every_cell() {
+        for (dir, net) in CELLS {
+            let mut r = rules();
+            set(&mut acme(&mut r).settings, dir, net, true);
+            for (name, call, _) in matrix_calls() {
+                let d = decided(&r, &call);
+                // The account covers both legs of an internal call.
+                let expected = match name {
+                    "inbound" => (dir, net) == (LegDirection::Inbound, Network::Offnet),
+                    "outbound" => (dir, net) == (LegDirection::Outbound, Network::Offnet),
+                    _ => net == Network::Onnet,
+                };
+                assert_eq!(
+                    d.record, expected,
+                    "account {dir:?} {net:?}, call {name}: {:#?}",
+                    d.trace
+                );
+                if expected {
+                    assert!(d.reason.starts_with("account acme records"), "{}", d.reason);
+                }
+            }
+            // The same cell set to false records nothing.
+            let mut r = rules();
+            set(&mut acme(&mut r).settings, dir, net, false);
+            for (name, call, _) in matrix_calls() {
+                assert!(
+                    !decided(&r, &call).record,
+                    "account {dir:?} {net:?} false, call {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn user_matrix_every_cell() {
+        for (dir, net) in CELLS {
+            let mut r = rules();
+            set(&mut alice(&mut r).settings, dir, net, true);
+            for (name, call, cell) in matrix_calls() {
+                let d = decided(&r, &call);
+                assert_eq!(
+                    d.record,
+                    cell == (dir, net),
+                    "user {dir:?} {net:?}, call {name}: {:#?}",
+                    d.trace
+                );
+                if d.record {
+                    assert_eq!(
+                        d.reason,
+                        format!(
+                            "device alice-desk of user alice records {}.{}",
+                            dir.as_str(),
+                            net.as_str()
+                        )
+                    );
+                    assert!(d.trace.iter().any(|l| l.contains("inherits the user's")));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn device_matrix_every_cell() {
+        for (dir, net) in CELLS {
+            let mut r = rules();
+            set(&mut alice_desk(&mut r).settings, dir, net, true);
+            for (name, call, cell) in matrix_calls() {
+                let d = decided(&r, &call);
+                assert_eq!(
+                    d.record,
+                    cell == (dir, net),
+                    "device {dir:?} {net:?}, call {name}: {:#?}",
+                    d.trace
+                );
+                if d.record {
+                    let line = format!(
+                        "device alice-desk: {}.{} = true",
+                        dir.as_str(),
+                        net.as_str()
+                    );
+                    assert!(d.trace.contains(&line), "{:#?}", d.trace);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_device_setting_wins_over_the_user() {
+        let mut r = rules();
+        alice(&mut r).settings = all(true);
+        alice_desk(&mut r).settings.inbound.offnet = Some(false);
+        let d = decided(&r, &inbound());
+        assert!(!d.record, "{:#?}", d.trace);
+        assert!(
+            d.trace
+                .contains(&"device alice-desk: inbound.offnet = false".to_string())
+        );
+        // The device said nothing about outbound: the user's yes is inherited.
+        let d = decided(&r, &outbound());
+        assert!(d.record, "{:#?}", d.trace);
+
+        let mut r = rules();
+        alice(&mut r).settings = all(false);
+        alice_desk(&mut r).settings.outbound.offnet = Some(true);
+        assert!(decided(&r, &outbound()).record);
+        assert!(!decided(&r, &inbound()).record);
+    }
+
+    #[test]
+    fn a_user_without_the_device_uses_its_own_setting() {
+        let mut r = rules();
+        alice(&mut r).settings.inbound.offnet = Some(true);
+        // alice on another phone (not alice-desk): matched by extension.
+        let call = Call::new(("+4930555", CARRIER), ("201", "10.0.0.77"));
+        let d = decided(&r, &call);
+        assert!(d.record, "{:#?}", d.trace);
+        assert_eq!(d.reason, "user alice records inbound.offnet");
+    }
+
+    #[test]
+    fn account_is_considered_on_its_own() {
+        let mut r = rules();
+        acme(&mut r).settings = all(true);
+        alice(&mut r).settings = all(false);
+        alice_desk(&mut r).settings = all(false);
+        for (name, call, _) in matrix_calls() {
+            let d = decided(&r, &call);
+            assert!(d.record, "{name}: {:#?}", d.trace);
+            assert!(d.reason.starts_with("account acme records"), "{}", d.reason);
+            if name != "bob->alice" {
+                assert!(
+                    d.reason
+                        .contains("on its own: device alice-desk of user alice disabled it"),
+                    "{}",
+                    d.reason
+                );
+            }
+        }
+        // An account that records nothing does not stop an endpoint that records.
+        let mut r = rules();
+        acme(&mut r).settings = all(false);
+        alice(&mut r).settings = all(true);
+        assert!(decided(&r, &inbound()).record);
+    }
+
+    #[test]
+    fn modes_from_the_header() {
+        let mut r = rules();
+        let d = decided(&r, &inbound().mode("force"));
+        assert!(d.record);
+        assert_eq!(d.reason, "mode force (X-Record-Mode)");
+        assert!(
+            d.trace
+                .contains(&"mode force: from header X-Record-Mode".to_string())
+        );
+
+        acme(&mut r).settings = all(true);
+        let d = decided(&r, &inbound().mode("Deny"));
+        assert!(!d.record);
+        assert_eq!(d.reason, "mode deny (X-Record-Mode)");
+        let d = decided(&r, &inbound().mode("manual"));
+        assert!(!d.record);
+        assert!(d.reason.starts_with("mode manual"));
+        let d = decided(&r, &inbound().mode("auto"));
+        assert!(d.record);
+        assert!(d.reason.starts_with("account acme"));
+        let d = decided(&r, &inbound().mode("sometimes"));
+        assert!(d.record);
+        assert!(
+            d.trace
+                .iter()
+                .any(|l| l.contains("unknown mode \"sometimes\", ignored"))
+        );
+
+        // Force wins over the external-to-external refusal, and a renamed header is named.
+        r.mode_header = "X-Rec".into();
+        let d = decided(&r, &external_to_external().mode("force"));
+        assert!(d.record);
+        assert_eq!(d.reason, "mode force (X-Rec)");
+    }
+
+    #[test]
+    fn ddi_options() {
+        let r = rules();
+        let inbound_to = |ddi: &str| Call::new(("+4930555", CARRIER), (ddi, PBX));
+        let outbound_from = |ddi: &str| Call::new((ddi, PBX), ("+4930555", CARRIER));
+        let cases = [
+            ("+4940100", true, false),
+            ("+4940200", false, true),
+            ("+4940300", true, true),
+            ("+4940400", false, false),
+        ];
+        for (ddi, incoming, outgoing) in cases {
+            let d = decided(&r, &inbound_to(ddi));
+            assert_eq!(d.record, incoming, "inbound to {ddi}: {:#?}", d.trace);
+            if incoming {
+                assert_eq!(d.reason, format!("DDI {ddi} records incoming calls"));
+            } else {
+                assert!(d.trace.iter().any(
+                    |l| l.starts_with(&format!("DDI {ddi}")) && l.ends_with("does not record")
+                ));
+            }
+            let d = decided(&r, &outbound_from(ddi));
+            assert_eq!(d.record, outgoing, "outbound from {ddi}: {:#?}", d.trace);
+            if outgoing {
+                assert_eq!(d.reason, format!("DDI {ddi} records outgoing calls"));
+            }
+        }
+        // The dialled number is the Request-URI user, not the To user, and `+` is optional.
+        let mut call = inbound_to("201");
+        call.request_user = "4940300".into();
+        assert!(decided(&r, &call).record);
+    }
+
+    #[test]
+    fn ddi_comes_before_endpoint_settings() {
+        let mut r = rules();
+        acme(&mut r).settings = all(true);
+        let d = decided(&r, &Call::new(("+4930555", CARRIER), ("+4940100", PBX)));
+        assert_eq!(d.reason, "DDI +4940100 records incoming calls");
+    }
+
+    fn sales_rule() -> RoleRule {
+        RoleRule {
+            description: "sales inbound from customers".into(),
+            enabled: true,
+            auto_roles: vec!["sales".into()],
+            manual_roles: vec![],
+            direction: RuleDirection::In,
+            origin: RuleOrigin::External,
+        }
+    }
+
+    #[test]
+    fn role_rules() {
+        let mut r = rules();
+        r.role_rules.push(sales_rule());
+        let d = decided(&r, &inbound());
+        assert!(d.record, "{:#?}", d.trace);
+        assert_eq!(
+            d.reason,
+            "role rule \"sales inbound from customers\" records role sales"
+        );
+        // Out of the rule's direction or origin, or for another role: not recorded.
+        assert!(!decided(&r, &outbound()).record);
+        assert!(!decided(&r, &bob_to_alice()).record);
+        let bob = Call::new(("+4930555", CARRIER), ("202", BOB));
+        assert!(!decided(&r, &bob).record);
+        r.role_rules[0].direction = RuleDirection::Both;
+        r.role_rules[0].origin = RuleOrigin::Both;
+        assert!(decided(&r, &outbound()).record);
+        assert!(decided(&r, &bob_to_alice()).record);
+        // A disabled rule does nothing.
+        r.role_rules[0].enabled = false;
+        let d = decided(&r, &inbound());
+        assert!(!d.record);
+        assert!(
+            d.trace
+                .contains(&"role rules: none records this call".to_string())
+        );
+    }
+
+    #[test]
+    fn external_to_external_is_refused_unless_allowed() {
+        let mut r = rules();
+        acme(&mut r).settings = all(true);
+        let d = decided(&r, &external_to_external());
+        assert!(!d.record, "{:#?}", d.trace);
+        assert_eq!(
+            d.reason,
+            "external-to-external call refused: tenant acme does not allow it"
+        );
+        assert!(
+            d.trace
+                .iter()
+                .any(|l| l.starts_with("direction: external-to-external"))
+        );
+        acme(&mut r).allow_external_to_external = true;
+        let d = decided(&r, &external_to_external());
+        assert!(d.record, "{:#?}", d.trace);
+        assert!(d.reason.starts_with("account acme records inbound.offnet"));
+    }
+
+    #[test]
+    fn nothing_set_records_nothing_and_says_so() {
+        let r = rules();
+        let d = decided(&r, &inbound());
+        assert!(!d.record);
+        assert_eq!(d.reason, "no rule of tenant acme records this call");
+        assert_eq!(
+            d.trace.last().unwrap(),
+            "decision: do not record (no rule of tenant acme records this call)"
+        );
+    }
+
+    #[test]
+    fn applied_settings_merge_device_user_account() {
+        let mut r = rules();
+        acme(&mut r).settings.time_limit = Some(3600);
+        acme(&mut r).settings.sample_rate = Some(8000);
+        alice(&mut r).settings.sample_rate = Some(16000);
+        alice(&mut r).settings.record_min_sec = Some(5);
+        alice_desk(&mut r).settings.record_min_sec = Some(2);
+        alice_desk(&mut r).settings.record_on = Some(RecordOn::Bridge);
+        let s = decided(&r, &inbound()).settings;
+        assert_eq!(s.time_limit, Some(3600));
+        assert_eq!(s.sample_rate, Some(16000));
+        assert_eq!(s.record_min_sec, Some(2));
+        assert_eq!(s.record_on, Some(RecordOn::Bridge));
+    }
+}

@@ -1,0 +1,153 @@
+//! The seam where a recording policy decides. [`RecordAnswered`] records every answered call;
+//! [`RulesPolicy`] applies [`Rules`] (tenants, users, devices, DDIs, modes, on-demand control,
+//! see `docs/rules.md`). A policy is pure: it sees call facts and in-call triggers, never
+//! packets, and answers with decisions the engine carries out: start, stop, pause and resume.
+
+mod control;
+pub mod decide;
+#[cfg(test)]
+mod fixture;
+pub mod rules;
+
+use std::net::IpAddr;
+
+use crate::event::{CallHandle, DtmfSource, Party, Side, SipTransport};
+use crate::time::Timestamp;
+
+pub use control::RulesPolicy;
+pub use decide::{CallClass, Direction, Endpoint, classify, decide};
+pub use rules::{
+    Ddi, DdiOption, Device, InfoRecordHeader, IpNet, IpNetError, LegDirection, Mode, Network,
+    Networked, Networks, OnDemand, RecordOn, RoleRule, RuleDirection, RuleOrigin, Rules, Settings,
+    Tenant, User,
+};
+
+/// What a policy knows about a call when it decides.
+#[derive(Clone, Debug)]
+pub struct CallFacts<'a> {
+    pub call: CallHandle,
+    pub sip_call_id: &'a str,
+    pub caller: &'a Party,
+    pub callee: &'a Party,
+    pub transport: SipTransport,
+    pub answered_at: Timestamp,
+    /// User part of the INVITE's Request-URI: the number dialled (a DDI on inbound calls).
+    /// Empty when unknown; the To user stands in for it then.
+    pub request_user: &'a str,
+    /// Where each party's signalling was seen: the INVITE's source and destination.
+    pub caller_addr: IpAddr,
+    pub callee_addr: IpAddr,
+    /// The Contact URI each party sent, if seen.
+    pub caller_contact: Option<&'a str>,
+    pub callee_contact: Option<&'a str>,
+    /// Value of the mode header ([`Rules::mode_header`]) in the INVITE or its 2xx, if any.
+    pub mode_header: Option<&'a str>,
+}
+
+/// A decision and the reason for it, which the catalog keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub record: bool,
+    /// The rule, scope or mode that decided, in one line.
+    pub reason: String,
+    /// Every step the policy took, in order, naming the rule or scope it looked at.
+    pub trace: Vec<String>,
+    /// The settings that apply to the recording (format, limits, sample rate...), merged from
+    /// the device, user and account; unset fields are the engine's defaults.
+    pub settings: Settings,
+}
+
+impl Decision {
+    /// A decision whose trace is its reason alone.
+    pub fn new(record: bool, reason: impl Into<String>) -> Decision {
+        let reason = reason.into();
+        Decision {
+            record,
+            trace: vec![reason.clone()],
+            reason,
+            settings: Settings::default(),
+        }
+    }
+}
+
+/// Something seen during an answered call that a policy may act on (on-demand recording).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Trigger {
+    Dtmf {
+        digit: char,
+        side: Side,
+        source: DtmfSource,
+    },
+    /// A SIP INFO with the record header ([`Rules::info_record`]): the Yealink Record key.
+    /// Not raised by the engine yet.
+    SipInfoRecord { on: bool, side: Side },
+    /// A SIP MESSAGE `application/x-media-control` asking to pause or resume recording.
+    /// Not raised by the engine yet.
+    MediaControl { pause: bool, side: Side },
+    /// A transfer left two external parties talking. Not raised by the engine yet.
+    BecameExternalToExternal,
+}
+
+/// What a policy asks of a running call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start recording (or resume, if paused).
+    Start,
+    /// Stop and finalise the recording; a later `Start` begins a new file.
+    Stop,
+    /// Keep the timeline running but write silence until `Resume`.
+    Pause,
+    Resume,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+        }
+    }
+}
+
+/// A policy's answer to a trigger: the action, why, and which party asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub action: Action,
+    pub reason: String,
+    pub requested_by: Option<Side>,
+}
+
+pub trait RecordingPolicy: Send {
+    /// Called once when the call is answered (2xx to the INVITE).
+    fn on_answer(&mut self, facts: &CallFacts<'_>) -> Decision;
+
+    /// Called for each trigger seen in an answered call. The default ignores them.
+    fn on_trigger(&mut self, _facts: &CallFacts<'_>, _trigger: &Trigger) -> Option<Command> {
+        None
+    }
+
+    /// Called once when the engine forgets a call, so per-call state can go with it.
+    fn on_call_ended(&mut self, _call: CallHandle) {}
+}
+
+/// The default: every answered call is recorded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordAnswered;
+
+impl RecordingPolicy for RecordAnswered {
+    fn on_answer(&mut self, _facts: &CallFacts<'_>) -> Decision {
+        Decision::new(true, "default: record every answered call")
+    }
+}
+
+/// Records nothing; useful for catalog-only runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordNothing;
+
+impl RecordingPolicy for RecordNothing {
+    fn on_answer(&mut self, _facts: &CallFacts<'_>) -> Decision {
+        Decision::new(false, "recording disabled")
+    }
+}
