@@ -141,6 +141,21 @@ impl Config {
         Ok(())
     }
 
+    /// The configuration in `path`, or the defaults without one.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config> {
+        path.map_or_else(|| Ok(Config::default()), Config::load)
+    }
+
+    /// An engine with this configuration and its recording policy.
+    pub fn engine(&self) -> voxtap_core::Engine {
+        let policy: Box<dyn voxtap_core::policy::RecordingPolicy> = if self.recording.enabled {
+            Box::new(voxtap_core::policy::RecordAnswered)
+        } else {
+            Box::new(voxtap_core::policy::RecordNothing)
+        };
+        voxtap_core::Engine::with_policy(self.engine_config(), policy)
+    }
+
     pub fn engine_config(&self) -> EngineConfig {
         let mut c = EngineConfig::default();
         let e = &self.engine;

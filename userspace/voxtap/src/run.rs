@@ -14,7 +14,6 @@ use voxtap_capture::afpacket::{AfPacket, AfPacketOptions};
 use voxtap_capture::afxdp::{AfXdp, AfXdpOptions};
 use voxtap_capture::live::{LiveCapture, QueueStats};
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
-use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy};
 use voxtap_core::{Engine, Event, Timestamp};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
@@ -22,16 +21,8 @@ use crate::config::Config;
 use crate::{CaptureKind, RunArgs};
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let cfg = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let policy: Box<dyn RecordingPolicy> = if cfg.recording.enabled {
-        Box::new(RecordAnswered)
-    } else {
-        Box::new(RecordNothing)
-    };
-    let mut engine = Engine::with_policy(cfg.engine_config(), policy);
+    let cfg = Config::load_or_default(args.config.as_deref())?;
+    let mut engine = cfg.engine();
 
     let term = Arc::new(AtomicBool::new(false));
     let report_now = Arc::new(AtomicBool::new(false));
@@ -99,18 +90,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     )?;
     report.print(&engine, &mut live, endpoint_errors);
     let stats = engine.stats().clone();
-    let summary = RunSummary {
-        ended_ts: Some(engine.now()),
-        frames: stats.frames,
-        sip_messages: stats.sip_messages,
-        rtp_packets: stats.rtp_packets,
-        rtp_unmatched: stats.rtp_unmatched,
-        malformed: stats.malformed_total(),
-        ignored: stats.ignored,
-        calls_seen: stats.calls_seen,
-        calls_answered: stats.calls_answered,
-        rtp_streams: stats.rtp_streams,
-    };
+    let summary = RunSummary::from_stats(&stats, engine.now());
     let done = store
         .finish(&summary)
         .context("cannot finish the catalog")?;
