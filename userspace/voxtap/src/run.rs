@@ -139,11 +139,8 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
                 sip_ports: cfg.capture.sip_ports.clone(),
                 pass_unknown_rtp: cfg.capture.pass_unknown_rtp,
             };
-            let mut prog = XdpProgram::attach(&args.iface, &opts).map_err(|e| {
-                anyhow::anyhow!(
-                    "{e}\nhint: if this NIC or kernel cannot run XDP, use --capture afpacket"
-                )
-            })?;
+            // The loader's errors say why XDP cannot work and suggest --capture afpacket.
+            let mut prog = XdpProgram::attach(&args.iface, &opts)?;
             let queues: Vec<u32> = match args.queues {
                 Some(n) => (0..n).collect(),
                 None => (0..rx_queue_count(&args.iface).unwrap_or(1).max(1)).collect(),
