@@ -208,3 +208,57 @@ fn rules_check_names_the_bad_line_and_fails() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no [rules] section"));
 }
+
+#[test]
+fn run_on_a_missing_interface_says_why_and_writes_nothing() {
+    let s = Scratch::new("noiface");
+    let out_dir = s.path().join("out");
+    for capture in ["xdp", "afpacket"] {
+        let out = Command::new(voxtap())
+            .args([
+                "run",
+                "--iface",
+                "voxtap-nosuch0",
+                "--capture",
+                capture,
+                "--out",
+            ])
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{capture}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("voxtap-nosuch0"), "{capture}: {err}");
+        if capture == "xdp" {
+            assert!(
+                err.contains("--capture afpacket"),
+                "the XDP error suggests AF_PACKET: {err}"
+            );
+        }
+        assert!(
+            !out_dir.exists(),
+            "{capture}: nothing may be written when capture cannot start"
+        );
+    }
+}
+
+#[test]
+fn run_help_names_the_capture_modes_and_capabilities() {
+    let out = Command::new(voxtap())
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--iface",
+        "--capture",
+        "xdp",
+        "afpacket",
+        "--out",
+        "--queues",
+        "SIGTERM",
+        "CAP_BPF",
+    ] {
+        assert!(help.contains(needle), "run --help lacks {needle}:\n{help}");
+    }
+}

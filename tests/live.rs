@@ -268,3 +268,107 @@ fn xdp_capture_matches_replay_and_drops_the_rest_in_the_kernel() {
 fn afpacket_capture_matches_replay() {
     live_capture_matches_replay("afpacket", "afpacket_capture_matches_replay");
 }
+
+#[test]
+fn kill_9_mid_call_leaves_a_playable_recording_and_no_xdp_program() {
+    let test = "kill_9_mid_call";
+    let Some(net) = TestNet::new_or_skip("vtk", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let mut cfg = GenConfig::new(Scenario::Pcmu);
+    cfg.talk_secs = 8.0;
+    let (frames, truth) = generate(&cfg);
+    let answer = truth.calls[0].answer_ns.unwrap();
+    let config = s.path().join("voxtap.toml");
+    // Flush the WAV header every half second of audio.
+    std::fs::write(
+        &config,
+        "[capture]\nstats_interval_s = 1\n[recording]\nwav_flush_s = 0.5\n",
+    )
+    .unwrap();
+    let out = s.path().join("out");
+
+    let mut running = Running::start(net.host_if(), "xdp", &config, &out);
+    // Up to 4 s into the call, then the process dies without warning.
+    let part: Vec<(u64, Vec<u8>)> = frames
+        .iter()
+        .filter(|f| f.ts_ns < answer + 4_000_000_000)
+        .map(|f| (f.ts_ns, f.data.clone()))
+        .collect();
+    net.replay_paced(&part, 1.0).expect("replay half the call");
+    std::thread::sleep(Duration::from_millis(1200));
+    running.child.kill().expect("kill -9");
+    let _ = running.child.wait();
+
+    // The program went with the process: nothing stays on the interface.
+    let link = Command::new("ip")
+        .args(["link", "show", "dev", net.host_if()])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(
+        !link.contains("xdp"),
+        "a stale XDP program stayed on {}: {link}",
+        net.host_if()
+    );
+
+    // The recording in progress is a valid WAV up to its last header update.
+    let part_files: Vec<_> = walk(&out.join("recordings"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".wav.part"))
+        .collect();
+    assert_eq!(
+        part_files.len(),
+        1,
+        "one recording in progress: {part_files:?}"
+    );
+    let reader = hound::WavReader::open(&part_files[0]).expect("the .part file is a readable WAV");
+    let secs = reader.duration() as f64 / reader.spec().sample_rate as f64;
+    assert!(
+        secs > 2.0,
+        "only {secs} s of a 4 s call were readable after kill -9"
+    );
+
+    // The next run repairs it: the file is finalised and the catalog says what happened.
+    let running = Running::start(net.host_if(), "xdp", &config, &out);
+    let (status, _, stderr) = running.stop();
+    assert!(status.success(), "{stderr}");
+    let db = catalog(&out);
+    let (state, path, duration): (String, String, f64) = db
+        .query_row("SELECT state, path, duration_s FROM recordings", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(state, "recovered");
+    assert!(duration > 2.0, "{duration}");
+    let wav = hound::WavReader::open(out.join(&path)).expect("recovered WAV opens");
+    assert_eq!(wav.spec().channels, 2);
+    let call_state: String = db
+        .query_row("SELECT state FROM calls", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(call_state, "interrupted");
+    let runs: Vec<String> = db
+        .prepare("SELECT state FROM runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(runs, vec!["interrupted", "complete"]);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                v.extend(walk(&p));
+            } else {
+                v.push(p);
+            }
+        }
+    }
+    v
+}

@@ -86,18 +86,7 @@ fn main() {
         }
         let s = engine.stats().clone();
         let report = store
-            .finish(&RunSummary {
-                ended_ts: Some(engine.now()),
-                frames: s.frames,
-                sip_messages: s.sip_messages,
-                rtp_packets: s.rtp_packets,
-                rtp_unmatched: s.rtp_unmatched,
-                malformed: s.malformed_total(),
-                ignored: s.ignored,
-                calls_seen: s.calls_seen,
-                calls_answered: s.calls_answered,
-                rtp_streams: s.rtp_streams,
-            })
+            .finish(&RunSummary::from_stats(&s, engine.now()))
             .expect("finish store");
         let secs = t.elapsed().as_secs_f64();
         println!(

@@ -881,4 +881,89 @@ mod tests {
         assert_eq!(side, Side::Caller);
         assert_eq!(d.get(h).unwrap().state, CallState::Answered);
     }
+
+    #[test]
+    fn forked_early_dialogs_share_the_call_and_the_answering_fork_wins() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let ev = feed(
+            &mut d,
+            1,
+            A,
+            B,
+            &msg("INVITE sip:bob@b SIP/2.0", "1 INVITE", "a1", None, SDP_A),
+        );
+        let DialogEvent::Started(h) = ev[0] else {
+            panic!("{ev:?}")
+        };
+        // A forking proxy: two phones ring, each with early media from its own endpoint.
+        let sdp_b2 = SDP_B
+            .replace("10.0.0.2", "10.0.0.3")
+            .replace("5000", "5002");
+        let ev = feed(
+            &mut d,
+            2,
+            B,
+            A,
+            &msg(
+                "SIP/2.0 183 Session Progress",
+                "1 INVITE",
+                "a1",
+                Some("fork1"),
+                SDP_B,
+            ),
+        );
+        assert!(matches!(
+            ev[..],
+            [DialogEvent::MediaLearned {
+                side: Side::Callee,
+                ..
+            }]
+        ));
+        let ev = feed(
+            &mut d,
+            3,
+            B,
+            A,
+            &msg(
+                "SIP/2.0 183 Session Progress",
+                "1 INVITE",
+                "a1",
+                Some("fork2"),
+                &sdp_b2,
+            ),
+        );
+        assert!(matches!(
+            ev[..],
+            [DialogEvent::MediaLearned {
+                side: Side::Callee,
+                ..
+            }]
+        ));
+        assert_eq!(d.len(), 1, "forks are early dialogs of one call");
+        for ep in ["10.0.0.2:5000", "10.0.0.3:5002"] {
+            assert_eq!(
+                d.lookup_media(ep.parse().unwrap(), "10.0.0.1:4000".parse().unwrap()),
+                Some((h, Side::Callee)),
+                "{ep}"
+            );
+        }
+        let ev = feed(
+            &mut d,
+            4,
+            B,
+            A,
+            &msg("SIP/2.0 200 OK", "1 INVITE", "a1", Some("fork2"), &sdp_b2),
+        );
+        assert!(ev.contains(&DialogEvent::Answered(h)));
+        assert_eq!(d.get(h).unwrap().to_tag.as_deref(), Some("fork2"));
+        // A late 200 from the other fork does not answer the call again.
+        let ev = feed(
+            &mut d,
+            5,
+            B,
+            A,
+            &msg("SIP/2.0 200 OK", "1 INVITE", "a1", Some("fork1"), SDP_B),
+        );
+        assert!(!ev.iter().any(|e| matches!(e, DialogEvent::Answered(_))));
+    }
 }

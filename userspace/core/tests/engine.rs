@@ -10,7 +10,11 @@ use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
 use voxtap_gen::{Frame, GenConfig, Scenario, generate};
 
 fn run(cfg: EngineConfig, frames: &[Frame]) -> (Vec<Event>, Engine) {
-    let mut engine = Engine::new(cfg);
+    drive(Engine::new(cfg), frames)
+}
+
+/// Feeds every frame, then finishes, collecting every event.
+fn drive(mut engine: Engine, frames: &[Frame]) -> (Vec<Event>, Engine) {
     let mut events = Vec::new();
     for f in frames {
         engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
@@ -295,19 +299,11 @@ impl voxtap_core::policy::RecordingPolicy for Keys {
 }
 
 fn run_with(policy: Keys, frames: &[Frame]) -> Vec<Event> {
-    let mut engine = Engine::with_policy(EngineConfig::default(), Box::new(policy));
-    let mut events = Vec::new();
-    for f in frames {
-        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
-        while let Some(e) = engine.poll_event() {
-            events.push(e);
-        }
-    }
-    engine.finish();
-    while let Some(e) = engine.poll_event() {
-        events.push(e);
-    }
-    events
+    drive(
+        Engine::with_policy(EngineConfig::default(), Box::new(policy)),
+        frames,
+    )
+    .0
 }
 
 #[test]

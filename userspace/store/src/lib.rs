@@ -81,6 +81,25 @@ pub struct RunSummary {
     pub rtp_streams: u64,
 }
 
+impl RunSummary {
+    /// The summary of an engine's counters; `last_packet` is the packet time it reached
+    /// (`Engine::now`), or zero when it saw none.
+    pub fn from_stats(stats: &voxtap_core::stats::Stats, last_packet: Timestamp) -> RunSummary {
+        RunSummary {
+            ended_ts: (last_packet > Timestamp(0)).then_some(last_packet),
+            frames: stats.frames,
+            sip_messages: stats.sip_messages,
+            rtp_packets: stats.rtp_packets,
+            rtp_unmatched: stats.rtp_unmatched,
+            malformed: stats.malformed_total(),
+            ignored: stats.ignored,
+            calls_seen: stats.calls_seen,
+            calls_answered: stats.calls_answered,
+            rtp_streams: stats.rtp_streams,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreReport {
     /// Recordings started in this run.

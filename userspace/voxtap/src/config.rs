@@ -162,6 +162,16 @@ impl Config {
         Ok(())
     }
 
+    /// The configuration in `path`, or the defaults without one.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config> {
+        path.map_or_else(|| Ok(Config::default()), Config::load)
+    }
+
+    /// An engine with this configuration and its recording policy.
+    pub fn engine(&self) -> voxtap_core::Engine {
+        voxtap_core::Engine::with_policy(self.engine_config(), self.policy())
+    }
+
     pub fn engine_config(&self) -> EngineConfig {
         let mut c = EngineConfig::default();
         let e = &self.engine;

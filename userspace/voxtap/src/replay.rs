@@ -5,20 +5,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use voxtap_capture::CaptureFile;
+use voxtap_core::Engine;
 use voxtap_core::stats::Malformed;
-use voxtap_core::{Engine, Timestamp};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
 use crate::ReplayArgs;
 use crate::config::Config;
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
-    let cfg = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let policy = cfg.policy();
-    let mut engine = Engine::with_policy(cfg.engine_config(), policy);
+    let cfg = Config::load_or_default(args.config.as_deref())?;
+    let mut engine = cfg.engine();
     let source = args
         .captures
         .iter()
@@ -74,18 +70,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     progress.clear();
 
     let stats = engine.stats().clone();
-    let summary = RunSummary {
-        ended_ts: (engine.now() > Timestamp(0)).then_some(engine.now()),
-        frames: stats.frames,
-        sip_messages: stats.sip_messages,
-        rtp_packets: stats.rtp_packets,
-        rtp_unmatched: stats.rtp_unmatched,
-        malformed: stats.malformed_total(),
-        ignored: stats.ignored,
-        calls_seen: stats.calls_seen,
-        calls_answered: stats.calls_answered,
-        rtp_streams: stats.rtp_streams,
-    };
+    let summary = RunSummary::from_stats(&stats, engine.now());
     let report = store
         .finish(&summary)
         .context("cannot finish the catalog")?;

@@ -21,12 +21,8 @@ use crate::config::Config;
 use crate::{CaptureKind, RunArgs};
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let cfg = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    let policy = cfg.policy();
-    let mut engine = Engine::with_policy(cfg.engine_config(), policy);
+    let cfg = Config::load_or_default(args.config.as_deref())?;
+    let mut engine = cfg.engine();
 
     let term = Arc::new(AtomicBool::new(false));
     let report_now = Arc::new(AtomicBool::new(false));
@@ -94,18 +90,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     )?;
     report.print(&engine, &mut live, endpoint_errors);
     let stats = engine.stats().clone();
-    let summary = RunSummary {
-        ended_ts: Some(engine.now()),
-        frames: stats.frames,
-        sip_messages: stats.sip_messages,
-        rtp_packets: stats.rtp_packets,
-        rtp_unmatched: stats.rtp_unmatched,
-        malformed: stats.malformed_total(),
-        ignored: stats.ignored,
-        calls_seen: stats.calls_seen,
-        calls_answered: stats.calls_answered,
-        rtp_streams: stats.rtp_streams,
-    };
+    let summary = RunSummary::from_stats(&stats, engine.now());
     let done = store
         .finish(&summary)
         .context("cannot finish the catalog")?;
@@ -154,11 +139,8 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
                 sip_ports: cfg.capture.sip_ports.clone(),
                 pass_unknown_rtp: cfg.capture.pass_unknown_rtp,
             };
-            let mut prog = XdpProgram::attach(&args.iface, &opts).map_err(|e| {
-                anyhow::anyhow!(
-                    "{e}\nhint: if this NIC or kernel cannot run XDP, use --capture afpacket"
-                )
-            })?;
+            // The loader's errors say why XDP cannot work and suggest --capture afpacket.
+            let mut prog = XdpProgram::attach(&args.iface, &opts)?;
             let queues: Vec<u32> = match args.queues {
                 Some(n) => (0..n).collect(),
                 None => (0..rx_queue_count(&args.iface).unwrap_or(1).max(1)).collect(),
