@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::event::{CallHandle, EndReason, Party, Side, SipTransport};
+use crate::policy::InfoRecordHeader;
 use crate::sdp::{self, Direction, MediaKind};
 use crate::sip::{self, Message, Method};
 use crate::time::Timestamp;
@@ -30,6 +31,27 @@ pub struct DialogConfig {
     /// At most this many calls are tracked; unanswered ones are evicted first.
     pub max_calls: usize,
 }
+
+/// Header names the dialogs read for the recording policy (see `docs/rules.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyHeaders {
+    /// The per-call recording mode, read from the INVITE or its 2xx.
+    pub mode: String,
+    /// The SIP INFO record key (Yealink `Record: on|off`).
+    pub info_record: InfoRecordHeader,
+}
+
+impl Default for PolicyHeaders {
+    fn default() -> Self {
+        Self {
+            mode: "X-Record-Mode".into(),
+            info_record: InfoRecordHeader::default(),
+        }
+    }
+}
+
+/// Ties an out-of-dialog MESSAGE to its call (the media-control JSON's `session_id`).
+pub const SESSION_ID_HEADER: &str = "X-Session-Id";
 
 impl Default for DialogConfig {
     fn default() -> Self {
@@ -95,6 +117,15 @@ pub struct Call {
     pub last_activity: Timestamp,
     /// Indexed by [`side_index`].
     pub media: [SideMedia; 2],
+    /// User part of the initial INVITE's Request-URI: the number dialled. Empty if none.
+    pub request_user: String,
+    /// The Contact URI each party sent: the caller's in the INVITE, the callee's in the 2xx.
+    pub caller_contact: Option<String>,
+    pub callee_contact: Option<String>,
+    /// The mode header's value ([`PolicyHeaders::mode`]) in the INVITE, else in its 2xx.
+    pub mode: Option<String>,
+    /// `X-Session-Id` of the INVITE, else of its 2xx.
+    pub session_id: Option<String>,
     /// When an ended call is reported and forgotten.
     linger_until: Option<Timestamp>,
 }
@@ -159,6 +190,21 @@ pub enum DialogEvent {
         digit: char,
         duration_ms: u32,
     },
+    /// A SIP INFO with the record key header (`Record: on` / `Record: off`).
+    InfoRecord {
+        call: CallHandle,
+        ts: Timestamp,
+        side: Side,
+        on: bool,
+    },
+    /// A MESSAGE asking to pause or resume the audio recording: in dialog
+    /// (`application/x-media-control`) or out of dialog, matched by `X-Session-Id`.
+    MediaControl {
+        call: CallHandle,
+        ts: Timestamp,
+        side: Side,
+        pause: bool,
+    },
 }
 
 /// Why a SIP message could not be used.
@@ -173,8 +219,11 @@ pub enum Rejected {
 #[derive(Default)]
 pub struct Dialogs {
     cfg: DialogConfig,
+    headers: PolicyHeaders,
     calls: HashMap<CallHandle, Call>,
     by_call_id: HashMap<String, Vec<CallHandle>>,
+    /// `X-Session-Id` → the call whose INVITE or 2xx carried it.
+    by_session_id: HashMap<String, CallHandle>,
     /// Endpoint → the call and the party that announced it.
     media_index: HashMap<SocketAddr, (CallHandle, Side)>,
     next_handle: u64,
@@ -183,8 +232,13 @@ pub struct Dialogs {
 
 impl Dialogs {
     pub fn new(cfg: DialogConfig) -> Self {
+        Self::with_headers(cfg, PolicyHeaders::default())
+    }
+
+    pub fn with_headers(cfg: DialogConfig, headers: PolicyHeaders) -> Self {
         Self {
             cfg,
+            headers,
             ..Default::default()
         }
     }
@@ -263,6 +317,10 @@ impl Dialogs {
                 out.push(DialogEvent::Started(h));
                 h
             }
+            None if msg.is_request() && method == Method::Message => {
+                self.out_of_dialog_message(ts, src, &from, msg, out);
+                return Ok(());
+            }
             // Out-of-dialog traffic (REGISTER, OPTIONS...) or a dialog we never saw start.
             None => return Ok(()),
         };
@@ -274,6 +332,8 @@ impl Dialogs {
         } else {
             call.side_of_tag(from.tag).other()
         };
+
+        self.learn_policy_facts(handle, msg, method, cseq, to.tag.is_none());
 
         let mut sdp_error = false;
         if let Some(body) = msg.sdp_body() {
@@ -331,6 +391,27 @@ impl Dialogs {
                             side: sender,
                             digit,
                             duration_ms,
+                        });
+                    }
+                    if let Some(on) = info_record(msg, &self.headers.info_record) {
+                        out.push(DialogEvent::InfoRecord {
+                            call: handle,
+                            ts,
+                            side: sender,
+                            on,
+                        });
+                    }
+                }
+                Method::Message => {
+                    if let Some(ct) = msg.content_type()
+                        && ct.eq_ignore_ascii_case("application/x-media-control")
+                        && let Some(pause) = media_control_operation(msg.body.trim_ascii())
+                    {
+                        out.push(DialogEvent::MediaControl {
+                            call: handle,
+                            ts,
+                            side: sender,
+                            pause,
                         });
                     }
                 }
@@ -431,6 +512,11 @@ impl Dialogs {
             cancelled: false,
             last_activity: ts,
             media: Default::default(),
+            request_user: String::new(),
+            caller_contact: None,
+            callee_contact: None,
+            mode: None,
+            session_id: None,
             linger_until: None,
         };
         self.calls.insert(handle, call);
@@ -468,6 +554,107 @@ impl Dialogs {
         call.linger_until = None;
         self.evicted += 1;
         out.push(DialogEvent::Reaped(h));
+    }
+
+    /// Keeps what the recording policy reads from the initial INVITE and its 2xx: the number
+    /// dialled, the Contacts, the mode header and the session id. The INVITE's values win.
+    fn learn_policy_facts(
+        &mut self,
+        handle: CallHandle,
+        msg: &Message<'_>,
+        method: Method<'_>,
+        cseq: u32,
+        initial: bool,
+    ) {
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        if call.answered.is_some() || method != Method::Invite {
+            return;
+        }
+        let contact = || msg.contact().map(|c| c.uri.to_string());
+        match msg.start {
+            sip::StartLine::Request { uri, .. } if initial => {
+                call.request_user = sip::parse_uri(uri)
+                    .and_then(|u| u.user)
+                    .unwrap_or("")
+                    .to_string();
+                call.caller_contact = contact().or(call.caller_contact.take());
+            }
+            sip::StartLine::Response { code, .. }
+                if (200..300).contains(&code) && cseq == call.invite_cseq =>
+            {
+                call.callee_contact = contact();
+            }
+            _ => return,
+        }
+        let value = |name: &str| {
+            msg.header_named(name)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        if call.mode.is_none() {
+            call.mode = value(&self.headers.mode);
+        }
+        if call.session_id.is_none()
+            && let Some(id) = value(SESSION_ID_HEADER)
+        {
+            self.by_session_id.insert(id.clone(), handle);
+            call.session_id = Some(id);
+        }
+    }
+
+    /// An out-of-dialog MESSAGE `application/x-media-control+json`: its `session_id` names the
+    /// call (the `X-Session-Id` of its INVITE or 2xx). The side that asked is the party whose
+    /// user sent it, else the party whose signalling address it came from, else the callee (on
+    /// a contact-centre call, the agent who answered).
+    fn out_of_dialog_message(
+        &self,
+        ts: Timestamp,
+        src: SocketAddr,
+        from: &sip::NameAddr<'_>,
+        msg: &Message<'_>,
+        out: &mut Vec<DialogEvent>,
+    ) {
+        let Some(ct) = msg.content_type() else { return };
+        if !ct.eq_ignore_ascii_case("application/x-media-control+json") {
+            return;
+        }
+        let Ok(body) = std::str::from_utf8(msg.body) else {
+            return;
+        };
+        let (Some(op), Some(id)) = (
+            json_string(body, "operation"),
+            json_string(body, "session_id"),
+        ) else {
+            return;
+        };
+        let Some(pause) = media_control_operation(op.as_bytes()) else {
+            return;
+        };
+        let Some(call) = self.by_session_id.get(id).and_then(|h| self.calls.get(h)) else {
+            return;
+        };
+        if call.state == CallState::Ended {
+            return;
+        }
+        let user = sip::parse_uri(from.uri).and_then(|u| u.user).unwrap_or("");
+        let side = if !user.is_empty() && user == call.callee.user {
+            Side::Callee
+        } else if !user.is_empty() && user == call.caller.user {
+            Side::Caller
+        } else if src.ip() == call.caller_signalling.ip() {
+            Side::Caller
+        } else {
+            Side::Callee
+        };
+        out.push(DialogEvent::MediaControl {
+            call: call.handle,
+            ts,
+            side,
+            pause,
+        });
     }
 
     /// Records the endpoints and payload types of one SDP; true if an endpoint was new.
@@ -571,6 +758,11 @@ impl Dialogs {
     /// Forgets a call and its endpoints.
     pub fn remove(&mut self, handle: CallHandle) -> Option<Call> {
         let call = self.calls.remove(&handle)?;
+        if let Some(id) = &call.session_id
+            && self.by_session_id.get(id) == Some(&handle)
+        {
+            self.by_session_id.remove(id);
+        }
         if let Some(v) = self.by_call_id.get_mut(&call.sip_call_id) {
             v.retain(|h| *h != handle);
             if v.is_empty() {
@@ -604,6 +796,53 @@ fn end(
     };
     call.linger_until = Some(ts.max(call.last_activity) + linger);
     out.push(DialogEvent::Stopped(call.handle));
+}
+
+/// `Some(true)` for the record key's on value, `Some(false)` for off (case-insensitive).
+fn info_record(msg: &Message<'_>, key: &InfoRecordHeader) -> Option<bool> {
+    let v = msg.header_named(&key.name)?.trim();
+    if v.eq_ignore_ascii_case(&key.on) {
+        Some(true)
+    } else if v.eq_ignore_ascii_case(&key.off) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// `Some(true)` to pause, `Some(false)` to resume the audio recording. The video forms
+/// (`pause-video-recording`...) are ignored: voxtap records audio only.
+fn media_control_operation(op: &[u8]) -> Option<bool> {
+    if op.eq_ignore_ascii_case(b"pause-audio-recording") {
+        Some(true)
+    } else if op.eq_ignore_ascii_case(b"resume-audio-recording") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The string value of `"key": "value"` in a flat JSON object. Enough for the media-control
+/// body: no escapes are decoded (a value holding one is refused), nesting is not followed.
+fn json_string<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = json;
+    loop {
+        let at = rest.find('"')?;
+        let after = &rest[at + 1..];
+        let end = after.find('"')?;
+        let name = &after[..end];
+        let tail = after[end + 1..].trim_start();
+        match tail.strip_prefix(':') {
+            Some(value) if name == key => {
+                let value = value.trim_start().strip_prefix('"')?;
+                let close = value.find('"')?;
+                let v = &value[..close];
+                return (!v.contains('\\')).then_some(v);
+            }
+            // A string that is not this key (another key or a value): skip it.
+            _ => rest = &after[end + 1..],
+        }
+    }
 }
 
 fn party(na: &sip::NameAddr<'_>) -> Party {
@@ -965,5 +1204,303 @@ mod tests {
             &msg("SIP/2.0 200 OK", "1 INVITE", "a1", Some("fork1"), SDP_B),
         );
         assert!(!ev.iter().any(|e| matches!(e, DialogEvent::Answered(_))));
+    }
+
+    fn feed_any(d: &mut Dialogs, from: &str, to: &str, text: &str) -> Vec<DialogEvent> {
+        let mut out = Vec::new();
+        let m = Message::parse(text.as_bytes()).expect("test message parses");
+        d.on_message(
+            Timestamp(9),
+            from.parse().unwrap(),
+            to.parse().unwrap(),
+            SipTransport::Udp,
+            &m,
+            &mut out,
+        )
+        .expect("accepted");
+        out
+    }
+
+    /// A message with extra headers and an optional typed body.
+    fn with(
+        start: &str,
+        cseq: &str,
+        to_tag: Option<&str>,
+        extra: &str,
+        ct: &str,
+        body: &str,
+    ) -> String {
+        let to = match to_tag {
+            Some(t) => format!("<sip:+4940100@pbx>;tag={t}"),
+            None => "<sip:+4940100@pbx>".to_string(),
+        };
+        let ct = if ct.is_empty() {
+            String::new()
+        } else {
+            format!("Content-Type: {ct}\r\n")
+        };
+        format!(
+            "{start}\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:alice@a>;tag=a1\r\nTo: {to}\r\nCall-ID: f1@a\r\nCSeq: {cseq}\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// An answered call: the INVITE to `sip:201@pbx` (To the DDI) and its 200.
+    fn answered_call(d: &mut Dialogs, invite_extra: &str, ok_extra: &str) -> CallHandle {
+        let ev = feed_any(
+            d,
+            A,
+            B,
+            &with(
+                "INVITE sip:201@pbx;user=phone SIP/2.0",
+                "1 INVITE",
+                None,
+                &format!(
+                    "Contact: \"Alice\" <sip:alice@10.0.0.1:5060;transport=udp>;expires=60\r\n{invite_extra}"
+                ),
+                "",
+                "",
+            ),
+        );
+        let DialogEvent::Started(h) = ev[0] else {
+            panic!("{ev:?}")
+        };
+        let ev = feed_any(
+            d,
+            B,
+            A,
+            &with(
+                "SIP/2.0 200 OK",
+                "1 INVITE",
+                Some("b1"),
+                &format!("Contact: <sip:201@10.0.0.2:5062>\r\n{ok_extra}"),
+                "",
+                "",
+            ),
+        );
+        assert_eq!(ev, vec![DialogEvent::Answered(h)]);
+        h
+    }
+
+    #[test]
+    fn request_uri_user_contacts_mode_and_session_id_are_kept() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let h = answered_call(
+            &mut d,
+            "X-Record-Mode: deny\r\n",
+            "x-record-mode: force\r\nX-Session-Id:  s-42 \r\n",
+        );
+        let c = d.get(h).unwrap();
+        assert_eq!(c.request_user, "201");
+        assert_eq!(c.callee.user, "+4940100");
+        assert_eq!(
+            c.caller_contact.as_deref(),
+            Some("sip:alice@10.0.0.1:5060;transport=udp")
+        );
+        assert_eq!(c.callee_contact.as_deref(), Some("sip:201@10.0.0.2:5062"));
+        // The INVITE's mode wins over the 2xx's; the session id comes from the 2xx.
+        assert_eq!(c.mode.as_deref(), Some("deny"));
+        assert_eq!(c.session_id.as_deref(), Some("s-42"));
+    }
+
+    #[test]
+    fn the_mode_header_name_is_configurable() {
+        let headers = PolicyHeaders {
+            mode: "X-Rec".into(),
+            ..PolicyHeaders::default()
+        };
+        let mut d = Dialogs::with_headers(DialogConfig::default(), headers);
+        let h = answered_call(&mut d, "X-Record-Mode: deny\r\n", "X-Rec: manual\r\n");
+        assert_eq!(d.get(h).unwrap().mode.as_deref(), Some("manual"));
+    }
+
+    #[test]
+    fn a_re_invite_does_not_change_the_facts() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let h = answered_call(&mut d, "", "");
+        feed_any(
+            &mut d,
+            A,
+            B,
+            &with(
+                "INVITE sip:999@elsewhere SIP/2.0",
+                "2 INVITE",
+                Some("b1"),
+                "Contact: <sip:moved@10.0.0.9>\r\nX-Record-Mode: force\r\n",
+                "",
+                "",
+            ),
+        );
+        let c = d.get(h).unwrap();
+        assert_eq!(c.request_user, "201");
+        assert_eq!(
+            c.caller_contact.as_deref(),
+            Some("sip:alice@10.0.0.1:5060;transport=udp")
+        );
+        assert_eq!(c.mode, None);
+    }
+
+    #[test]
+    fn info_record_key_is_reported_with_the_sender() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let h = answered_call(&mut d, "", "");
+        // From the callee: tags the other way round.
+        let info = |v: &str| {
+            format!(
+                "INFO sip:alice@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2\r\nFrom: <sip:201@pbx>;tag=b1\r\nTo: <sip:alice@a>;tag=a1\r\nCall-ID: f1@a\r\nCSeq: 7 INFO\r\nRecord: {v}\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let ev = feed_any(&mut d, B, A, &info("off"));
+        assert_eq!(
+            ev,
+            vec![DialogEvent::InfoRecord {
+                call: h,
+                ts: Timestamp(9),
+                side: Side::Callee,
+                on: false
+            }]
+        );
+        let ev = feed_any(&mut d, B, A, &info("ON"));
+        assert!(
+            matches!(ev[..], [DialogEvent::InfoRecord { on: true, .. }]),
+            "{ev:?}"
+        );
+        assert!(feed_any(&mut d, B, A, &info("maybe")).is_empty());
+
+        let mut custom = Dialogs::with_headers(
+            DialogConfig::default(),
+            PolicyHeaders {
+                info_record: InfoRecordHeader {
+                    name: "X-Rec".into(),
+                    on: "start".into(),
+                    off: "stop".into(),
+                },
+                ..PolicyHeaders::default()
+            },
+        );
+        answered_call(&mut custom, "", "");
+        assert!(feed_any(&mut custom, B, A, &info("on")).is_empty());
+        let ev = feed_any(
+            &mut custom,
+            B,
+            A,
+            &info("on").replace("Record: on", "X-Rec: stop"),
+        );
+        assert!(
+            matches!(ev[..], [DialogEvent::InfoRecord { on: false, .. }]),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn in_dialog_media_control_message_pauses_and_resumes() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let h = answered_call(&mut d, "", "");
+        let message = |body: &str| {
+            with(
+                "MESSAGE sip:201@10.0.0.2 SIP/2.0",
+                "2 MESSAGE",
+                Some("b1"),
+                "",
+                "application/x-media-control",
+                body,
+            )
+        };
+        let ev = feed_any(&mut d, A, B, &message("pause-audio-recording\r\n"));
+        assert_eq!(
+            ev,
+            vec![DialogEvent::MediaControl {
+                call: h,
+                ts: Timestamp(9),
+                side: Side::Caller,
+                pause: true
+            }]
+        );
+        let ev = feed_any(&mut d, A, B, &message("resume-audio-recording"));
+        assert!(
+            matches!(ev[..], [DialogEvent::MediaControl { pause: false, .. }]),
+            "{ev:?}"
+        );
+        assert!(feed_any(&mut d, A, B, &message("pause-video-recording")).is_empty());
+        // The right body with another content type is not a media-control request.
+        let plain =
+            message("pause-audio-recording").replace("application/x-media-control", "text/plain");
+        assert!(feed_any(&mut d, A, B, &plain).is_empty());
+    }
+
+    #[test]
+    fn out_of_dialog_json_message_is_matched_by_session_id() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let h = answered_call(&mut d, "X-Session-Id: abc-1\r\n", "");
+        let message = |from_user: &str, body: &str| {
+            format!(
+                "MESSAGE sip:recorder@pbx SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.50\r\nFrom: <sip:{from_user}@pbx>;tag=m1\r\nTo: <sip:recorder@pbx>\r\nCall-ID: other@desk\r\nCSeq: 1 MESSAGE\r\nContent-Type: application/x-media-control+json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let ev = feed_any(
+            &mut d,
+            "10.0.0.50:5060",
+            B,
+            &message(
+                "+4940100",
+                r#"{ "operation" : "pause-audio-recording", "session_id": "abc-1" }"#,
+            ),
+        );
+        assert_eq!(
+            ev,
+            vec![DialogEvent::MediaControl {
+                call: h,
+                ts: Timestamp(9),
+                side: Side::Callee,
+                pause: true
+            }]
+        );
+        // The caller's user asked; keys in any order.
+        let ev = feed_any(
+            &mut d,
+            "10.0.0.50:5060",
+            B,
+            &message(
+                "alice",
+                r#"{"session_id":"abc-1","operation":"resume-audio-recording"}"#,
+            ),
+        );
+        assert!(
+            matches!(
+                ev[..],
+                [DialogEvent::MediaControl {
+                    side: Side::Caller,
+                    pause: false,
+                    ..
+                }]
+            ),
+            "{ev:?}"
+        );
+        // An unknown session, a bad operation, or broken JSON do nothing.
+        for body in [
+            r#"{"operation":"pause-audio-recording","session_id":"nope"}"#,
+            r#"{"operation":"explode","session_id":"abc-1"}"#,
+            r#"{"operation":"pause-audio-recording""#,
+            "",
+        ] {
+            assert!(
+                feed_any(&mut d, "10.0.0.50:5060", B, &message("x", body)).is_empty(),
+                "{body}"
+            );
+        }
+        // Forgotten with its call.
+        d.remove(h);
+        assert!(d.by_session_id.is_empty());
+    }
+
+    #[test]
+    fn json_string_reads_flat_objects_only() {
+        assert_eq!(json_string(r#"{"a":"b","c":"d"}"#, "c"), Some("d"));
+        assert_eq!(json_string(r#"{"a":"c","c":"d"}"#, "c"), Some("d"));
+        assert_eq!(json_string(r#"{"a": 1, "c" :  "d" }"#, "c"), Some("d"));
+        assert_eq!(json_string(r#"{"c":"a\"b"}"#, "c"), None);
+        assert_eq!(json_string(r#"{"c":5}"#, "c"), None);
+        assert_eq!(json_string(r#"{"a":"b"}"#, "c"), None);
     }
 }

@@ -15,13 +15,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::codec::{self, Decoder};
-use crate::dialog::{CallState, DialogConfig, DialogEvent, Dialogs, Rejected};
+use crate::dialog::{Call, CallState, DialogConfig, DialogEvent, Dialogs, PolicyHeaders, Rejected};
 use crate::event::{
     CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl, RecordingFormat,
     RecordingHandle, RecordingStarted, Side, SipTransport, StopReason, StreamHandle, StreamReport,
 };
 use crate::media::{Placement, Timeline};
-use crate::policy::{Action, CallFacts, Command, RecordAnswered, RecordingPolicy, Trigger};
+use crate::policy::{
+    Action, CallFacts, Command, InfoRecordHeader, RecordAnswered, RecordOn, RecordingPolicy,
+    Settings, Trigger,
+};
 use crate::reasm::{DefragConfig, Defragmenter, FlowKey, TcpConfig, TcpReassembler};
 use crate::rtp::{self, StreamStats, TelephoneEvent};
 use crate::sip::{self, Frame, Message};
@@ -49,6 +52,10 @@ pub struct EngineConfig {
     pub audio_chunk_frames: usize,
     /// Recording sample rate (G.711 is 8 kHz).
     pub sample_rate: u32,
+    /// The header that sets a call's recording mode (`auto`, `force`, `deny`, `manual`).
+    pub mode_header: String,
+    /// The SIP INFO record key: header name, on value, off value.
+    pub info_record: InfoRecordHeader,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +71,8 @@ impl Default for EngineConfig {
             sweep_interval: Duration::from_millis(100),
             audio_chunk_frames: 4000,
             sample_rate: 8000,
+            mode_header: PolicyHeaders::default().mode,
+            info_record: InfoRecordHeader::default(),
         }
     }
 }
@@ -103,6 +112,18 @@ struct Recording {
     timeline: Timeline,
     /// While paused, audio is not placed: the file carries silence.
     paused: bool,
+    /// The call's time limit: the recording stops here ([`StopReason::TimeLimit`]).
+    deadline: Option<Timestamp>,
+}
+
+/// What the decision at answer time asked of every recording of the call.
+#[derive(Clone, Debug, Default)]
+struct CallRecording {
+    min_secs: Option<u32>,
+    deadline: Option<Timestamp>,
+    /// `record_on = bridge`: the recording waits for RTP in both directions; the reason to
+    /// start it with and which directions have been seen.
+    bridge: Option<(String, [bool; 2])>,
 }
 
 struct PendingPacket {
@@ -128,6 +149,8 @@ pub struct Engine {
     /// Streams of each call, for the report at its end.
     call_streams: HashMap<CallHandle, Vec<(SocketAddr, SocketAddr, u32)>>,
     recordings: HashMap<CallHandle, Recording>,
+    /// Calls whose decision applied settings (limits, bridge); absent for the defaults.
+    call_recording: HashMap<CallHandle, CallRecording>,
     pending: HashMap<FlowTuple, VecDeque<PendingPacket>>,
     pending_packets: usize,
     next_stream: u64,
@@ -146,7 +169,13 @@ impl Engine {
 
     pub fn with_policy(cfg: EngineConfig, policy: Box<dyn RecordingPolicy>) -> Self {
         Self {
-            dialogs: Dialogs::new(cfg.dialog.clone()),
+            dialogs: Dialogs::with_headers(
+                cfg.dialog.clone(),
+                PolicyHeaders {
+                    mode: cfg.mode_header.clone(),
+                    info_record: cfg.info_record.clone(),
+                },
+            ),
             defrag: Defragmenter::new(cfg.defrag),
             tcp: TcpReassembler::new(cfg.tcp),
             cfg,
@@ -159,6 +188,7 @@ impl Engine {
             streams: HashMap::new(),
             call_streams: HashMap::new(),
             recordings: HashMap::new(),
+            call_recording: HashMap::new(),
             pending: HashMap::new(),
             pending_packets: 0,
             next_stream: 0,
@@ -407,6 +437,15 @@ impl Engine {
                         side,
                     });
                 }
+                DialogEvent::InfoRecord { call, ts, side, on } => {
+                    self.on_trigger(call, ts, Trigger::SipInfoRecord { on, side })
+                }
+                DialogEvent::MediaControl {
+                    call,
+                    ts,
+                    side,
+                    pause,
+                } => self.on_trigger(call, ts, Trigger::MediaControl { pause, side }),
             }
         }
     }
@@ -440,32 +479,51 @@ impl Engine {
             ts: answered_at,
             to_tag: c.to_tag.clone().unwrap_or_default(),
         });
-        let facts = CallFacts {
-            call: handle,
-            sip_call_id: &c.sip_call_id,
-            caller: &c.caller,
-            callee: &c.callee,
-            transport: c.transport,
-            answered_at,
-            // The dialog does not keep the Request-URI, Contact or mode header yet: the To
-            // user stands in for the number dialled, and the others are unknown.
-            request_user: "",
-            caller_addr: c.caller_signalling.ip(),
-            callee_addr: c.callee_signalling.ip(),
-            caller_contact: None,
-            callee_contact: None,
-            mode_header: None,
-        };
+        let facts = call_facts(c, answered_at);
         let decision = self.policy.on_answer(&facts);
+        let settings = self.call_settings(answered_at, &decision.settings);
+        let bridge = decision.settings.record_on == Some(RecordOn::Bridge);
+        if decision.record && bridge {
+            let mut s = settings.unwrap_or_default();
+            s.bridge = Some((decision.reason, [false; 2]));
+            self.call_recording.insert(handle, s);
+            return;
+        }
+        if let Some(s) = settings {
+            self.call_recording.insert(handle, s);
+        }
         if decision.record {
             self.start_recording(handle, answered_at, decision.reason);
         }
+    }
+
+    /// The limits a decision's settings put on the call's recordings, if any.
+    fn call_settings(&self, answered_at: Timestamp, s: &Settings) -> Option<CallRecording> {
+        (s.record_min_sec.is_some() || s.time_limit.is_some()).then(|| CallRecording {
+            min_secs: s.record_min_sec,
+            deadline: s
+                .time_limit
+                .map(|secs| answered_at + Duration::from_secs(secs.into())),
+            bridge: None,
+        })
     }
 
     fn start_recording(&mut self, call: CallHandle, ts: Timestamp, reason: String) {
         self.next_recording += 1;
         let rec = RecordingHandle(self.next_recording);
         self.stats.recordings_started += 1;
+        let limits = self.call_recording.get_mut(&call);
+        let (min_secs, deadline) = match limits {
+            Some(l) => {
+                // An on-demand start while a bridge is awaited starts now: no more waiting.
+                l.bridge = None;
+                (l.min_secs, l.deadline)
+            }
+            None => (None, None),
+        };
+        if deadline.is_some_and(|d| ts >= d) {
+            return;
+        }
         self.recordings.insert(
             call,
             Recording {
@@ -473,6 +531,7 @@ impl Engine {
                 start: ts,
                 timeline: Timeline::new(self.cfg.sample_rate),
                 paused: false,
+                deadline,
             },
         );
         self.events
@@ -484,6 +543,7 @@ impl Engine {
                 channels: 2,
                 format: RecordingFormat::Wav,
                 reason,
+                min_secs,
             }));
     }
 
@@ -496,28 +556,18 @@ impl Engine {
         };
         let (call, ts) = (ev.call, ev.ts);
         self.events.push_back(Event::Dtmf(ev));
+        self.on_trigger(call, ts, trigger);
+    }
+
+    /// Offers something seen in an answered call to the policy (on-demand recording).
+    fn on_trigger(&mut self, call: CallHandle, ts: Timestamp, trigger: Trigger) {
         let Some(c) = self.dialogs.get(call) else {
             return;
         };
         let (Some(answered_at), false) = (c.answered, c.state == CallState::Ended) else {
             return;
         };
-        let facts = CallFacts {
-            call,
-            sip_call_id: &c.sip_call_id,
-            caller: &c.caller,
-            callee: &c.callee,
-            transport: c.transport,
-            answered_at,
-            // The dialog does not keep the Request-URI, Contact or mode header yet: the To
-            // user stands in for the number dialled, and the others are unknown.
-            request_user: "",
-            caller_addr: c.caller_signalling.ip(),
-            callee_addr: c.callee_signalling.ip(),
-            caller_contact: None,
-            callee_contact: None,
-            mode_header: None,
-        };
+        let facts = call_facts(c, answered_at);
         if let Some(cmd) = self.policy.on_trigger(&facts, &trigger) {
             self.apply_command(call, ts, cmd);
         }
@@ -529,6 +579,13 @@ impl Engine {
         let (action, pause) = match (cmd.action, paused) {
             (Action::Start, None) => return self.start_recording(call, ts, cmd.reason),
             (Action::Stop, Some(_)) => return self.stop_recording(call, ts, StopReason::Policy),
+            (Action::Stop, None) => {
+                // A recording still waiting for the bridge is called off.
+                if let Some(l) = self.call_recording.get_mut(&call) {
+                    l.bridge = None;
+                }
+                return;
+            }
             (Action::Pause, Some(false)) => (Action::Pause, true),
             (Action::Resume | Action::Start, Some(true)) => (Action::Resume, false),
             // Nothing to do: already in the state asked for.
@@ -558,6 +615,10 @@ impl Engine {
     fn stop_recording(&mut self, call: CallHandle, end: Timestamp, reason: StopReason) {
         let Some(mut rec) = self.recordings.remove(&call) else {
             return;
+        };
+        let (end, reason) = match rec.deadline {
+            Some(d) if end >= d => (d, StopReason::TimeLimit),
+            _ => (end, reason),
         };
         let end = end.max(rec.start);
         let frames = frame_at(rec.start, end, rec.timeline.sample_rate());
@@ -633,6 +694,7 @@ impl Engine {
         let (ts, reason) = call
             .ended
             .unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
+        self.call_recording.remove(&handle);
         self.policy.on_call_ended(handle);
         self.events.push_back(Event::CallEnded {
             call: handle,
@@ -668,7 +730,21 @@ impl Engine {
         let pt = pkt.payload_type();
         let tev_pt = call.telephone_event_pt();
         let codec_info = call.codec_for(flow.sender, pt);
+        let answered = call.answered.is_some();
         self.dialogs.touch(flow.call, ts);
+        if answered
+            && Some(pt) != tev_pt
+            && pt != rtp::PT_CN
+            && pt != rtp::PT_CN_OLD
+            && let Some(limits) = self.call_recording.get_mut(&flow.call)
+            && let Some((reason, seen)) = limits.bridge.as_mut()
+        {
+            seen[crate::dialog::side_index(flow.sender)] = true;
+            if *seen == [true, true] {
+                let reason = std::mem::take(reason);
+                self.start_recording(flow.call, ts, reason);
+            }
+        }
 
         let key = (src, dst, pkt.ssrc());
         let stream = match self.streams.entry(key) {
@@ -888,6 +964,16 @@ impl Engine {
         self.stats.rtp_packets += dropped as u64;
         self.stats.rtp_unmatched += dropped as u64;
 
+        let mut expired: Vec<(CallHandle, Timestamp)> = self
+            .recordings
+            .iter()
+            .filter_map(|(h, r)| r.deadline.filter(|d| now >= *d).map(|d| (*h, d)))
+            .collect();
+        expired.sort();
+        for (h, d) in expired {
+            self.stop_recording(h, d, StopReason::TimeLimit);
+        }
+
         let window = self.cfg.reorder_window;
         let chunk = self.cfg.audio_chunk_frames as i64;
         let mut handles: Vec<CallHandle> = self.recordings.keys().copied().collect();
@@ -928,6 +1014,24 @@ impl Engine {
         self.stats.rtp_packets += held as u64;
         self.stats.rtp_unmatched += held as u64;
         self.next_sweep = None;
+    }
+}
+
+/// What the policy sees of a call.
+fn call_facts(c: &Call, answered_at: Timestamp) -> CallFacts<'_> {
+    CallFacts {
+        call: c.handle,
+        sip_call_id: &c.sip_call_id,
+        caller: &c.caller,
+        callee: &c.callee,
+        transport: c.transport,
+        answered_at,
+        request_user: &c.request_user,
+        caller_addr: c.caller_signalling.ip(),
+        callee_addr: c.callee_signalling.ip(),
+        caller_contact: c.caller_contact.as_deref(),
+        callee_contact: c.callee_contact.as_deref(),
+        mode_header: c.mode.as_deref(),
     }
 }
 

@@ -200,6 +200,8 @@ pub struct RecordingStarted {
     pub format: RecordingFormat,
     /// The policy's reason for recording, for the catalog.
     pub reason: String,
+    /// A finished recording shorter than this is deleted (`record_min_sec`).
+    pub min_secs: Option<u32>,
 }
 
 /// Why a recording stopped.
@@ -207,6 +209,8 @@ pub struct RecordingStarted {
 pub enum StopReason {
     CallEnded,
     Policy,
+    /// The decision's `time_limit` was reached.
+    TimeLimit,
 }
 
 impl StopReason {
@@ -214,6 +218,7 @@ impl StopReason {
         match self {
             StopReason::CallEnded => "call-ended",
             StopReason::Policy => "policy",
+            StopReason::TimeLimit => "time-limit",
         }
     }
 }

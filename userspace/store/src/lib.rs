@@ -169,6 +169,8 @@ struct OpenRecording {
     call: CallHandle,
     start: Timestamp,
     sample_rate: u32,
+    /// `record_min_sec`: a shorter finished recording is deleted.
+    min_secs: Option<u32>,
     rel: PathBuf,
     file: wav::WavFile,
 }
@@ -621,6 +623,7 @@ impl Store {
                 call: r.call,
                 start: r.ts,
                 sample_rate: r.sample_rate,
+                min_secs: r.min_secs,
                 rel,
                 file,
             },
@@ -653,11 +656,7 @@ impl Store {
         {
             call.open_rec = None;
         }
-        let reason = match reason {
-            StopReason::CallEnded => "call-ended",
-            StopReason::Policy => "policy",
-        };
-        self.finalise(open, ts, reason)
+        self.finalise(open, ts, reason.as_str())
     }
 
     fn finalise(
@@ -673,6 +672,25 @@ impl Store {
             stop_reason
         };
         let duration = done.frames as f64 / f64::from(open.sample_rate.max(1));
+        if let Some(min) = open.min_secs
+            && duration < f64::from(min)
+        {
+            let path = self.dir.join(&open.rel);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+            self.db
+                .prepare_cached(
+                    "UPDATE recordings SET end_time = ?2, duration_s = ?3, size_bytes = 0,
+                        state = 'deleted', stop_reason = 'shorter-than-min'
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![open.row, end.to_string(), duration]))
+                .map_err(self.sq())?;
+            return Ok(());
+        }
         self.db
             .prepare_cached(
                 "UPDATE recordings SET end_time = ?2, duration_s = ?3, size_bytes = ?4, state = 'complete',

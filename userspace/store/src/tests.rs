@@ -85,6 +85,7 @@ fn rec_started(rec: u64, call: u64, ms: u64) -> Event {
         channels: 2,
         format: RecordingFormat::Wav,
         reason: "rule all-calls".into(),
+        min_secs: None,
     })
 }
 
@@ -1167,4 +1168,62 @@ fn pause_and_resume_are_on_the_recording_timeline() {
         "{rows:?}"
     );
     assert_eq!(rows[0].5, 1);
+}
+
+fn rec_started_min(rec: u64, call: u64, ms: u64, min_secs: u32) -> Event {
+    match rec_started(rec, call, ms) {
+        Event::RecordingStarted(r) => Event::RecordingStarted(RecordingStarted {
+            min_secs: Some(min_secs),
+            ..r
+        }),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn a_recording_shorter_than_record_min_sec_is_deleted_and_the_catalog_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let mut store = Store::open(&dir, opts()).expect("open");
+    // Call 1: 2 s recorded, 5 s required. Call 2: 3 s recorded, 3 s required.
+    store.handle(started(1, 0, "short@x")).unwrap();
+    store.handle(answered(1, 1000)).unwrap();
+    store.handle(rec_started_min(1, 1, 1000, 5)).unwrap();
+    feed(&mut store, 1, 0, 2 * u64::from(RATE));
+    store
+        .handle(rec_stopped(1, 1, 3000, 2 * u64::from(RATE)))
+        .unwrap();
+    store.handle(ended(1, 3000, EndReason::Bye, None)).unwrap();
+    store.handle(started(2, 0, "long@x")).unwrap();
+    store.handle(answered(2, 1000)).unwrap();
+    store.handle(rec_started_min(2, 2, 1000, 3)).unwrap();
+    feed(&mut store, 2, 0, 3 * u64::from(RATE));
+    store
+        .handle(rec_stopped(2, 2, 4000, 3 * u64::from(RATE)))
+        .unwrap();
+    store.handle(ended(2, 4000, EndReason::Bye, None)).unwrap();
+    let report = store.finish(&summary()).expect("finish");
+    assert_eq!(report.recordings_finalised.len(), 1, "{report:?}");
+
+    let db = catalog(&dir);
+    let (path, state, stop, size): (String, String, String, i64) = db
+        .query_row(
+            "SELECT r.path, r.state, r.stop_reason, r.size_bytes FROM recordings r
+             JOIN calls c ON c.id = r.call_id WHERE c.sip_call_id = 'short@x'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), stop.as_str(), size),
+        ("deleted", "shorter-than-min", 0)
+    );
+    assert!(!dir.join(&path).exists(), "{path} deleted");
+    assert!(!wav::part_path(&dir.join(&path)).exists());
+    let kept: String = one(
+        &db,
+        "SELECT r.state FROM recordings r JOIN calls c ON c.id = r.call_id
+         WHERE c.sip_call_id = 'long@x'",
+    );
+    assert_eq!(kept, "complete");
 }

@@ -181,6 +181,10 @@ impl Config {
         c.dialog.setup_timeout = Duration::from_secs(e.setup_timeout_s);
         c.dialog.max_calls = e.max_calls;
         c.pending_rtp_max_age = Duration::from_millis(e.pending_rtp_ms);
+        if let Some(rules) = &self.compiled_rules {
+            c.mode_header = rules.mode_header.clone();
+            c.info_record = rules.info_record.clone();
+        }
         c
     }
 }
@@ -195,6 +199,27 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_name_the_engine_s_mode_and_info_record_headers() {
+        let c = Config::parse(
+            "[rules]\nmode_header = \"X-Rec\"\ninfo_record = { name = \"X-Yealink-Rec\", on = \"start\", off = \"stop\" }\n",
+        )
+        .expect("parses");
+        let e = c.engine_config();
+        assert_eq!(e.mode_header, "X-Rec");
+        assert_eq!(
+            (
+                e.info_record.name.as_str(),
+                e.info_record.on.as_str(),
+                e.info_record.off.as_str()
+            ),
+            ("X-Yealink-Rec", "start", "stop")
+        );
+        let d = Config::default().engine_config();
+        assert_eq!(d.mode_header, "X-Record-Mode");
+        assert_eq!(d.info_record.name, "Record");
+    }
 
     #[test]
     fn empty_config_gives_defaults() {
