@@ -7,7 +7,7 @@ use crate::net::{self, VlanTag, tcp_flags};
 use crate::rng::Rng;
 use crate::rtp::{self, Codec, PACKET_NS, PT_TELEPHONE_EVENT, RtpHeader, SAMPLES_PER_PACKET};
 use crate::sip::{Direction, Msg, Sdp, host, hostport};
-use crate::{CallTruth, DtmfTruth, Frame, SilentSpan};
+use crate::{CallTruth, ControlTruth, DtmfTruth, Frame, SilentSpan};
 
 pub const US: u64 = 1_000;
 pub const MS: u64 = 1_000_000;
@@ -37,6 +37,10 @@ pub struct CallSpec {
     pub ipv6: bool,
     pub cancel: bool,
     pub early_media: bool,
+    /// On-demand recording requests the callee sends during the call.
+    pub on_demand: OnDemandPlan,
+    /// `X-Record-Mode` in the INVITE.
+    pub record_mode: Option<&'static str>,
     pub caller_display: Option<String>,
     pub caller_tone_hz: f64,
     pub callee_tone_hz: f64,
@@ -44,6 +48,16 @@ pub struct CallSpec {
     /// Port the caller moves to after hold (HoldMove only).
     pub caller_rtp_port2: u16,
     pub callee_rtp_port: u16,
+}
+
+/// Which on-demand recording requests a call carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDemandPlan {
+    None,
+    /// SIP INFO `Record: off`, then `Record: on` (the Yealink Record key).
+    InfoRecord,
+    /// MESSAGE media-control pause/resume, in dialog then out of dialog (JSON).
+    MediaControl,
 }
 
 /// Collects one call's frames.
@@ -425,6 +439,14 @@ impl Dialog {
     }
 }
 
+/// The CSeq number of a message under construction.
+fn req_cseq(m: &Msg) -> u32 {
+    m.header_value("CSeq")
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// One RTP source (SSRC) state.
 struct RtpState {
     ssrc: u32,
@@ -756,6 +778,13 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         )
         .header("Supported", "replaces, timer")
         .header("User-Agent", "voxtap-gen caller");
+    if let Some(mode) = spec.record_mode {
+        invite = invite.header("X-Record-Mode", mode);
+    }
+    let session_id = format!("sess-{}", dlg.call_id);
+    if spec.on_demand == OnDemandPlan::MediaControl {
+        invite = invite.header("X-Session-Id", session_id.clone());
+    }
     if spec.big_invite {
         invite = invite
             .header(
@@ -848,6 +877,8 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         rtp_packets_callee: 0,
         lost_caller: 0,
         lost_callee: 0,
+        controls: Vec::new(),
+        record_mode: spec.record_mode.map(str::to_string),
     };
 
     if spec.cancel {
@@ -895,6 +926,100 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
 
     let t_bye = t_a + spec.talk_ns;
     let mut caller_cseq = 1;
+
+    // ---- on-demand requests from the callee ---------------------------------------
+    let at = |f: f64| t_a + us_floor((spec.talk_ns as f64 * f) as u64);
+    let rel_a = |t: u64| (t - t_a) as f64 / 1e9;
+    let mut callee_cseq = 10;
+    let plan: &[(f64, &str, &str)] = match spec.on_demand {
+        OnDemandPlan::None => &[],
+        OnDemandPlan::InfoRecord => &[(0.3, "stop", "sip-info"), (0.6, "start", "sip-info")],
+        OnDemandPlan::MediaControl => &[
+            (0.2, "pause", "message"),
+            (0.35, "resume", "message"),
+            (0.55, "pause", "message-json"),
+            (0.75, "resume", "message-json"),
+        ],
+    };
+    for &(f, action, via) in plan {
+        let t = at(f);
+        let b = branch(&mut rng);
+        let operation = match action {
+            "pause" => "pause-audio-recording",
+            _ => "resume-audio-recording",
+        };
+        let (req, call_id, from, to, method) = match via {
+            "sip-info" => {
+                callee_cseq += 1;
+                let value = if action == "start" { "on" } else { "off" };
+                let m = Msg::request("INFO", &dlg.caller_contact_uri())
+                    .header("Via", dlg.callee_via(&b))
+                    .header("From", dlg.to(true))
+                    .header("To", dlg.from())
+                    .header("Call-ID", dlg.call_id.clone())
+                    .header("CSeq", format!("{callee_cseq} INFO"))
+                    .header("Record", value);
+                (m, dlg.call_id.clone(), dlg.to(true), dlg.from(), "INFO")
+            }
+            "message" => {
+                callee_cseq += 1;
+                let m = Msg::request("MESSAGE", &dlg.caller_contact_uri())
+                    .header("Via", dlg.callee_via(&b))
+                    .header("From", dlg.to(true))
+                    .header("To", dlg.from())
+                    .header("Call-ID", dlg.call_id.clone())
+                    .header("CSeq", format!("{callee_cseq} MESSAGE"))
+                    .body("application/x-media-control", operation.to_string());
+                (m, dlg.call_id.clone(), dlg.to(true), dlg.from(), "MESSAGE")
+            }
+            _ => {
+                // Out of dialog: its own Call-ID; the agent's desk speaks for the callee.
+                let call_id = format!("{}@desk.gen.voxtap", rng.hex(10));
+                let from = format!(
+                    "<sip:{}@{}>;tag={}",
+                    dlg.callee_user,
+                    host(callee_ip),
+                    rng.hex(4)
+                );
+                let to = format!("<sip:recorder@{}>", host(callee_ip));
+                let m = Msg::request("MESSAGE", &format!("sip:recorder@{}", host(callee_ip)))
+                    .header("Via", dlg.callee_via(&b))
+                    .header("From", from.clone())
+                    .header("To", to.clone())
+                    .header("Call-ID", call_id.clone())
+                    .header("CSeq", "1 MESSAGE")
+                    .body(
+                        "application/x-media-control+json",
+                        format!(
+                            "{{\"operation\": \"{operation}\", \"session_id\": \"{session_id}\"}}"
+                        ),
+                    );
+                (m, call_id, from, to, "MESSAGE")
+            }
+        };
+        let cseq = req_cseq(&req);
+        sig.send(
+            &mut em,
+            t,
+            false,
+            &req.header("Max-Forwards", "70").render(),
+            None,
+        );
+        let ok = Msg::response(200, "OK")
+            .header("Via", dlg.callee_via(&b))
+            .header("From", from)
+            .header("To", to)
+            .header("Call-ID", call_id)
+            .header("CSeq", format!("{cseq} {method}"))
+            .render();
+        sig.send(&mut em, t + 2 * MS, true, &ok, None);
+        truth.controls.push(ControlTruth {
+            action: action.into(),
+            side: "callee".into(),
+            via: via.into(),
+            at_secs: rel_a(t),
+        });
+    }
 
     // ---- hold / move re-INVITEs -------------------------------------------------
     let mut hold_span = None;

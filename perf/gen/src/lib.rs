@@ -73,6 +73,15 @@ pub enum Scenario {
     EarlyMedia,
     /// Many overlapping PCMU/PCMA calls, all up at the same time (default 200).
     Concurrent,
+    /// The callee presses the Yealink Record key: SIP INFO `Record: off` at 30% of the talk
+    /// time, `Record: on` at 60%.
+    InfoRecord,
+    /// The callee pauses (20%) and resumes (35%) with in-dialog MESSAGEs
+    /// (`application/x-media-control`), then pauses (55%) and resumes (75%) with out-of-dialog
+    /// JSON MESSAGEs naming the `X-Session-Id` of the INVITE.
+    MediaControl,
+    /// Two calls whose INVITEs carry `X-Record-Mode`: the first `deny`, the second `force`.
+    ModeHeader,
     /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
     Mix,
 }
@@ -96,7 +105,7 @@ impl GenConfig {
     pub fn new(scenario: Scenario) -> Self {
         let calls = match scenario {
             Scenario::Concurrent => 200,
-            Scenario::FragmentedInvite => 2,
+            Scenario::FragmentedInvite | Scenario::ModeHeader => 2,
             _ => 1,
         };
         GenConfig {
@@ -161,6 +170,25 @@ pub struct CallTruth {
     pub rtp_packets_callee: u64,
     pub lost_caller: u64,
     pub lost_callee: u64,
+    /// On-demand requests sent in the call (SIP INFO record key, media-control MESSAGE).
+    #[serde(default)]
+    pub controls: Vec<ControlTruth>,
+    /// The `X-Record-Mode` of the INVITE, if it had one.
+    #[serde(default)]
+    pub record_mode: Option<String>,
+}
+
+/// An on-demand recording request seen on the wire.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct ControlTruth {
+    /// "start", "stop", "pause" or "resume".
+    pub action: String,
+    /// "caller" or "callee".
+    pub side: String,
+    /// "sip-info", "message" (in dialog) or "message-json" (out of dialog).
+    pub via: String,
+    /// Seconds after the answer.
+    pub at_secs: f64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]

@@ -1,6 +1,6 @@
 //! Scenario planning: turns a [`GenConfig`] into per-call [`CallSpec`]s.
 
-use crate::call::{CallSpec, MS, US};
+use crate::call::{CallSpec, MS, OnDemandPlan, US};
 use crate::net::{TPID_8021AD, TPID_8021Q};
 use crate::rng::Rng;
 use crate::rtp::Codec;
@@ -164,6 +164,16 @@ impl Planner {
             ipv6: kind == Scenario::Ipv6,
             cancel: kind == Scenario::CancelBeforeAnswer,
             early_media: kind == Scenario::EarlyMedia,
+            on_demand: match kind {
+                Scenario::InfoRecord => OnDemandPlan::InfoRecord,
+                Scenario::MediaControl => OnDemandPlan::MediaControl,
+                _ => OnDemandPlan::None,
+            },
+            record_mode: match kind {
+                Scenario::ModeHeader if nth.is_multiple_of(2) => Some("deny"),
+                Scenario::ModeHeader => Some("force"),
+                _ => None,
+            },
             caller_display,
             caller_tone_hz,
             callee_tone_hz,

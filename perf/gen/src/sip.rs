@@ -36,6 +36,18 @@ impl Msg {
         self
     }
 
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body(mut self, content_type: &str, body: String) -> Self {
+        self.body = Some((content_type.to_string(), body));
+        self
+    }
+
     pub fn sdp(mut self, body: String) -> Self {
         self.body = Some(("application/sdp".to_string(), body));
         self
