@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use voxtap_core::event::{EndReason, Event, Side};
+use voxtap_core::event::{EndReason, Event, Side, StopReason};
 use voxtap_core::wire::{self, Decoded, Transport};
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
 use voxtap_gen::{Frame, GenConfig, Scenario, generate};
@@ -410,4 +410,260 @@ fn media_endpoints_are_announced_and_withdrawn_with_their_call() {
         live.is_empty(),
         "every endpoint is withdrawn when its call is forgotten: {live:?}"
     );
+}
+
+/// A policy for the rules' engine-side work: records with `settings`, maps the SIP triggers
+/// (INFO record key: start/stop; media control: pause/resume) and notes the facts it saw.
+struct Scripted {
+    settings: voxtap_core::policy::Settings,
+    facts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn new(
+        settings: voxtap_core::policy::Settings,
+    ) -> (Scripted, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let facts = std::sync::Arc::default();
+        (
+            Scripted {
+                settings,
+                facts: std::sync::Arc::clone(&facts),
+            },
+            facts,
+        )
+    }
+}
+
+impl voxtap_core::policy::RecordingPolicy for Scripted {
+    fn on_answer(
+        &mut self,
+        f: &voxtap_core::policy::CallFacts<'_>,
+    ) -> voxtap_core::policy::Decision {
+        self.facts.lock().unwrap().push(format!(
+            "{} {:?} {:?} {:?}",
+            f.request_user, f.caller_contact, f.callee_contact, f.mode_header
+        ));
+        let mut d = voxtap_core::policy::Decision::new(f.mode_header != Some("deny"), "test");
+        d.settings = self.settings.clone();
+        d
+    }
+
+    fn on_trigger(
+        &mut self,
+        _: &voxtap_core::policy::CallFacts<'_>,
+        trigger: &voxtap_core::policy::Trigger,
+    ) -> Option<voxtap_core::policy::Command> {
+        use voxtap_core::policy::{Action, Command, Trigger};
+        let (action, side) = match *trigger {
+            Trigger::SipInfoRecord { on, side } => {
+                (if on { Action::Start } else { Action::Stop }, side)
+            }
+            Trigger::MediaControl { pause, side } => {
+                (if pause { Action::Pause } else { Action::Resume }, side)
+            }
+            _ => return None,
+        };
+        Some(Command {
+            action,
+            reason: format!("{trigger:?}"),
+            requested_by: Some(side),
+        })
+    }
+}
+
+fn run_scripted(policy: Scripted, frames: &[Frame]) -> Vec<Event> {
+    drive(
+        Engine::with_policy(EngineConfig::default(), Box::new(policy)),
+        frames,
+    )
+    .0
+}
+
+fn left_right(events: &[Event]) -> Vec<i16> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingAudio { samples, .. } => Some(samples.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect()
+}
+
+#[test]
+fn the_policy_sees_the_number_dialled_the_contacts_and_the_mode() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::ModeHeader));
+    let (policy, facts) = Scripted::new(Default::default());
+    let events = run_scripted(policy, &frames);
+    let mut facts = facts.lock().unwrap().clone();
+    // In call order (the second call may be answered first).
+    facts.sort();
+    assert_eq!(facts.len(), 2);
+    let c = &truth.calls[0];
+    assert!(
+        facts[0].starts_with(&format!("{} Some(\"sip:{}@", c.callee_user, c.caller_user)),
+        "{facts:?}"
+    );
+    assert!(
+        facts[0].contains(&format!("Some(\"sip:{}@", c.callee_user)),
+        "{facts:?}"
+    );
+    assert!(facts[0].ends_with("Some(\"deny\")"), "{facts:?}");
+    assert!(facts[1].ends_with("Some(\"force\")"), "{facts:?}");
+    // deny: not recorded; force: recorded.
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Event::RecordingStarted(_)))
+        .count();
+    assert_eq!(started, 1);
+}
+
+#[test]
+fn the_sip_info_record_key_stops_and_starts_recordings() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::InfoRecord));
+    let (policy, _) = Scripted::new(Default::default());
+    let events = run_scripted(policy, &frames);
+    let answer = truth.calls[0].answer_ns.unwrap();
+    let rel = |ts: Timestamp| (ts.as_nanos() - answer) as f64 / 1e9;
+    let recs: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStarted(r) => Some(("start", rel(r.ts))),
+            Event::RecordingStopped { ts, reason, .. } => Some((
+                if *reason == StopReason::Policy {
+                    "stop"
+                } else {
+                    "end"
+                },
+                rel(*ts),
+            )),
+            _ => None,
+        })
+        .collect();
+    let controls = &truth.calls[0].controls;
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    assert_eq!(recs[0], ("start", 0.0));
+    assert_eq!(recs[1].0, "stop");
+    assert!(
+        (recs[1].1 - controls[0].at_secs).abs() < 1e-6,
+        "{recs:?} {controls:?}"
+    );
+    assert_eq!(recs[2].0, "start");
+    assert!((recs[2].1 - controls[1].at_secs).abs() < 1e-6);
+    assert_eq!(recs[3].0, "end");
+}
+
+#[test]
+fn media_control_messages_pause_and_resume_in_and_out_of_dialog() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::MediaControl));
+    let (policy, _) = Scripted::new(Default::default());
+    let events = run_scripted(policy, &frames);
+    let controls: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingControl(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let c = &truth.calls[0];
+    let answer = c.answer_ns.unwrap();
+    assert_eq!(controls.len(), c.controls.len(), "{controls:?}");
+    for (got, want) in controls.iter().zip(&c.controls) {
+        assert_eq!(got.action.as_str(), want.action);
+        assert_eq!(got.requested_by, Some(Side::Callee));
+        let at = (got.ts.as_nanos() - answer) as f64 / 1e9;
+        assert!((at - want.at_secs).abs() < 1e-6, "{at} {want:?}");
+    }
+    let samples = left_right(&events);
+    let frame = |s: f64| (s * 8000.0) as usize * 2;
+    for pair in c.controls.chunks(2) {
+        let (p, r) = (pair[0].at_secs, pair[1].at_secs);
+        assert!(
+            samples[frame(p + 0.35)..frame(r)].iter().all(|&s| s == 0),
+            "audio while paused {p}..{r}"
+        );
+        assert!(
+            samples[frame(r + 0.1)..frame(r + 0.3)]
+                .iter()
+                .any(|&s| s != 0)
+        );
+    }
+}
+
+#[test]
+fn the_time_limit_stops_the_recording_at_answer_plus_the_limit() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let settings = voxtap_core::policy::Settings {
+        time_limit: Some(1),
+        record_min_sec: Some(3),
+        ..Default::default()
+    };
+    let (policy, _) = Scripted::new(settings);
+    let events = run_scripted(policy, &frames);
+    let answer = truth.calls[0].answer_ns.unwrap();
+    let started: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStarted(r) => Some(r.min_secs),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [Some(3)]);
+    let stopped: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStopped {
+                ts, reason, frames, ..
+            } => Some((*ts, *reason, *frames)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stopped,
+        [(
+            Timestamp(answer + 1_000_000_000),
+            StopReason::TimeLimit,
+            8000
+        )]
+    );
+    // The call itself goes on: it ends later, by BYE.
+    assert!(
+        matches!(call_ended(&events)[..], [(EndReason::Bye, t)] if t.as_nanos() > answer + 3_000_000_000)
+    );
+}
+
+#[test]
+fn record_on_bridge_waits_for_rtp_in_both_directions() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let settings = voxtap_core::policy::Settings {
+        record_on: Some(voxtap_core::policy::RecordOn::Bridge),
+        ..Default::default()
+    };
+    let (policy, _) = Scripted::new(settings);
+    let events = run_scripted(policy, &frames);
+    let answer = truth.calls[0].answer_ns.unwrap();
+    // The first RTP each way after the answer (the generator starts both 5 ms after it).
+    let (callee_first, caller_first) = {
+        let mut first = [None, None];
+        for f in &frames {
+            if f.ts_ns < answer || is_sip(f) {
+                continue;
+            }
+            if let Ok(Decoded::Packet { src, .. }) = wire::decode(LinkType::Ethernet, &f.data) {
+                let i = usize::from(src.to_string().starts_with("10.2."));
+                first[i].get_or_insert(f.ts_ns);
+            }
+        }
+        (first[1].unwrap(), first[0].unwrap())
+    };
+    let started: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStarted(r) => Some(r.ts.as_nanos()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [callee_first.max(caller_first)]);
+    assert!(started[0] > answer);
 }
