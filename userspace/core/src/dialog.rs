@@ -642,9 +642,9 @@ impl Dialogs {
         let user = sip::parse_uri(from.uri).and_then(|u| u.user).unwrap_or("");
         let side = if !user.is_empty() && user == call.callee.user {
             Side::Callee
-        } else if !user.is_empty() && user == call.caller.user {
-            Side::Caller
-        } else if src.ip() == call.caller_signalling.ip() {
+        } else if (!user.is_empty() && user == call.caller.user)
+            || src.ip() == call.caller_signalling.ip()
+        {
             Side::Caller
         } else {
             Side::Callee

@@ -31,8 +31,8 @@ pub struct CallFacts<'a> {
     pub callee: &'a Party,
     pub transport: SipTransport,
     pub answered_at: Timestamp,
-    /// User part of the INVITE's Request-URI: the number dialled (a DDI on inbound calls).
-    /// Empty when unknown; the To user stands in for it then.
+    /// User part of the initial INVITE's Request-URI: the number dialled (a DDI on inbound
+    /// calls). Empty when it has none; the To user stands in for it then.
     pub request_user: &'a str,
     /// Where each party's signalling was seen: the INVITE's source and destination.
     pub caller_addr: IpAddr,
@@ -79,10 +79,9 @@ pub enum Trigger {
         source: DtmfSource,
     },
     /// A SIP INFO with the record header ([`Rules::info_record`]): the Yealink Record key.
-    /// Not raised by the engine yet.
     SipInfoRecord { on: bool, side: Side },
-    /// A SIP MESSAGE `application/x-media-control` asking to pause or resume recording.
-    /// Not raised by the engine yet.
+    /// A SIP MESSAGE asking to pause or resume recording: in dialog
+    /// (`application/x-media-control`) or out of dialog (JSON, matched by `X-Session-Id`).
     MediaControl { pause: bool, side: Side },
     /// A transfer left two external parties talking. Not raised by the engine yet.
     BecameExternalToExternal,

@@ -280,9 +280,9 @@ pub struct Settings {
     pub inbound: Networked,
     pub outbound: Networked,
     pub format: Option<RecordingFormat>,
-    /// Recordings shorter than this are deleted (not enforced yet).
+    /// Recordings shorter than this are deleted (by the store).
     pub record_min_sec: Option<u32>,
-    /// Recordings stop after this many seconds (not enforced yet).
+    /// Recordings stop this many seconds after the answer.
     pub time_limit: Option<u32>,
     pub record_on: Option<RecordOn>,
     pub sample_rate: Option<u32>,
