@@ -509,11 +509,7 @@ impl Engine {
     }
 
     fn start_recording(&mut self, call: CallHandle, ts: Timestamp, reason: String) {
-        self.next_recording += 1;
-        let rec = RecordingHandle(self.next_recording);
-        self.stats.recordings_started += 1;
-        let limits = self.call_recording.get_mut(&call);
-        let (min_secs, deadline) = match limits {
+        let (min_secs, deadline) = match self.call_recording.get_mut(&call) {
             Some(l) => {
                 // An on-demand start while a bridge is awaited starts now: no more waiting.
                 l.bridge = None;
@@ -521,9 +517,13 @@ impl Engine {
             }
             None => (None, None),
         };
+        // Past the call's time limit nothing more is recorded.
         if deadline.is_some_and(|d| ts >= d) {
             return;
         }
+        self.next_recording += 1;
+        let rec = RecordingHandle(self.next_recording);
+        self.stats.recordings_started += 1;
         self.recordings.insert(
             call,
             Recording {

@@ -667,3 +667,52 @@ fn record_on_bridge_waits_for_rtp_in_both_directions() {
     assert_eq!(started, [callee_first.max(caller_first)]);
     assert!(started[0] > answer);
 }
+
+#[test]
+fn record_on_bridge_records_nothing_when_only_one_direction_flows() {
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    // Drop the callee's RTP: the call is never bridged.
+    let one_way: Vec<Frame> = frames
+        .into_iter()
+        .filter(|f| {
+            is_sip(f)
+                || !matches!(
+                    wire::decode(LinkType::Ethernet, &f.data),
+                    Ok(Decoded::Packet { src, .. }) if src.to_string().starts_with("10.2.")
+                )
+        })
+        .collect();
+    let settings = voxtap_core::policy::Settings {
+        record_on: Some(voxtap_core::policy::RecordOn::Bridge),
+        ..Default::default()
+    };
+    let (policy, _) = Scripted::new(settings);
+    let events = run_scripted(policy, &one_way);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::RecordingStarted(_)))
+    );
+    assert_eq!(call_ended(&events).len(), 1);
+}
+
+#[test]
+fn without_rules_on_demand_messages_change_nothing() {
+    for scenario in [Scenario::MediaControl, Scenario::InfoRecord] {
+        let (frames, _) = generate(&GenConfig::new(scenario));
+        let (events, _) = run(EngineConfig::default(), &frames);
+        let recs: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::RecordingStarted(r) => Some(r.min_secs),
+                Event::RecordingStopped { reason, .. } => {
+                    assert_eq!(*reason, StopReason::CallEnded);
+                    None
+                }
+                Event::RecordingControl(c) => panic!("{c:?}"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(recs, [None], "{scenario:?}");
+    }
+}
