@@ -1503,4 +1503,19 @@ mod tests {
         assert_eq!(json_string(r#"{"c":5}"#, "c"), None);
         assert_eq!(json_string(r#"{"a":"b"}"#, "c"), None);
     }
+
+    proptest::proptest! {
+        /// Emit a media-control body, then read it back; arbitrary text never panics.
+        #[test]
+        fn json_string_round_trips(
+            op in "[a-z-]{0,24}",
+            id in "[^\"\\\\]{0,40}",
+            junk in ".{0,80}",
+        ) {
+            let body = format!("{{ \"session_id\" : \"{id}\", \"operation\":\"{op}\" }}");
+            proptest::prop_assert_eq!(json_string(&body, "operation"), Some(op.as_str()));
+            proptest::prop_assert_eq!(json_string(&body, "session_id"), Some(id.as_str()));
+            let _ = json_string(&junk, "operation");
+        }
+    }
 }
