@@ -187,6 +187,9 @@ fn live_capture_matches_replay(capture: &str, test: &str) {
         "0000000000000000",
         "capabilities must be dropped once capture is set up"
     );
+    // A mirror port's frames are for other hosts: the NIC must not filter them by MAC.
+    let promiscuous = voxtap_capture::promisc::is_promiscuous(net.host_if()).unwrap();
+    assert!(promiscuous, "{capture}: the interface is not promiscuous");
     let noise = noise(200);
     let noise_refs: Vec<&[u8]> = noise.iter().map(Vec::as_slice).collect();
     net.send_frames(&noise_refs).expect("send noise");
@@ -201,6 +204,8 @@ fn live_capture_matches_replay(capture: &str, test: &str) {
         status.success(),
         "voxtap run exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    let promiscuous = voxtap_capture::promisc::is_promiscuous(net.host_if()).unwrap();
+    assert!(!promiscuous, "{capture}: promiscuous mode outlived the run");
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
     eprintln!(
         "{test}: {}\n{}",

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use voxtap_capture::afpacket::{AfPacket, AfPacketOptions};
 use voxtap_capture::afxdp::{AfXdp, AfXdpOptions};
 use voxtap_capture::live::{LiveCapture, QueueStats};
+use voxtap_capture::promisc::Promiscuous;
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
 use voxtap_core::{Engine, Event, Timestamp};
 use voxtap_store::{RunSummary, Store, StoreOptions};
@@ -113,6 +114,9 @@ struct Live {
     // Field order matters: the sockets close before the program detaches.
     capture: Box<dyn LiveCapture>,
     xdp: Option<XdpProgram>,
+    /// Mirrored frames are addressed to other hosts: without this a NIC's MAC filter drops
+    /// them before XDP runs. (libpcap does the same for AF_PACKET.)
+    _promiscuous: Option<Promiscuous>,
 }
 
 impl Live {
@@ -132,6 +136,7 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
             Ok(Live {
                 capture: Box::new(cap),
                 xdp: None,
+                _promiscuous: None,
             })
         }
         CaptureKind::Xdp => {
@@ -156,9 +161,12 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
                     format!("cannot register the AF_XDP socket of queue {queue}")
                 })?;
             }
+            let promiscuous = Promiscuous::enable(&args.iface)
+                .with_context(|| format!("cannot put {} in promiscuous mode", args.iface))?;
             Ok(Live {
                 capture: Box::new(xsk),
                 xdp: Some(prog),
+                _promiscuous: Some(promiscuous),
             })
         }
     }
