@@ -17,8 +17,9 @@ use std::time::Duration;
 use crate::codec::{self, Decoder};
 use crate::dialog::{CallState, DialogConfig, DialogEvent, Dialogs, Rejected};
 use crate::event::{
-    CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl, RecordingFormat,
-    RecordingHandle, RecordingStarted, Side, SipTransport, StopReason, StreamHandle, StreamReport,
+    CallDecision, CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl,
+    RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport, StopReason,
+    StreamHandle, StreamReport,
 };
 use crate::media::{Placement, Timeline};
 use crate::policy::{Action, CallFacts, Command, RecordAnswered, RecordingPolicy, Trigger};
@@ -457,6 +458,13 @@ impl Engine {
             mode_header: None,
         };
         let decision = self.policy.on_answer(&facts);
+        self.events.push_back(Event::Decision(CallDecision {
+            call: handle,
+            ts: answered_at,
+            record: decision.record,
+            reason: decision.reason.clone(),
+            trace: decision.trace.clone(),
+        }));
         if decision.record {
             self.start_recording(handle, answered_at, decision.reason);
         }

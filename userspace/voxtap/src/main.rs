@@ -1,6 +1,7 @@
 //! voxtap: a passive SIP/RTP call recorder for mirror ports.
 
 mod config;
+mod explain;
 mod privileges;
 mod replay;
 mod rules_config;
@@ -42,6 +43,10 @@ enum Command {
     /// and drops them all once capture is set up. Live figures go to stderr every
     /// capture.stats_interval_s seconds and on SIGUSR1.
     Run(RunArgs),
+    /// Tell the story of one call from the catalog: parties, times, how it ended, the
+    /// recording decision with the policy's trace, recordings, DTMF and pause/resume events,
+    /// and RTP streams with loss and jitter.
+    Explain(ExplainArgs),
     /// Recording rules (see docs/rules.md).
     Rules {
         #[command(subcommand)]
@@ -59,6 +64,16 @@ enum RulesCommand {
         #[arg(value_name = "CONFIG")]
         config: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    /// The output directory voxtap wrote (holding catalog.sqlite).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The call: its number in the catalog (calls.id) or its SIP Call-ID.
+    #[arg(value_name = "CALL")]
+    pub call: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +136,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Rules {
             command: RulesCommand::Check { config },
         } => rules_check(&config),
