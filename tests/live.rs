@@ -377,3 +377,62 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     v
 }
+
+#[test]
+fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() {
+    let test = "sighup_reloads_the_rules";
+    let Some(net) = TestNet::new_or_skip("vth", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    let out = s.path().join("out");
+    let mut running = Running::start(net.host_if(), "afpacket", &config, &out);
+    let hup = |r: &Running| {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(r.child.id() as i32, libc::SIGHUP) };
+    };
+
+    // New rules: record nothing. They apply to the next call.
+    std::fs::write(
+        &config,
+        "[capture]\nstats_interval_s = 1\n[recording]\nenabled = false\n",
+    )
+    .unwrap();
+    hup(&running);
+    running.wait_for("reloaded the recording rules", Duration::from_secs(10));
+    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    net.replay_paced(&paced, 1.0).expect("replay the call");
+
+    // A broken file is refused and the running rules stay.
+    std::fs::write(&config, "[recording]\nenabled = \"sometimes\"\n").unwrap();
+    hup(&running);
+    let line = running.wait_for("SIGHUP", Duration::from_secs(10));
+    assert!(
+        line.contains("kept the running rules") && line.contains("line 2"),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, _, stderr) = running.stop();
+    assert!(status.success(), "{stderr}");
+
+    let db = catalog(&out);
+    let calls: i64 = db
+        .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(calls, 1, "{stderr}");
+    let recordings: i64 = db
+        .query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recordings, 0, "the reloaded rules record nothing");
+    let (record, reason): (bool, String) = db
+        .query_row("SELECT record, reason FROM decisions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(!record);
+    assert_eq!(reason, "recording disabled");
+    assert!(truth.calls[0].answered);
+}

@@ -172,6 +172,13 @@ impl Engine {
         }
     }
 
+    /// Replaces the recording policy (a configuration reload). Calls already answered keep the
+    /// recordings they have; the new policy decides for calls answered from now on and for
+    /// the triggers it sees from now on.
+    pub fn set_policy(&mut self, policy: Box<dyn RecordingPolicy>) {
+        self.policy = policy;
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }

@@ -33,6 +33,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report_now))
         .context("cannot install a signal handler")?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("cannot install a signal handler")?;
 
     // Capture first: if it cannot work, nothing is written.
     let mut live = open_capture(args, &cfg)?;
@@ -76,6 +79,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
             live.xdp.as_mut(),
             &mut endpoint_errors,
         )?;
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_rules(args, &mut engine);
+        }
         if report.due() || report_now.swap(false, Ordering::Relaxed) {
             report.print(&engine, &mut live, endpoint_errors);
         }
@@ -107,6 +113,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
         stats.rtp_unmatched
     );
     Ok(())
+}
+
+/// SIGHUP: re-reads the config file and swaps in its recording rules without touching calls in
+/// flight. A bad file is reported and the running rules stay, so a typo never stops recording.
+fn reload_rules(args: &RunArgs, engine: &mut Engine) {
+    let Some(path) = &args.config else {
+        eprintln!("voxtap run: SIGHUP: no --config file to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(cfg) => {
+            engine.set_policy(cfg.policy());
+            eprintln!(
+                "voxtap run: SIGHUP: reloaded the recording rules from {}",
+                path.display()
+            );
+        }
+        Err(e) => eprintln!("voxtap run: SIGHUP: kept the running rules: {e:#}"),
+    }
 }
 
 /// The capture in use, and the XDP program when there is one.
