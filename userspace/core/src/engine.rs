@@ -538,6 +538,17 @@ impl Engine {
         }
     }
 
+    /// A request from outside the wire (the local control API of `voxtap run`): start, stop,
+    /// pause or resume the recording of the answered call with this SIP Call-ID, at `ts`.
+    /// Returns false when no such call is running.
+    pub fn control(&mut self, sip_call_id: &str, ts: Timestamp, cmd: Command) -> bool {
+        let Some(call) = self.dialogs.answered_by_call_id(sip_call_id) else {
+            return false;
+        };
+        self.apply_command(call, ts.max(self.now), cmd);
+        true
+    }
+
     /// Carries out what the policy asked of a running call.
     fn apply_command(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
         let paused = self.recordings.get(&call).map(|r| r.paused);

@@ -1,6 +1,7 @@
 //! voxtap: a passive SIP/RTP call recorder for mirror ports.
 
 mod config;
+mod control;
 mod explain;
 mod privileges;
 mod replay;
@@ -47,6 +48,9 @@ enum Command {
     /// recording decision with the policy's trace, recordings, DTMF and pause/resume events,
     /// and RTP streams with loss and jitter.
     Explain(ExplainArgs),
+    /// Start, stop, pause or resume the recording of a running call through the control socket
+    /// of `voxtap run` (see its --control option).
+    Control(ControlArgs),
     /// Recording rules (see docs/rules.md).
     Rules {
         #[command(subcommand)]
@@ -64,6 +68,19 @@ enum RulesCommand {
         #[arg(value_name = "CONFIG")]
         config: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControlArgs {
+    /// The control socket of the running voxtap (by default DIR/control.sock of its --out).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// What to do.
+    #[arg(value_parser = ["start", "stop", "pause", "resume"])]
+    pub action: String,
+    /// The SIP Call-ID of the answered call.
+    #[arg(value_name = "CALL-ID")]
+    pub call: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +118,10 @@ pub struct RunArgs {
     /// Number of RX queues to bind AF_XDP sockets to (default: all of the interface's).
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
+    /// The local control socket (start/stop/pause/resume by SIP Call-ID; see `voxtap
+    /// control`). Default: DIR/control.sock.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -137,6 +158,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Control(args) => control::client(&args.socket, &args.action, &args.call),
         Command::Rules {
             command: RulesCommand::Check { config },
         } => rules_check(&config),

@@ -19,6 +19,7 @@ use voxtap_core::{Engine, Event, Timestamp};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
 use crate::config::Config;
+use crate::control::ControlSocket;
 use crate::{CaptureKind, RunArgs};
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -54,6 +55,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut store = Store::open(&args.out, opts)
         .with_context(|| format!("cannot open output {}", args.out.display()))?;
 
+    let control_path = args
+        .control
+        .clone()
+        .unwrap_or_else(|| args.out.join("control.sock"));
+    let control = ControlSocket::bind(&control_path)?;
+
     // Everything privileged is done: the program is attached, the sockets are bound, the
     // output is open. Map updates and reads go through file descriptors we already hold.
     crate::privileges::drop_all().context("cannot drop capabilities")?;
@@ -79,6 +86,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             live.xdp.as_mut(),
             &mut endpoint_errors,
         )?;
+        control.poll(|req| {
+            if engine.control(&req.sip_call_id, wall_clock(), req.command()) {
+                Ok(())
+            } else {
+                Err(format!("no answered call with Call-ID {}", req.sip_call_id))
+            }
+        });
         if reload.swap(false, Ordering::Relaxed) {
             reload_rules(args, &mut engine);
         }
