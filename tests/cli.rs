@@ -262,3 +262,46 @@ fn run_help_names_the_capture_modes_and_capabilities() {
         assert!(help.contains(needle), "run --help lacks {needle}:\n{help}");
     }
 }
+
+#[test]
+fn explain_tells_a_call_from_the_catalog() {
+    let s = Scratch::new("explain");
+    let pcap = s.path().join("dtmf.pcap");
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Dtmf));
+    write_pcap(&pcap, &frames).unwrap();
+    let out_dir = s.path().join("out");
+    assert!(replay(&out_dir, &[&pcap]).status.success());
+    let call_id = &truth.calls[0].sip_call_id;
+    let out = Command::new(voxtap())
+        .args(["explain", "--out"])
+        .arg(&out_dir)
+        .arg(call_id)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        call_id.as_str(),
+        "decision at",
+        "record (default: record every answered call)",
+        "1. default: record every answered call",
+        "dtmf 1  [rfc4733, caller]",
+        "dtmf 5  [rfc4733, callee]",
+        "complete",
+        "PCMU",
+    ] {
+        assert!(text.contains(needle), "explain lacks {needle:?}:\n{text}");
+    }
+    let missing = Command::new(voxtap())
+        .args(["explain", "--out"])
+        .arg(&out_dir)
+        .arg("nope@nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no call \"nope@nowhere\""));
+}

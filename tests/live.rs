@@ -187,6 +187,9 @@ fn live_capture_matches_replay(capture: &str, test: &str) {
         "0000000000000000",
         "capabilities must be dropped once capture is set up"
     );
+    // A mirror port's frames are for other hosts: the NIC must not filter them by MAC.
+    let promiscuous = voxtap_capture::promisc::is_promiscuous(net.host_if()).unwrap();
+    assert!(promiscuous, "{capture}: the interface is not promiscuous");
     let noise = noise(200);
     let noise_refs: Vec<&[u8]> = noise.iter().map(Vec::as_slice).collect();
     net.send_frames(&noise_refs).expect("send noise");
@@ -201,6 +204,8 @@ fn live_capture_matches_replay(capture: &str, test: &str) {
         status.success(),
         "voxtap run exited with {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    let promiscuous = voxtap_capture::promisc::is_promiscuous(net.host_if()).unwrap();
+    assert!(!promiscuous, "{capture}: promiscuous mode outlived the run");
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
     eprintln!(
         "{test}: {}\n{}",
@@ -371,4 +376,138 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     v
+}
+
+#[test]
+fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() {
+    let test = "sighup_reloads_the_rules";
+    let Some(net) = TestNet::new_or_skip("vth", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    let out = s.path().join("out");
+    let mut running = Running::start(net.host_if(), "afpacket", &config, &out);
+    let hup = |r: &Running| {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(r.child.id() as i32, libc::SIGHUP) };
+    };
+
+    // New rules: record nothing. They apply to the next call.
+    std::fs::write(
+        &config,
+        "[capture]\nstats_interval_s = 1\n[recording]\nenabled = false\n",
+    )
+    .unwrap();
+    hup(&running);
+    running.wait_for("reloaded the recording rules", Duration::from_secs(10));
+    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    net.replay_paced(&paced, 1.0).expect("replay the call");
+
+    // A broken file is refused and the running rules stay.
+    std::fs::write(&config, "[recording]\nenabled = \"sometimes\"\n").unwrap();
+    hup(&running);
+    let line = running.wait_for("SIGHUP", Duration::from_secs(10));
+    assert!(
+        line.contains("kept the running rules") && line.contains("line 2"),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, _, stderr) = running.stop();
+    assert!(status.success(), "{stderr}");
+
+    let db = catalog(&out);
+    let calls: i64 = db
+        .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(calls, 1, "{stderr}");
+    let recordings: i64 = db
+        .query_row("SELECT COUNT(*) FROM recordings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(recordings, 0, "the reloaded rules record nothing");
+    let (record, reason): (bool, String) = db
+        .query_row("SELECT record, reason FROM decisions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(!record);
+    assert_eq!(reason, "recording disabled");
+    assert!(truth.calls[0].answered);
+}
+
+#[test]
+fn the_control_socket_pauses_and_resumes_a_running_call() {
+    let test = "control_socket";
+    let Some(net) = TestNet::new_or_skip("vtc", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let mut cfg = GenConfig::new(Scenario::Pcmu);
+    cfg.talk_secs = 6.0;
+    let (frames, truth) = generate(&cfg);
+    let t = &truth.calls[0];
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    let out = s.path().join("out");
+    let running = Running::start(net.host_if(), "afpacket", &config, &out);
+    let socket = out.join("control.sock");
+    let control = |action: &str, call: &str| {
+        Command::new(voxtap())
+            .args(["control", "--socket"])
+            .arg(&socket)
+            .args([action, call])
+            .output()
+            .unwrap()
+    };
+    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    let answer_after = Duration::from_nanos(t.answer_ns.unwrap() - frames[0].ts_ns);
+    std::thread::scope(|scope| {
+        scope.spawn(|| net.replay_paced(&paced, 1.0).expect("replay the call"));
+        // Pause 2 s into the call, resume 2 s later.
+        std::thread::sleep(answer_after + Duration::from_secs(2));
+        let o = control("pause", &t.sip_call_id);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(control("resume", &t.sip_call_id).status.success());
+        let unknown = control("stop", "nobody@nowhere");
+        assert_eq!(unknown.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("no answered call"));
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let (status, _, stderr) = running.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(!socket.exists(), "the socket is removed at exit");
+
+    let db = catalog(&out);
+    let rows: Vec<(String, String, f64)> = db
+        .prepare("SELECT kind, value, offset_s FROM events WHERE kind IN ('pause', 'resume') ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str()),
+        ("pause", "control API")
+    );
+    assert_eq!(rows[1].0, "resume");
+    let path: String = db
+        .query_row("SELECT path FROM recordings", [], |r| r.get(0))
+        .unwrap();
+    let wav = voxtap_tests::read_wav(&out.join(path));
+    let (p, r) = (rows[0].2, rows[1].2);
+    let span = |a: f64, b: f64| (a * 8000.0) as usize..(b * 8000.0) as usize;
+    let paused = &wav.left[span(p + 0.4, r - 0.1)];
+    assert!(
+        paused.iter().all(|&v| v == 0.0),
+        "audio between pause ({p:.2} s) and resume ({r:.2} s)"
+    );
+    assert!(
+        wav.left[span(r + 0.5, r + 1.0)].iter().any(|&v| v != 0.0),
+        "no audio after resume"
+    );
 }

@@ -11,5 +11,7 @@ pub mod afpacket;
 #[cfg(target_os = "linux")]
 pub mod afxdp;
 pub mod live;
+#[cfg(target_os = "linux")]
+pub mod promisc;
 #[cfg(all(feature = "testnet", target_os = "linux"))]
 pub mod testnet;

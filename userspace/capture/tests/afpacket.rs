@@ -164,3 +164,25 @@ fn errors_name_the_interface() {
     assert!(matches!(err, AfPacketError::Filter { .. }), "{err:?}");
     assert!(err.to_string().starts_with(net.host_if()), "{err}");
 }
+
+#[test]
+fn promiscuous_mode_is_held_while_the_guard_lives() {
+    use voxtap_capture::promisc::{Promiscuous, is_promiscuous};
+    let Some(net) = TestNet::new_or_skip("prm", "promiscuous_mode_is_held") else {
+        return;
+    };
+    assert!(!is_promiscuous(net.host_if()).unwrap());
+    let guard = Promiscuous::enable(net.host_if()).expect("enter promiscuous mode");
+    assert!(is_promiscuous(net.host_if()).unwrap());
+    drop(guard);
+    assert!(
+        !is_promiscuous(net.host_if()).unwrap(),
+        "closing the socket gives it back"
+    );
+    assert!(
+        Promiscuous::enable("voxtap-nosuch0")
+            .unwrap_err()
+            .to_string()
+            .contains("voxtap-nosuch0")
+    );
+}

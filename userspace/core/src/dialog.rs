@@ -259,6 +259,20 @@ impl Dialogs {
         self.evicted
     }
 
+    /// The answered, still running call with this SIP Call-ID, if there is one.
+    pub fn answered_by_call_id(&self, sip_call_id: &str) -> Option<CallHandle> {
+        self.by_call_id
+            .get(sip_call_id)?
+            .iter()
+            .rev()
+            .copied()
+            .find(|h| {
+                self.calls
+                    .get(h)
+                    .is_some_and(|c| c.state == CallState::Answered)
+            })
+    }
+
     pub fn handles(&self) -> Vec<CallHandle> {
         let mut v: Vec<_> = self.calls.keys().copied().collect();
         v.sort();

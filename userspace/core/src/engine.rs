@@ -17,8 +17,9 @@ use std::time::Duration;
 use crate::codec::{self, Decoder};
 use crate::dialog::{Call, CallState, DialogConfig, DialogEvent, Dialogs, PolicyHeaders, Rejected};
 use crate::event::{
-    CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl, RecordingFormat,
-    RecordingHandle, RecordingStarted, Side, SipTransport, StopReason, StreamHandle, StreamReport,
+    CallDecision, CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl,
+    RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport, StopReason,
+    StreamHandle, StreamReport,
 };
 use crate::media::{Placement, Timeline};
 use crate::policy::{
@@ -199,6 +200,13 @@ impl Engine {
             scratch: Vec::new(),
             audio: Vec::new(),
         }
+    }
+
+    /// Replaces the recording policy (a configuration reload). Calls already answered keep the
+    /// recordings they have; the new policy decides for calls answered from now on and for
+    /// the triggers it sees from now on.
+    pub fn set_policy(&mut self, policy: Box<dyn RecordingPolicy>) {
+        self.policy = policy;
     }
 
     pub fn stats(&self) -> &Stats {
@@ -481,6 +489,13 @@ impl Engine {
         });
         let facts = call_facts(c, answered_at);
         let decision = self.policy.on_answer(&facts);
+        self.events.push_back(Event::Decision(CallDecision {
+            call: handle,
+            ts: answered_at,
+            record: decision.record,
+            reason: decision.reason.clone(),
+            trace: decision.trace.clone(),
+        }));
         let settings = self.call_settings(answered_at, &decision.settings);
         let bridge = decision.settings.record_on == Some(RecordOn::Bridge);
         if decision.record && bridge {
@@ -571,6 +586,17 @@ impl Engine {
         if let Some(cmd) = self.policy.on_trigger(&facts, &trigger) {
             self.apply_command(call, ts, cmd);
         }
+    }
+
+    /// A request from outside the wire (the local control API of `voxtap run`): start, stop,
+    /// pause or resume the recording of the answered call with this SIP Call-ID, at `ts`.
+    /// Returns false when no such call is running.
+    pub fn control(&mut self, sip_call_id: &str, ts: Timestamp, cmd: Command) -> bool {
+        let Some(call) = self.dialogs.answered_by_call_id(sip_call_id) else {
+            return false;
+        };
+        self.apply_command(call, ts.max(self.now), cmd);
+        true
     }
 
     /// Carries out what the policy asked of a running call.

@@ -235,6 +235,17 @@ pub struct RecordingControl {
     pub requested_by: Option<Side>,
 }
 
+/// The recording policy's decision for a call, with the steps that led to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallDecision {
+    pub call: CallHandle,
+    pub ts: Timestamp,
+    pub record: bool,
+    pub reason: String,
+    /// One line per rule, scope or mode the policy looked at, in order.
+    pub trace: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     CallStarted(CallStarted),
@@ -253,6 +264,8 @@ pub enum Event {
         final_status: Option<u16>,
     },
     StreamEnded(StreamReport),
+    /// What the policy decided when the call was answered, and why.
+    Decision(CallDecision),
     RecordingStarted(RecordingStarted),
     /// The next stereo frames of a recording, interleaved left (caller), right (callee).
     /// Frames arrive in order and without gaps: silence is written as zeros.

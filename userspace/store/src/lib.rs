@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 use voxtap_core::Timestamp;
 use voxtap_core::event::{
-    CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingControl, RecordingHandle,
-    RecordingStarted, StopReason, StreamReport,
+    CallDecision, CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingControl,
+    RecordingHandle, RecordingStarted, StopReason, StreamReport,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -303,6 +303,11 @@ impl Store {
                 self.begin()?;
                 self.recording_control(&c)?;
                 true
+            }
+            Event::Decision(d) => {
+                self.begin()?;
+                self.decision(&d)?;
+                false
             }
             // For live capture's kernel filter; nothing to catalog.
             Event::MediaEndpoint { .. } => return Ok(()),
@@ -731,6 +736,19 @@ impl Store {
                     d.side.as_str(),
                 ])
             })
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    /// The policy's decision for a call and its trace, one line per step.
+    fn decision(&mut self, d: &CallDecision) -> Result<(), StoreError> {
+        let Some(call) = self.calls.get(&d.call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        self.db
+            .prepare_cached("INSERT INTO decisions (call_id, time, record, reason, trace) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut s| s.execute(params![call.row, d.ts.to_string(), d.record, d.reason, d.trace.join("\n")]))
             .map_err(self.sq())?;
         Ok(())
     }

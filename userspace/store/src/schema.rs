@@ -114,6 +114,15 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_call_id ON events(call_id);
 CREATE INDEX IF NOT EXISTS events_recording_id ON events(recording_id);
+CREATE TABLE IF NOT EXISTS decisions (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id  INTEGER NOT NULL REFERENCES calls(id),
+    time     TEXT NOT NULL,
+    record   INTEGER NOT NULL,
+    reason   TEXT NOT NULL,
+    trace    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_call_id ON decisions(call_id);
 ";
 
 pub enum Migration {

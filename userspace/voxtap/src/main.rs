@@ -1,6 +1,8 @@
 //! voxtap: a passive SIP/RTP call recorder for mirror ports.
 
 mod config;
+mod control;
+mod explain;
 mod privileges;
 mod replay;
 mod rules_config;
@@ -42,6 +44,13 @@ enum Command {
     /// and drops them all once capture is set up. Live figures go to stderr every
     /// capture.stats_interval_s seconds and on SIGUSR1.
     Run(RunArgs),
+    /// Tell the story of one call from the catalog: parties, times, how it ended, the
+    /// recording decision with the policy's trace, recordings, DTMF and pause/resume events,
+    /// and RTP streams with loss and jitter.
+    Explain(ExplainArgs),
+    /// Start, stop, pause or resume the recording of a running call through the control socket
+    /// of `voxtap run` (see its --control option).
+    Control(ControlArgs),
     /// Recording rules (see docs/rules.md).
     Rules {
         #[command(subcommand)]
@@ -59,6 +68,29 @@ enum RulesCommand {
         #[arg(value_name = "CONFIG")]
         config: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControlArgs {
+    /// The control socket of the running voxtap (by default DIR/control.sock of its --out).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// What to do.
+    #[arg(value_parser = ["start", "stop", "pause", "resume"])]
+    pub action: String,
+    /// The SIP Call-ID of the answered call.
+    #[arg(value_name = "CALL-ID")]
+    pub call: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExplainArgs {
+    /// The output directory voxtap wrote (holding catalog.sqlite).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The call: its number in the catalog (calls.id) or its SIP Call-ID.
+    #[arg(value_name = "CALL")]
+    pub call: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +118,10 @@ pub struct RunArgs {
     /// Number of RX queues to bind AF_XDP sockets to (default: all of the interface's).
     #[arg(long, value_name = "N")]
     pub queues: Option<u32>,
+    /// The local control socket (start/stop/pause/resume by SIP Call-ID; see `voxtap
+    /// control`). Default: DIR/control.sock.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,6 +157,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Explain(args) => explain::run(&args),
+        Command::Control(args) => control::client(&args.socket, &args.action, &args.call),
         Command::Rules {
             command: RulesCommand::Check { config },
         } => rules_check(&config),

@@ -13,11 +13,13 @@ use anyhow::{Context, Result};
 use voxtap_capture::afpacket::{AfPacket, AfPacketOptions};
 use voxtap_capture::afxdp::{AfXdp, AfXdpOptions};
 use voxtap_capture::live::{LiveCapture, QueueStats};
+use voxtap_capture::promisc::Promiscuous;
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
 use voxtap_core::{Engine, Event, Timestamp};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
 use crate::config::Config;
+use crate::control::ControlSocket;
 use crate::{CaptureKind, RunArgs};
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -31,6 +33,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
             .context("cannot install a signal handler")?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&report_now))
+        .context("cannot install a signal handler")?;
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
         .context("cannot install a signal handler")?;
 
     // Capture first: if it cannot work, nothing is written.
@@ -49,6 +54,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
     };
     let mut store = Store::open(&args.out, opts)
         .with_context(|| format!("cannot open output {}", args.out.display()))?;
+
+    let control_path = args
+        .control
+        .clone()
+        .unwrap_or_else(|| args.out.join("control.sock"));
+    let control = ControlSocket::bind(&control_path)?;
 
     // Everything privileged is done: the program is attached, the sockets are bound, the
     // output is open. Map updates and reads go through file descriptors we already hold.
@@ -75,6 +86,16 @@ pub fn run(args: &RunArgs) -> Result<()> {
             live.xdp.as_mut(),
             &mut endpoint_errors,
         )?;
+        control.poll(|req| {
+            if engine.control(&req.sip_call_id, wall_clock(), req.command()) {
+                Ok(())
+            } else {
+                Err(format!("no answered call with Call-ID {}", req.sip_call_id))
+            }
+        });
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_rules(args, &mut engine);
+        }
         if report.due() || report_now.swap(false, Ordering::Relaxed) {
             report.print(&engine, &mut live, endpoint_errors);
         }
@@ -108,11 +129,33 @@ pub fn run(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// SIGHUP: re-reads the config file and swaps in its recording rules without touching calls in
+/// flight. A bad file is reported and the running rules stay, so a typo never stops recording.
+fn reload_rules(args: &RunArgs, engine: &mut Engine) {
+    let Some(path) = &args.config else {
+        eprintln!("voxtap run: SIGHUP: no --config file to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(cfg) => {
+            engine.set_policy(cfg.policy());
+            eprintln!(
+                "voxtap run: SIGHUP: reloaded the recording rules from {}",
+                path.display()
+            );
+        }
+        Err(e) => eprintln!("voxtap run: SIGHUP: kept the running rules: {e:#}"),
+    }
+}
+
 /// The capture in use, and the XDP program when there is one.
 struct Live {
     // Field order matters: the sockets close before the program detaches.
     capture: Box<dyn LiveCapture>,
     xdp: Option<XdpProgram>,
+    /// Mirrored frames are addressed to other hosts: without this a NIC's MAC filter drops
+    /// them before XDP runs. (libpcap does the same for AF_PACKET.)
+    _promiscuous: Option<Promiscuous>,
 }
 
 impl Live {
@@ -132,6 +175,7 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
             Ok(Live {
                 capture: Box::new(cap),
                 xdp: None,
+                _promiscuous: None,
             })
         }
         CaptureKind::Xdp => {
@@ -156,9 +200,12 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
                     format!("cannot register the AF_XDP socket of queue {queue}")
                 })?;
             }
+            let promiscuous = Promiscuous::enable(&args.iface)
+                .with_context(|| format!("cannot put {} in promiscuous mode", args.iface))?;
             Ok(Live {
                 capture: Box::new(xsk),
                 xdp: Some(prog),
+                _promiscuous: Some(promiscuous),
             })
         }
     }

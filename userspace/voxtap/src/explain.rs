@@ -1,0 +1,249 @@
+//! `voxtap explain`: one call from the catalog, told for a person: who, when, how it ended,
+//! why it was or was not recorded (the policy's trace), its recordings, events and streams.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::ExplainArgs;
+
+pub fn run(args: &ExplainArgs) -> Result<()> {
+    let path = args.out.join("catalog.sqlite");
+    if !path.exists() {
+        bail!(
+            "no catalog at {}: is --out the directory voxtap wrote?",
+            path.display()
+        );
+    }
+    let db = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let ids = find_calls(&db, &args.call)?;
+    if ids.is_empty() {
+        bail!(
+            "no call {:?} in {}: give calls.id or a SIP Call-ID",
+            args.call,
+            path.display()
+        );
+    }
+    let mut out = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        explain_call(&db, *id, &mut out)
+            .with_context(|| format!("cannot read call {id} from {}", path.display()))?;
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// `calls.id` if `call` is a number that names one, else every call with that SIP Call-ID.
+fn find_calls(db: &Connection, call: &str) -> Result<Vec<i64>> {
+    if let Ok(id) = call.parse::<i64>() {
+        let found: Option<i64> = db
+            .query_row("SELECT id FROM calls WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = found {
+            return Ok(vec![id]);
+        }
+    }
+    let mut stmt = db.prepare("SELECT id FROM calls WHERE sip_call_id = ?1 ORDER BY id")?;
+    let ids = stmt
+        .query_map([call], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(ids)
+}
+
+fn party(user: Option<String>, name: Option<String>, sig: String) -> String {
+    let user = user.unwrap_or_default();
+    match name {
+        Some(n) if !n.is_empty() => format!("{user} \"{n}\" at {sig}"),
+        _ => format!("{user} at {sig}"),
+    }
+}
+
+fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let (sip_call_id, caller_user, caller_name, caller_sig, callee_user, callee_name, callee_sig): Row = db.query_row(
+        "SELECT sip_call_id, caller_user, caller_name, caller_signalling, callee_user, callee_name, callee_signalling
+         FROM calls WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+    )?;
+    type Times = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<f64>,
+        String,
+        Option<String>,
+        Option<i64>,
+        String,
+    );
+    let (start, answer, end, duration, state, end_reason, status, transport): Times = db.query_row(
+        "SELECT start_time, answer_time, end_time, duration_s, state, end_reason, final_status, transport FROM calls WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+    )?;
+    writeln!(out, "call {id}  Call-ID {sip_call_id}  ({transport})")?;
+    writeln!(
+        out,
+        "  caller   {}",
+        party(caller_user, caller_name, caller_sig)
+    )?;
+    writeln!(
+        out,
+        "  callee   {}",
+        party(callee_user, callee_name, callee_sig)
+    )?;
+    writeln!(out, "  started  {start}")?;
+    writeln!(out, "  answered {}", answer.as_deref().unwrap_or("never"))?;
+    let ended = match (&end, &end_reason) {
+        (Some(e), Some(r)) => format!(
+            "{e} ({r}{})",
+            status
+                .map(|s| format!(", final status {s}"))
+                .unwrap_or_default()
+        ),
+        _ => format!("not yet ({state})"),
+    };
+    writeln!(out, "  ended    {ended}")?;
+    if let Some(d) = duration {
+        writeln!(out, "  talked   {d:.1} s")?;
+    }
+
+    let mut stmt = db.prepare(
+        "SELECT time, record, reason, trace FROM decisions WHERE call_id = ?1 ORDER BY id",
+    )?;
+    let decisions = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if decisions.is_empty() {
+        writeln!(
+            out,
+            "decision: none (the call was never answered, so no policy was asked)"
+        )?;
+    }
+    for (time, record, reason, trace) in decisions {
+        writeln!(
+            out,
+            "decision at {time}: {} ({reason})",
+            if record { "record" } else { "do not record" }
+        )?;
+        for (i, line) in trace.lines().filter(|l| !l.is_empty()).enumerate() {
+            writeln!(out, "  {}. {line}", i + 1)?;
+        }
+    }
+
+    let mut stmt = db.prepare(
+        "SELECT path, duration_s, state, stop_reason, start_time FROM recordings WHERE call_id = ?1 ORDER BY id",
+    )?;
+    let recs = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<f64>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    writeln!(
+        out,
+        "recordings:{}",
+        if recs.is_empty() { " none" } else { "" }
+    )?;
+    for (path, dur, state, stop, started) in recs {
+        let dur = dur
+            .map(|d| format!("{d:.1} s"))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "  {path}  {dur}  {state}  from {started}{}",
+            stop.map(|s| format!(", stopped: {s}")).unwrap_or_default()
+        )?;
+    }
+
+    let mut stmt = db.prepare(
+        "SELECT time, kind, value, source, side, offset_s FROM events WHERE call_id = ?1 ORDER BY time, id",
+    )?;
+    let events = stmt
+        .query_map(params![id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<f64>>(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if !events.is_empty() {
+        writeln!(out, "events:")?;
+    }
+    for (time, kind, value, source, side, offset) in events {
+        let at = offset
+            .map(|o| format!(" (+{o:.2} s in the recording)"))
+            .unwrap_or_default();
+        let who = [source, side]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+        writeln!(
+            out,
+            "  {time}{at}  {kind} {}  [{who}]",
+            value.unwrap_or_default()
+        )?;
+    }
+
+    let mut stmt = db.prepare(
+        "SELECT side, src_addr, src_port, dst_addr, dst_port, codec, ssrc, packets, lost, max_jitter_ms, mean_jitter_ms
+         FROM streams WHERE call_id = ?1 ORDER BY id",
+    )?;
+    let streams = stmt
+        .query_map([id], |r| {
+            Ok(format!(
+                "  {} {}:{} -> {}:{}  {}  ssrc {:#010x}  {} packets, lost {}, jitter max {:.2} ms mean {:.2} ms",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, f64>(9)?,
+                r.get::<_, f64>(10)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    writeln!(
+        out,
+        "streams:{}",
+        if streams.is_empty() { " none" } else { "" }
+    )?;
+    for s in streams {
+        writeln!(out, "{s}")?;
+    }
+    Ok(())
+}
