@@ -121,6 +121,8 @@ struct Recording {
 #[derive(Clone, Debug, Default)]
 struct CallRecording {
     min_secs: Option<u32>,
+    /// The recording's sample rate, when the policy chose one (else the engine's).
+    sample_rate: Option<u32>,
     deadline: Option<Timestamp>,
     /// `record_on = bridge`: the recording waits for RTP in both directions; the reason to
     /// start it with and which directions have been seen.
@@ -514,24 +516,28 @@ impl Engine {
 
     /// The limits a decision's settings put on the call's recordings, if any.
     fn call_settings(&self, answered_at: Timestamp, s: &Settings) -> Option<CallRecording> {
-        (s.record_min_sec.is_some() || s.time_limit.is_some()).then(|| CallRecording {
-            min_secs: s.record_min_sec,
-            deadline: s
-                .time_limit
-                .map(|secs| answered_at + Duration::from_secs(secs.into())),
-            bridge: None,
-        })
+        (s.record_min_sec.is_some() || s.time_limit.is_some() || s.sample_rate.is_some()).then(
+            || CallRecording {
+                min_secs: s.record_min_sec,
+                sample_rate: s.sample_rate,
+                deadline: s
+                    .time_limit
+                    .map(|secs| answered_at + Duration::from_secs(secs.into())),
+                bridge: None,
+            },
+        )
     }
 
     fn start_recording(&mut self, call: CallHandle, ts: Timestamp, reason: String) {
-        let (min_secs, deadline) = match self.call_recording.get_mut(&call) {
+        let (min_secs, deadline, rate) = match self.call_recording.get_mut(&call) {
             Some(l) => {
                 // An on-demand start while a bridge is awaited starts now: no more waiting.
                 l.bridge = None;
-                (l.min_secs, l.deadline)
+                (l.min_secs, l.deadline, l.sample_rate)
             }
-            None => (None, None),
+            None => (None, None, None),
         };
+        let rate = rate.unwrap_or(self.cfg.sample_rate);
         // Past the call's time limit nothing more is recorded.
         if deadline.is_some_and(|d| ts >= d) {
             return;
@@ -544,7 +550,7 @@ impl Engine {
             Recording {
                 handle: rec,
                 start: ts,
-                timeline: Timeline::new(self.cfg.sample_rate),
+                timeline: Timeline::new(rate),
                 paused: false,
                 deadline,
             },
@@ -554,7 +560,7 @@ impl Engine {
                 rec,
                 call,
                 ts,
-                sample_rate: self.cfg.sample_rate,
+                sample_rate: rate,
                 channels: 2,
                 format: RecordingFormat::Wav,
                 reason,
@@ -859,7 +865,6 @@ impl Engine {
             stream.decoder = codec_info
                 .as_ref()
                 .and_then(|(name, rate)| codec::decoder_for(name, *rate))
-                .filter(|d| d.sample_rate() == rec.timeline.sample_rate())
                 .map(|d| (pt, d));
         }
         let Some((_, decoder)) = stream.decoder.as_mut() else {

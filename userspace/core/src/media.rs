@@ -128,6 +128,9 @@ impl Timeline {
         if self.scratch.is_empty() {
             return Placement::Empty;
         }
+        if decoder.sample_rate() != self.rate {
+            resample(&mut self.scratch, decoder.sample_rate(), self.rate);
+        }
         let ticks_per_frame =
             decoder.rtp_ticks_per_sample() * decoder.sample_rate() as f64 / self.rate as f64;
         let resync = self.resync;
@@ -207,6 +210,25 @@ impl Timeline {
         );
         self.emitted += n as i64;
         n
+    }
+}
+
+/// Converts one packet's samples from `from` Hz to `to` Hz by linear interpolation, in place.
+/// Recordings may run at a higher rate than the codec (a policy's `sample_rate`); voice loses
+/// nothing from it, and packet boundaries hold the last sample rather than reach ahead.
+fn resample(samples: &mut Vec<i16>, from: u32, to: u32) {
+    let n = samples.len();
+    let out_len = (n as u64 * to as u64 / from as u64) as usize;
+    let step = from as f64 / to as f64;
+    let input = std::mem::take(samples);
+    samples.reserve(out_len);
+    for j in 0..out_len {
+        let x = j as f64 * step;
+        let i = x as usize;
+        let frac = x - i as f64;
+        let a = input[i.min(n - 1)] as f64;
+        let b = input[(i + 1).min(n - 1)] as f64;
+        samples.push((a + (b - a) * frac).round() as i16);
     }
 }
 
@@ -324,6 +346,43 @@ mod tests {
             out.iter().step_by(2).all(|&s| s == loud[0]),
             "only the first stream's audio"
         );
+    }
+
+    #[test]
+    fn a_16_khz_recording_places_8_khz_audio_at_twice_the_frames() {
+        let mut t = Timeline::new(16_000);
+        let mut dec = G711::ulaw();
+        // Two 20 ms packets, the second lost, the third present: RTP timestamps in 8 kHz ticks.
+        t.place(Side::Caller, 1, 0, 0, &mut dec, &[LOUD; 160]);
+        t.place(Side::Caller, 1, 320, 640, &mut dec, &[LOUD; 160]);
+        let out = drain_all(&mut t, 960);
+        let left: Vec<i16> = out.iter().step_by(2).copied().collect();
+        assert_eq!(left.len(), 960);
+        assert!(
+            left[..320].iter().all(|&s| s != 0),
+            "first packet fills 20 ms = 320 frames"
+        );
+        assert!(
+            left[320..640].iter().all(|&s| s == 0),
+            "the lost packet is 20 ms of silence"
+        );
+        assert!(left[640..].iter().all(|&s| s != 0));
+    }
+
+    #[test]
+    fn resampling_keeps_a_tone_and_its_length() {
+        let tone: Vec<i16> = (0..160)
+            .map(|i| {
+                ((i as f64 * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0) as i16
+            })
+            .collect();
+        let mut up = tone.clone();
+        resample(&mut up, 8000, 48_000);
+        assert_eq!(up.len(), 960);
+        // Every sixth output sample is an input sample.
+        for (i, s) in tone.iter().enumerate() {
+            assert_eq!(up[i * 6], *s);
+        }
     }
 
     #[test]

@@ -716,3 +716,66 @@ fn without_rules_on_demand_messages_change_nothing() {
         assert_eq!(recs, [None], "{scenario:?}");
     }
 }
+
+/// Records every call at a sample rate of its choosing.
+struct AtRate(u32);
+
+impl voxtap_core::policy::RecordingPolicy for AtRate {
+    fn on_answer(
+        &mut self,
+        _: &voxtap_core::policy::CallFacts<'_>,
+    ) -> voxtap_core::policy::Decision {
+        let mut d = voxtap_core::policy::Decision::new(true, "test rate");
+        d.settings.sample_rate = Some(self.0);
+        d
+    }
+}
+
+#[test]
+fn a_policy_sample_rate_gives_a_recording_at_that_rate_of_the_same_length() {
+    let (frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let t = &truth.calls[0];
+    let (events, _) = drive(
+        Engine::with_policy(EngineConfig::default(), Box::new(AtRate(16_000))),
+        &frames,
+    );
+    let rate = events
+        .iter()
+        .find_map(|e| match e {
+            Event::RecordingStarted(r) => Some(r.sample_rate),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(rate, 16_000);
+    let frames_written: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingStopped { frames, .. } => Some(*frames),
+            _ => None,
+        })
+        .sum();
+    let secs = frames_written as f64 / 16_000.0;
+    assert!(
+        (secs - t.recorded_secs).abs() < 0.05,
+        "{secs} s at 16 kHz vs {} s",
+        t.recorded_secs
+    );
+    // The caller's tone is still where it was: every audio sample is non-silent mid-call.
+    let left: Vec<i16> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RecordingAudio { samples, .. } => Some(samples.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .step_by(2)
+        .copied()
+        .collect();
+    // No gap anywhere mid-call: the longest run of zeros is a zero crossing, not a lost packet.
+    let mid = &left[16_000..32_000];
+    let longest_zero_run = mid.split(|&s| s != 0).map(<[i16]>::len).max().unwrap_or(0);
+    assert!(
+        longest_zero_run < 8,
+        "a run of {longest_zero_run} silent samples mid-call"
+    );
+}
