@@ -627,6 +627,8 @@ impl Engine {
                 action,
                 reason: cmd.reason,
                 requested_by: cmd.requested_by,
+                requested_by_user: cmd.requested_by_user,
+                requested_by_device: cmd.requested_by_device,
             }));
     }
 

@@ -233,6 +233,9 @@ pub struct RecordingControl {
     pub reason: String,
     /// The party whose request it was, if one asked.
     pub requested_by: Option<Side>,
+    /// That party's user and device, when the rules know them.
+    pub requested_by_user: Option<String>,
+    pub requested_by_device: Option<String>,
 }
 
 /// The recording policy's decision for a call, with the steps that led to it.

@@ -761,8 +761,8 @@ impl Store {
         };
         self.db
             .prepare_cached(
-                "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 'policy', ?7)",
+                "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side, user, device)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 'policy', ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -773,6 +773,8 @@ impl Store {
                     c.action.as_str(),
                     c.reason,
                     c.requested_by.map(|s| s.as_str()),
+                    c.requested_by_user,
+                    c.requested_by_device,
                 ])
             })
             .map_err(self.sq())?;

@@ -25,6 +25,8 @@ struct CallControl {
     paused: bool,
     /// The last digits each side sent.
     digits: [String; 2],
+    /// Per side: its user and device, as classified at answer time (who asked).
+    who: [(Option<String>, Option<String>); 2],
 }
 
 /// The rules-driven policy.
@@ -70,6 +72,12 @@ impl RulesPolicy {
                 recording: eval.decision.record,
                 paused: false,
                 digits: Default::default(),
+                who: [&eval.class.caller_endpoint, &eval.class.callee_endpoint].map(|ep| {
+                    (
+                        ep.user.map(|u| u.name.clone()),
+                        ep.device.map(|d| d.id.clone()),
+                    )
+                }),
             };
             self.calls.insert(facts.call, c);
             decision = Some(eval.decision);
@@ -100,10 +108,13 @@ impl CallControl {
             Action::Pause => self.paused = true,
             Action::Resume => self.paused = false,
         }
+        let (user, device) = self.who[side_slot(side)].clone();
         Some(Command {
             action,
             reason: format!("on demand: {what} from the {}", side.as_str()),
             requested_by: Some(side),
+            requested_by_user: user,
+            requested_by_device: device,
         })
     }
 
@@ -176,7 +187,7 @@ impl RecordingPolicy for RulesPolicy {
                 Some(Command {
                     action: Action::Stop,
                     reason: "a transfer left two external parties talking; the tenant does not allow recording them".into(),
-                    requested_by: None,
+                    ..Command::default()
                 })
             }
         }
@@ -228,6 +239,9 @@ mod tests {
         let cmds = dial(&mut p, &call, Side::Callee, "12*1");
         assert_eq!(actions(&cmds), [Action::Start]);
         assert_eq!(cmds[0].requested_by, Some(Side::Callee));
+        // Who asked: alice on her desk phone.
+        assert_eq!(cmds[0].requested_by_user.as_deref(), Some("alice"));
+        assert_eq!(cmds[0].requested_by_device.as_deref(), Some("alice-desk"));
         assert_eq!(
             cmds[0].reason,
             "on demand: code *1 (rfc4733) from the callee"

@@ -88,9 +88,10 @@ pub enum Trigger {
 }
 
 /// What a policy asks of a running call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
     /// Start recording (or resume, if paused).
+    #[default]
     Start,
     /// Stop and finalise the recording; a later `Start` begins a new file.
     Stop,
@@ -111,11 +112,14 @@ impl Action {
 }
 
 /// A policy's answer to a trigger: the action, why, and which party asked for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Command {
     pub action: Action,
     pub reason: String,
     pub requested_by: Option<Side>,
+    /// The user and device of the side that asked, as the rules classified it.
+    pub requested_by_user: Option<String>,
+    pub requested_by_device: Option<String>,
 }
 
 pub trait RecordingPolicy: Send {
