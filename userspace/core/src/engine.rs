@@ -454,6 +454,19 @@ impl Engine {
                     side,
                     pause,
                 } => self.on_trigger(call, ts, Trigger::MediaControl { pause, side }),
+                DialogEvent::PartyChanged {
+                    call,
+                    ts,
+                    side,
+                    ref user,
+                } => self.on_trigger(
+                    call,
+                    ts,
+                    Trigger::PartyChanged {
+                        side,
+                        user: user.clone(),
+                    },
+                ),
             }
         }
     }
@@ -583,9 +596,18 @@ impl Engine {
             return;
         };
         let facts = call_facts(c, answered_at);
-        if let Some(cmd) = self.policy.on_trigger(&facts, &trigger) {
-            self.apply_command(call, ts, cmd);
+        let Some(cmd) = self.policy.on_trigger(&facts, &trigger) else {
+            return;
+        };
+        let transfer = matches!(
+            trigger,
+            Trigger::PartyChanged { .. } | Trigger::BecameExternalToExternal
+        );
+        if transfer && cmd.action == Action::Stop && self.recordings.contains_key(&call) {
+            // The catalog says why: not an on-demand stop.
+            return self.stop_recording(call, ts, StopReason::ExternalToExternal);
         }
+        self.apply_command(call, ts, cmd);
     }
 
     /// A request from outside the wire (the local control API of `voxtap run`): start, stop,

@@ -211,6 +211,8 @@ pub enum StopReason {
     Policy,
     /// The decision's `time_limit` was reached.
     TimeLimit,
+    /// A transfer left two external parties talking and the tenant does not record them.
+    ExternalToExternal,
 }
 
 impl StopReason {
@@ -219,6 +221,7 @@ impl StopReason {
             StopReason::CallEnded => "call-ended",
             StopReason::Policy => "policy",
             StopReason::TimeLimit => "time-limit",
+            StopReason::ExternalToExternal => "external-to-external",
         }
     }
 }

@@ -83,8 +83,13 @@ pub enum Trigger {
     /// A SIP MESSAGE asking to pause or resume recording: in dialog
     /// (`application/x-media-control`) or out of dialog (JSON, matched by `X-Session-Id`).
     MediaControl { pause: bool, side: Side },
-    /// A transfer left two external parties talking. Not raised by the engine yet.
+    /// A transfer left two external parties talking. The engine raises [`Trigger::PartyChanged`]
+    /// instead and lets the policy judge it; this is for callers that know it themselves.
     BecameExternalToExternal,
+    /// A side now asserts another identity (P-Asserted-Identity in a re-INVITE or UPDATE): a
+    /// transfer through a PBX. [`RulesPolicy`] classifies the call again with that number and,
+    /// if both parties are now external, acts as on [`Trigger::BecameExternalToExternal`].
+    PartyChanged { side: Side, user: String },
 }
 
 /// What a policy asks of a running call.
