@@ -465,3 +465,42 @@ user = "u10001"
         assert!(trace.contains(line), "{line:?} not in\n{trace}");
     }
 }
+
+#[test]
+fn a_transfer_to_an_external_number_stops_the_recording_and_says_why() {
+    let rules = matrix_rules("inbound = { offnet = true }", "", false, "");
+    let r = run(
+        Scenario::TransferExternal,
+        "rules-transfer-external",
+        &rules,
+    );
+    let c = &r.truth.calls[0];
+    let (record, reason, _) = decision(&r.out, &c.sip_call_id);
+    assert!(record, "{reason}");
+    let recs = recordings(&r.out, &c.sip_call_id);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(
+        recs[0].3.as_deref(),
+        Some("external-to-external"),
+        "{recs:?}"
+    );
+    let at = c.controls[0].at_secs;
+    let secs = read_wav(&r.out.join(&recs[0].0)).secs();
+    assert!(
+        (secs - at).abs() < 0.05,
+        "recording {secs} s, transfer at {at} s"
+    );
+    assert!(
+        c.recorded_secs > at + 1.0,
+        "the call goes on after the transfer"
+    );
+    let text = explain(&r.out, &c.sip_call_id);
+    assert!(text.contains("external-to-external"), "{text}");
+
+    // A tenant that allows external-to-external calls keeps recording.
+    let rules = matrix_rules("inbound = { offnet = true }", "", true, "");
+    let r = run(Scenario::TransferExternal, "rules-transfer-allowed", &rules);
+    let recs = recordings(&r.out, &r.truth.calls[0].sip_call_id);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].3.as_deref(), Some("call-ended"), "{recs:?}");
+}

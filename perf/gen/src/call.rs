@@ -45,6 +45,8 @@ pub struct CallSpec {
     pub offnet: [bool; 2],
     /// The domain named in From and To, instead of the callee's address.
     pub domain: Option<&'static str>,
+    /// Halfway through, the callee side re-INVITEs asserting an external number (a transfer).
+    pub transfer_external: bool,
     pub caller_display: Option<String>,
     pub caller_tone_hz: f64,
     pub callee_tone_hz: f64,
@@ -1041,6 +1043,59 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
             action: action.into(),
             side: "callee".into(),
             via: via.into(),
+            at_secs: rel_a(t),
+        });
+    }
+
+    // ---- transfer to an external party ----------------------------------------------
+    if spec.transfer_external {
+        // RFC 3325 §9.1: the PBX names the party it put through in P-Asserted-Identity.
+        let t = at(0.5);
+        let b = branch(&mut rng);
+        callee_cseq += 1;
+        let reinv = Msg::request("INVITE", &dlg.caller_contact_uri())
+            .header("Via", dlg.callee_via(&b))
+            .header("Max-Forwards", "70")
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{callee_cseq} INVITE"))
+            .header("Contact", dlg.callee_contact())
+            .header(
+                "P-Asserted-Identity",
+                format!("<sip:+4940777{i:04}@{}>", dlg.domain),
+            )
+            .sdp(callee_sdp(2, Direction::SendRecv))
+            .render();
+        sig.send(&mut em, t, false, &reinv, None);
+        let ok = Msg::response(200, "OK")
+            .header("Via", dlg.callee_via(&b))
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{callee_cseq} INVITE"))
+            .header("Contact", format!("<{}>", dlg.caller_contact_uri()))
+            .sdp(caller_sdp(
+                2,
+                spec.caller_rtp_port,
+                Direction::SendRecv,
+                false,
+            ))
+            .render();
+        sig.send(&mut em, t + 20 * MS, true, &ok, None);
+        let ack = Msg::request("ACK", &dlg.caller_contact_uri())
+            .header("Via", dlg.callee_via(&branch(&mut rng)))
+            .header("Max-Forwards", "70")
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{callee_cseq} ACK"))
+            .render();
+        sig.send(&mut em, t + 23 * MS, false, &ack, None);
+        truth.controls.push(ControlTruth {
+            action: "stop".into(),
+            side: "callee".into(),
+            via: "transfer".into(),
             at_secs: rel_a(t),
         });
     }

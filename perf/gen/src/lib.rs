@@ -91,6 +91,11 @@ pub enum Scenario {
     /// and 192.0.2.0/24 (callee) with E.164 numbers. From and To name the domain `gen.test`.
     /// `calls` = rounds.
     Matrix,
+    /// An offnet caller (198.51.100.x, E.164) reaches an onnet callee (10.2.x.x) at the PBX,
+    /// which at 50% of the talk time puts the call through to an external number: an
+    /// in-dialog re-INVITE from the callee side whose P-Asserted-Identity names +4940777NNNN.
+    /// From and To name `gen.test`.
+    TransferExternal,
     /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
     Mix,
 }

@@ -175,9 +175,12 @@ impl Planner {
             early_media: kind == Scenario::EarlyMedia,
             offnet: match kind {
                 Scenario::Matrix => MATRIX_ROUND[idx % MATRIX_ROUND.len()],
+                Scenario::TransferExternal => [true, false],
                 _ => [false; 2],
             },
-            domain: (kind == Scenario::Matrix).then_some(MATRIX_DOMAIN),
+            domain: matches!(kind, Scenario::Matrix | Scenario::TransferExternal)
+                .then_some(MATRIX_DOMAIN),
+            transfer_external: kind == Scenario::TransferExternal,
             on_demand: match kind {
                 Scenario::InfoRecord => OnDemandPlan::InfoRecord,
                 Scenario::MediaControl => OnDemandPlan::MediaControl,

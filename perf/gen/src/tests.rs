@@ -10,7 +10,7 @@ use crate::scenario::{MIX_ROUND, expected_calls};
 use crate::sip::content_length_of;
 use crate::{CallTruth, Frame, GenConfig, GroundTruth, Scenario, generate};
 
-const ALL: [Scenario; 20] = [
+const ALL: [Scenario; 21] = [
     Scenario::Pcmu,
     Scenario::Pcma,
     Scenario::Dtmf,
@@ -31,6 +31,7 @@ const ALL: [Scenario; 20] = [
     Scenario::ModeHeader,
     Scenario::DtmfPause,
     Scenario::Matrix,
+    Scenario::TransferExternal,
 ];
 
 fn small(s: Scenario) -> GenConfig {
