@@ -146,6 +146,37 @@ fn the_sip_info_record_key_stops_then_starts_a_new_recording() {
     assert_eq!(recs[0].3.as_deref(), Some("policy"));
     assert!(recs[1].2.contains("SIP INFO record on"), "{recs:?}");
     assert_eq!(recs[1].3.as_deref(), Some("call-ended"));
+    // Who asked, on each recording's timeline: agent0 (no device known) on the callee side.
+    let db = catalog(&r.out);
+    let rows: Vec<(String, String, Option<String>, Option<String>, String)> = db
+        .prepare(
+            "SELECT e.kind, e.side, e.user, e.device, r.path FROM events e
+             JOIN recordings r ON r.id = e.recording_id
+             WHERE e.kind LIKE 'record-%' ORDER BY e.id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let agent = |kind: &str, path: &str| {
+        (
+            kind.to_string(),
+            "callee".to_string(),
+            Some("agent0".to_string()),
+            None,
+            path.to_string(),
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            agent("record-stop", &recs[0].0),
+            agent("record-start", &recs[1].0)
+        ]
+    );
     let (off, on) = (c.controls[0].at_secs, c.controls[1].at_secs);
     let first = read_wav(&r.out.join(&recs[0].0)).secs();
     let second = read_wav(&r.out.join(&recs[1].0)).secs();

@@ -625,8 +625,15 @@ impl Engine {
     fn apply_command(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
         let paused = self.recordings.get(&call).map(|r| r.paused);
         let (action, pause) = match (cmd.action, paused) {
-            (Action::Start, None) => return self.start_recording(call, ts, cmd.reason),
-            (Action::Stop, Some(_)) => return self.stop_recording(call, ts, StopReason::Policy),
+            (Action::Start, None) => {
+                self.start_recording(call, ts, cmd.reason.clone());
+                // A party asked: the catalog keeps who, on the new recording's timeline.
+                return self.note_request(call, ts, cmd);
+            }
+            (Action::Stop, Some(_)) => {
+                self.note_request(call, ts, cmd);
+                return self.stop_recording(call, ts, StopReason::Policy);
+            }
             (Action::Stop, None) => {
                 // A recording still waiting for the bridge is called off.
                 if let Some(l) = self.call_recording.get_mut(&call) {
@@ -647,6 +654,24 @@ impl Engine {
                 call,
                 ts,
                 action,
+                reason: cmd.reason,
+                requested_by: cmd.requested_by,
+                requested_by_user: cmd.requested_by_user,
+                requested_by_device: cmd.requested_by_device,
+            }));
+    }
+
+    /// Reports an on-demand start or stop with the party that asked, on the open recording.
+    fn note_request(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
+        let (Some(rec), Some(_)) = (self.recordings.get(&call), cmd.requested_by) else {
+            return;
+        };
+        self.events
+            .push_back(Event::RecordingControl(RecordingControl {
+                rec: rec.handle,
+                call,
+                ts,
+                action: cmd.action,
                 reason: cmd.reason,
                 requested_by: cmd.requested_by,
                 requested_by_user: cmd.requested_by_user,

@@ -231,7 +231,8 @@ pub struct RecordingControl {
     pub rec: RecordingHandle,
     pub call: CallHandle,
     pub ts: Timestamp,
-    /// `Pause` or `Resume`.
+    /// `Pause` or `Resume`; `Start` (just after the recording started) or `Stop` (just before
+    /// it stops) when a party asked for it.
     pub action: crate::policy::Action,
     pub reason: String,
     /// The party whose request it was, if one asked.
