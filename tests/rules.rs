@@ -148,7 +148,8 @@ fn the_sip_info_record_key_stops_then_starts_a_new_recording() {
     assert_eq!(recs[1].3.as_deref(), Some("call-ended"));
     // Who asked, on each recording's timeline: agent0 (no device known) on the callee side.
     let db = catalog(&r.out);
-    let rows: Vec<(String, String, Option<String>, Option<String>, String)> = db
+    type Row = (String, String, Option<String>, Option<String>, String);
+    let rows: Vec<Row> = db
         .prepare(
             "SELECT e.kind, e.side, e.user, e.device, r.path FROM events e
              JOIN recordings r ON r.id = e.recording_id
