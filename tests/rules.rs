@@ -528,6 +528,16 @@ fn a_transfer_to_an_external_number_stops_the_recording_and_says_why() {
     );
     let text = explain(&r.out, &c.sip_call_id);
     assert!(text.contains("external-to-external"), "{text}");
+    let (kind, value, offset): (String, String, f64) = catalog(&r.out)
+        .query_row(
+            "SELECT kind, value, offset_s FROM events WHERE kind LIKE 'record-%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(kind, "record-stop");
+    assert!(value.contains("two external parties"), "{value}");
+    assert!((offset - secs).abs() < 0.01, "{offset} vs {secs}");
 
     // A tenant that allows external-to-external calls keeps recording.
     let rules = matrix_rules("inbound = { offnet = true }", "", true, "");

@@ -603,9 +603,22 @@ impl Engine {
             trigger,
             Trigger::PartyChanged { .. } | Trigger::BecameExternalToExternal
         );
-        if transfer && cmd.action == Action::Stop && self.recordings.contains_key(&call) {
-            // The catalog says why: not an on-demand stop.
-            return self.stop_recording(call, ts, StopReason::ExternalToExternal);
+        if transfer && cmd.action == Action::Stop {
+            // The catalog says why, in the stop reason and in a row with the policy's words.
+            if let Some(rec) = self.recordings.get(&call) {
+                self.events
+                    .push_back(Event::RecordingControl(RecordingControl {
+                        rec: rec.handle,
+                        call,
+                        ts,
+                        action: Action::Stop,
+                        reason: cmd.reason,
+                        requested_by: None,
+                        requested_by_user: None,
+                        requested_by_device: None,
+                    }));
+                return self.stop_recording(call, ts, StopReason::ExternalToExternal);
+            }
         }
         self.apply_command(call, ts, cmd);
     }
