@@ -546,3 +546,37 @@ fn a_transfer_to_an_external_number_stops_the_recording_and_says_why() {
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0].3.as_deref(), Some("call-ended"), "{recs:?}");
 }
+
+#[test]
+fn ddi_options_decide_before_the_settings() {
+    // The inbound call dials 20000, the outbound one presents 10001; internal calls have no DDI.
+    // A DDI is no user's extension: those two parties are ours by their DDI.
+    let mut rules = matrix_rules("inbound = { offnet = false }", "", true, "");
+    for ext in ["20000", "10001"] {
+        let user = format!(
+            "\n[[rules.tenants.users]]\nname = \"u{ext}\"\nextensions = [\"{ext}\"]\nsettings = {{  }}\n"
+        );
+        assert!(rules.contains(&user), "{rules}");
+        rules = rules.replace(&user, "");
+    }
+    let rules = rules.replace(
+        "domains = [\"gen.test\"]\n",
+        "domains = [\"gen.test\"]\nddis = [\n  { number = \"20000\", option = \"incoming\" },\n  \
+         { number = \"10001\", option = \"outgoing\" },\n]\n",
+    );
+    let r = check_matrix(
+        "matrix-ddi",
+        &rules,
+        [
+            (Some("DDI 20000"), "records incoming calls"),
+            (Some("DDI 10001"), "records outgoing calls"),
+            (None, NO_RULE),
+            (None, NO_RULE),
+        ],
+    );
+    let (_, _, trace) = decision(&r.out, &r.truth.calls[0].sip_call_id);
+    assert!(
+        trace.contains("DDI 20000 (option incoming): incoming call, records"),
+        "{trace}"
+    );
+}
