@@ -580,3 +580,30 @@ fn ddi_options_decide_before_the_settings() {
         "{trace}"
     );
 }
+
+#[test]
+fn a_role_rule_records_its_roles_in_its_direction_and_origin() {
+    // u20000 (callee of the inbound call) and u10001 (caller of the outbound one) are sales.
+    let mut rules = matrix_rules("", "", true, "");
+    for ext in ["20000", "10001"] {
+        let name = format!("name = \"u{ext}\"\n");
+        rules = rules.replace(&name, &format!("{name}roles = [\"sales\"]\n"));
+    }
+    rules += "\n[[rules.role_rules]]\ndescription = \"sales inbound from customers\"\n\
+              auto_roles = [\"sales\"]\ndirection = \"in\"\norigin = \"external\"\n";
+    let r = check_matrix(
+        "matrix-role-rule",
+        &rules,
+        [
+            (
+                Some("role rule \"sales inbound from customers\""),
+                "records role sales",
+            ),
+            (None, NO_RULE),
+            (None, NO_RULE),
+            (None, NO_RULE),
+        ],
+    );
+    let (_, _, trace) = decision(&r.out, &r.truth.calls[0].sip_call_id);
+    assert!(trace.contains("user u20000 has role sales"), "{trace}");
+}
