@@ -267,13 +267,13 @@ fn explain(out: &Path, sip_call_id: &str) -> String {
 }
 
 #[test]
-fn rfc4733_codes_pause_and_resume_name_who_asked_and_the_paused_span_is_silent() {
+fn rfc4733_codes_pause_resume_and_stop_name_who_asked_and_the_paused_span_is_silent() {
     let rules = format!(
         "{RULES}\n[[rules.tenants.devices]]\nid = \"agent0-desk\"\naddress = \"10.2.1.1\"\nuser = \"agent0\"\n"
     );
     let r = run(Scenario::DtmfPause, "rules-dtmf-pause", &rules);
     let c = &r.truth.calls[0];
-    assert_eq!(c.controls.len(), 2);
+    assert_eq!(c.controls.len(), 3);
     let recs = recordings(&r.out, &c.sip_call_id);
     assert_eq!(recs.len(), 1, "{recs:?}");
 
@@ -312,6 +312,26 @@ fn rfc4733_codes_pause_and_resume_name_who_asked_and_the_paused_span_is_silent()
         assert_eq!(row.4.as_deref(), Some("agent0"), "who asked: {row:?}");
         assert_eq!(row.5.as_deref(), Some("agent0-desk"), "who asked: {row:?}");
     }
+    // The toggle `*1` stops the running recording, and says who asked.
+    let stop: Row = db
+        .query_row(
+            "SELECT kind, offset_s, side, value, user, device FROM events WHERE kind = 'record-stop'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .unwrap();
+    assert!(stop.3.contains("code *1 (rfc4733)"), "{stop:?}");
+    assert_eq!(
+        (stop.2.as_str(), stop.4.as_deref(), stop.5.as_deref()),
+        ("callee", Some("agent0"), Some("agent0-desk"))
+    );
+    assert!(
+        stop.1 >= c.controls[2].at_secs - 0.01 && stop.1 < c.controls[2].at_secs + 0.25,
+        "{stop:?}"
+    );
+    assert_eq!(recs[0].3.as_deref(), Some("policy"));
+    let secs = read_wav(&r.out.join(&recs[0].0)).secs();
+    assert!((secs - stop.1).abs() < 0.01, "{secs} vs {stop:?}");
     let text = explain(&r.out, &c.sip_call_id);
     assert!(
         text.contains("user agent0") && text.contains("device agent0-desk"),

@@ -64,7 +64,7 @@ pub enum OnDemandPlan {
     InfoRecord,
     /// MESSAGE media-control pause/resume, in dialog then out of dialog (JSON).
     MediaControl,
-    /// RFC 4733 codes `*48` (pause) then `*49` (resume).
+    /// RFC 4733 codes `*48` (pause), `*49` (resume), then the `*1` toggle (stop).
     DtmfPause,
 }
 
@@ -1221,7 +1221,11 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
     }
     if spec.on_demand == OnDemandPlan::DtmfPause {
         // One digit every 200 ms; the code counts from its last digit.
-        for (f, code, action) in [(0.3, "*48", "pause"), (0.6, "*49", "resume")] {
+        for (f, code, action) in [
+            (0.3, "*48", "pause"),
+            (0.6, "*49", "resume"),
+            (0.85, "*1", "stop"),
+        ] {
             let t0 = at(f);
             for (n, d) in code.chars().enumerate() {
                 callee_side.dtmf.push((t0 + n as u64 * 200 * MS, d));

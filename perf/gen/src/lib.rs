@@ -82,8 +82,8 @@ pub enum Scenario {
     MediaControl,
     /// Two calls whose INVITEs carry `X-Record-Mode`: the first `deny`, the second `force`.
     ModeHeader,
-    /// The callee pauses (`*48` at 30% of the talk time) and resumes (`*49` at 60%) with
-    /// RFC 4733 DTMF codes.
+    /// The callee pauses (`*48` at 30% of the talk time), resumes (`*49` at 60%) and stops
+    /// with the toggle (`*1` at 85%), in RFC 4733 DTMF codes.
     DtmfPause,
     /// The direction matrix, four calls per round: inbound (an offnet caller to an onnet
     /// callee), outbound, internal and external-to-external. Onnet parties are on 10.0.0.0/8
