@@ -471,6 +471,28 @@ fn endpoint_settings_decide_every_cell_of_the_direction_matrix() {
         &matrix_rules("", "outbound = { onnet = true }", true, ""),
         [no, no, (Some("user u10002"), "records outbound.onnet"), no],
     );
+    // The account on its own: it records a user who disabled recording.
+    check_matrix(
+        "matrix-account-on-its-own",
+        &matrix_rules(
+            "inbound = { offnet = true }",
+            "inbound = { offnet = false }",
+            false,
+            "",
+        ),
+        [
+            (
+                Some("account gen records inbound.offnet"),
+                "(on its own: user u20000 disabled it)",
+            ),
+            no,
+            no,
+            (
+                None,
+                "external-to-external call refused: tenant gen does not allow it",
+            ),
+        ],
+    );
 }
 
 #[test]
