@@ -41,6 +41,12 @@ pub struct CallSpec {
     pub on_demand: OnDemandPlan,
     /// `X-Record-Mode` in the INVITE.
     pub record_mode: Option<&'static str>,
+    /// Whether (caller, callee) is offnet: an address outside 10.0.0.0/8 and an E.164 number.
+    pub offnet: [bool; 2],
+    /// The domain named in From and To, instead of the callee's address.
+    pub domain: Option<&'static str>,
+    /// Halfway through, the callee side re-INVITEs asserting an external number (a transfer).
+    pub transfer_external: bool,
     pub caller_display: Option<String>,
     pub caller_tone_hz: f64,
     pub callee_tone_hz: f64,
@@ -58,6 +64,8 @@ pub enum OnDemandPlan {
     InfoRecord,
     /// MESSAGE media-control pause/resume, in dialog then out of dialog (JSON).
     MediaControl,
+    /// RFC 4733 codes `*48` (pause), `*49` (resume), then the `*1` toggle (stop).
+    DtmfPause,
 }
 
 /// Collects one call's frames.
@@ -317,6 +325,8 @@ struct Dialog {
     caller_user: String,
     caller_display: Option<String>,
     callee_user: String,
+    /// Host of the From and To URIs.
+    domain: String,
     /// Address the caller believes it has (private when behind NAT).
     caller_adv: IpAddr,
     callee_ip: IpAddr,
@@ -355,9 +365,7 @@ impl Dialog {
     fn from(&self) -> String {
         let uri = format!(
             "<sip:{}@{}>;tag={}",
-            self.caller_user,
-            host(self.callee_ip),
-            self.from_tag
+            self.caller_user, self.domain, self.from_tag
         );
         match &self.caller_display {
             Some(d) => format!("\"{d}\" {uri}"),
@@ -365,7 +373,7 @@ impl Dialog {
         }
     }
     fn to(&self, tagged: bool) -> String {
-        let mut s = format!("<sip:{}@{}>", self.callee_user, host(self.callee_ip));
+        let mut s = format!("<sip:{}@{}>", self.callee_user, self.domain);
         if tagged {
             s.push_str(";tag=");
             s.push_str(&self.to_tag);
@@ -675,9 +683,18 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
             Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, (i + 1) as u16).into(),
         )
     } else {
+        let [caller_off, callee_off] = spec.offnet;
         (
-            Ipv4Addr::new(10, 1, hi, lo).into(),
-            Ipv4Addr::new(10, 2, hi, lo).into(),
+            if caller_off {
+                Ipv4Addr::new(198, 51, 100, lo).into()
+            } else {
+                Ipv4Addr::new(10, 1, hi, lo).into()
+            },
+            if callee_off {
+                Ipv4Addr::new(192, 0, 2, lo).into()
+            } else {
+                Ipv4Addr::new(10, 2, hi, lo).into()
+            },
         )
     };
     let (caller_adv, caller_wire_ip): (IpAddr, IpAddr) = if spec.nat {
@@ -711,9 +728,18 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         call_id: format!("{}@gen.voxtap", rng.hex(12)),
         from_tag: rng.hex(4),
         to_tag: rng.hex(4),
-        caller_user: format!("1{i:04}"),
+        caller_user: if spec.offnet[0] {
+            format!("+4930555{i:04}")
+        } else {
+            format!("1{i:04}")
+        },
         caller_display: spec.caller_display.clone(),
-        callee_user: format!("2{i:04}"),
+        callee_user: if spec.offnet[1] {
+            format!("+4940666{i:04}")
+        } else {
+            format!("2{i:04}")
+        },
+        domain: spec.domain.map_or_else(|| host(callee_ip), str::to_string),
         caller_adv,
         callee_ip,
         caller_wire: caller_sig,
@@ -932,7 +958,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
     let rel_a = |t: u64| (t - t_a) as f64 / 1e9;
     let mut callee_cseq = 10;
     let plan: &[(f64, &str, &str)] = match spec.on_demand {
-        OnDemandPlan::None => &[],
+        OnDemandPlan::None | OnDemandPlan::DtmfPause => &[],
         OnDemandPlan::InfoRecord => &[(0.3, "stop", "sip-info"), (0.6, "start", "sip-info")],
         OnDemandPlan::MediaControl => &[
             (0.2, "pause", "message"),
@@ -1017,6 +1043,59 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
             action: action.into(),
             side: "callee".into(),
             via: via.into(),
+            at_secs: rel_a(t),
+        });
+    }
+
+    // ---- transfer to an external party ----------------------------------------------
+    if spec.transfer_external {
+        // RFC 3325 §9.1: the PBX names the party it put through in P-Asserted-Identity.
+        let t = at(0.5);
+        let b = branch(&mut rng);
+        callee_cseq += 1;
+        let reinv = Msg::request("INVITE", &dlg.caller_contact_uri())
+            .header("Via", dlg.callee_via(&b))
+            .header("Max-Forwards", "70")
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{callee_cseq} INVITE"))
+            .header("Contact", dlg.callee_contact())
+            .header(
+                "P-Asserted-Identity",
+                format!("<sip:+4940777{i:04}@{}>", dlg.domain),
+            )
+            .sdp(callee_sdp(2, Direction::SendRecv))
+            .render();
+        sig.send(&mut em, t, false, &reinv, None);
+        let ok = Msg::response(200, "OK")
+            .header("Via", dlg.callee_via(&b))
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{callee_cseq} INVITE"))
+            .header("Contact", format!("<{}>", dlg.caller_contact_uri()))
+            .sdp(caller_sdp(
+                2,
+                spec.caller_rtp_port,
+                Direction::SendRecv,
+                false,
+            ))
+            .render();
+        sig.send(&mut em, t + 20 * MS, true, &ok, None);
+        let ack = Msg::request("ACK", &dlg.caller_contact_uri())
+            .header("Via", dlg.callee_via(&branch(&mut rng)))
+            .header("Max-Forwards", "70")
+            .header("From", dlg.to(true))
+            .header("To", dlg.from())
+            .header("Call-ID", dlg.call_id.clone())
+            .header("CSeq", format!("{callee_cseq} ACK"))
+            .render();
+        sig.send(&mut em, t + 23 * MS, false, &ack, None);
+        truth.controls.push(ControlTruth {
+            action: "stop".into(),
+            side: "callee".into(),
+            via: "transfer".into(),
             at_secs: rel_a(t),
         });
     }
@@ -1139,6 +1218,26 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         let at = |f: f64| t_a + us_floor((spec.talk_ns as f64 * f) as u64);
         caller_side.dtmf = vec![(at(0.25), '1'), (at(0.5), '#')];
         callee_side.dtmf = vec![(at(0.75), '5')];
+    }
+    if spec.on_demand == OnDemandPlan::DtmfPause {
+        // One digit every 200 ms; the code counts from its last digit.
+        for (f, code, action) in [
+            (0.3, "*48", "pause"),
+            (0.6, "*49", "resume"),
+            (0.85, "*1", "stop"),
+        ] {
+            let t0 = at(f);
+            for (n, d) in code.chars().enumerate() {
+                callee_side.dtmf.push((t0 + n as u64 * 200 * MS, d));
+            }
+            let last = t0 + (code.len() as u64 - 1) * 200 * MS;
+            truth.controls.push(ControlTruth {
+                action: action.into(),
+                side: "callee".into(),
+                via: "rfc4733".into(),
+                at_secs: rel_a(last),
+            });
+        }
     }
 
     let rel = |t: u64| (t as i64 - t_a as i64) as f64 / 1e9;

@@ -82,6 +82,20 @@ pub enum Scenario {
     MediaControl,
     /// Two calls whose INVITEs carry `X-Record-Mode`: the first `deny`, the second `force`.
     ModeHeader,
+    /// The callee pauses (`*48` at 30% of the talk time), resumes (`*49` at 60%) and stops
+    /// with the toggle (`*1` at 85%), in RFC 4733 DTMF codes.
+    DtmfPause,
+    /// The direction matrix, four calls per round: inbound (an offnet caller to an onnet
+    /// callee), outbound, internal and external-to-external. Onnet parties are on 10.0.0.0/8
+    /// with extensions (1NNNN caller, 2NNNN callee); offnet ones on 198.51.100.0/24 (caller)
+    /// and 192.0.2.0/24 (callee) with E.164 numbers. From and To name the domain `gen.test`.
+    /// `calls` = rounds.
+    Matrix,
+    /// An offnet caller (198.51.100.x, E.164) reaches an onnet callee (10.2.x.x) at the PBX,
+    /// which at 50% of the talk time puts the call through to an external number: an
+    /// in-dialog re-INVITE from the callee side whose P-Asserted-Identity names +4940777NNNN.
+    /// From and To name `gen.test`.
+    TransferExternal,
     /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
     Mix,
 }

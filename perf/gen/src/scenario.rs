@@ -25,10 +25,19 @@ pub const MIX_ROUND: [Scenario; 14] = [
     Scenario::EarlyMedia,
 ];
 
+/// Whether (caller, callee) is offnet, per call of a `Matrix` round: inbound, outbound,
+/// internal, external-to-external.
+pub const MATRIX_ROUND: [[bool; 2]; 4] =
+    [[true, false], [false, true], [false, false], [true, true]];
+
+/// The domain the `Matrix` calls name in From and To.
+pub const MATRIX_DOMAIN: &str = "gen.test";
+
 /// Number of calls `generate` produces for `cfg`.
 pub fn expected_calls(cfg: &GenConfig) -> usize {
     match cfg.scenario {
         Scenario::Mix => cfg.calls * MIX_ROUND.len(),
+        Scenario::Matrix => cfg.calls * MATRIX_ROUND.len(),
         _ => cfg.calls,
     }
 }
@@ -164,9 +173,18 @@ impl Planner {
             ipv6: kind == Scenario::Ipv6,
             cancel: kind == Scenario::CancelBeforeAnswer,
             early_media: kind == Scenario::EarlyMedia,
+            offnet: match kind {
+                Scenario::Matrix => MATRIX_ROUND[idx % MATRIX_ROUND.len()],
+                Scenario::TransferExternal => [true, false],
+                _ => [false; 2],
+            },
+            domain: matches!(kind, Scenario::Matrix | Scenario::TransferExternal)
+                .then_some(MATRIX_DOMAIN),
+            transfer_external: kind == Scenario::TransferExternal,
             on_demand: match kind {
                 Scenario::InfoRecord => OnDemandPlan::InfoRecord,
                 Scenario::MediaControl => OnDemandPlan::MediaControl,
+                Scenario::DtmfPause => OnDemandPlan::DtmfPause,
                 _ => OnDemandPlan::None,
             },
             record_mode: match kind {
@@ -231,7 +249,7 @@ pub fn plan(cfg: &GenConfig) -> Vec<CallSpec> {
         }
         kind => {
             let mut start = base;
-            for i in 0..cfg.calls {
+            for i in 0..expected_calls(cfg) {
                 specs.push(p.spec(i, kind, i, start, talk));
                 start += p.rng.range(250_000, 400_000) * US;
             }

@@ -10,7 +10,7 @@ use crate::scenario::{MIX_ROUND, expected_calls};
 use crate::sip::content_length_of;
 use crate::{CallTruth, Frame, GenConfig, GroundTruth, Scenario, generate};
 
-const ALL: [Scenario; 18] = [
+const ALL: [Scenario; 21] = [
     Scenario::Pcmu,
     Scenario::Pcma,
     Scenario::Dtmf,
@@ -29,6 +29,9 @@ const ALL: [Scenario; 18] = [
     Scenario::InfoRecord,
     Scenario::MediaControl,
     Scenario::ModeHeader,
+    Scenario::DtmfPause,
+    Scenario::Matrix,
+    Scenario::TransferExternal,
 ];
 
 fn small(s: Scenario) -> GenConfig {
@@ -206,7 +209,10 @@ fn is_caller_addr(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(a) => {
             let o = a.octets();
-            (o[0] == 10 && o[1] == 1) || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+            // 198.51.100.x: an offnet caller of the Matrix scenario.
+            (o[0] == 10 && o[1] == 1)
+                || (o[0] == 203 && o[1] == 0 && o[2] == 113)
+                || (o[0] == 198 && o[1] == 51 && o[2] == 100)
         }
         IpAddr::V6(a) => a.segments()[1] == 1,
     }

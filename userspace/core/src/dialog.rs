@@ -126,8 +126,17 @@ pub struct Call {
     pub mode: Option<String>,
     /// `X-Session-Id` of the INVITE, else of its 2xx.
     pub session_id: Option<String>,
+    /// Per side ([`side_index`]): the identity it last asserted in an in-dialog re-INVITE or
+    /// UPDATE when that differs from the one it started with (a transfer through a B2BUA).
+    pub asserted: [Option<String>; 2],
     /// When an ended call is reported and forgotten.
     linger_until: Option<Timestamp>,
+}
+
+/// The user part of a message's P-Asserted-Identity (its first URI), if any.
+fn asserted_user<'a>(msg: &Message<'a>) -> Option<&'a str> {
+    let na = sip::parse_name_addr(msg.header_named("P-Asserted-Identity")?)?;
+    sip::parse_uri(na.uri)?.user.filter(|u| !u.is_empty())
 }
 
 pub fn side_index(side: Side) -> usize {
@@ -204,6 +213,14 @@ pub enum DialogEvent {
         ts: Timestamp,
         side: Side,
         pause: bool,
+    },
+    /// A side of an answered call now asserts another identity (P-Asserted-Identity in an
+    /// in-dialog re-INVITE or UPDATE): a PBX in the path put someone else through.
+    PartyChanged {
+        call: CallHandle,
+        ts: Timestamp,
+        side: Side,
+        user: String,
     },
 }
 
@@ -416,6 +433,26 @@ impl Dialogs {
                         });
                     }
                 }
+                // RFC 3325 §9.1: a B2BUA that transfers names the new party in the
+                // P-Asserted-Identity of a target refresh (RFC 3261 §12.2).
+                Method::Invite | Method::Update if to.tag.is_some() && call.answered.is_some() => {
+                    let started_as = match sender {
+                        Side::Caller => &call.caller.user,
+                        Side::Callee => &call.callee.user,
+                    };
+                    let slot = &mut call.asserted[side_index(sender)];
+                    if let Some(user) = asserted_user(msg)
+                        && slot.as_deref().unwrap_or(started_as) != user
+                    {
+                        *slot = (user != started_as).then(|| user.to_string());
+                        out.push(DialogEvent::PartyChanged {
+                            call: handle,
+                            ts,
+                            side: sender,
+                            user: user.to_string(),
+                        });
+                    }
+                }
                 Method::Message => {
                     if let Some(ct) = msg.content_type()
                         && ct.eq_ignore_ascii_case("application/x-media-control")
@@ -531,6 +568,7 @@ impl Dialogs {
             callee_contact: None,
             mode: None,
             session_id: None,
+            asserted: Default::default(),
             linger_until: None,
         };
         self.calls.insert(handle, call);
@@ -1440,6 +1478,46 @@ mod tests {
         let plain =
             message("pause-audio-recording").replace("application/x-media-control", "text/plain");
         assert!(feed_any(&mut d, A, B, &plain).is_empty());
+    }
+
+    #[test]
+    fn a_target_refresh_with_another_asserted_identity_changes_the_party() {
+        let mut d = Dialogs::new(DialogConfig::default());
+        let h = answered_call(&mut d, "", "");
+        let refresh = |start: &str, cseq: &str, pai: &str| {
+            let extra = if pai.is_empty() {
+                String::new()
+            } else {
+                format!("P-Asserted-Identity: \"New\" <sip:{pai}@pbx>\r\n")
+            };
+            with(start, cseq, Some("b1"), &extra, "", "")
+        };
+        let reinvite = |cseq: &str, pai: &str| refresh("INVITE sip:201@pbx SIP/2.0", cseq, pai);
+        assert!(feed_any(&mut d, A, B, &reinvite("2 INVITE", "")).is_empty());
+        assert!(feed_any(&mut d, A, B, &reinvite("3 INVITE", "alice")).is_empty());
+        let ev = feed_any(&mut d, A, B, &reinvite("4 INVITE", "+4930999"));
+        assert_eq!(
+            ev,
+            vec![DialogEvent::PartyChanged {
+                call: h,
+                ts: Timestamp(9),
+                side: Side::Caller,
+                user: "+4930999".into()
+            }]
+        );
+        // Told once; an UPDATE back to the first identity is a change again.
+        assert!(feed_any(&mut d, A, B, &reinvite("5 INVITE", "+4930999")).is_empty());
+        let ev = feed_any(
+            &mut d,
+            A,
+            B,
+            &refresh("UPDATE sip:201@pbx SIP/2.0", "6 UPDATE", "alice"),
+        );
+        assert!(
+            matches!(&ev[..], [DialogEvent::PartyChanged { user, .. }] if user == "alice"),
+            "{ev:?}"
+        );
+        assert_eq!(d.get(h).unwrap().asserted, [None, None]);
     }
 
     #[test]

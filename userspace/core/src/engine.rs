@@ -456,6 +456,19 @@ impl Engine {
                     side,
                     pause,
                 } => self.on_trigger(call, ts, Trigger::MediaControl { pause, side }),
+                DialogEvent::PartyChanged {
+                    call,
+                    ts,
+                    side,
+                    ref user,
+                } => self.on_trigger(
+                    call,
+                    ts,
+                    Trigger::PartyChanged {
+                        side,
+                        user: user.clone(),
+                    },
+                ),
             }
         }
     }
@@ -589,9 +602,31 @@ impl Engine {
             return;
         };
         let facts = call_facts(c, answered_at);
-        if let Some(cmd) = self.policy.on_trigger(&facts, &trigger) {
-            self.apply_command(call, ts, cmd);
+        let Some(cmd) = self.policy.on_trigger(&facts, &trigger) else {
+            return;
+        };
+        let transfer = matches!(
+            trigger,
+            Trigger::PartyChanged { .. } | Trigger::BecameExternalToExternal
+        );
+        if transfer && cmd.action == Action::Stop {
+            // The catalog says why, in the stop reason and in a row with the policy's words.
+            if let Some(rec) = self.recordings.get(&call) {
+                self.events
+                    .push_back(Event::RecordingControl(RecordingControl {
+                        rec: rec.handle,
+                        call,
+                        ts,
+                        action: Action::Stop,
+                        reason: cmd.reason,
+                        requested_by: None,
+                        requested_by_user: None,
+                        requested_by_device: None,
+                    }));
+                return self.stop_recording(call, ts, StopReason::ExternalToExternal);
+            }
         }
+        self.apply_command(call, ts, cmd);
     }
 
     /// A request from outside the wire (the local control API of `voxtap run`): start, stop,
@@ -609,8 +644,15 @@ impl Engine {
     fn apply_command(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
         let paused = self.recordings.get(&call).map(|r| r.paused);
         let (action, pause) = match (cmd.action, paused) {
-            (Action::Start, None) => return self.start_recording(call, ts, cmd.reason),
-            (Action::Stop, Some(_)) => return self.stop_recording(call, ts, StopReason::Policy),
+            (Action::Start, None) => {
+                self.start_recording(call, ts, cmd.reason.clone());
+                // A party asked: the catalog keeps who, on the new recording's timeline.
+                return self.note_request(call, ts, cmd);
+            }
+            (Action::Stop, Some(_)) => {
+                self.note_request(call, ts, cmd);
+                return self.stop_recording(call, ts, StopReason::Policy);
+            }
             (Action::Stop, None) => {
                 // A recording still waiting for the bridge is called off.
                 if let Some(l) = self.call_recording.get_mut(&call) {
@@ -633,6 +675,26 @@ impl Engine {
                 action,
                 reason: cmd.reason,
                 requested_by: cmd.requested_by,
+                requested_by_user: cmd.requested_by_user,
+                requested_by_device: cmd.requested_by_device,
+            }));
+    }
+
+    /// Reports an on-demand start or stop with the party that asked, on the open recording.
+    fn note_request(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
+        let (Some(rec), Some(_)) = (self.recordings.get(&call), cmd.requested_by) else {
+            return;
+        };
+        self.events
+            .push_back(Event::RecordingControl(RecordingControl {
+                rec: rec.handle,
+                call,
+                ts,
+                action: cmd.action,
+                reason: cmd.reason,
+                requested_by: cmd.requested_by,
+                requested_by_user: cmd.requested_by_user,
+                requested_by_device: cmd.requested_by_device,
             }));
     }
 

@@ -211,6 +211,8 @@ pub enum StopReason {
     Policy,
     /// The decision's `time_limit` was reached.
     TimeLimit,
+    /// A transfer left two external parties talking and the tenant does not record them.
+    ExternalToExternal,
 }
 
 impl StopReason {
@@ -219,6 +221,7 @@ impl StopReason {
             StopReason::CallEnded => "call-ended",
             StopReason::Policy => "policy",
             StopReason::TimeLimit => "time-limit",
+            StopReason::ExternalToExternal => "external-to-external",
         }
     }
 }
@@ -228,11 +231,15 @@ pub struct RecordingControl {
     pub rec: RecordingHandle,
     pub call: CallHandle,
     pub ts: Timestamp,
-    /// `Pause` or `Resume`.
+    /// `Pause` or `Resume`; `Start` (just after the recording started) or `Stop` (just before
+    /// it stops) when a party asked for it.
     pub action: crate::policy::Action,
     pub reason: String,
     /// The party whose request it was, if one asked.
     pub requested_by: Option<Side>,
+    /// That party's user and device, when the rules know them.
+    pub requested_by_user: Option<String>,
+    pub requested_by_device: Option<String>,
 }
 
 /// The recording policy's decision for a call, with the steps that led to it.

@@ -294,6 +294,7 @@ impl voxtap_core::policy::RecordingPolicy for Keys {
             action,
             reason: format!("key {digit}"),
             requested_by: Some(*side),
+            ..Command::default()
         })
     }
 }
@@ -467,6 +468,7 @@ impl voxtap_core::policy::RecordingPolicy for Scripted {
             action,
             reason: format!("{trigger:?}"),
             requested_by: Some(side),
+            ..Command::default()
         })
     }
 }

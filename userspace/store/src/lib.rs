@@ -27,6 +27,7 @@ use voxtap_core::event::{
     CallDecision, CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingControl,
     RecordingHandle, RecordingStarted, StopReason, StreamReport,
 };
+use voxtap_core::policy::Action;
 
 pub use schema::SCHEMA_VERSION;
 
@@ -753,7 +754,8 @@ impl Store {
         Ok(())
     }
 
-    /// A pause or resume: an `events` row on the recording's timeline.
+    /// A pause or resume, or an on-demand start or stop: an `events` row on the recording's
+    /// timeline.
     fn recording_control(&mut self, c: &RecordingControl) -> Result<(), StoreError> {
         let (Some(call), Some(rec)) = (self.calls.get(&c.call), self.recs.get(&c.rec)) else {
             self.report.orphan_events += 1;
@@ -761,8 +763,8 @@ impl Store {
         };
         self.db
             .prepare_cached(
-                "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 'policy', ?7)",
+                "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side, user, device)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 'policy', ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -770,9 +772,15 @@ impl Store {
                     rec.row,
                     c.ts.to_string(),
                     c.ts.saturating_since(rec.start).as_secs_f64(),
-                    c.action.as_str(),
+                    match c.action {
+                        Action::Start => "record-start",
+                        Action::Stop => "record-stop",
+                        a => a.as_str(),
+                    },
                     c.reason,
                     c.requested_by.map(|s| s.as_str()),
+                    c.requested_by_user,
+                    c.requested_by_device,
                 ])
             })
             .map_err(self.sq())?;

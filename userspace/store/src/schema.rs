@@ -110,7 +110,9 @@ CREATE TABLE IF NOT EXISTS events (
     value        TEXT,
     duration_ms  INTEGER,
     source       TEXT,
-    side         TEXT
+    side         TEXT,
+    user         TEXT,
+    device       TEXT
 );
 CREATE INDEX IF NOT EXISTS events_call_id ON events(call_id);
 CREATE INDEX IF NOT EXISTS events_recording_id ON events(recording_id);

@@ -1127,6 +1127,11 @@ fn pause_and_resume_are_on_the_recording_timeline() {
                 action,
                 reason: "key *48".into(),
                 requested_by: Some(Side::Callee),
+                // Who asked: named on the pause, unknown on the resume.
+                requested_by_user: (action == voxtap_core::policy::Action::Pause)
+                    .then(|| "alice".to_string()),
+                requested_by_device: (action == voxtap_core::policy::Action::Pause)
+                    .then(|| "alice-desk".to_string()),
             }))
             .unwrap();
     }
@@ -1168,6 +1173,20 @@ fn pause_and_resume_are_on_the_recording_timeline() {
         "{rows:?}"
     );
     assert_eq!(rows[0].5, 1);
+    let who: Vec<(Option<String>, Option<String>)> = db
+        .prepare("SELECT user, device FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        who,
+        [
+            (Some("alice".into()), Some("alice-desk".into())),
+            (None, None)
+        ]
+    );
 }
 
 fn rec_started_min(rec: u64, call: u64, ms: u64, min_secs: u32) -> Event {

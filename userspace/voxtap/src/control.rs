@@ -63,7 +63,7 @@ impl Request {
         Command {
             action: self.action,
             reason: "control API".into(),
-            requested_by: None,
+            ..Command::default()
         }
     }
 }

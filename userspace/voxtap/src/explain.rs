@@ -182,7 +182,7 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
     }
 
     let mut stmt = db.prepare(
-        "SELECT time, kind, value, source, side, offset_s FROM events WHERE call_id = ?1 ORDER BY time, id",
+        "SELECT time, kind, value, source, side, offset_s, user, device FROM events WHERE call_id = ?1 ORDER BY time, id",
     )?;
     let events = stmt
         .query_map(params![id], |r| {
@@ -193,21 +193,28 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
                 r.get::<_, Option<String>>(3)?,
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Option<f64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     if !events.is_empty() {
         writeln!(out, "events:")?;
     }
-    for (time, kind, value, source, side, offset) in events {
+    for (time, kind, value, source, side, offset, user, device) in events {
         let at = offset
             .map(|o| format!(" (+{o:.2} s in the recording)"))
             .unwrap_or_default();
-        let who = [source, side]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ");
+        let who = [
+            source,
+            side,
+            user.map(|u| format!("user {u}")),
+            device.map(|d| format!("device {d}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
         writeln!(
             out,
             "  {time}{at}  {kind} {}  [{who}]",

@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 
-use super::decide::evaluate;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::decide::{Direction, classify, evaluate};
 use super::rules::{Mode, OnDemand, Rules};
 use super::{Action, CallFacts, Command, Decision, RecordingPolicy, Trigger};
 use crate::dialog::side_index as side_slot;
-use crate::event::{CallHandle, Side};
+use crate::event::{CallHandle, Party, Side};
 
 /// Digits kept per side; longer than any sensible code.
 const DIGITS_KEPT: usize = 8;
@@ -25,6 +27,8 @@ struct CallControl {
     paused: bool,
     /// The last digits each side sent.
     digits: [String; 2],
+    /// Per side: its user and device, as classified at answer time (who asked).
+    who: [(Option<String>, Option<String>); 2],
 }
 
 /// The rules-driven policy.
@@ -70,6 +74,12 @@ impl RulesPolicy {
                 recording: eval.decision.record,
                 paused: false,
                 digits: Default::default(),
+                who: [&eval.class.caller_endpoint, &eval.class.callee_endpoint].map(|ep| {
+                    (
+                        ep.user.map(|u| u.name.clone()),
+                        ep.device.map(|d| d.id.clone()),
+                    )
+                }),
             };
             self.calls.insert(facts.call, c);
             decision = Some(eval.decision);
@@ -100,10 +110,26 @@ impl CallControl {
             Action::Pause => self.paused = true,
             Action::Resume => self.paused = false,
         }
+        let (user, device) = self.who[side_slot(side)].clone();
         Some(Command {
             action,
             reason: format!("on demand: {what} from the {}", side.as_str()),
             requested_by: Some(side),
+            requested_by_user: user,
+            requested_by_device: device,
+        })
+    }
+
+    fn became_external_to_external(&mut self) -> Option<Command> {
+        self.on_demand = [false; 2];
+        if self.external_to_external_allowed || self.mode == Mode::Force || !self.recording {
+            return None;
+        }
+        (self.recording, self.paused) = (false, false);
+        Some(Command {
+            action: Action::Stop,
+            reason: "a transfer left two external parties talking; the tenant does not allow recording them".into(),
+            ..Command::default()
         })
     }
 
@@ -133,6 +159,33 @@ impl CallControl {
         });
         self.request(side, action, &format!("code {code} ({source})"))
     }
+}
+
+/// Whether the call is external-to-external once `side` is `user`. The new party is judged by
+/// its number and domain only: its signalling address and Contact are still those of the PBX
+/// or the phone that put it through.
+fn now_external_to_external(rules: &Rules, facts: &CallFacts<'_>, side: Side, user: &str) -> bool {
+    let unknown = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let party = Party {
+        user: user.to_string(),
+        ..match side {
+            Side::Caller => facts.caller,
+            Side::Callee => facts.callee,
+        }
+        .clone()
+    };
+    let mut moved = facts.clone();
+    match side {
+        Side::Caller => {
+            (moved.caller, moved.caller_addr, moved.caller_contact) = (&party, unknown, None)
+        }
+        Side::Callee => {
+            (moved.callee, moved.callee_addr, moved.callee_contact) = (&party, unknown, None);
+            // The number dialled no longer names the callee.
+            moved.request_user = "";
+        }
+    }
+    classify(rules, &moved).direction == Direction::ExternalToExternal
 }
 
 impl RecordingPolicy for RulesPolicy {
@@ -167,17 +220,13 @@ impl RecordingPolicy for RulesPolicy {
                 };
                 c.request(side, action, &format!("media control {what}"))
             }
-            Trigger::BecameExternalToExternal => {
-                c.on_demand = [false; 2];
-                if c.external_to_external_allowed || c.mode == Mode::Force || !c.recording {
+            Trigger::BecameExternalToExternal => c.became_external_to_external(),
+            Trigger::PartyChanged { side, ref user } => {
+                if !now_external_to_external(&self.rules, facts, side, user) {
                     return None;
                 }
-                (c.recording, c.paused) = (false, false);
-                Some(Command {
-                    action: Action::Stop,
-                    reason: "a transfer left two external parties talking; the tenant does not allow recording them".into(),
-                    requested_by: None,
-                })
+                let (c, _) = self.control(facts);
+                c.became_external_to_external()
             }
         }
     }
@@ -220,6 +269,35 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_to_an_external_party_stops_unless_allowed() {
+        let mut p = policy(true, |r| acme(r).settings.inbound.offnet = Some(true));
+        let call = inbound();
+        assert!(p.on_answer(&call.facts()).record);
+        // alice's phone now asserts bob: still ours, nothing happens.
+        let to_bob = Trigger::PartyChanged {
+            side: Side::Callee,
+            user: "202".into(),
+        };
+        assert_eq!(p.on_trigger(&call.facts(), &to_bob), None);
+        let out = Trigger::PartyChanged {
+            side: Side::Callee,
+            user: "+4930666".into(),
+        };
+        let cmd = p.on_trigger(&call.facts(), &out).expect("a stop");
+        assert_eq!(cmd.action, Action::Stop);
+        assert!(cmd.reason.contains("two external parties"), "{cmd:?}");
+        // On-demand control is over for the call.
+        assert!(dial(&mut p, &call, Side::Callee, "*1").is_empty());
+
+        let mut p = policy(true, |r| {
+            acme(r).settings.inbound.offnet = Some(true);
+            acme(r).allow_external_to_external = true;
+        });
+        assert!(p.on_answer(&call.facts()).record);
+        assert_eq!(p.on_trigger(&call.facts(), &out), None);
+    }
+
+    #[test]
     fn toggle_pause_resume_codes() {
         let mut p = policy(true, |_| {});
         let call = inbound();
@@ -228,6 +306,9 @@ mod tests {
         let cmds = dial(&mut p, &call, Side::Callee, "12*1");
         assert_eq!(actions(&cmds), [Action::Start]);
         assert_eq!(cmds[0].requested_by, Some(Side::Callee));
+        // Who asked: alice on her desk phone.
+        assert_eq!(cmds[0].requested_by_user.as_deref(), Some("alice"));
+        assert_eq!(cmds[0].requested_by_device.as_deref(), Some("alice-desk"));
         assert_eq!(
             cmds[0].reason,
             "on demand: code *1 (rfc4733) from the callee"

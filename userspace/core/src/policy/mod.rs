@@ -83,14 +83,20 @@ pub enum Trigger {
     /// A SIP MESSAGE asking to pause or resume recording: in dialog
     /// (`application/x-media-control`) or out of dialog (JSON, matched by `X-Session-Id`).
     MediaControl { pause: bool, side: Side },
-    /// A transfer left two external parties talking. Not raised by the engine yet.
+    /// A transfer left two external parties talking. The engine raises [`Trigger::PartyChanged`]
+    /// instead and lets the policy judge it; this is for callers that know it themselves.
     BecameExternalToExternal,
+    /// A side now asserts another identity (P-Asserted-Identity in a re-INVITE or UPDATE): a
+    /// transfer through a PBX. [`RulesPolicy`] classifies the call again with that number and,
+    /// if both parties are now external, acts as on [`Trigger::BecameExternalToExternal`].
+    PartyChanged { side: Side, user: String },
 }
 
 /// What a policy asks of a running call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Action {
     /// Start recording (or resume, if paused).
+    #[default]
     Start,
     /// Stop and finalise the recording; a later `Start` begins a new file.
     Stop,
@@ -111,11 +117,14 @@ impl Action {
 }
 
 /// A policy's answer to a trigger: the action, why, and which party asked for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Command {
     pub action: Action,
     pub reason: String,
     pub requested_by: Option<Side>,
+    /// The user and device of the side that asked, as the rules classified it.
+    pub requested_by_user: Option<String>,
+    pub requested_by_device: Option<String>,
 }
 
 pub trait RecordingPolicy: Send {
