@@ -150,6 +150,7 @@ impl Planner {
             talk_ns: talk,
             bye_by_callee,
             dtmf: kind == Scenario::Dtmf,
+            inband_dtmf: kind == Scenario::InbandDtmf,
             hold_move,
             nat: kind == Scenario::Nat,
             loss_reorder: kind == Scenario::LossReorder,

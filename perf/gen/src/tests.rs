@@ -10,7 +10,7 @@ use crate::scenario::{MIX_ROUND, expected_calls};
 use crate::sip::content_length_of;
 use crate::{CallTruth, Frame, GenConfig, GroundTruth, Scenario, generate};
 
-const ALL: [Scenario; 18] = [
+const ALL: [Scenario; 19] = [
     Scenario::Pcmu,
     Scenario::Pcma,
     Scenario::Dtmf,
@@ -29,6 +29,7 @@ const ALL: [Scenario; 18] = [
     Scenario::InfoRecord,
     Scenario::MediaControl,
     Scenario::ModeHeader,
+    Scenario::InbandDtmf,
 ];
 
 fn small(s: Scenario) -> GenConfig {
