@@ -887,7 +887,7 @@ impl Engine {
                 stream.codec = format!("PT{pt}");
             }
         }
-        if self.cfg.inband_dtmf && answered {
+        let stream = if self.cfg.inband_dtmf && answered {
             let found = stream.detect_inband(pt, codec_info.as_ref(), pkt.payload(), &mut self.pcm);
             if let Some(d) = found {
                 self.on_dtmf(DtmfEvent {
@@ -899,9 +899,13 @@ impl Engine {
                     side: flow.sender,
                 });
             }
-        }
-        let Some(stream) = self.streams.get_mut(&key) else {
-            return;
+            // on_dtmf borrowed the whole engine: take the stream again.
+            let Some(stream) = self.streams.get_mut(&key) else {
+                return;
+            };
+            stream
+        } else {
+            stream
         };
         let Some(rec) = self.recordings.get_mut(&flow.call).filter(|r| !r.paused) else {
             return;

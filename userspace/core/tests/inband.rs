@@ -1,0 +1,95 @@
+//! In-band DTMF in the engine on generated traffic: off by default, heard in calls that are
+//! not recorded, offered to the policy as `DtmfSource::InBand`, and never heard in calls that
+//! carry only tones or RFC 4733 digits.
+
+use std::sync::{Arc, Mutex};
+
+use voxtap_core::event::{DtmfSource, Event, Side};
+use voxtap_core::policy::{CallFacts, Command, Decision, RecordingPolicy, Trigger};
+use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
+use voxtap_gen::{GenConfig, Scenario, generate};
+
+/// Records nothing and remembers every trigger it is offered.
+struct Listener(Arc<Mutex<Vec<Trigger>>>);
+
+impl RecordingPolicy for Listener {
+    fn on_answer(&mut self, _: &CallFacts<'_>) -> Decision {
+        Decision::new(false, "test: record nothing")
+    }
+
+    fn on_trigger(&mut self, _: &CallFacts<'_>, t: &Trigger) -> Option<Command> {
+        self.0.lock().expect("not poisoned").push(t.clone());
+        None
+    }
+}
+
+/// (digit, source, side) of every DTMF event, and the triggers the policy saw.
+fn run(scenario: Scenario, inband: bool) -> (Vec<(char, DtmfSource, Side)>, Vec<Trigger>) {
+    let (frames, _) = generate(&GenConfig::new(scenario));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let cfg = EngineConfig {
+        inband_dtmf: inband,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::with_policy(cfg, Box::new(Listener(seen.clone())));
+    let mut digits = Vec::new();
+    let mut take = |engine: &mut Engine| {
+        while let Some(e) = engine.poll_event() {
+            assert!(
+                !matches!(e, Event::RecordingStarted(_)),
+                "nothing is recorded"
+            );
+            if let Event::Dtmf(d) = e {
+                digits.push((d.digit, d.source, d.side));
+            }
+        }
+    };
+    for f in &frames {
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
+        take(&mut engine);
+    }
+    engine.finish();
+    take(&mut engine);
+    let triggers = seen.lock().expect("not poisoned").clone();
+    (digits, triggers)
+}
+
+#[test]
+fn tones_are_heard_in_an_unrecorded_call_and_offered_to_the_policy() {
+    let (digits, triggers) = run(Scenario::InbandDtmf, true);
+    let code: String = digits.iter().map(|d| d.0).collect();
+    assert_eq!(code, "*48*49");
+    assert!(
+        digits
+            .iter()
+            .all(|d| d.1 == DtmfSource::InBand && d.2 == Side::Caller),
+        "{digits:?}"
+    );
+    assert_eq!(triggers.len(), 6, "{triggers:?}");
+    assert!(triggers.iter().all(|t| matches!(
+        t,
+        Trigger::Dtmf {
+            source: DtmfSource::InBand,
+            side: Side::Caller,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn the_detector_is_off_by_default() {
+    let (digits, triggers) = run(Scenario::InbandDtmf, false);
+    assert!(digits.is_empty() && triggers.is_empty(), "{digits:?}");
+}
+
+#[test]
+fn tones_and_rfc4733_calls_give_no_in_band_digits() {
+    let (digits, _) = run(Scenario::Mix, true);
+    assert!(!digits.is_empty(), "the Mix has RFC 4733 digits");
+    assert!(
+        digits.iter().all(|d| d.1 == DtmfSource::Rfc4733),
+        "{digits:?}"
+    );
+    let (digits, _) = run(Scenario::Concurrent, true);
+    assert!(digits.is_empty(), "{digits:?}");
+}
