@@ -889,7 +889,9 @@ impl Engine {
         }
         let stream = if self.cfg.inband_dtmf && answered {
             let found = stream.detect_inband(pt, codec_info.as_ref(), pkt.payload(), &mut self.pcm);
-            if let Some(d) = found {
+            // A stream that signals digits as RFC 4733 events may leave their tones in the
+            // audio too: hearing them again would double every digit and break the codes.
+            if let Some(d) = found.filter(|_| stream.telephone_events == 0) {
                 self.on_dtmf(DtmfEvent {
                     call: flow.call,
                     ts,

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use voxtap_core::event::{DtmfSource, Event, Side};
 use voxtap_core::policy::{CallFacts, Command, Decision, RecordingPolicy, Trigger};
+use voxtap_core::wire::{self, Decoded, Transport};
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
-use voxtap_gen::{GenConfig, Scenario, generate};
+use voxtap_gen::{Frame, GenConfig, Scenario, generate};
 
 /// Records nothing and remembers every trigger it is offered.
 struct Listener(Arc<Mutex<Vec<Trigger>>>);
@@ -26,6 +27,10 @@ impl RecordingPolicy for Listener {
 /// (digit, source, side) of every DTMF event, and the triggers the policy saw.
 fn run(scenario: Scenario, inband: bool) -> (Vec<(char, DtmfSource, Side)>, Vec<Trigger>) {
     let (frames, _) = generate(&GenConfig::new(scenario));
+    run_frames(&frames, inband)
+}
+
+fn run_frames(frames: &[Frame], inband: bool) -> (Vec<(char, DtmfSource, Side)>, Vec<Trigger>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let cfg = EngineConfig {
         inband_dtmf: inband,
@@ -44,7 +49,7 @@ fn run(scenario: Scenario, inband: bool) -> (Vec<(char, DtmfSource, Side)>, Vec<
             }
         }
     };
-    for f in &frames {
+    for f in frames {
         engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
         take(&mut engine);
     }
@@ -92,4 +97,50 @@ fn tones_and_rfc4733_calls_give_no_in_band_digits() {
     );
     let (digits, _) = run(Scenario::Concurrent, true);
     assert!(digits.is_empty(), "{digits:?}");
+}
+
+/// The UDP payload of a frame sent from `src`, if it is RTP with payload type 0 (PCMU).
+fn pcmu_from(f: &mut Frame, src: std::net::IpAddr) -> Option<&mut [u8]> {
+    let (ip, port, len) = match wire::decode(LinkType::Ethernet, &f.data).ok()? {
+        Decoded::Packet {
+            src: ip,
+            transport: Transport::Udp {
+                src_port, payload, ..
+            },
+            ..
+        } => (ip, src_port, payload.len()),
+        _ => return None,
+    };
+    let at = f.data.len() - len;
+    let rtp = &mut f.data[at..];
+    (ip == src && port != 5060 && rtp.len() > 12 && rtp[0] == 0x80 && rtp[1] & 0x7f == 0)
+        .then_some(rtp)
+}
+
+#[test]
+fn a_stream_that_sends_rfc4733_events_is_not_heard_in_band() {
+    let (mut frames, truth) = generate(&GenConfig::new(Scenario::InbandDtmf));
+    let answer = truth.calls[0].answer_ns.expect("answered");
+    let caller = frames
+        .iter()
+        .find_map(|f| match wire::decode(LinkType::Ethernet, &f.data) {
+            Ok(Decoded::Packet {
+                src,
+                transport: Transport::Udp { payload, .. },
+                ..
+            }) if payload.starts_with(b"INVITE") => Some(src),
+            _ => None,
+        })
+        .expect("an INVITE");
+    // The caller's first audio packet after the answer becomes a telephone-event (PT 101,
+    // event 0, not the end): the phone signals digits out of band.
+    let rtp = frames
+        .iter_mut()
+        .filter(|f| f.ts_ns > answer)
+        .find_map(|f| pcmu_from(f, caller))
+        .expect("caller audio");
+    rtp[1] = 101;
+    rtp[12..16].copy_from_slice(&[0, 0x0a, 0, 160]);
+    let (digits, triggers) = run_frames(&frames, true);
+    assert!(digits.is_empty() && triggers.is_empty(), "{digits:?}");
 }
