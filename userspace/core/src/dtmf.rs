@@ -141,9 +141,9 @@ impl DtmfDetector {
     /// Ends a block: the digit it holds, if it passes every check.
     fn block(&mut self) -> Option<char> {
         let mut power = [0.0f32; 8];
-        for k in 0..8 {
+        for (k, p) in power.iter_mut().enumerate() {
             let (a, b) = (self.s1[k], self.s2[k]);
-            power[k] = a * a + b * b - self.coeff[k] * a * b;
+            *p = a * a + b * b - self.coeff[k] * a * b;
         }
         let energy = self.energy;
         let halves = (self.first_half, energy - self.first_half);
