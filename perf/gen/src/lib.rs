@@ -83,7 +83,8 @@ pub enum Scenario {
     /// Two calls whose INVITEs carry `X-Record-Mode`: the first `deny`, the second `force`.
     ModeHeader,
     /// The caller dials `*48` (pause, at 25% of the talk time) and `*49` (resume, at 65%) as
-    /// in-band dual tones in its audio (100 ms per digit, 100 ms apart), no RFC 4733.
+    /// in-band dual tones in its audio (100 ms per digit, 100 ms apart), no RFC 4733. Every
+    /// second call is PCMA.
     InbandDtmf,
     /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
     Mix,

@@ -109,6 +109,7 @@ impl Planner {
         let ring_ns = self.rng.range(500_000, 1_500_000) * US;
         let codec = match kind {
             Scenario::Pcma => Codec::Pcma,
+            Scenario::InbandDtmf if nth % 2 == 1 => Codec::Pcma,
             Scenario::Concurrent => {
                 if self.rng.chance(0.5) {
                     Codec::Pcma

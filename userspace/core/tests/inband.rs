@@ -82,6 +82,21 @@ fn tones_are_heard_in_an_unrecorded_call_and_offered_to_the_policy() {
 }
 
 #[test]
+fn tones_are_heard_through_pcmu_and_pcma() {
+    let mut cfg = GenConfig::new(Scenario::InbandDtmf);
+    cfg.calls = 2;
+    let (frames, truth) = generate(&cfg);
+    let codecs: Vec<_> = truth.calls.iter().map(|c| c.codec.as_str()).collect();
+    assert_eq!(codecs, ["PCMU", "PCMA"]);
+    let (digits, _) = run_frames(&frames, true);
+    let mut code: Vec<char> = digits.iter().map(|d| d.0).collect();
+    code.sort();
+    let mut want: Vec<char> = "*48*49*48*49".chars().collect();
+    want.sort();
+    assert_eq!(code, want, "{digits:?}");
+}
+
+#[test]
 fn the_detector_is_off_by_default() {
     let (digits, triggers) = run(Scenario::InbandDtmf, false);
     assert!(digits.is_empty() && triggers.is_empty(), "{digits:?}");
