@@ -434,6 +434,26 @@ mod tests {
         assert_eq!(whole.iter().map(|d| d.digit).collect::<String>(), "73");
     }
 
+    proptest::proptest! {
+        /// Any audio, cut into any packets: no panic, only DTMF digits, and the same digits
+        /// as when fed whole.
+        #[test]
+        fn any_audio_in_any_packets(
+            audio in proptest::collection::vec(proptest::num::i16::ANY, 0..4000),
+            cut in 1usize..400,
+        ) {
+            let mut whole = Vec::new();
+            DtmfDetector::new().feed(&audio, |d| whole.push(d));
+            let mut parts = Vec::new();
+            let mut d = DtmfDetector::new();
+            for p in audio.chunks(cut) {
+                d.feed(p, |x| parts.push(x));
+            }
+            proptest::prop_assert_eq!(&parts, &whole);
+            proptest::prop_assert!(whole.iter().all(|d| frequencies(d.digit).is_some()));
+        }
+    }
+
     #[test]
     fn frequencies_of_every_key() {
         assert_eq!(frequencies('1'), Some((697.0, 1209.0)));
