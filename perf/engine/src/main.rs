@@ -7,7 +7,9 @@
 //! machine's load, run it under callgrind with `--toggle-collect` on `Engine::handle` (the
 //! command is printed) and divide the instructions by the packets.
 //!
-//! Usage: engine-bench [--calls N] [--talk-secs S] [--stage engine|full|both]
+//! Usage: engine-bench [--calls N] [--talk-secs S] [--stage engine|full|both] [--inband]
+//! (`--inband` runs the in-band DTMF detector on every stream, as a tenant with
+//! `on_demand.inband` does).
 
 use std::time::Instant;
 
@@ -26,6 +28,10 @@ fn main() {
     let calls: usize = arg("--calls").map_or(1000, |v| v.parse().expect("--calls N"));
     let talk: f64 = arg("--talk-secs").map_or(10.0, |v| v.parse().expect("--talk-secs S"));
     let stage = arg("--stage").unwrap_or_else(|| "both".into());
+    let engine_cfg = EngineConfig {
+        inband_dtmf: std::env::args().any(|a| a == "--inband"),
+        ..EngineConfig::default()
+    };
 
     let mut cfg = GenConfig::new(Scenario::Concurrent);
     cfg.calls = calls;
@@ -44,7 +50,7 @@ fn main() {
     println!("| stage | calls | frames | seconds | packets/s | recordings |");
     println!("|---|---:|---:|---:|---:|---:|");
     if stage == "engine" || stage == "both" {
-        let mut engine = Engine::new(EngineConfig::default());
+        let mut engine = Engine::new(engine_cfg.clone());
         let t = Instant::now();
         let mut events = 0u64;
         for f in &frames {
@@ -72,7 +78,7 @@ fn main() {
         let dir = std::env::temp_dir().join(format!("voxtap-engine-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::open(&dir, StoreOptions::default()).expect("open store");
-        let mut engine = Engine::new(EngineConfig::default());
+        let mut engine = Engine::new(engine_cfg.clone());
         let t = Instant::now();
         for f in &frames {
             engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);

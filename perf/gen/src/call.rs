@@ -27,6 +27,8 @@ pub struct CallSpec {
     pub talk_ns: u64,
     pub bye_by_callee: bool,
     pub dtmf: bool,
+    /// The caller dials `*48` then `*49` as tones in its audio.
+    pub inband_dtmf: bool,
     pub hold_move: bool,
     pub nat: bool,
     pub loss_reorder: bool,
@@ -490,6 +492,8 @@ struct SidePlan {
     pauses: Vec<(u64, u64)>,
     /// Requested DTMF digits (time, digit).
     dtmf: Vec<(u64, char)>,
+    /// In-band digits: packets sent in [from, to) carry the digit's tones instead of the tone.
+    inband: Vec<(u64, u64, char)>,
     tone_hz: f64,
     codec: Codec,
 }
@@ -585,10 +589,12 @@ fn plan_side(side: &mut SidePlan, media0: u64, last_ns: u64, rng: &mut Rng) -> S
                     timestamp: ts_slot,
                     ssrc: st.ssrc,
                 };
-                (
-                    h,
-                    rtp::tone_payload(side.codec, side.tone_hz, slot * SAMPLES_PER_PACKET as u64),
-                )
+                let first = slot * SAMPLES_PER_PACKET as u64;
+                let payload = match side.inband.iter().find(|&&(a, b, _)| tk >= a && tk < b) {
+                    Some(&(_, _, d)) => rtp::dtmf_payload(side.codec, d, first),
+                    None => rtp::tone_payload(side.codec, side.tone_hz, first),
+                };
+                (h, payload)
             }
         };
         st.seq = st.seq.wrapping_add(1);
@@ -1175,6 +1181,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         states: vec![RtpState::new(&mut rng)],
         pauses: Vec::new(),
         dtmf: Vec::new(),
+        inband: Vec::new(),
         tone_hz: spec.caller_tone_hz,
         codec: spec.codec,
     };
@@ -1193,6 +1200,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         states: vec![RtpState::new(&mut rng)],
         pauses: Vec::new(),
         dtmf: Vec::new(),
+        inband: Vec::new(),
         tone_hz: spec.callee_tone_hz,
         codec: spec.codec,
     };
@@ -1241,6 +1249,30 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
     }
 
     let rel = |t: u64| (t as i64 - t_a as i64) as f64 / 1e9;
+    if spec.inband_dtmf {
+        // Each digit covers the packets sent in its 100 ms; the truth takes the first one's
+        // send time as the press and the code's last tone end as the request.
+        let at = |f: f64| t_a + us_floor((spec.talk_ns as f64 * f) as u64);
+        let slot_at = |t: u64| media0 + (t.saturating_sub(media0)).div_ceil(PACKET_NS) * PACKET_NS;
+        for (f, code, action) in [(0.25, "*48", "pause"), (0.65, "*49", "resume")] {
+            let mut t = slot_at(at(f));
+            for d in code.chars() {
+                caller_side.inband.push((t, t + 100 * MS, d));
+                truth.dtmf.push(DtmfTruth {
+                    digit: d,
+                    side: "caller".into(),
+                    at_secs: rel(t),
+                });
+                t += 200 * MS;
+            }
+            truth.controls.push(ControlTruth {
+                action: action.into(),
+                side: "caller".into(),
+                via: "inband".into(),
+                at_secs: rel(t - 100 * MS),
+            });
+        }
+    }
     for (is_caller, side) in [(true, &mut caller_side), (false, &mut callee_side)] {
         let mut res = plan_side(side, media0, last_ns, &mut rng);
         let lost = if spec.loss_reorder {

@@ -96,6 +96,10 @@ pub enum Scenario {
     /// in-dialog re-INVITE from the callee side whose P-Asserted-Identity names +4940777NNNN.
     /// From and To name `gen.test`.
     TransferExternal,
+    /// The caller dials `*48` (pause, at 25% of the talk time) and `*49` (resume, at 65%) as
+    /// in-band dual tones in its audio (100 ms per digit, 100 ms apart), no RFC 4733. Every
+    /// second call is PCMA.
+    InbandDtmf,
     /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
     Mix,
 }
@@ -199,9 +203,10 @@ pub struct ControlTruth {
     pub action: String,
     /// "caller" or "callee".
     pub side: String,
-    /// "sip-info", "message" (in dialog) or "message-json" (out of dialog).
+    /// "sip-info", "message" (in dialog), "message-json" (out of dialog) or "inband" (tones
+    /// in the audio).
     pub via: String,
-    /// Seconds after the answer.
+    /// Seconds after the answer (for "inband": the end of the code's last tone).
     pub at_secs: f64,
 }
 

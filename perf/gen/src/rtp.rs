@@ -72,6 +72,32 @@ pub fn tone_payload(codec: Codec, freq_hz: f64, first_sample: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Peak amplitude of each tone of an in-band DTMF digit: -12 dBFS.
+pub const DTMF_TONE_AMPLITUDE: f64 = 8192.0;
+
+/// Row and column frequency of a DTMF digit (ITU-T Q.23).
+pub fn dtmf_frequencies(digit: char) -> Option<(f64, f64)> {
+    const KEYS: [&str; 4] = ["123A", "456B", "789C", "*0#D"];
+    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    KEYS.iter()
+        .enumerate()
+        .find_map(|(r, k)| k.find(digit).map(|c| (ROWS[r], COLS[c])))
+}
+
+/// 160 samples of an in-band DTMF digit (both tones), phase-continuous like [`tone_payload`].
+pub fn dtmf_payload(codec: Codec, digit: char, first_sample: u64) -> Vec<u8> {
+    let (row, col) = dtmf_frequencies(digit).expect("valid DTMF digit");
+    (0..SAMPLES_PER_PACKET as u64)
+        .map(|i| {
+            let n = (first_sample + i) as f64;
+            let w = 2.0 * std::f64::consts::PI * n / SAMPLE_RATE;
+            let v = DTMF_TONE_AMPLITUDE * ((w * row).sin() + (w * col).sin());
+            codec.encode(v.round() as i16)
+        })
+        .collect()
+}
+
 /// RFC 4733 event code for a DTMF digit.
 pub fn dtmf_event_code(digit: char) -> Option<u8> {
     match digit {
@@ -118,5 +144,8 @@ mod tests {
         assert_eq!(telephone_event(11, true, 10, 800), [11, 0x8A, 0x03, 0x20]);
         assert_eq!(dtmf_event_code('#'), Some(11));
         assert_eq!(dtmf_event_code('5'), Some(5));
+        assert_eq!(dtmf_frequencies('*'), Some((941.0, 1209.0)));
+        assert_eq!(dtmf_frequencies('B'), Some((770.0, 1633.0)));
+        assert_eq!(dtmf_frequencies('x'), None);
     }
 }

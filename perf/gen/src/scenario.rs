@@ -118,6 +118,7 @@ impl Planner {
         let ring_ns = self.rng.range(500_000, 1_500_000) * US;
         let codec = match kind {
             Scenario::Pcma => Codec::Pcma,
+            Scenario::InbandDtmf if nth % 2 == 1 => Codec::Pcma,
             Scenario::Concurrent => {
                 if self.rng.chance(0.5) {
                     Codec::Pcma
@@ -159,6 +160,7 @@ impl Planner {
             talk_ns: talk,
             bye_by_callee,
             dtmf: kind == Scenario::Dtmf,
+            inband_dtmf: kind == Scenario::InbandDtmf,
             hold_move,
             nat: kind == Scenario::Nat,
             loss_reorder: kind == Scenario::LossReorder,

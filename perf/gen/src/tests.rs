@@ -10,7 +10,7 @@ use crate::scenario::{MIX_ROUND, expected_calls};
 use crate::sip::content_length_of;
 use crate::{CallTruth, Frame, GenConfig, GroundTruth, Scenario, generate};
 
-const ALL: [Scenario; 21] = [
+const ALL: [Scenario; 22] = [
     Scenario::Pcmu,
     Scenario::Pcma,
     Scenario::Dtmf,
@@ -32,6 +32,7 @@ const ALL: [Scenario; 21] = [
     Scenario::DtmfPause,
     Scenario::Matrix,
     Scenario::TransferExternal,
+    Scenario::InbandDtmf,
 ];
 
 fn small(s: Scenario) -> GenConfig {

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::codec::{self, Decoder};
 use crate::dialog::{Call, CallState, DialogConfig, DialogEvent, Dialogs, PolicyHeaders, Rejected};
+use crate::dtmf::{Detected, DtmfDetector};
 use crate::event::{
     CallDecision, CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl,
     RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport, StopReason,
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub mode_header: String,
     /// The SIP INFO record key: header name, on value, off value.
     pub info_record: InfoRecordHeader,
+    /// Listen for DTMF in the audio of answered calls ([`crate::dtmf`]); off costs nothing.
+    pub inband_dtmf: bool,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             sample_rate: 8000,
             mode_header: PolicyHeaders::default().mode,
             info_record: InfoRecordHeader::default(),
+            inband_dtmf: false,
         }
     }
 }
@@ -105,6 +109,33 @@ struct Stream {
     comfort_noise: u64,
     /// RTP timestamp of the last telephone event reported, so its repeats are not.
     last_event_ts: Option<u32>,
+    /// In-band DTMF: the payload type, its own decoder (the recording's may hold state)
+    /// and the detector. Only with [`EngineConfig::inband_dtmf`].
+    inband: Option<(u8, Box<dyn Decoder>, DtmfDetector)>,
+}
+
+impl Stream {
+    /// Runs one audio payload through the in-band detector: a digit released in it, if any.
+    fn detect_inband(
+        &mut self,
+        pt: u8,
+        codec_info: Option<&(String, u32)>,
+        payload: &[u8],
+        pcm: &mut Vec<i16>,
+    ) -> Option<Detected> {
+        if self.inband.as_ref().is_none_or(|(p, _, _)| *p != pt) {
+            self.inband = codec_info
+                .and_then(|(name, rate)| codec::decoder_for(name, *rate))
+                .filter(|d| d.sample_rate() == 8000)
+                .map(|d| (pt, d, DtmfDetector::new()));
+        }
+        let (_, decoder, detector) = self.inband.as_mut()?;
+        pcm.clear();
+        decoder.decode(payload, pcm);
+        let mut found = None;
+        detector.feed(pcm, |d| found = Some(d));
+        found
+    }
 }
 
 struct Recording {
@@ -163,6 +194,8 @@ pub struct Engine {
     dialog_events: Vec<DialogEvent>,
     scratch: Vec<u8>,
     audio: Vec<i16>,
+    /// Decoded audio of one packet for the in-band DTMF detector.
+    pcm: Vec<i16>,
 }
 
 impl Engine {
@@ -201,6 +234,7 @@ impl Engine {
             dialog_events: Vec::new(),
             scratch: Vec::new(),
             audio: Vec::new(),
+            pcm: Vec::new(),
         }
     }
 
@@ -864,6 +898,7 @@ impl Engine {
                     telephone_events: 0,
                     comfort_noise: 0,
                     last_event_ts: None,
+                    inband: None,
                 })
             }
         };
@@ -920,6 +955,28 @@ impl Engine {
                 stream.codec = format!("PT{pt}");
             }
         }
+        let stream = if self.cfg.inband_dtmf && answered {
+            let found = stream.detect_inband(pt, codec_info.as_ref(), pkt.payload(), &mut self.pcm);
+            // A stream that signals digits as RFC 4733 events may leave their tones in the
+            // audio too: hearing them again would double every digit and break the codes.
+            if let Some(d) = found.filter(|_| stream.telephone_events == 0) {
+                self.on_dtmf(DtmfEvent {
+                    call: flow.call,
+                    ts,
+                    digit: d.digit,
+                    duration_ms: d.duration_ms,
+                    source: DtmfSource::InBand,
+                    side: flow.sender,
+                });
+            }
+            // on_dtmf borrowed the whole engine: take the stream again.
+            let Some(stream) = self.streams.get_mut(&key) else {
+                return;
+            };
+            stream
+        } else {
+            stream
+        };
         let Some(rec) = self.recordings.get_mut(&flow.call).filter(|r| !r.paused) else {
             return;
         };

@@ -152,6 +152,8 @@ pub enum DtmfSource {
     Rfc4733,
     /// SIP INFO, `application/dtmf-relay` or `application/dtmf`.
     SipInfo,
+    /// Dual tones in the decoded audio ([`crate::dtmf`]).
+    InBand,
 }
 
 impl DtmfSource {
@@ -159,6 +161,7 @@ impl DtmfSource {
         match self {
             DtmfSource::Rfc4733 => "rfc4733",
             DtmfSource::SipInfo => "sip-info",
+            DtmfSource::InBand => "inband",
         }
     }
 }

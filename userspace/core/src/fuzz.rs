@@ -98,7 +98,11 @@ pub fn rtp(data: &[u8]) {
 /// The whole engine on a sequence of frames cut from the input: every frame ends in exactly
 /// one counted outcome and finishing closes every recording it opened.
 pub fn engine(data: &[u8]) {
-    let mut engine = Engine::new(EngineConfig::default());
+    // The in-band DTMF detector on, so its decode path is fuzzed too.
+    let mut engine = Engine::new(EngineConfig {
+        inband_dtmf: true,
+        ..EngineConfig::default()
+    });
     let mut ts = 1_000_000_000u64;
     let mut rest = data;
     while rest.len() > 2 {

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod dialog;
+pub mod dtmf;
 pub mod engine;
 pub mod event;
 pub mod fuzz;

@@ -184,6 +184,11 @@ impl Config {
         if let Some(rules) = &self.compiled_rules {
             c.mode_header = rules.mode_header.clone();
             c.info_record = rules.info_record.clone();
+            // The detector runs only where some tenant counts tones.
+            c.inband_dtmf = rules
+                .tenants
+                .iter()
+                .any(|t| t.on_demand.enabled && t.on_demand.inband);
         }
         c
     }
@@ -219,6 +224,22 @@ mod tests {
         let d = Config::default().engine_config();
         assert_eq!(d.mode_header, "X-Record-Mode");
         assert_eq!(d.info_record.name, "Record");
+    }
+
+    #[test]
+    fn inband_dtmf_runs_only_when_a_tenant_counts_tones() {
+        let tenant = |od: &str| {
+            Config::parse(&format!(
+                "[[rules.tenants]]\nname = \"t\"\n[rules.tenants.on_demand]\n{od}\n"
+            ))
+            .expect("parses")
+            .engine_config()
+            .inband_dtmf
+        };
+        assert!(tenant("enabled = true\ninband = true"));
+        assert!(!tenant("enabled = true\ninband = false"));
+        assert!(!tenant("enabled = false\ninband = true"));
+        assert!(!Config::default().engine_config().inband_dtmf);
     }
 
     #[test]

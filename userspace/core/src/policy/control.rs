@@ -10,7 +10,7 @@ use super::decide::{Direction, classify, evaluate};
 use super::rules::{Mode, OnDemand, Rules};
 use super::{Action, CallFacts, Command, Decision, RecordingPolicy, Trigger};
 use crate::dialog::side_index as side_slot;
-use crate::event::{CallHandle, Party, Side};
+use crate::event::{CallHandle, DtmfSource, Party, Side};
 
 /// Digits kept per side; longer than any sensible code.
 const DIGITS_KEPT: usize = 8;
@@ -199,6 +199,11 @@ impl RecordingPolicy for RulesPolicy {
     fn on_trigger(&mut self, facts: &CallFacts<'_>, trigger: &Trigger) -> Option<Command> {
         let (c, _) = self.control(facts);
         match *trigger {
+            // In-band digits count only where the tenant listens for them.
+            Trigger::Dtmf {
+                source: DtmfSource::InBand,
+                ..
+            } if !c.codes.inband => None,
             Trigger::Dtmf {
                 digit,
                 side,
@@ -241,7 +246,6 @@ mod tests {
     use super::super::fixture::*;
     use super::super::rules::*;
     use super::*;
-    use crate::event::DtmfSource;
 
     fn policy(on_demand: bool, tune: impl FnOnce(&mut Rules)) -> RulesPolicy {
         let mut r = rules();
@@ -262,6 +266,42 @@ mod tests {
                 p.on_trigger(&call.facts(), &t)
             })
             .collect()
+    }
+
+    fn dial_inband(p: &mut RulesPolicy, call: &Call, side: Side, digits: &str) -> Vec<Command> {
+        digits
+            .chars()
+            .filter_map(|digit| {
+                let t = Trigger::Dtmf {
+                    digit,
+                    side,
+                    source: DtmfSource::InBand,
+                };
+                p.on_trigger(&call.facts(), &t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn inband_digits_count_only_where_the_tenant_listens_for_them() {
+        let call = inbound();
+        let mut deaf = policy(true, |_| {});
+        assert!(!deaf.on_answer(&call.facts()).record);
+        assert!(dial_inband(&mut deaf, &call, Side::Callee, "*1").is_empty());
+        // The signalled codes still work.
+        assert_eq!(
+            actions(&dial(&mut deaf, &call, Side::Callee, "*1")),
+            [Action::Start]
+        );
+
+        let mut listening = policy(true, |r| acme(r).on_demand.inband = true);
+        assert!(!listening.on_answer(&call.facts()).record);
+        let cmds = dial_inband(&mut listening, &call, Side::Callee, "*1");
+        assert_eq!(actions(&cmds), [Action::Start]);
+        assert_eq!(
+            cmds[0].reason,
+            "on demand: code *1 (inband) from the callee"
+        );
     }
 
     fn actions(cmds: &[Command]) -> Vec<Action> {

@@ -220,7 +220,7 @@ pub struct OnDemand {
     pub toggle: String,
     pub pause: String,
     pub resume: String,
-    /// Also detect the codes in the audio (G.711 Goertzel); not wired yet.
+    /// Also count codes dialled as tones in the audio (the engine's Goertzel detector).
     pub inband: bool,
 }
 
