@@ -226,6 +226,11 @@ fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
         "  sqlite3 -readonly {} \"SELECT c.sip_call_id, c.caller_user, c.callee_user, r.path, r.duration_s FROM calls c JOIN recordings r ON r.call_id = c.id\"",
         out.join("catalog.sqlite").display()
     );
+    println!(
+        "One call, told in full (parties, decision, recordings, DTMF, streams):\n  {} explain --out {} 1",
+        root.join("target/release/voxtap").display(),
+        out.display()
+    );
     Ok(())
 }
 
