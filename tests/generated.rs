@@ -3,33 +3,17 @@
 //! ground truth: the same calls, the right tone on the right channel, durations within 0.5 s,
 //! DTMF digits, loss figures, and silence where a party was on hold.
 
-use voxtap_gen::{GenConfig, GroundTruth, Scenario, generate, write_pcap};
-use voxtap_tests::{Scratch, check_against_truth, replay_ok};
+use voxtap_gen::{GenConfig, Scenario};
+use voxtap_tests::{Replayed, check_against_truth, replay_generated};
 
-struct Run {
-    _scratch: Scratch,
-    out: std::path::PathBuf,
-    truth: GroundTruth,
-    summary: String,
-}
+type Run = Replayed;
 
 fn check(run: &Run) {
     check_against_truth(&run.out, &run.truth, &run.summary);
 }
 
 fn run(cfg: GenConfig, name: &str) -> Run {
-    let scratch = Scratch::new(name);
-    let (frames, truth) = generate(&cfg);
-    let pcap = scratch.path().join(format!("{name}.pcap"));
-    write_pcap(&pcap, &frames).expect("write pcap");
-    let out = scratch.path().join("out");
-    let summary = replay_ok(&out, &[&pcap]);
-    Run {
-        _scratch: scratch,
-        out,
-        truth,
-        summary,
-    }
+    replay_generated(&cfg, name, None)
 }
 
 #[test]

@@ -3,11 +3,8 @@
 //! does not leaves it alone. RFC 4733 calls and ordinary calls (pure tones) give no in-band
 //! digits.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use voxtap_gen::{GenConfig, GroundTruth, Scenario, generate, write_pcap};
-use voxtap_tests::{Scratch, catalog, energy, read_wav, voxtap};
+use voxtap_gen::{GenConfig, Scenario};
+use voxtap_tests::{Replayed, catalog, energy, read_wav, replay_generated};
 
 /// The generated callers (10000, ... on 10.1.0.0/16) are the tenant's agents; the callees
 /// are external. Outbound calls are recorded and agents may control them, by tones too.
@@ -30,41 +27,10 @@ name = "agent0"
 extensions = ["10000"]
 "#;
 
-struct Run {
-    _scratch: Scratch,
-    out: PathBuf,
-    truth: GroundTruth,
-}
+type Run = Replayed;
 
 fn run(scenario: Scenario, name: &str, rules: &str) -> Run {
-    let scratch = Scratch::new(name);
-    let (frames, truth) = generate(&GenConfig::new(scenario));
-    let pcap = scratch.path().join(format!("{name}.pcap"));
-    write_pcap(&pcap, &frames).expect("write pcap");
-    let config = scratch.path().join("voxtap.toml");
-    std::fs::write(&config, rules).expect("write config");
-    let out = scratch.path().join("out");
-    let o = Command::new(voxtap())
-        .arg("replay")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .arg(&pcap)
-        .output()
-        .expect("run voxtap replay");
-    assert!(
-        o.status.success(),
-        "voxtap replay failed: {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Run {
-        _scratch: scratch,
-        out,
-        truth,
-    }
+    replay_generated(&GenConfig::new(scenario), name, Some(rules))
 }
 
 /// (kind, offset_s, side, value, source) of every event row, in order.

@@ -3,11 +3,11 @@
 //! pause/resume rows) and the audio (the paused spans are silent) are checked against the
 //! generator's ground truth.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use voxtap_gen::{GenConfig, GroundTruth, Scenario, generate, write_pcap};
-use voxtap_tests::{Scratch, catalog, energy, read_wav, voxtap};
+use voxtap_gen::{GenConfig, Scenario};
+use voxtap_tests::{Replayed, catalog, energy, read_wav, replay_generated, voxtap};
 
 /// The generated callees (20000, 20001) are the tenant's agents on 10.2.0.0/16; the callers
 /// (10.1.x.x) are external. Inbound calls are recorded and agents may control them.
@@ -33,41 +33,10 @@ name = "agent1"
 extensions = ["20001"]
 "#;
 
-struct Run {
-    _scratch: Scratch,
-    out: PathBuf,
-    truth: GroundTruth,
-}
+type Run = Replayed;
 
 fn run(scenario: Scenario, name: &str, rules: &str) -> Run {
-    let scratch = Scratch::new(name);
-    let (frames, truth) = generate(&GenConfig::new(scenario));
-    let pcap = scratch.path().join(format!("{name}.pcap"));
-    write_pcap(&pcap, &frames).expect("write pcap");
-    let config = scratch.path().join("voxtap.toml");
-    std::fs::write(&config, rules).expect("write config");
-    let out = scratch.path().join("out");
-    let o = Command::new(voxtap())
-        .arg("replay")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&out)
-        .arg(&pcap)
-        .output()
-        .expect("run voxtap replay");
-    assert!(
-        o.status.success(),
-        "voxtap replay failed: {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Run {
-        _scratch: scratch,
-        out,
-        truth,
-    }
+    replay_generated(&GenConfig::new(scenario), name, Some(rules))
 }
 
 /// (path, state, reason, stop_reason) of each recording of the call, in order.

@@ -71,8 +71,17 @@ impl Drop for Scratch {
 
 /// Runs `voxtap replay --out OUT CAPTURES...` and returns its output.
 pub fn replay(out: &Path, captures: &[&Path]) -> Output {
+    replay_configured(out, None, captures)
+}
+
+/// `voxtap replay [--config CONFIG] --out OUT CAPTURES...`.
+pub fn replay_configured(out: &Path, config: Option<&Path>, captures: &[&Path]) -> Output {
     let mut cmd = Command::new(voxtap());
-    cmd.arg("replay").arg("--out").arg(out);
+    cmd.arg("replay");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("--out").arg(out);
     for c in captures {
         cmd.arg(c);
     }
@@ -81,7 +90,11 @@ pub fn replay(out: &Path, captures: &[&Path]) -> Output {
 
 /// Like [`replay`], but panics with voxtap's output unless it exits 0.
 pub fn replay_ok(out: &Path, captures: &[&Path]) -> String {
-    let o = replay(out, captures);
+    expect_success(replay(out, captures))
+}
+
+/// voxtap's stdout, after panicking with all of its output unless it exited 0.
+fn expect_success(o: Output) -> String {
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
@@ -90,6 +103,37 @@ pub fn replay_ok(out: &Path, captures: &[&Path]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     stdout
+}
+
+/// A generated capture after `voxtap replay`: where voxtap wrote, what the generator meant,
+/// and voxtap's summary. The scratch directory goes with it.
+pub struct Replayed {
+    _scratch: Scratch,
+    pub out: PathBuf,
+    pub truth: GroundTruth,
+    pub summary: String,
+}
+
+/// Generates `cfg` into a pcap and replays it, with `config` as the TOML configuration if
+/// given; panics with voxtap's output unless the replay succeeds.
+pub fn replay_generated(cfg: &voxtap_gen::GenConfig, name: &str, config: Option<&str>) -> Replayed {
+    let scratch = Scratch::new(name);
+    let (frames, truth) = voxtap_gen::generate(cfg);
+    let pcap = scratch.path().join(format!("{name}.pcap"));
+    voxtap_gen::write_pcap(&pcap, &frames).expect("write pcap");
+    let config_path = config.map(|text| {
+        let p = scratch.path().join("voxtap.toml");
+        std::fs::write(&p, text).expect("write config");
+        p
+    });
+    let out = scratch.path().join("out");
+    let summary = expect_success(replay_configured(&out, config_path.as_deref(), &[&pcap]));
+    Replayed {
+        _scratch: scratch,
+        out,
+        truth,
+        summary,
+    }
 }
 
 pub fn catalog(out: &Path) -> rusqlite::Connection {
