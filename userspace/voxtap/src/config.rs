@@ -167,6 +167,18 @@ impl Config {
         path.map_or_else(|| Ok(Config::default()), Config::load)
     }
 
+    /// The output directory's store with this configuration; `source` names the input for the
+    /// catalog's `runs` row.
+    pub fn open_store(&self, out: &Path, source: String) -> Result<voxtap_store::Store> {
+        let opts = voxtap_store::StoreOptions {
+            wav_flush_secs: self.recording.wav_flush_s,
+            source,
+            ..voxtap_store::StoreOptions::default()
+        };
+        voxtap_store::Store::open(out, opts)
+            .with_context(|| format!("cannot open output {}", out.display()))
+    }
+
     /// An engine with this configuration and its recording policy.
     pub fn engine(&self) -> voxtap_core::Engine {
         voxtap_core::Engine::with_policy(self.engine_config(), self.policy())

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use voxtap_capture::CaptureFile;
 use voxtap_core::Engine;
 use voxtap_core::stats::Malformed;
-use voxtap_store::{RunSummary, Store, StoreOptions};
+use voxtap_store::{RunSummary, Store};
 
 use crate::ReplayArgs;
 use crate::config::Config;
@@ -21,13 +21,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let opts = StoreOptions {
-        wav_flush_secs: cfg.recording.wav_flush_s,
-        source,
-        ..StoreOptions::default()
-    };
-    let mut store = Store::open(&args.out, opts)
-        .with_context(|| format!("cannot open output {}", args.out.display()))?;
+    let mut store = cfg.open_store(&args.out, source)?;
 
     let started = Instant::now();
     let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());

@@ -16,7 +16,7 @@ use voxtap_capture::live::{LiveCapture, QueueStats};
 use voxtap_capture::promisc::Promiscuous;
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
 use voxtap_core::{Engine, Event, Timestamp};
-use voxtap_store::{RunSummary, Store, StoreOptions};
+use voxtap_store::{RunSummary, Store};
 
 use crate::config::Config;
 use crate::control::ControlSocket;
@@ -47,13 +47,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     );
 
     let source = format!("{} ({})", args.iface, live.describe());
-    let opts = StoreOptions {
-        wav_flush_secs: cfg.recording.wav_flush_s,
-        source,
-        ..StoreOptions::default()
-    };
-    let mut store = Store::open(&args.out, opts)
-        .with_context(|| format!("cannot open output {}", args.out.display()))?;
+    let mut store = cfg.open_store(&args.out, source)?;
 
     let control_path = args
         .control
