@@ -125,13 +125,13 @@ impl Stream {
     ) -> Option<Detected> {
         if self.inband.as_ref().is_none_or(|(p, _, _)| *p != pt) {
             self.inband = codec_info
-                .and_then(|(name, rate)| codec::decoder_for(name, *rate))
+                .and_then(|(name, rate)| codec::decoder_for(&codec::CodecSpec::new(name, *rate), *rate).ok())
                 .filter(|d| d.sample_rate() == 8000)
                 .map(|d| (pt, d, DtmfDetector::new()));
         }
         let (_, decoder, detector) = self.inband.as_mut()?;
         pcm.clear();
-        decoder.decode(payload, pcm);
+        let _ = decoder.decode(payload, pcm);
         let mut found = None;
         detector.feed(pcm, |d| found = Some(d));
         found
@@ -983,7 +983,7 @@ impl Engine {
         if stream.decoder.as_ref().is_none_or(|(p, _)| *p != pt) {
             stream.decoder = codec_info
                 .as_ref()
-                .and_then(|(name, rate)| codec::decoder_for(name, *rate))
+                .and_then(|(name, rate)| codec::decoder_for(&codec::CodecSpec::new(name, *rate), *rate).ok())
                 .map(|d| (pt, d));
         }
         let Some((_, decoder)) = stream.decoder.as_mut() else {

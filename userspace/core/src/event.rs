@@ -178,17 +178,49 @@ pub struct DtmfEvent {
     pub side: Side,
 }
 
-/// Audio format of a recording. WAV is the only one in this issue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Audio format of a recording file (the `format` setting, `recording.format` by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RecordingFormat {
+    /// 16-bit PCM WAV.
+    #[default]
     Wav,
+    /// FLAC, lossless.
+    Flac,
+    /// Opus in Ogg (RFC 7845), the small one.
+    Opus,
+    /// MPEG-1/2 Layer III.
+    Mp3,
 }
 
 impl RecordingFormat {
+    pub const ALL: [RecordingFormat; 4] = [
+        RecordingFormat::Wav,
+        RecordingFormat::Flac,
+        RecordingFormat::Opus,
+        RecordingFormat::Mp3,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordingFormat::Wav => "wav",
+            RecordingFormat::Flac => "flac",
+            RecordingFormat::Opus => "opus",
+            RecordingFormat::Mp3 => "mp3",
         }
+    }
+
+    /// File name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordingFormat::Opus => "ogg",
+            other => other.as_str(),
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RecordingFormat> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(name))
     }
 }
 

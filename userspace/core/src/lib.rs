@@ -5,7 +5,7 @@
 //! [`event::Event`]s; it owns no clock, file, socket or thread, so replay and live capture run
 //! the same code and every test is deterministic. Time comes only from packet timestamps.
 
-pub mod codec;
+pub use voxtap_codec as codec;
 pub mod dialog;
 pub mod dtmf;
 pub mod engine;

@@ -124,7 +124,7 @@ impl Timeline {
             }
         }
         self.scratch.clear();
-        decoder.decode(payload, &mut self.scratch);
+        let _ = decoder.decode(payload, &mut self.scratch);
         if self.scratch.is_empty() {
             return Placement::Empty;
         }
@@ -132,7 +132,7 @@ impl Timeline {
             resample(&mut self.scratch, decoder.sample_rate(), self.rate);
         }
         let ticks_per_frame =
-            decoder.rtp_ticks_per_sample() * decoder.sample_rate() as f64 / self.rate as f64;
+            decoder.clock_rate() as f64 / self.rate as f64;
         let resync = self.resync;
         let ch = &mut self.channels[index(side)];
         let frame = match ch.anchor {
@@ -341,7 +341,7 @@ mod tests {
         );
         let out = drain_all(&mut t, 1600);
         let mut loud = Vec::new();
-        dec.decode(&[LOUD], &mut loud);
+        dec.decode(&[LOUD], &mut loud).unwrap();
         assert!(
             out.iter().step_by(2).all(|&s| s == loud[0]),
             "only the first stream's audio"

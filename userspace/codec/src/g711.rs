@@ -1,57 +1,6 @@
-//! Audio decoders. Each codec is a [`Decoder`]; [`decoder_for`] picks one by encoding name, so
-//! G.722, Opus and others plug in here without touching the media timeline.
+//! ITU-T G.711 µ-law and A-law (PCMU, PCMA: RFC 3551 §4.5.14).
 
-/// Decodes one RTP payload into 16-bit linear PCM at [`Decoder::sample_rate`].
-pub trait Decoder: Send {
-    fn sample_rate(&self) -> u32;
-    /// RTP timestamp ticks per output sample (G.722 runs its RTP clock at 8 kHz, RFC 3551 §4.5.2).
-    fn rtp_ticks_per_sample(&self) -> f64 {
-        1.0
-    }
-    /// Appends the decoded samples of `payload` to `out`; returns how many were appended.
-    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> usize;
-}
-
-/// The codecs this build decodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    Pcmu,
-    Pcma,
-}
-
-impl Codec {
-    /// Looks a codec up by its SDP encoding name (case-insensitive, RFC 4566 §6).
-    pub fn from_name(name: &str, clock_rate: u32) -> Option<Codec> {
-        match (name.to_ascii_uppercase().as_str(), clock_rate) {
-            ("PCMU", 8000) => Some(Codec::Pcmu),
-            ("PCMA", 8000) => Some(Codec::Pcma),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-        }
-    }
-
-    pub fn sample_rate(self) -> u32 {
-        8000
-    }
-
-    pub fn decoder(self) -> Box<dyn Decoder> {
-        match self {
-            Codec::Pcmu => Box::new(G711::ulaw()),
-            Codec::Pcma => Box::new(G711::alaw()),
-        }
-    }
-}
-
-/// A decoder for an SDP encoding name, or `None` when this build cannot decode it.
-pub fn decoder_for(name: &str, clock_rate: u32) -> Option<Box<dyn Decoder>> {
-    Codec::from_name(name, clock_rate).map(Codec::decoder)
-}
+use crate::{DecodeError, Decoder};
 
 /// ITU-T G.711, table-driven: 256 entries decode every byte.
 pub struct G711 {
@@ -73,9 +22,13 @@ impl Decoder for G711 {
         8000
     }
 
-    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> usize {
+    fn clock_rate(&self) -> u32 {
+        8000
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError> {
         out.extend(payload.iter().map(|&b| self.table[b as usize]));
-        payload.len()
+        Ok(payload.len())
     }
 }
 
@@ -157,12 +110,11 @@ mod tests {
 
     #[test]
     fn registry_finds_g711_by_name_any_case() {
-        let mut d = decoder_for("pcmu", 8000).expect("PCMU decoder");
+        let mut d = crate::decoder_for(&crate::CodecSpec::new("pcmu", 8000), 8000).expect("PCMU");
         let mut out = Vec::new();
-        assert_eq!(d.decode(&[0xff, 0x00], &mut out), 2);
+        assert_eq!(d.decode(&[0xff, 0x00], &mut out), Ok(2));
         assert_eq!(out, vec![0, -32124]);
-        assert!(decoder_for("PCMA", 8000).is_some());
-        assert!(decoder_for("opus", 48000).is_none());
-        assert_eq!(Codec::from_name("PCMA", 8000), Some(Codec::Pcma));
+        assert!(crate::decoder_for(&crate::CodecSpec::new("PCMA", 8000), 8000).is_ok());
+        assert!(crate::decoder_for(&crate::CodecSpec::new("X-NONE", 8000), 8000).is_err());
     }
 }
