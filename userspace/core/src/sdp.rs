@@ -12,6 +12,11 @@ pub const MAX_MEDIA: usize = 16;
 pub const MAX_FORMATS: usize = 64;
 /// rtpmap attributes beyond this many per m= section are dropped.
 pub const MAX_RTPMAPS: usize = 64;
+/// fmtp and crypto attributes beyond this many per m= section are dropped.
+pub const MAX_FMTPS: usize = 64;
+pub const MAX_CRYPTOS: usize = 16;
+/// Attribute values longer than this are not kept (fmtp, crypto).
+pub const MAX_ATTR_LEN: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -116,7 +121,29 @@ pub struct MediaDescription {
     pub direction: Option<Direction>,
     pub rtcp_mux: bool,
     pub rtcp_port: Option<u16>,
-    pub crypto: bool,
+    /// `a=crypto` values (RFC 4568 §9.1): SDES keys for SRTP, in offer order.
+    pub crypto: Vec<String>,
+    /// `a=fmtp:<pt> <params>` (RFC 8866 §6.15): the parameters, per payload type.
+    pub fmtps: Vec<(u8, String)>,
+    /// Keys negotiated outside SDP, which a passive observer cannot learn: DTLS-SRTP
+    /// (`a=fingerprint`, RFC 5763) or ZRTP (`a=zrtp-hash`, RFC 6189 §8).
+    pub key_exchange: Option<KeyExchange>,
+}
+
+/// How an SRTP session gets keys when the SDP does not carry them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyExchange {
+    DtlsSrtp,
+    Zrtp,
+}
+
+impl KeyExchange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyExchange::DtlsSrtp => "dtls-srtp",
+            KeyExchange::Zrtp => "zrtp",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -193,7 +220,9 @@ impl MediaDescription {
             direction: None,
             rtcp_mux: false,
             rtcp_port: None,
-            crypto: false,
+            crypto: Vec::new(),
+            fmtps: Vec::new(),
+            key_exchange: None,
         }
     }
 
@@ -212,6 +241,11 @@ impl MediaDescription {
             return Some((r.encoding.as_str(), r.clock_rate));
         }
         static_codec(pt)
+    }
+
+    /// The fmtp parameters of a payload type, if any.
+    pub fn fmtp(&self, pt: u8) -> Option<&str> {
+        self.fmtps.iter().find(|f| f.0 == pt).map(|f| f.1.as_str())
     }
 
     /// The telephone-event payload type (RFC 4733 §7.1.1), preferring one listed in the m= line.
@@ -374,8 +408,26 @@ fn media_attribute(m: &mut MediaDescription, v: &str) {
                 .next()
                 .and_then(|p| p.parse().ok())
         }
-        // RFC 4568 §9.1 SDES keys: media is SRTP and cannot be decoded without them.
-        ("crypto", _) => m.crypto = true,
+        // RFC 4568 §9.1 SDES keys, kept as written for the SRTP layer to parse.
+        ("crypto", Some(val)) => {
+            if m.crypto.len() < MAX_CRYPTOS && val.len() <= MAX_ATTR_LEN {
+                m.crypto.push(val.to_owned());
+            }
+        }
+        ("fmtp", Some(val)) => {
+            if m.fmtps.len() < MAX_FMTPS
+                && val.len() <= MAX_ATTR_LEN
+                && let Some((pt, params)) = val.split_once(|c: char| c.is_ascii_whitespace())
+                && let Ok(pt) = pt.parse::<u8>()
+                && !m.fmtps.iter().any(|f| f.0 == pt)
+            {
+                m.fmtps.push((pt, params.trim().to_owned()));
+            }
+        }
+        ("fingerprint", Some(_)) => {
+            m.key_exchange.get_or_insert(KeyExchange::DtlsSrtp);
+        }
+        ("zrtp-hash", Some(_)) => m.key_exchange = Some(KeyExchange::Zrtp),
         (attr, None) => {
             if let Some(d) = Direction::parse(attr) {
                 m.direction = Some(d);
@@ -511,11 +563,34 @@ c=IN IP4 224.2.1.1/127/3\r\n";
         assert_eq!(a.rtpmap(111).map(|r| r.channels), Some(2));
         assert_eq!(a.telephone_event_pt(), Some(96));
         assert_eq!(a.primary_pt(), Some(111));
-        assert!(a.crypto && a.rtcp_mux);
+        assert_eq!(
+            a.crypto,
+            ["1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32"]
+        );
+        assert!(a.rtcp_mux);
         let m = &s.media[1];
         assert_eq!((m.port, m.port_count), (5000, 2));
         assert_eq!(m.connection, v4(224, 2, 1, 1));
-        assert!(!m.crypto && !m.rtcp_mux);
+        assert!(m.crypto.is_empty() && !m.rtcp_mux);
+    }
+
+    #[test]
+    fn fmtp_and_key_exchange() {
+        let body = b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 1.2.3.4\r\n\
+m=audio 7000 RTP/AVP 100 101\r\n\
+a=rtpmap:100 AMR-WB/16000\r\n\
+a=fmtp:100 mode-set=\"0,1,2\";octet-align=1\r\n\
+a=fmtp:100 ignored=1\r\n\
+m=audio 7002 UDP/TLS/RTP/SAVPF 111\r\n\
+a=fingerprint:sha-256 22:7A:01\r\n\
+m=audio 7004 RTP/SAVP 0\r\n\
+a=zrtp-hash:1.10 fe30efd02423cb054e50efd0248742ac7a52c8f91bc2df881ae642c371ba46df\r\n";
+        let s = sdp(body);
+        assert_eq!(s.media[0].fmtp(100), Some("mode-set=\"0,1,2\";octet-align=1"));
+        assert_eq!(s.media[0].fmtp(101), None);
+        assert_eq!(s.media[0].key_exchange, None);
+        assert_eq!(s.media[1].key_exchange, Some(KeyExchange::DtlsSrtp));
+        assert_eq!(s.media[2].key_exchange, Some(KeyExchange::Zrtp));
     }
 
     #[test]
