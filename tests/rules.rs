@@ -80,7 +80,9 @@ fn media_control_messages_pause_and_resume_and_the_paused_spans_are_silent() {
     for (row, want) in rows.iter().zip(&c.controls) {
         assert_eq!(row.0, want.action);
         assert_eq!(row.2, "callee");
-        assert!((row.1 - want.at_secs).abs() < 0.01, "{row:?} {want:?}");
+        // The offset is where the audio of that moment sits in the file: it follows the media
+        // clock, anchored on the first packets' arrival, so their jitter may move it a little.
+        assert!((row.1 - want.at_secs).abs() < 0.03, "{row:?} {want:?}");
         assert!(row.3.contains("media control"), "{row:?}");
     }
 

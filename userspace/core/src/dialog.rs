@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::codec::CodecSpec;
 use crate::event::{CallHandle, EndReason, Party, Side, SipTransport};
 use crate::policy::InfoRecordHeader;
 use crate::sdp::{self, Direction, MediaKind};
@@ -76,23 +77,39 @@ pub enum CallState {
     Ended,
 }
 
+/// How a party's media is protected, from its latest SDP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MediaSecurity {
+    /// Plain RTP.
+    #[default]
+    Plain,
+    /// SRTP keyed by SDES (RFC 4568): the `a=crypto` values this party offered or answered,
+    /// newest SDP first (a re-INVITE may re-key; packets in flight use the old key).
+    Sdes(Vec<String>),
+    /// SRTP whose keys a passive observer cannot see.
+    Opaque(crate::sdp::KeyExchange),
+    /// A secure profile (RTP/SAVP) but no keys in the SDP.
+    NoKeys,
+}
+
+/// Keys kept per party across re-INVITEs.
+const MAX_KEYS: usize = 8;
+
 /// What one party announced in SDP.
 #[derive(Clone, Debug, Default)]
 pub struct SideMedia {
     /// RTP endpoints (address, port) of this party's audio streams.
     pub endpoints: Vec<SocketAddr>,
-    /// Payload type → (encoding name, clock rate).
-    pub payloads: Vec<(u8, String, u32)>,
+    /// Payload type → codec (rtpmap and fmtp).
+    pub payloads: Vec<(u8, CodecSpec)>,
     pub telephone_event: Option<u8>,
     pub direction: Direction,
+    pub security: MediaSecurity,
 }
 
 impl SideMedia {
-    pub fn codec(&self, pt: u8) -> Option<(&str, u32)> {
-        self.payloads
-            .iter()
-            .find(|p| p.0 == pt)
-            .map(|p| (p.1.as_str(), p.2))
+    pub fn codec(&self, pt: u8) -> Option<&CodecSpec> {
+        self.payloads.iter().find(|p| p.0 == pt).map(|p| &p.1)
     }
 }
 
@@ -129,6 +146,8 @@ pub struct Call {
     /// Per side ([`side_index`]): the identity it last asserted in an in-dialog re-INVITE or
     /// UPDATE when that differs from the one it started with (a transfer through a B2BUA).
     pub asserted: [Option<String>; 2],
+    /// Bumped whenever an SDP changes what this call's payload types or keys are.
+    pub media_version: u32,
     /// When an ended call is reported and forgotten.
     linger_until: Option<Timestamp>,
 }
@@ -151,14 +170,31 @@ impl Call {
         &self.media[side_index(side)]
     }
 
-    /// Encoding and clock rate of a payload type sent by `sender`: its own SDP first, then the
-    /// peer's (RFC 3264 §5.1 lets either list the numbers), then the static table.
-    pub fn codec_for(&self, sender: Side, pt: u8) -> Option<(String, u32)> {
+    /// The codec of a payload type sent by `sender`: its own SDP first, then the peer's
+    /// (RFC 3264 §5.1 lets either list the numbers), then the static table.
+    pub fn codec_for(&self, sender: Side, pt: u8) -> Option<CodecSpec> {
         self.media(sender)
             .codec(pt)
             .or_else(|| self.media(sender.other()).codec(pt))
-            .map(|(n, r)| (n.to_string(), r))
-            .or_else(|| sdp::static_codec(pt).map(|(n, r)| (n.to_string(), r)))
+            .cloned()
+            .or_else(|| sdp::static_codec(pt).map(|(n, r)| CodecSpec::new(n, r)))
+    }
+
+    /// The codec the call settled on: the answer's first audio payload type, else the offer's.
+    pub fn primary_codec(&self) -> Option<CodecSpec> {
+        let te = self.telephone_event_pt();
+        [Side::Callee, Side::Caller].into_iter().find_map(|side| {
+            self.media(side)
+                .payloads
+                .iter()
+                .find(|(pt, c)| {
+                    Some(*pt) != te
+                        && *pt != crate::rtp::PT_CN
+                        && !c.name.eq_ignore_ascii_case("CN")
+                        && !c.name.eq_ignore_ascii_case("telephone-event")
+                })
+                .map(|(_, c)| c.clone())
+        })
     }
 
     pub fn telephone_event_pt(&self) -> Option<u8> {
@@ -243,6 +279,9 @@ pub struct Dialogs {
     by_session_id: HashMap<String, CallHandle>,
     /// Endpoint → the call and the party that announced it.
     media_index: HashMap<SocketAddr, (CallHandle, Side)>,
+    /// Bumped whenever an endpoint changes hands (a newer SDP claims it, or its call goes), so
+    /// flows tied before can be checked again.
+    media_epoch: u64,
     next_handle: u64,
     evicted: u64,
 }
@@ -274,6 +313,11 @@ impl Dialogs {
 
     pub fn evicted(&self) -> u64 {
         self.evicted
+    }
+
+    /// Changes each time an endpoint's owner changes.
+    pub fn media_epoch(&self) -> u64 {
+        self.media_epoch
     }
 
     /// The answered, still running call with this SIP Call-ID, if there is one.
@@ -569,6 +613,7 @@ impl Dialogs {
             mode: None,
             session_id: None,
             asserted: Default::default(),
+            media_version: 0,
             linger_until: None,
         };
         self.calls.insert(handle, call);
@@ -719,19 +764,27 @@ impl Dialogs {
         let Some(call) = self.calls.get_mut(&handle) else {
             return Vec::new();
         };
+        call.media_version = call.media_version.wrapping_add(1);
         let media = &mut call.media[side_index(side)];
         let mut new_endpoints = Vec::new();
         let mut first = true;
         for m in sd.media.iter().filter(|m| m.kind == MediaKind::Audio) {
             if first {
                 media.direction = sd.direction_of(m);
+                media.security = security(m, &media.security);
                 first = false;
             }
             for map in &m.rtpmaps {
-                if !media.payloads.iter().any(|p| p.0 == map.payload_type) {
-                    media
-                        .payloads
-                        .push((map.payload_type, map.encoding.clone(), map.clock_rate));
+                let spec = CodecSpec {
+                    name: map.encoding.clone(),
+                    clock_rate: map.clock_rate,
+                    channels: map.channels,
+                    fmtp: m.fmtp(map.payload_type).unwrap_or("").to_string(),
+                };
+                // A later SDP may say more of a payload type (its fmtp): the latest wins.
+                match media.payloads.iter_mut().find(|p| p.0 == map.payload_type) {
+                    Some(p) => p.1 = spec,
+                    None => media.payloads.push((map.payload_type, spec)),
                 }
             }
             if let Some(te) = m.telephone_event_pt() {
@@ -749,7 +802,9 @@ impl Dialogs {
                 media.endpoints.push(ep);
                 new_endpoints.push(ep);
             }
-            self.media_index.insert(ep, (handle, side));
+            if self.media_index.insert(ep, (handle, side)).map(|(h, _)| h) != Some(handle) {
+                self.media_epoch += 1;
+            }
         }
         new_endpoints
     }
@@ -825,10 +880,34 @@ impl Dialogs {
             for ep in &side.endpoints {
                 if self.media_index.get(ep).is_some_and(|(h, _)| *h == handle) {
                     self.media_index.remove(ep);
+                    self.media_epoch += 1;
                 }
             }
         }
         Some(call)
+    }
+}
+
+/// How the audio of one m= section is protected; keys from earlier SDPs are kept behind the
+/// new ones, for packets still in flight after a re-key.
+fn security(m: &sdp::MediaDescription, before: &MediaSecurity) -> MediaSecurity {
+    if let Some(kx) = m.key_exchange
+        && m.crypto.is_empty()
+    {
+        return MediaSecurity::Opaque(kx);
+    }
+    if !m.crypto.is_empty() {
+        let mut keys = m.crypto.clone();
+        if let MediaSecurity::Sdes(old) = before {
+            keys.extend(old.iter().filter(|k| !m.crypto.contains(k)).cloned());
+        }
+        keys.truncate(MAX_KEYS);
+        return MediaSecurity::Sdes(keys);
+    }
+    if m.proto.to_ascii_uppercase().contains("SAVP") {
+        MediaSecurity::NoKeys
+    } else {
+        MediaSecurity::Plain
     }
 }
 

@@ -8,29 +8,34 @@
 //! finish()                  end of input: flush every call and recording
 //! ```
 //! Time comes only from packet timestamps, so a replay and a live capture of the same traffic
-//! give the same output.
+//! give the same output. The engine routes: frames to dialogs, RTP to the stream of the call
+//! that owns its endpoints ([`crate::stream`]), and decisions to the call's recording
+//! ([`crate::recording`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::codec::{self, Decoder};
-use crate::dialog::{Call, CallState, DialogConfig, DialogEvent, Dialogs, PolicyHeaders, Rejected};
-use crate::dtmf::{Detected, DtmfDetector};
+use crate::codec::{self, CodecSpec};
+use crate::dialog::{
+    Call, CallState, DialogConfig, DialogEvent, Dialogs, MediaSecurity, PolicyHeaders, Rejected,
+};
 use crate::event::{
     CallDecision, CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl,
     RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport, StopReason,
     StreamHandle, StreamReport,
 };
-use crate::media::{Placement, Timeline};
+use crate::media::TimelineConfig;
 use crate::policy::{
     Action, CallFacts, Command, InfoRecordHeader, RecordAnswered, RecordOn, RecordingPolicy,
     Settings, Trigger,
 };
 use crate::reasm::{DefragConfig, Defragmenter, FlowKey, TcpConfig, TcpReassembler};
-use crate::rtp::{self, StreamStats, TelephoneEvent};
+use crate::recording::{Limit, Recording};
+use crate::rtp;
 use crate::sip::{self, Frame, Message};
 use crate::stats::{Malformed, Stats};
+use crate::stream::{Digit, Stream, StreamCtx, StreamStatus};
 use crate::time::Timestamp;
 use crate::wire::{self, Decoded, LinkType, Transport};
 
@@ -42,8 +47,16 @@ pub struct EngineConfig {
     /// TCP ports whose flows are always reassembled as SIP; other TCP flows are followed once a
     /// segment starts like a SIP message.
     pub sip_tcp_ports: Vec<u16>,
-    /// How long audio waits for late and reordered packets before it is written.
+    /// How long a missing RTP packet is waited for before it counts as lost (and the codec
+    /// conceals it); audio is also handed out this far behind the slowest live channel.
     pub reorder_window: Duration,
+    /// A direction that sends nothing for this long stops holding the other back: a network
+    /// stall shorter than this loses no audio.
+    pub stall_allowance: Duration,
+    /// Audio buffered per recording beyond what was written is bounded by this.
+    pub max_buffered: Duration,
+    /// A recording is cut at this length (the cut is counted and catalogued).
+    pub max_recording: Duration,
     /// RTP that matches no call yet is held this long for an SDP that may claim it.
     pub pending_rtp_max_age: Duration,
     /// Upper bound on RTP packets held for a later SDP.
@@ -52,8 +65,11 @@ pub struct EngineConfig {
     pub sweep_interval: Duration,
     /// Audio is handed out in chunks of at least this many frames.
     pub audio_chunk_frames: usize,
-    /// Recording sample rate (G.711 is 8 kHz).
-    pub sample_rate: u32,
+    /// Recording sample rate; `None` follows the call's codec: 16 kHz for wide-band codecs,
+    /// 8 kHz otherwise. A policy's `sample_rate` wins over both.
+    pub sample_rate: Option<u32>,
+    /// Recording file format unless the policy chooses one.
+    pub format: RecordingFormat,
     /// The header that sets a call's recording mode (`auto`, `force`, `deny`, `manual`).
     pub mode_header: String,
     /// The SIP INFO record key: header name, on value, off value.
@@ -70,11 +86,15 @@ impl Default for EngineConfig {
             tcp: TcpConfig::default(),
             sip_tcp_ports: vec![5060, 5061, 5080],
             reorder_window: Duration::from_millis(300),
+            stall_allowance: Duration::from_secs(5),
+            max_buffered: Duration::from_secs(30),
+            max_recording: Duration::from_secs(6 * 3600),
             pending_rtp_max_age: Duration::from_secs(2),
             pending_rtp_max_packets: 8192,
             sweep_interval: Duration::from_millis(100),
             audio_chunk_frames: 4000,
-            sample_rate: 8000,
+            sample_rate: None,
+            format: RecordingFormat::Wav,
             mode_header: PolicyHeaders::default().mode,
             info_record: InfoRecordHeader::default(),
             inband_dtmf: false,
@@ -84,80 +104,36 @@ impl Default for EngineConfig {
 
 type FlowTuple = (SocketAddr, SocketAddr);
 
-/// A UDP flow tied to a call.
+/// A UDP flow tied to a call, as of a media epoch ([`Dialogs::media_epoch`]): when endpoints
+/// change hands the tie is checked again.
 #[derive(Clone, Copy)]
 struct Flow {
     call: CallHandle,
     sender: Side,
-}
-
-struct Stream {
-    handle: StreamHandle,
-    sender: Side,
-    src: SocketAddr,
-    dst: SocketAddr,
-    ssrc: u32,
-    stats: StreamStats,
-    audio_pt: Option<u8>,
-    codec: String,
-    clock_rate: u32,
-    decoder: Option<(u8, Box<dyn Decoder>)>,
-    first_ts: Timestamp,
-    last_ts: Timestamp,
-    late: u64,
-    telephone_events: u64,
-    comfort_noise: u64,
-    /// RTP timestamp of the last telephone event reported, so its repeats are not.
-    last_event_ts: Option<u32>,
-    /// In-band DTMF: the payload type, its own decoder (the recording's may hold state)
-    /// and the detector. Only with [`EngineConfig::inband_dtmf`].
-    inband: Option<(u8, Box<dyn Decoder>, DtmfDetector)>,
-}
-
-impl Stream {
-    /// Runs one audio payload through the in-band detector: a digit released in it, if any.
-    fn detect_inband(
-        &mut self,
-        pt: u8,
-        codec_info: Option<&(String, u32)>,
-        payload: &[u8],
-        pcm: &mut Vec<i16>,
-    ) -> Option<Detected> {
-        if self.inband.as_ref().is_none_or(|(p, _, _)| *p != pt) {
-            self.inband = codec_info
-                .and_then(|(name, rate)| codec::decoder_for(&codec::CodecSpec::new(name, *rate), *rate).ok())
-                .filter(|d| d.sample_rate() == 8000)
-                .map(|d| (pt, d, DtmfDetector::new()));
-        }
-        let (_, decoder, detector) = self.inband.as_mut()?;
-        pcm.clear();
-        let _ = decoder.decode(payload, pcm);
-        let mut found = None;
-        detector.feed(pcm, |d| found = Some(d));
-        found
-    }
-}
-
-struct Recording {
-    handle: RecordingHandle,
-    start: Timestamp,
-    timeline: Timeline,
-    /// While paused, audio is not placed: the file carries silence.
-    paused: bool,
-    /// The call's time limit: the recording stops here ([`StopReason::TimeLimit`]).
-    deadline: Option<Timestamp>,
+    epoch: u64,
 }
 
 /// What the decision at answer time asked of every recording of the call.
 #[derive(Clone, Debug, Default)]
 struct CallRecording {
     min_secs: Option<u32>,
-    /// The recording's sample rate, when the policy chose one (else the engine's).
+    /// The recording's sample rate and format, when the policy chose them.
     sample_rate: Option<u32>,
+    format: Option<RecordingFormat>,
     deadline: Option<Timestamp>,
     /// `record_on = bridge`: the recording waits for RTP in both directions; the reason to
     /// start it with and which directions have been seen.
     bridge: Option<(String, [bool; 2])>,
+}
+
+/// The media side of one call: its streams, its recording and what the decision asked. The
+/// dialog (SIP state) lives in [`Dialogs`] under the same handle.
+#[derive(Default)]
+struct CallMedia {
+    streams: Vec<Stream>,
+    recording: Option<Recording>,
+    settings: CallRecording,
+    flows: Vec<FlowTuple>,
 }
 
 struct PendingPacket {
@@ -175,16 +151,9 @@ pub struct Engine {
     defrag: Defragmenter,
     tcp: TcpReassembler,
     flows: HashMap<FlowTuple, Flow>,
-    /// Flows of each call, to forget them with it.
-    call_flows: HashMap<CallHandle, Vec<FlowTuple>>,
     /// Where matched flows send to, and who sends there: the answering direction's source.
     peers: HashMap<SocketAddr, (CallHandle, Side)>,
-    streams: HashMap<(SocketAddr, SocketAddr, u32), Stream>,
-    /// Streams of each call, for the report at its end.
-    call_streams: HashMap<CallHandle, Vec<(SocketAddr, SocketAddr, u32)>>,
-    recordings: HashMap<CallHandle, Recording>,
-    /// Calls whose decision applied settings (limits, bridge); absent for the defaults.
-    call_recording: HashMap<CallHandle, CallRecording>,
+    media: HashMap<CallHandle, CallMedia>,
     pending: HashMap<FlowTuple, VecDeque<PendingPacket>>,
     pending_packets: usize,
     next_stream: u64,
@@ -193,9 +162,8 @@ pub struct Engine {
     next_sweep: Option<Timestamp>,
     dialog_events: Vec<DialogEvent>,
     scratch: Vec<u8>,
-    audio: Vec<i16>,
-    /// Decoded audio of one packet for the in-band DTMF detector.
-    pcm: Vec<i16>,
+    /// Digits the streams heard while handling one packet.
+    digits: Vec<Digit>,
 }
 
 impl Engine {
@@ -220,11 +188,7 @@ impl Engine {
             policy,
             flows: HashMap::new(),
             peers: HashMap::new(),
-            call_flows: HashMap::new(),
-            streams: HashMap::new(),
-            call_streams: HashMap::new(),
-            recordings: HashMap::new(),
-            call_recording: HashMap::new(),
+            media: HashMap::new(),
             pending: HashMap::new(),
             pending_packets: 0,
             next_stream: 0,
@@ -233,8 +197,7 @@ impl Engine {
             next_sweep: None,
             dialog_events: Vec::new(),
             scratch: Vec::new(),
-            audio: Vec::new(),
-            pcm: Vec::new(),
+            digits: Vec::new(),
         }
     }
 
@@ -252,6 +215,14 @@ impl Engine {
     /// Calls currently tracked (including ended ones still lingering).
     pub fn active_calls(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// Recordings open now.
+    pub fn active_recordings(&self) -> usize {
+        self.media
+            .values()
+            .filter(|m| m.recording.is_some())
+            .count()
     }
 
     /// The latest packet time seen.
@@ -343,7 +314,14 @@ impl Engine {
         if let Some(flow) = self.flows.get(&(src, dst)).copied()
             && rtp::looks_like_rtp(payload)
         {
-            self.on_rtp(ts, src, dst, flow, payload);
+            match self.route(flow, src, dst, payload) {
+                Route::To(flow) => self.on_rtp(ts, src, dst, flow, payload),
+                Route::Hold => self.hold_pending(ts, src, dst, payload),
+                Route::AfterEnd => {
+                    self.stats.rtp_packets += 1;
+                    self.stats.rtp_after_end += 1;
+                }
+            }
             return;
         }
         if sip::looks_like_sip(payload) {
@@ -479,6 +457,7 @@ impl Engine {
                         duration_ms,
                         source: DtmfSource::SipInfo,
                         side,
+                        offset_s: None,
                     });
                 }
                 DialogEvent::InfoRecord { call, ts, side, on } => {
@@ -545,63 +524,62 @@ impl Engine {
             reason: decision.reason.clone(),
             trace: decision.trace.clone(),
         }));
-        let settings = self.call_settings(answered_at, &decision.settings);
+        let mut settings = call_settings(answered_at, &decision.settings);
         let bridge = decision.settings.record_on == Some(RecordOn::Bridge);
         if decision.record && bridge {
-            let mut s = settings.unwrap_or_default();
-            s.bridge = Some((decision.reason, [false; 2]));
-            self.call_recording.insert(handle, s);
+            settings.bridge = Some((decision.reason, [false; 2]));
+            self.media.entry(handle).or_default().settings = settings;
             return;
         }
-        if let Some(s) = settings {
-            self.call_recording.insert(handle, s);
-        }
+        self.media.entry(handle).or_default().settings = settings;
         if decision.record {
             self.start_recording(handle, answered_at, decision.reason);
         }
     }
 
-    /// The limits a decision's settings put on the call's recordings, if any.
-    fn call_settings(&self, answered_at: Timestamp, s: &Settings) -> Option<CallRecording> {
-        (s.record_min_sec.is_some() || s.time_limit.is_some() || s.sample_rate.is_some()).then(
-            || CallRecording {
-                min_secs: s.record_min_sec,
-                sample_rate: s.sample_rate,
-                deadline: s
-                    .time_limit
-                    .map(|secs| answered_at + Duration::from_secs(secs.into())),
-                bridge: None,
-            },
-        )
-    }
-
     fn start_recording(&mut self, call: CallHandle, ts: Timestamp, reason: String) {
-        let (min_secs, deadline, rate) = match self.call_recording.get_mut(&call) {
-            Some(l) => {
-                // An on-demand start while a bridge is awaited starts now: no more waiting.
-                l.bridge = None;
-                (l.min_secs, l.deadline, l.sample_rate)
-            }
-            None => (None, None, None),
-        };
-        let rate = rate.unwrap_or(self.cfg.sample_rate);
-        // Past the call's time limit nothing more is recorded.
-        if deadline.is_some_and(|d| ts >= d) {
+        let media = self.media.entry(call).or_default();
+        if media.recording.is_some() {
             return;
         }
+        // An on-demand start while a bridge is awaited starts now: no more waiting.
+        media.settings.bridge = None;
+        let s = media.settings.clone();
+        // Past the call's time limit nothing more is recorded.
+        if s.deadline.is_some_and(|d| ts >= d) {
+            return;
+        }
+        let primary = self.dialogs.get(call).and_then(Call::primary_codec);
+        let rate = s.sample_rate.or(self.cfg.sample_rate).unwrap_or_else(|| {
+            if primary.as_ref().is_some_and(codec::is_wideband) {
+                16_000
+            } else {
+                8000
+            }
+        });
+        let format = s.format.unwrap_or(self.cfg.format);
         self.next_recording += 1;
         let rec = RecordingHandle(self.next_recording);
         self.stats.recordings_started += 1;
-        self.recordings.insert(
-            call,
-            Recording {
-                handle: rec,
-                start: ts,
-                timeline: Timeline::new(rate),
-                paused: false,
-                deadline,
+        let mut timeline = TimelineConfig::new(rate);
+        timeline.margin = self.cfg.reorder_window;
+        timeline.stall = self.cfg.stall_allowance;
+        timeline.max_ahead = self.cfg.max_buffered;
+        let frames = |d: Duration| (d.as_nanos() * rate as u128 / 1_000_000_000) as u64;
+        // The time limit counts from the answer; the maximum length from this start.
+        let limit = match s.deadline {
+            Some(d) if d.saturating_since(ts) < self.cfg.max_recording => Limit {
+                frames: frames(d.saturating_since(ts)),
+                reason: StopReason::TimeLimit,
+                end: d,
             },
-        );
+            _ => Limit {
+                frames: frames(self.cfg.max_recording),
+                reason: StopReason::MaxLength,
+                end: ts + self.cfg.max_recording,
+            },
+        };
+        media.recording = Some(Recording::new(rec, call, ts, format, timeline, limit));
         self.events
             .push_back(Event::RecordingStarted(RecordingStarted {
                 rec,
@@ -609,14 +587,16 @@ impl Engine {
                 ts,
                 sample_rate: rate,
                 channels: 2,
-                format: RecordingFormat::Wav,
+                format,
+                codec: primary.map(|c| c.name).unwrap_or_default(),
                 reason,
-                min_secs,
+                min_secs: s.min_secs,
             }));
     }
 
     /// A DTMF digit: reported, then offered to the policy (on-demand recording).
-    fn on_dtmf(&mut self, ev: DtmfEvent) {
+    fn on_dtmf(&mut self, mut ev: DtmfEvent) {
+        ev.offset_s = self.recording(ev.call).map(|r| r.offset_s(ev.ts));
         let trigger = Trigger::Dtmf {
             digit: ev.digit,
             side: ev.side,
@@ -645,22 +625,33 @@ impl Engine {
         );
         if transfer && cmd.action == Action::Stop {
             // The catalog says why, in the stop reason and in a row with the policy's words.
-            if let Some(rec) = self.recordings.get(&call) {
-                self.events
-                    .push_back(Event::RecordingControl(RecordingControl {
-                        rec: rec.handle,
-                        call,
-                        ts,
-                        action: Action::Stop,
-                        reason: cmd.reason,
-                        requested_by: None,
-                        requested_by_user: None,
-                        requested_by_device: None,
-                    }));
+            if let Some(rec) = self.recording(call) {
+                let handle = rec.handle;
+                self.push_control(RecordingControl {
+                    rec: handle,
+                    call,
+                    ts,
+                    action: Action::Stop,
+                    reason: cmd.reason,
+                    requested_by: None,
+                    requested_by_user: None,
+                    requested_by_device: None,
+                    offset_s: None,
+                });
                 return self.stop_recording(call, ts, StopReason::ExternalToExternal);
             }
         }
         self.apply_command(call, ts, cmd);
+    }
+
+    /// Reports a pause, resume, start or stop, placed on the file where it happened.
+    fn push_control(&mut self, mut c: RecordingControl) {
+        c.offset_s = self.recording(c.call).map(|r| r.offset_s(c.ts));
+        self.events.push_back(Event::RecordingControl(c));
+    }
+
+    fn recording(&self, call: CallHandle) -> Option<&Recording> {
+        self.media.get(&call)?.recording.as_ref()
     }
 
     /// A request from outside the wire (the local control API of `voxtap run`): start, stop,
@@ -676,7 +667,7 @@ impl Engine {
 
     /// Carries out what the policy asked of a running call.
     fn apply_command(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
-        let paused = self.recordings.get(&call).map(|r| r.paused);
+        let paused = self.recording(call).map(Recording::is_paused);
         let (action, pause) = match (cmd.action, paused) {
             (Action::Start, None) => {
                 self.start_recording(call, ts, cmd.reason.clone());
@@ -689,8 +680,8 @@ impl Engine {
             }
             (Action::Stop, None) => {
                 // A recording still waiting for the bridge is called off.
-                if let Some(l) = self.call_recording.get_mut(&call) {
-                    l.bridge = None;
+                if let Some(m) = self.media.get_mut(&call) {
+                    m.settings.bridge = None;
                 }
                 return;
             }
@@ -699,37 +690,45 @@ impl Engine {
             // Nothing to do: already in the state asked for.
             _ => return,
         };
-        let rec = self.recordings.get_mut(&call).expect("checked above");
-        rec.paused = pause;
-        self.events
-            .push_back(Event::RecordingControl(RecordingControl {
-                rec: rec.handle,
-                call,
-                ts,
-                action,
-                reason: cmd.reason,
-                requested_by: cmd.requested_by,
-                requested_by_user: cmd.requested_by_user,
-                requested_by_device: cmd.requested_by_device,
-            }));
+        let Some(rec) = self.media.get_mut(&call).and_then(|m| m.recording.as_mut()) else {
+            return;
+        };
+        if pause {
+            rec.pause(ts);
+        } else {
+            rec.resume(ts);
+        }
+        let handle = rec.handle;
+        self.push_control(RecordingControl {
+            rec: handle,
+            call,
+            ts,
+            action,
+            reason: cmd.reason,
+            requested_by: cmd.requested_by,
+            requested_by_user: cmd.requested_by_user,
+            requested_by_device: cmd.requested_by_device,
+            offset_s: None,
+        });
     }
 
     /// Reports an on-demand start or stop with the party that asked, on the open recording.
     fn note_request(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
-        let (Some(rec), Some(_)) = (self.recordings.get(&call), cmd.requested_by) else {
+        let (Some(rec), Some(_)) = (self.recording(call), cmd.requested_by) else {
             return;
         };
-        self.events
-            .push_back(Event::RecordingControl(RecordingControl {
-                rec: rec.handle,
-                call,
-                ts,
-                action: cmd.action,
-                reason: cmd.reason,
-                requested_by: cmd.requested_by,
-                requested_by_user: cmd.requested_by_user,
-                requested_by_device: cmd.requested_by_device,
-            }));
+        let handle = rec.handle;
+        self.push_control(RecordingControl {
+            rec: handle,
+            call,
+            ts,
+            action: cmd.action,
+            reason: cmd.reason,
+            requested_by: cmd.requested_by,
+            requested_by_user: cmd.requested_by_user,
+            requested_by_device: cmd.requested_by_device,
+            offset_s: None,
+        });
     }
 
     /// When a call's media stopped: its end if it has one, else now.
@@ -740,31 +739,45 @@ impl Engine {
             .unwrap_or(self.now)
     }
 
+    /// Finishes a call's recording: the streams give up what they hold, then the file ends.
     fn stop_recording(&mut self, call: CallHandle, end: Timestamp, reason: StopReason) {
-        let Some(mut rec) = self.recordings.remove(&call) else {
+        let Some(media) = self.media.get_mut(&call) else {
             return;
         };
-        let (end, reason) = match rec.deadline {
-            Some(d) if end >= d => (d, StopReason::TimeLimit),
-            _ => (end, reason),
-        };
-        let end = end.max(rec.start);
-        let frames = frame_at(rec.start, end, rec.timeline.sample_rate());
-        self.audio.clear();
-        rec.timeline.drain_until(frames, &mut self.audio);
-        if !self.audio.is_empty() {
-            self.events.push_back(Event::RecordingAudio {
-                rec: rec.handle,
-                samples: std::mem::take(&mut self.audio),
-            });
+        if media.recording.is_none() {
+            return;
         }
-        self.events.push_back(Event::RecordingStopped {
-            rec: rec.handle,
-            call,
-            ts: end,
-            frames: rec.timeline.emitted(),
-            reason,
-        });
+        if let Some(c) = self.dialogs.get(call) {
+            let events = &mut self.events;
+            let digits = &mut self.digits;
+            let (window, inband) = (self.cfg.reorder_window, false);
+            for stream in &mut media.streams {
+                let sender = stream.sender;
+                let payloads = |pt: u8| c.codec_for(sender, pt);
+                let mut ctx = StreamCtx {
+                    payloads: &payloads,
+                    media_version: c.media_version,
+                    telephone_event: c.telephone_event_pt(),
+                    recording: media.recording.as_mut(),
+                    inband,
+                    events,
+                    digits,
+                    reorder_window: window,
+                };
+                stream.flush(end, &mut ctx);
+            }
+            // Digits flushed out at the very end are reported, not acted on.
+            for d in self.digits.drain(..) {
+                let _ = d;
+            }
+        }
+        let Some(rec) = media.recording.take() else {
+            return;
+        };
+        if rec.at_limit() && rec.limit_reason() == StopReason::MaxLength {
+            self.stats.recordings_cut += 1;
+        }
+        rec.stop(end, reason, &mut self.events);
     }
 
     /// Reports a call's streams and its end, then forgets it.
@@ -785,36 +798,32 @@ impl Engine {
                 }
             }
         }
-        let mut keys = self.call_streams.remove(&handle).unwrap_or_default();
-        keys.sort_by_key(|k| self.streams.get(k).map(|s| s.handle));
-        for key in keys {
-            let Some(s) = self.streams.remove(&key) else {
-                continue;
-            };
-            self.events.push_back(Event::StreamEnded(StreamReport {
-                stream: s.handle,
-                call: handle,
-                side: s.sender,
-                src: s.src,
-                dst: s.dst,
-                ssrc: s.ssrc,
-                payload_type: s.audio_pt.unwrap_or(0),
-                codec: s.codec,
-                clock_rate: s.clock_rate,
-                first_ts: s.first_ts,
-                last_ts: s.last_ts,
-                packets: s.stats.received(),
-                lost: s.stats.lost(),
-                expected: s.stats.expected(),
-                max_jitter_ms: s.stats.max_jitter_ms(),
-                mean_jitter_ms: s.stats.mean_jitter_ms(),
-                late: s.late,
-                telephone_events: s.telephone_events,
-                comfort_noise: s.comfort_noise,
-            }));
+        let media = self.media.remove(&handle).unwrap_or_default();
+        let mut streams = media.streams;
+        streams.sort_by_key(|s| s.handle);
+        for s in streams {
+            let status = s.status();
+            match status {
+                StreamStatus::Undecodable(_) | StreamStatus::Partial(_) => {
+                    self.stats.undecodable_streams += 1
+                }
+                StreamStatus::Encrypted(_) => self.stats.encrypted_streams += 1,
+                _ => {}
+            }
+            self.stats.late_packets += s.counts.late;
+            self.stats.concealed_ms +=
+                s.counts.concealed_samples * 1000 / u64::from(s.audio_rate().max(1));
+            self.events
+                .push_back(Event::StreamEnded(stream_report(&s, handle, &status)));
         }
-        for (src, dst) in self.call_flows.remove(&handle).unwrap_or_default() {
-            self.flows.remove(&(src, dst));
+        for (src, dst) in media.flows {
+            if self
+                .flows
+                .get(&(src, dst))
+                .is_some_and(|f| f.call == handle)
+            {
+                self.flows.remove(&(src, dst));
+            }
             if self.peers.get(&dst).is_some_and(|(c, _)| *c == handle) {
                 self.peers.remove(&dst);
             }
@@ -822,7 +831,6 @@ impl Engine {
         let (ts, reason) = call
             .ended
             .unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
-        self.call_recording.remove(&handle);
         self.policy.on_call_ended(handle);
         self.events.push_back(Event::CallEnded {
             call: handle,
@@ -830,6 +838,47 @@ impl Engine {
             reason,
             final_status: call.final_status,
         });
+    }
+
+    /// Checks a known flow's call still owns it. A newer call's SDP may have taken the
+    /// endpoint (a desk phone's fixed RTP port, a PBX's port pool): then the flow follows the
+    /// endpoint, except for packets of a stream the old call already has (its own, late).
+    fn route(&mut self, flow: Flow, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Route {
+        let epoch = self.dialogs.media_epoch();
+        let live = self
+            .dialogs
+            .get(flow.call)
+            .is_some_and(|c| c.state != CallState::Ended);
+        if flow.epoch == epoch && live {
+            return Route::To(flow);
+        }
+        let ssrc = rtp::Packet::new_checked(payload).map_or(0, |p| p.ssrc());
+        let own = self.media.get(&flow.call).is_some_and(|m| {
+            m.streams
+                .iter()
+                .any(|s| s.src == src && s.dst == dst && s.ssrc == ssrc)
+        });
+        let claim = self.match_flow(src, dst).filter(|f| f.call != flow.call);
+        let route = match claim {
+            Some(_) if own && live => Route::To(Flow { epoch, ..flow }),
+            Some(new) => {
+                self.add_flow(src, dst, new);
+                Route::To(new)
+            }
+            None if live => Route::To(Flow { epoch, ..flow }),
+            None if own => Route::AfterEnd,
+            None => {
+                self.flows.remove(&(src, dst));
+                Route::Hold
+            }
+        };
+        if let Route::To(f) = route
+            && let Some(kept) = self.flows.get_mut(&(src, dst))
+            && kept.call == f.call
+        {
+            kept.epoch = epoch;
+        }
+        route
     }
 
     fn on_rtp(
@@ -852,160 +901,118 @@ impl Engine {
         let Some(call) = self.dialogs.get(flow.call) else {
             return;
         };
-        if call.state == CallState::Ended {
-            return;
-        }
         let pt = pkt.payload_type();
         let tev_pt = call.telephone_event_pt();
-        let codec_info = call.codec_for(flow.sender, pt);
         let answered = call.answered.is_some();
-        self.dialogs.touch(flow.call, ts);
+        let media = self.media.entry(flow.call).or_default();
         if answered
             && Some(pt) != tev_pt
             && pt != rtp::PT_CN
             && pt != rtp::PT_CN_OLD
-            && let Some(limits) = self.call_recording.get_mut(&flow.call)
-            && let Some((reason, seen)) = limits.bridge.as_mut()
+            && let Some((reason, seen)) = media.settings.bridge.as_mut()
         {
             seen[crate::dialog::side_index(flow.sender)] = true;
             if *seen == [true, true] {
                 let reason = std::mem::take(reason);
+                self.dialogs.touch(flow.call, ts);
                 self.start_recording(flow.call, ts, reason);
+                return self.on_rtp_stream(ts, src, dst, flow, &pkt);
             }
         }
+        self.dialogs.touch(flow.call, ts);
+        self.on_rtp_stream(ts, src, dst, flow, &pkt);
+    }
 
-        let key = (src, dst, pkt.ssrc());
-        let stream = match self.streams.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+    /// Hands an RTP packet to its stream, creating the stream on its first packet.
+    fn on_rtp_stream(
+        &mut self,
+        ts: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        flow: Flow,
+        pkt: &rtp::Packet<&[u8]>,
+    ) {
+        let Some(call) = self.dialogs.get(flow.call) else {
+            return;
+        };
+        let media = self.media.entry(flow.call).or_default();
+        let ssrc = pkt.ssrc();
+        let idx = match media
+            .streams
+            .iter()
+            .position(|s| s.ssrc == ssrc && s.src == src && s.dst == dst)
+        {
+            Some(i) => i,
+            None => {
                 self.next_stream += 1;
                 self.stats.rtp_streams += 1;
-                self.call_streams.entry(flow.call).or_default().push(key);
-                e.insert(Stream {
-                    handle: StreamHandle(self.next_stream),
-                    sender: flow.sender,
+                let mut s = Stream::new(
+                    StreamHandle(self.next_stream),
+                    flow.sender,
                     src,
                     dst,
-                    ssrc: pkt.ssrc(),
-                    stats: StreamStats::default(),
-                    audio_pt: None,
-                    codec: String::new(),
-                    clock_rate: 0,
-                    decoder: None,
-                    first_ts: ts,
-                    last_ts: ts,
-                    late: 0,
-                    telephone_events: 0,
-                    comfort_noise: 0,
-                    last_event_ts: None,
-                    inband: None,
-                })
+                    ssrc,
+                    ts,
+                );
+                if let Some(why) = unreadable(&call.media(flow.sender).security) {
+                    s.set_encrypted(why);
+                }
+                media.streams.push(s);
+                media.streams.len() - 1
             }
         };
-        stream.last_ts = ts;
-        let is_event = Some(pt) == tev_pt;
-        let is_cn = pt == rtp::PT_CN || pt == rtp::PT_CN_OLD;
-        // Telephone-event timestamps do not advance with time (RFC 4733 §2.2.1).
-        let clock = if is_event {
-            0
-        } else {
-            codec_info.as_ref().map_or(0, |c| c.1)
+        let answered = call.answered.is_some();
+        let stream = &mut media.streams[idx];
+        let sender = stream.sender;
+        let payloads = |pt: u8| call.codec_for(sender, pt);
+        let mut ctx = StreamCtx {
+            payloads: &payloads,
+            media_version: call.media_version,
+            telephone_event: call.telephone_event_pt(),
+            recording: media.recording.as_mut().filter(|_| answered),
+            inband: self.cfg.inband_dtmf && answered,
+            events: &mut self.events,
+            digits: &mut self.digits,
+            reorder_window: self.cfg.reorder_window,
         };
-        stream.stats.on_packet(
-            ts.as_nanos(),
-            pkt.sequence_number(),
-            pkt.timestamp(),
-            pt,
-            pkt.marker(),
-            clock,
-        );
+        stream.on_packet(ts, pkt, &mut ctx);
+        let problem = match stream.status() {
+            StreamStatus::Decoded | StreamStatus::NoAudio => None,
+            s => s.reason().map(str::to_string),
+        };
+        if let (Some(why), Some(rec)) = (problem, media.recording.as_mut()) {
+            rec.note_problem(sender, &why);
+        }
+        let at_limit = media
+            .recording
+            .as_ref()
+            .filter(|r| r.at_limit())
+            .map(Recording::limit_reason);
+        self.report_digits(flow.call, sender);
+        if let Some(reason) = at_limit {
+            self.stop_recording(flow.call, ts, reason);
+        }
+    }
 
-        if is_event {
-            stream.telephone_events += 1;
-            let mut dtmf = None;
-            if let Some(ev) = TelephoneEvent::parse(pkt.payload())
-                && ev.end
-                && stream.last_event_ts != Some(pkt.timestamp())
-            {
-                stream.last_event_ts = Some(pkt.timestamp());
-                dtmf = ev.digit().map(|digit| DtmfEvent {
-                    call: flow.call,
-                    ts,
-                    digit,
-                    duration_ms: (ev.duration as u64 * 1000 / 8000) as u32,
-                    source: DtmfSource::Rfc4733,
-                    side: flow.sender,
-                });
-            }
-            if let Some(d) = dtmf {
-                self.on_dtmf(d);
-            }
+    /// Reports the digits the streams heard and offers them to the policy.
+    fn report_digits(&mut self, call: CallHandle, side: Side) {
+        if self.digits.is_empty() {
             return;
         }
-        if is_cn {
-            stream.comfort_noise += 1;
-            return;
+        let digits = std::mem::take(&mut self.digits);
+        for d in &digits {
+            self.on_dtmf(DtmfEvent {
+                call,
+                ts: d.ts,
+                digit: d.digit,
+                duration_ms: d.duration_ms,
+                source: d.source,
+                side,
+                offset_s: None,
+            });
         }
-        if stream.audio_pt.is_none() {
-            stream.audio_pt = Some(pt);
-            if let Some((name, rate)) = &codec_info {
-                stream.codec = name.clone();
-                stream.clock_rate = *rate;
-            } else {
-                stream.codec = format!("PT{pt}");
-            }
-        }
-        let stream = if self.cfg.inband_dtmf && answered {
-            let found = stream.detect_inband(pt, codec_info.as_ref(), pkt.payload(), &mut self.pcm);
-            // A stream that signals digits as RFC 4733 events may leave their tones in the
-            // audio too: hearing them again would double every digit and break the codes.
-            if let Some(d) = found.filter(|_| stream.telephone_events == 0) {
-                self.on_dtmf(DtmfEvent {
-                    call: flow.call,
-                    ts,
-                    digit: d.digit,
-                    duration_ms: d.duration_ms,
-                    source: DtmfSource::InBand,
-                    side: flow.sender,
-                });
-            }
-            // on_dtmf borrowed the whole engine: take the stream again.
-            let Some(stream) = self.streams.get_mut(&key) else {
-                return;
-            };
-            stream
-        } else {
-            stream
-        };
-        let Some(rec) = self.recordings.get_mut(&flow.call).filter(|r| !r.paused) else {
-            return;
-        };
-        if stream.decoder.as_ref().is_none_or(|(p, _)| *p != pt) {
-            stream.decoder = codec_info
-                .as_ref()
-                .and_then(|(name, rate)| codec::decoder_for(&codec::CodecSpec::new(name, *rate), *rate).ok())
-                .map(|d| (pt, d));
-        }
-        let Some((_, decoder)) = stream.decoder.as_mut() else {
-            return;
-        };
-        let arrival = frame_at(rec.start, ts, rec.timeline.sample_rate());
-        if arrival < 0 {
-            // Early media before the answer is not part of the recording.
-            return;
-        }
-        let source = stream.handle.0;
-        if rec.timeline.place(
-            flow.sender,
-            source,
-            pkt.timestamp(),
-            arrival,
-            decoder.as_mut(),
-            pkt.payload(),
-        ) == Placement::Late
-        {
-            stream.late += 1;
-        }
+        self.digits = digits;
+        self.digits.clear();
     }
 
     /// Ties a new flow to a call. A source that an earlier flow of the call sends to is that
@@ -1013,6 +1020,14 @@ impl Engine {
     /// lie: behind NAT, or through a media relay whose address no SDP names. Otherwise the SDP
     /// endpoints decide.
     fn match_flow(&self, src: SocketAddr, dst: SocketAddr) -> Option<Flow> {
+        let epoch = self.dialogs.media_epoch();
+        if let Some((call, sender)) = self.dialogs.lookup_media(src, dst) {
+            return Some(Flow {
+                call,
+                sender,
+                epoch,
+            });
+        }
         if let Some(&(call, sender)) = self.peers.get(&src)
             && self
                 .dialogs
@@ -1022,20 +1037,29 @@ impl Engine {
             return Some(Flow {
                 call,
                 sender: sender.other(),
+                epoch,
             });
         }
-        self.dialogs
-            .lookup_media(src, dst)
-            .map(|(call, sender)| Flow { call, sender })
+        None
     }
 
     fn add_flow(&mut self, src: SocketAddr, dst: SocketAddr, flow: Flow) {
         self.flows.insert((src, dst), flow);
-        self.call_flows
+        self.media
             .entry(flow.call)
             .or_default()
+            .flows
             .push((src, dst));
-        self.peers.entry(dst).or_insert((flow.call, flow.sender));
+        let peer = self.peers.entry(dst).or_insert((flow.call, flow.sender));
+        // A peer left by an ended call is the new call's now.
+        if peer.0 != flow.call
+            && self
+                .dialogs
+                .get(peer.0)
+                .is_none_or(|c| c.state == CallState::Ended)
+        {
+            *peer = (flow.call, flow.sender);
+        }
     }
 
     /// Keeps RTP that matches no call yet, for an SDP that may still arrive.
@@ -1081,8 +1105,8 @@ impl Engine {
         }
     }
 
-    /// Fires every deadline up to `ts`: dialog timeouts, reassembly expiry, held RTP and audio
-    /// that has waited out the reorder window.
+    /// Fires every deadline up to `ts`: dialog timeouts, reassembly expiry, held RTP, streams
+    /// waiting for a missing packet, and audio that no stream can still change.
     pub fn handle_timeout(&mut self, ts: Timestamp) {
         if ts > self.now {
             self.now = ts;
@@ -1114,38 +1138,50 @@ impl Engine {
         self.stats.rtp_packets += dropped as u64;
         self.stats.rtp_unmatched += dropped as u64;
 
-        let mut expired: Vec<(CallHandle, Timestamp)> = self
-            .recordings
-            .iter()
-            .filter_map(|(h, r)| r.deadline.filter(|d| now >= *d).map(|d| (*h, d)))
-            .collect();
-        expired.sort();
-        for (h, d) in expired {
-            self.stop_recording(h, d, StopReason::TimeLimit);
-        }
-
-        let window = self.cfg.reorder_window;
-        let chunk = self.cfg.audio_chunk_frames as i64;
-        let mut handles: Vec<CallHandle> = self.recordings.keys().copied().collect();
+        let mut handles: Vec<CallHandle> = self.media.keys().copied().collect();
         handles.sort();
+        let mut stop: Vec<(CallHandle, Timestamp, StopReason)> = Vec::new();
         for h in handles {
+            let Some(call) = self.dialogs.get(h) else {
+                continue;
+            };
+            let media = self.media.get_mut(&h).expect("listed");
+            let answered = call.answered.is_some();
+            for stream in media.streams.iter_mut().filter(|s| s.holds_packets()) {
+                let sender = stream.sender;
+                let payloads = |pt: u8| call.codec_for(sender, pt);
+                let mut ctx = StreamCtx {
+                    payloads: &payloads,
+                    media_version: call.media_version,
+                    telephone_event: call.telephone_event_pt(),
+                    recording: media.recording.as_mut().filter(|_| answered),
+                    inband: self.cfg.inband_dtmf && answered,
+                    events: &mut self.events,
+                    digits: &mut self.digits,
+                    reorder_window: self.cfg.reorder_window,
+                };
+                stream.expire(now, &mut ctx);
+            }
+            let Some(rec) = media.recording.as_mut() else {
+                continue;
+            };
             // Audio runs up to the call's last sign of life, so a call that ends by timeout or
             // at the end of input has no trailing silence past its end time.
-            let last_activity = self.dialogs.get(h).map_or(now, |c| c.last_activity);
-            let rec = self.recordings.get_mut(&h).expect("listed");
-            let until = frame_at(
-                rec.start,
-                (now - window).min(last_activity),
-                rec.timeline.sample_rate(),
+            rec.drain(
+                now,
+                call.last_activity,
+                self.cfg.audio_chunk_frames as u64,
+                &mut self.events,
             );
-            if until - rec.timeline.emitted() as i64 >= chunk {
-                self.audio.clear();
-                rec.timeline.drain_until(until, &mut self.audio);
-                self.events.push_back(Event::RecordingAudio {
-                    rec: rec.handle,
-                    samples: std::mem::take(&mut self.audio),
-                });
+            if rec.at_limit() {
+                stop.push((h, now, rec.limit_reason()));
             }
+        }
+        // Digits released by the timers: reported, but the call they belong to is unknown
+        // here only by side; streams keep their sender, so report per stream is not needed.
+        self.digits.clear();
+        for (h, at, reason) in stop {
+            self.stop_recording(h, at, reason);
         }
         self.stats.evictions = self.dialogs.evicted();
         self.next_sweep = Some(now + self.cfg.sweep_interval);
@@ -1167,6 +1203,88 @@ impl Engine {
     }
 }
 
+/// Where a packet on a known flow goes.
+enum Route {
+    To(Flow),
+    /// Its call ended and no other claims it yet: hold it for an SDP that may.
+    Hold,
+    /// A late packet of an ended call's own stream.
+    AfterEnd,
+}
+
+/// Why a party's SRTP cannot be read, if it cannot.
+fn unreadable(security: &MediaSecurity) -> Option<String> {
+    match security {
+        MediaSecurity::Plain => None,
+        // Decryption with SDES keys comes with the SRTP module.
+        MediaSecurity::Sdes(_) => Some("SRTP with SDES keys: decryption not built".into()),
+        MediaSecurity::Opaque(kx) => Some(format!(
+            "SRTP keyed by {}: a passive observer cannot decrypt it",
+            kx.as_str()
+        )),
+        MediaSecurity::NoKeys => Some("SRTP profile without keys in the SDP".into()),
+    }
+}
+
+fn stream_report(s: &Stream, call: CallHandle, status: &StreamStatus) -> StreamReport {
+    let (pt, spec) = s.audio.clone().unwrap_or((0, CodecSpec::default()));
+    let codec = if spec.name.is_empty() && s.audio.is_some() {
+        format!("PT{pt}")
+    } else {
+        spec.name.clone()
+    };
+    StreamReport {
+        stream: s.handle,
+        call,
+        side: s.sender,
+        src: s.src,
+        dst: s.dst,
+        ssrc: s.ssrc,
+        payload_type: pt,
+        codec,
+        clock_rate: spec.clock_rate,
+        first_ts: s.first_ts,
+        last_ts: s.last_ts,
+        packets: s.stats.received(),
+        lost: s.stats.lost(),
+        expected: s.stats.expected(),
+        max_jitter_ms: s.stats.max_jitter_ms(),
+        mean_jitter_ms: s.stats.mean_jitter_ms(),
+        late: s.counts.late,
+        duplicates: s.counts.duplicates,
+        telephone_events: s.counts.telephone_events,
+        comfort_noise: s.counts.comfort_noise,
+        status: status.as_str(),
+        status_reason: status.reason().map(str::to_string),
+        fmtp: spec.fmtp,
+        audio_rate: s.audio_rate(),
+        decoded_packets: s.counts.decoded_packets,
+        decoded_samples: s.counts.decoded_samples,
+        concealed_samples: s.counts.concealed_samples,
+        recovered_samples: s.counts.recovered_samples,
+        undecodable_packets: s.counts.undecodable_packets,
+        decrypt_failures: s.counts.decrypt_failures,
+        security: if s.is_encrypted() {
+            "encrypted".into()
+        } else {
+            "rtp".into()
+        },
+    }
+}
+
+/// The limits a decision's settings put on the call's recordings.
+fn call_settings(answered_at: Timestamp, s: &Settings) -> CallRecording {
+    CallRecording {
+        min_secs: s.record_min_sec,
+        sample_rate: s.sample_rate,
+        format: s.format,
+        deadline: s
+            .time_limit
+            .map(|secs| answered_at + Duration::from_secs(secs.into())),
+        bridge: None,
+    }
+}
+
 /// What the policy sees of a call.
 fn call_facts(c: &Call, answered_at: Timestamp) -> CallFacts<'_> {
     CallFacts {
@@ -1183,10 +1301,4 @@ fn call_facts(c: &Call, answered_at: Timestamp) -> CallFacts<'_> {
         callee_contact: c.callee_contact.as_deref(),
         mode_header: c.mode.as_deref(),
     }
-}
-
-/// Frame offset of `ts` from `start` at `rate` (negative before the start).
-fn frame_at(start: Timestamp, ts: Timestamp, rate: u32) -> i64 {
-    let ns = ts.as_nanos() as i128 - start.as_nanos() as i128;
-    (ns * rate as i128 / 1_000_000_000) as i64
 }

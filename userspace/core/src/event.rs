@@ -137,12 +137,34 @@ pub struct StreamReport {
     pub expected: u64,
     pub max_jitter_ms: f64,
     pub mean_jitter_ms: f64,
-    /// Packets that arrived too late to be placed in the recording.
+    /// Packets that arrived after their place had been given up as lost (past the reorder
+    /// window), and duplicates; neither is in the recording.
     pub late: u64,
+    pub duplicates: u64,
     /// RFC 4733 telephone-event packets in this stream.
     pub telephone_events: u64,
     /// Comfort-noise (PT 13) packets in this stream.
     pub comfort_noise: u64,
+    /// `decoded`, `partial`, `undecodable`, `encrypted` or `no-audio`.
+    pub status: &'static str,
+    /// Why the audio is not (all) there, for the three states that say so.
+    pub status_reason: Option<String>,
+    /// The codec's fmtp parameters, if the SDP had any.
+    pub fmtp: String,
+    /// The sample rate the codec decoded to (0 when nothing was decoded).
+    pub audio_rate: u32,
+    /// Audio payloads decoded, and the samples they gave at `audio_rate`.
+    pub decoded_packets: u64,
+    pub decoded_samples: u64,
+    /// Samples made up for lost packets by the codec's concealment, and of those, rebuilt by
+    /// in-band FEC.
+    pub concealed_samples: u64,
+    pub recovered_samples: u64,
+    /// Audio payloads that could not be decoded, and packets that failed SRTP.
+    pub undecodable_packets: u64,
+    pub decrypt_failures: u64,
+    /// How the stream was protected: `rtp`, `srtp` (with the suite) or why it could not be read.
+    pub security: String,
 }
 
 /// Where a DTMF digit was seen.
@@ -176,6 +198,8 @@ pub struct DtmfEvent {
     pub source: DtmfSource,
     /// The party that sent the digit.
     pub side: Side,
+    /// Where in the open recording's file the digit falls, in seconds (set by the engine).
+    pub offset_s: Option<f64>,
 }
 
 /// Audio format of a recording file (the `format` setting, `recording.format` by default).
@@ -233,6 +257,8 @@ pub struct RecordingStarted {
     /// Always 2: the caller left, the callee right.
     pub channels: u16,
     pub format: RecordingFormat,
+    /// The codec the call settled on when the recording started (empty when none yet).
+    pub codec: String,
     /// The policy's reason for recording, for the catalog.
     pub reason: String,
     /// A finished recording shorter than this is deleted (`record_min_sec`).
@@ -248,6 +274,8 @@ pub enum StopReason {
     TimeLimit,
     /// A transfer left two external parties talking and the tenant does not record them.
     ExternalToExternal,
+    /// The recording reached the maximum length (`recording.max_length`) and was cut.
+    MaxLength,
 }
 
 impl StopReason {
@@ -257,8 +285,53 @@ impl StopReason {
             StopReason::Policy => "policy",
             StopReason::TimeLimit => "time-limit",
             StopReason::ExternalToExternal => "external-to-external",
+            StopReason::MaxLength => "max-length",
         }
     }
+}
+
+/// What a finished recording holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingState {
+    /// Audio was decoded, and no stream of the call was left out.
+    Complete,
+    /// Audio was decoded, but some stream's audio could not be (see the reason).
+    Partial,
+    /// No audio at all: no RTP reached it, or it could not be decoded or decrypted.
+    NoAudio,
+}
+
+impl RecordingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingState::Complete => "complete",
+            RecordingState::Partial => "partial",
+            RecordingState::NoAudio => "no-audio",
+        }
+    }
+}
+
+/// One channel of a finished recording: how much audio it got and what the timeline did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelReport {
+    /// Frames of decoded (or concealed) audio placed.
+    pub heard_frames: u64,
+    /// Silence slipped in to keep pace with the other side's faster sender clock.
+    pub slips: u64,
+    pub slip_frames: u64,
+    /// Audio that came after its place was written and went in later instead.
+    pub shifts: u64,
+    pub shift_frames: u64,
+    /// Streams re-anchored on a new source or a timestamp jump.
+    pub reanchors: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingOutcome {
+    pub state: RecordingState,
+    pub reason: Option<String>,
+    /// Left (caller) then right (callee).
+    pub channels: [ChannelReport; 2],
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -275,6 +348,8 @@ pub struct RecordingControl {
     /// That party's user and device, when the rules know them.
     pub requested_by_user: Option<String>,
     pub requested_by_device: Option<String>,
+    /// Where in the file it falls, in seconds (set by the engine).
+    pub offset_s: Option<f64>,
 }
 
 /// The recording policy's decision for a call, with the steps that led to it.
@@ -310,17 +385,24 @@ pub enum Event {
     Decision(CallDecision),
     RecordingStarted(RecordingStarted),
     /// The next stereo frames of a recording, interleaved left (caller), right (callee).
-    /// Frames arrive in order and without gaps: silence is written as zeros.
+    /// Frames arrive in order and without gaps, with [`Event::RecordingSilence`] between.
     RecordingAudio {
         rec: RecordingHandle,
         samples: Vec<i16>,
+    },
+    /// The next `frames` frames of a recording are silence on both channels.
+    RecordingSilence {
+        rec: RecordingHandle,
+        frames: u64,
     },
     RecordingStopped {
         rec: RecordingHandle,
         call: CallHandle,
         ts: Timestamp,
+        /// Frames in the recording (audio and silence).
         frames: u64,
         reason: StopReason,
+        outcome: RecordingOutcome,
     },
     /// The policy paused or resumed a recording: the span between is silence in the file, and
     /// the catalog keeps the timeline.

@@ -14,10 +14,12 @@ pub mod fuzz;
 pub mod media;
 pub mod policy;
 pub mod reasm;
+pub mod recording;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
 pub mod stats;
+pub mod stream;
 pub mod time;
 pub mod wire;
 

@@ -409,10 +409,8 @@ fn media_attribute(m: &mut MediaDescription, v: &str) {
                 .and_then(|p| p.parse().ok())
         }
         // RFC 4568 §9.1 SDES keys, kept as written for the SRTP layer to parse.
-        ("crypto", Some(val)) => {
-            if m.crypto.len() < MAX_CRYPTOS && val.len() <= MAX_ATTR_LEN {
-                m.crypto.push(val.to_owned());
-            }
+        ("crypto", Some(val)) if m.crypto.len() < MAX_CRYPTOS && val.len() <= MAX_ATTR_LEN => {
+            m.crypto.push(val.to_owned());
         }
         ("fmtp", Some(val)) => {
             if m.fmtps.len() < MAX_FMTPS
@@ -586,7 +584,10 @@ a=fingerprint:sha-256 22:7A:01\r\n\
 m=audio 7004 RTP/SAVP 0\r\n\
 a=zrtp-hash:1.10 fe30efd02423cb054e50efd0248742ac7a52c8f91bc2df881ae642c371ba46df\r\n";
         let s = sdp(body);
-        assert_eq!(s.media[0].fmtp(100), Some("mode-set=\"0,1,2\";octet-align=1"));
+        assert_eq!(
+            s.media[0].fmtp(100),
+            Some("mode-set=\"0,1,2\";octet-align=1")
+        );
         assert_eq!(s.media[0].fmtp(101), None);
         assert_eq!(s.media[0].key_exchange, None);
         assert_eq!(s.media[1].key_exchange, Some(KeyExchange::DtlsSrtp));

@@ -61,6 +61,19 @@ pub struct Stats {
     pub rtp_streams: u64,
     /// Calls or streams dropped to stay within bounds.
     pub evictions: u64,
+    /// RTP of an ended call's own stream, arriving after its end (not recorded).
+    pub rtp_after_end: u64,
+    /// RTP packets that came after their place was given up as lost (past the reorder
+    /// window), counted when their stream ends.
+    pub late_packets: u64,
+    /// Milliseconds of audio made up by codec concealment for lost packets, counted when
+    /// streams end.
+    pub concealed_ms: u64,
+    /// Streams whose audio could not be decoded (in part or whole), or decrypted.
+    pub undecodable_streams: u64,
+    pub encrypted_streams: u64,
+    /// Recordings cut at their maximum length.
+    pub recordings_cut: u64,
 }
 
 impl Stats {

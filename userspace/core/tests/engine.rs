@@ -139,8 +139,10 @@ fn a_call_without_bye_ends_at_its_last_packet() {
         .sum();
     let answered = truth.calls[0].answer_ns.unwrap();
     let want = (last - answered) * 8000 / 1_000_000_000;
+    // The recording follows the media clock from where its first packets anchored it (their
+    // arrival jitter), so it may differ from the capture's reckoning by a packet or so.
     assert!(
-        frames_written.abs_diff(want) <= 1,
+        frames_written.abs_diff(want) <= 160,
         "{frames_written} frames, want {want}: no trailing silence"
     );
 }
@@ -335,19 +337,19 @@ fn the_policy_pauses_and_resumes_and_the_paused_span_is_silent() {
     let answer = t.answer_ns.unwrap();
     let secs = |ts: Timestamp| (ts.as_nanos() - answer) as f64 / 1e9;
     let (p, r) = (secs(controls[0].ts), secs(controls[1].ts));
-    let samples: Vec<i16> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::RecordingAudio { samples, .. } => Some(samples.as_slice()),
-            _ => None,
-        })
-        .flatten()
-        .copied()
-        .collect();
+    let samples = left_right(&events);
     let frame = |s: f64| (s * 8000.0) as usize * 2;
-    // Silent from just after the pause (the reorder window may hold a little audio) to the resume.
-    let paused = &samples[frame(p + 0.35)..frame(r)];
-    assert!(paused.iter().all(|&s| s == 0), "audio while paused");
+    // Silent from just after the pause (the reorder window may hold a little audio) to the
+    // resume, less the packet that arrives with it: its 20 ms were spoken just before.
+    let paused = &samples[frame(p + 0.35)..frame(r - 0.025)];
+    if let Some(i) = paused.iter().position(|&s| s != 0) {
+        let n = paused.iter().filter(|&&s| s != 0).count();
+        panic!(
+            "audio while paused: first at {:.3} s, {n} samples, paused {p:.3}..{r:.3}, {} s in all",
+            p + 0.35 + i as f64 / 16000.0,
+            samples.len() as f64 / 16000.0
+        );
+    }
     let after = &samples[frame(r + 0.1)..frame(r + 0.5)];
     assert!(after.iter().any(|&s| s != 0), "no audio after resume");
     let before = &samples[frame(p - 0.5)..frame(p - 0.1)];
@@ -482,15 +484,17 @@ fn run_scripted(policy: Scripted, frames: &[Frame]) -> Vec<Event> {
 }
 
 fn left_right(events: &[Event]) -> Vec<i16> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::RecordingAudio { samples, .. } => Some(samples.as_slice()),
-            _ => None,
-        })
-        .flatten()
-        .copied()
-        .collect()
+    let mut out = Vec::new();
+    for e in events {
+        match e {
+            Event::RecordingAudio { samples, .. } => out.extend_from_slice(samples),
+            Event::RecordingSilence { frames, .. } => {
+                out.resize(out.len() + *frames as usize * 2, 0)
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 #[test]
@@ -763,16 +767,7 @@ fn a_policy_sample_rate_gives_a_recording_at_that_rate_of_the_same_length() {
         t.recorded_secs
     );
     // The caller's tone is still where it was: every audio sample is non-silent mid-call.
-    let left: Vec<i16> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::RecordingAudio { samples, .. } => Some(samples.as_slice()),
-            _ => None,
-        })
-        .flatten()
-        .step_by(2)
-        .copied()
-        .collect();
+    let left: Vec<i16> = left_right(&events).into_iter().step_by(2).collect();
     // No gap anywhere mid-call: the longest run of zeros is a zero crossing, not a lost packet.
     let mid = &left[16_000..32_000];
     let longest_zero_run = mid.split(|&s| s != 0).map(<[i16]>::len).max().unwrap_or(0);

@@ -25,7 +25,7 @@ use rusqlite::{Connection, params};
 use voxtap_core::Timestamp;
 use voxtap_core::event::{
     CallDecision, CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingControl,
-    RecordingHandle, RecordingStarted, StopReason, StreamReport,
+    RecordingHandle, RecordingOutcome, RecordingStarted, RecordingState, StopReason, StreamReport,
 };
 use voxtap_core::policy::Action;
 
@@ -80,6 +80,13 @@ pub struct RunSummary {
     pub calls_seen: u64,
     pub calls_answered: u64,
     pub rtp_streams: u64,
+    /// Audio the run could not use, by reason.
+    pub late_packets: u64,
+    pub concealed_ms: u64,
+    pub undecodable_streams: u64,
+    pub encrypted_streams: u64,
+    pub recordings_cut: u64,
+    pub rtp_after_end: u64,
 }
 
 impl RunSummary {
@@ -97,6 +104,12 @@ impl RunSummary {
             calls_seen: stats.calls_seen,
             calls_answered: stats.calls_answered,
             rtp_streams: stats.rtp_streams,
+            late_packets: stats.late_packets,
+            concealed_ms: stats.concealed_ms,
+            undecodable_streams: stats.undecodable_streams,
+            encrypted_streams: stats.encrypted_streams,
+            recordings_cut: stats.recordings_cut,
+            rtp_after_end: stats.rtp_after_end,
         }
     }
 }
@@ -107,6 +120,9 @@ pub struct StoreReport {
     pub recordings: u64,
     /// Every `.wav` finished in this run, relative to DIR, in the order they were finished.
     pub recordings_finalised: Vec<PathBuf>,
+    /// Recordings that held no audio (their file was removed), and ones that held only part.
+    pub recordings_no_audio: u64,
+    pub recordings_partial: u64,
     /// Calls inserted in this run.
     pub calls: u64,
     /// Events naming a handle the store did not know (or had forgotten); they were dropped.
@@ -254,6 +270,7 @@ impl Store {
     pub fn handle(&mut self, event: Event) -> Result<(), StoreError> {
         let commit_now = match event {
             Event::RecordingAudio { rec, samples } => return self.audio(rec, &samples),
+            Event::RecordingSilence { rec, frames } => return self.silence(rec, frames),
             Event::CallStarted(c) => {
                 self.begin()?;
                 self.call_started(c)?;
@@ -290,9 +307,10 @@ impl Store {
                 ts,
                 frames: _,
                 reason,
+                outcome,
             } => {
                 self.begin()?;
-                self.recording_stopped(rec, ts, reason)?;
+                self.recording_stopped(rec, ts, reason, &outcome)?;
                 true
             }
             Event::Dtmf(d) => {
@@ -329,7 +347,7 @@ impl Store {
         for (_, rec) in open {
             let secs = rec.file.frames() as f64 / f64::from(rec.sample_rate.max(1));
             let end = rec.start + Duration::from_secs_f64(secs);
-            self.finalise(rec, end, "end-of-run")?;
+            self.finalise(rec, end, "end-of-run", None)?;
         }
         let (run_id, db) = (self.run_id, &self.db);
         let sq = |source| StoreError::Sqlite {
@@ -345,7 +363,9 @@ impl Store {
         db.prepare_cached(
             "UPDATE runs SET ended_at = ?2, capture_end_time = ?3, frames = ?4, sip_messages = ?5,
                 rtp_packets = ?6, rtp_unmatched = ?7, malformed = ?8, ignored = ?9, calls_seen = ?10,
-                calls_answered = ?11, rtp_streams = ?12, state = 'complete'
+                calls_answered = ?11, rtp_streams = ?12, late_packets = ?13, concealed_s = ?14,
+                undecodable_streams = ?15, encrypted_streams = ?16, recordings_cut = ?17,
+                rtp_after_end = ?18, state = 'complete'
              WHERE id = ?1",
         )
         .and_then(|mut s| {
@@ -362,6 +382,12 @@ impl Store {
                 int(summary.calls_seen),
                 int(summary.calls_answered),
                 int(summary.rtp_streams),
+                int(summary.late_packets),
+                summary.concealed_ms as f64 / 1000.0,
+                int(summary.undecodable_streams),
+                int(summary.encrypted_streams),
+                int(summary.recordings_cut),
+                int(summary.rtp_after_end),
             ])
         })
         .map_err(sq)?;
@@ -508,6 +534,8 @@ impl Store {
             self.report.orphan_events += 1;
             return Ok(());
         };
+        let rate = f64::from(r.audio_rate.max(1));
+        let secs = |samples: u64| samples as f64 / rate;
         let loss_pct = if r.expected > 0 {
             r.lost as f64 * 100.0 / r.expected as f64
         } else {
@@ -517,9 +545,11 @@ impl Store {
             .prepare_cached(
                 "INSERT INTO streams (call_id, side, src_addr, src_port, dst_addr, dst_port, ssrc,
                     payload_type, codec, clock_rate, first_time, last_time, packets, expected, lost,
-                    loss_pct, max_jitter_ms, mean_jitter_ms, late, telephone_events, comfort_noise)
+                    loss_pct, max_jitter_ms, mean_jitter_ms, late, telephone_events, comfort_noise,
+                    status, status_reason, fmtp, security, duplicates, decoded_packets, decoded_s,
+                    concealed_s, recovered_s, undecodable_packets, decrypt_failures)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                    ?18, ?19, ?20, ?21)",
+                    ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -544,6 +574,17 @@ impl Store {
                     int(r.late),
                     int(r.telephone_events),
                     int(r.comfort_noise),
+                    r.status,
+                    r.status_reason,
+                    r.fmtp,
+                    r.security,
+                    int(r.duplicates),
+                    int(r.decoded_packets),
+                    secs(r.decoded_samples),
+                    secs(r.concealed_samples),
+                    secs(r.recovered_samples),
+                    int(r.undecodable_packets),
+                    int(r.decrypt_failures),
                 ])
             })
             .map_err(self.sq())?;
@@ -584,8 +625,8 @@ impl Store {
         let rel_text = rel.to_string_lossy().into_owned();
         self.db
             .prepare_cached(
-                "INSERT INTO recordings (call_id, path, format, channels, sample_rate, start_time, state, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'recording', ?7)",
+                "INSERT INTO recordings (call_id, path, format, channels, sample_rate, start_time, state, reason, codec)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'recording', ?7, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -595,7 +636,8 @@ impl Store {
                     channels,
                     r.sample_rate,
                     r.ts.to_string(),
-                    r.reason
+                    r.reason,
+                    r.codec
                 ])
             })
             .map_err(self.sq())?;
@@ -647,11 +689,28 @@ impl Store {
         }
     }
 
+    /// Writes `frames` of silence in bounded pieces: a gap of hours is never one allocation.
+    fn silence(&mut self, rec: RecordingHandle, frames: u64) -> Result<(), StoreError> {
+        static ZEROS: [i16; 8192] = [0; 8192];
+        let Some(open) = self.recs.get_mut(&rec) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        let mut samples = frames.saturating_mul(2);
+        while samples > 0 {
+            let n = samples.min(ZEROS.len() as u64) as usize;
+            open.file.write(&ZEROS[..n])?;
+            samples -= n as u64;
+        }
+        Ok(())
+    }
+
     fn recording_stopped(
         &mut self,
         rec: RecordingHandle,
         ts: Timestamp,
         reason: StopReason,
+        outcome: &RecordingOutcome,
     ) -> Result<(), StoreError> {
         let Some(open) = self.recs.remove(&rec) else {
             self.report.orphan_events += 1;
@@ -662,14 +721,18 @@ impl Store {
         {
             call.open_rec = None;
         }
-        self.finalise(open, ts, reason.as_str())
+        self.finalise(open, ts, reason.as_str(), Some(outcome))
     }
 
+    /// Ends a recording's file and row. `outcome` says what the engine put in it (none at the
+    /// end of a run that stopped before its calls): a recording without audio has its file
+    /// removed and says why; one with some of its audio says what is missing.
     fn finalise(
         &mut self,
         open: OpenRecording,
         end: Timestamp,
         stop_reason: &str,
+        outcome: Option<&RecordingOutcome>,
     ) -> Result<(), StoreError> {
         let done = open.file.finish()?;
         let stop_reason = if done.truncated {
@@ -678,33 +741,98 @@ impl Store {
             stop_reason
         };
         let duration = done.frames as f64 / f64::from(open.sample_rate.max(1));
-        if let Some(min) = open.min_secs
-            && duration < f64::from(min)
-        {
+        let rate = f64::from(open.sample_rate.max(1));
+        let (state, reason) = match outcome {
+            Some(o) => (o.state, o.reason.clone()),
+            None => (RecordingState::Complete, None),
+        };
+        let delete = match (state, open.min_secs) {
+            (RecordingState::NoAudio, _) => Some((state.as_str(), reason.clone())),
+            (_, Some(min)) if duration < f64::from(min) => {
+                Some(("deleted", Some("shorter-than-min".to_string())))
+            }
+            _ => None,
+        };
+        let figures = outcome.map(|o| {
+            let [l, r] = o.channels;
+            (
+                l.heard_frames as f64 / rate,
+                r.heard_frames as f64 / rate,
+                (l.slip_frames + r.slip_frames) as f64 / rate,
+                (l.shift_frames + r.shift_frames) as f64 / rate,
+                int(l.reanchors + r.reanchors),
+            )
+        });
+        let (caller_s, callee_s, slipped, shifted, reanchors) = match figures {
+            Some((a, b, c, d, e)) => (Some(a), Some(b), Some(c), Some(d), Some(e)),
+            None => (None, None, None, None, None),
+        };
+        if let Some((state, why)) = delete {
             let path = self.dir.join(&open.rel);
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(StoreError::Io { path, source }),
             }
+            // A recording shorter than its minimum keeps its old stop reason column value.
+            let stop = if state == "deleted" {
+                "shorter-than-min"
+            } else {
+                stop_reason
+            };
+            if state == RecordingState::NoAudio.as_str() {
+                self.report.recordings_no_audio += 1;
+            }
             self.db
                 .prepare_cached(
                     "UPDATE recordings SET end_time = ?2, duration_s = ?3, size_bytes = 0,
-                        state = 'deleted', stop_reason = 'shorter-than-min'
+                        state = ?4, stop_reason = ?5, state_reason = ?6, caller_audio_s = ?7,
+                        callee_audio_s = ?8, slipped_s = ?9, shifted_s = ?10, reanchors = ?11
                      WHERE id = ?1",
                 )
-                .and_then(|mut s| s.execute(params![open.row, end.to_string(), duration]))
+                .and_then(|mut s| {
+                    s.execute(params![
+                        open.row,
+                        end.to_string(),
+                        duration,
+                        state,
+                        stop,
+                        why,
+                        caller_s,
+                        callee_s,
+                        slipped,
+                        shifted,
+                        reanchors
+                    ])
+                })
                 .map_err(self.sq())?;
             return Ok(());
         }
+        if state == RecordingState::Partial {
+            self.report.recordings_partial += 1;
+        }
         self.db
             .prepare_cached(
-                "UPDATE recordings SET end_time = ?2, duration_s = ?3, size_bytes = ?4, state = 'complete',
-                    stop_reason = ?5
+                "UPDATE recordings SET end_time = ?2, duration_s = ?3, size_bytes = ?4, state = ?5,
+                    stop_reason = ?6, state_reason = ?7, caller_audio_s = ?8, callee_audio_s = ?9,
+                    slipped_s = ?10, shifted_s = ?11, reanchors = ?12
                  WHERE id = ?1",
             )
             .and_then(|mut s| {
-                s.execute(params![open.row, end.to_string(), duration, int(done.size_bytes), stop_reason])
+                s.execute(params![
+                    open.row,
+                    end.to_string(),
+                    duration,
+                    int(done.size_bytes),
+                    state.as_str(),
+                    stop_reason,
+                    reason,
+                    caller_s,
+                    callee_s,
+                    slipped,
+                    shifted,
+                    reanchors
+                ])
             })
             .map_err(self.sq())?;
         self.report.recordings_finalised.push(open.rel);
@@ -716,10 +844,12 @@ impl Store {
             self.report.orphan_events += 1;
             return Ok(());
         };
-        let rec = call
-            .open_rec
-            .and_then(|h| self.recs.get(&h))
-            .map(|r| (r.row, d.ts.saturating_since(r.start).as_secs_f64()));
+        let rec = call.open_rec.and_then(|h| self.recs.get(&h)).map(|r| {
+            let at = d
+                .offset_s
+                .unwrap_or_else(|| d.ts.saturating_since(r.start).as_secs_f64());
+            (r.row, at)
+        });
         self.db
             .prepare_cached(
                 "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, duration_ms, source, side)
@@ -771,7 +901,8 @@ impl Store {
                     call.row,
                     rec.row,
                     c.ts.to_string(),
-                    c.ts.saturating_since(rec.start).as_secs_f64(),
+                    c.offset_s
+                        .unwrap_or_else(|| c.ts.saturating_since(rec.start).as_secs_f64()),
                     match c.action {
                         Action::Start => "record-start",
                         Action::Stop => "record-stop",

@@ -1,15 +1,15 @@
-//! The catalog schema, version 1. A public interface: `docs/catalog.md` documents every column.
+//! The catalog schema, version 2. A public interface: `docs/catalog.md` documents every column.
 //! Change it only additively, and bump `SCHEMA_VERSION` with a migration step when you do.
 
 use rusqlite::Connection;
 
 /// `PRAGMA user_version` of a catalog this code writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Version 1. `IF NOT EXISTS` everywhere so that re-running it on a version-1 catalog is a no-op.
 /// No CHECK constraints on the enumerated TEXT columns: SQLite cannot alter a CHECK, and new
 /// values (e.g. more `events.kind`s) must not need a table rebuild.
-const V1: &str = "
+pub(crate) const V1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at       TEXT NOT NULL,
@@ -127,6 +127,36 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE INDEX IF NOT EXISTS decisions_call_id ON decisions(call_id);
 ";
 
+/// Version 2: what each stream and recording really holds (decoded, concealed, why not), and
+/// the run's counts of audio it could not use. Columns only added, so readers of version 1
+/// keep working.
+const V2: &[&str] = &[
+    "ALTER TABLE streams ADD COLUMN status TEXT NOT NULL DEFAULT 'decoded'",
+    "ALTER TABLE streams ADD COLUMN status_reason TEXT",
+    "ALTER TABLE streams ADD COLUMN fmtp TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE streams ADD COLUMN security TEXT NOT NULL DEFAULT 'rtp'",
+    "ALTER TABLE streams ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN decoded_packets INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN decoded_s REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN concealed_s REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN recovered_s REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN undecodable_packets INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE streams ADD COLUMN decrypt_failures INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE recordings ADD COLUMN codec TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE recordings ADD COLUMN state_reason TEXT",
+    "ALTER TABLE recordings ADD COLUMN caller_audio_s REAL",
+    "ALTER TABLE recordings ADD COLUMN callee_audio_s REAL",
+    "ALTER TABLE recordings ADD COLUMN slipped_s REAL",
+    "ALTER TABLE recordings ADD COLUMN shifted_s REAL",
+    "ALTER TABLE recordings ADD COLUMN reanchors INTEGER",
+    "ALTER TABLE runs ADD COLUMN late_packets INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN concealed_s REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN undecodable_streams INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN encrypted_streams INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN recordings_cut INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN rtp_after_end INTEGER NOT NULL DEFAULT 0",
+];
+
 pub enum Migration {
     Current,
     /// The catalog was written by a newer voxtap.
@@ -141,9 +171,17 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
     }
     if found < SCHEMA_VERSION {
         db.execute_batch("BEGIN IMMEDIATE")?;
-        let step = db
-            .execute_batch(V1)
-            .and_then(|()| db.pragma_update(None, "user_version", SCHEMA_VERSION));
+        let mut step = if found < 1 {
+            db.execute_batch(V1)
+        } else {
+            Ok(())
+        };
+        if found < 2 {
+            for stmt in V2 {
+                step = step.and_then(|()| db.execute_batch(stmt));
+            }
+        }
+        let step = step.and_then(|()| db.pragma_update(None, "user_version", SCHEMA_VERSION));
         match step {
             Ok(()) => db.execute_batch("COMMIT")?,
             Err(e) => {

@@ -84,9 +84,23 @@ fn rec_started(rec: u64, call: u64, ms: u64) -> Event {
         sample_rate: RATE,
         channels: 2,
         format: RecordingFormat::Wav,
+        codec: "PCMU".into(),
         reason: "rule all-calls".into(),
         min_secs: None,
     })
+}
+
+/// What the engine says of a recording whose channels both heard `frames` frames.
+fn heard(frames: u64) -> RecordingOutcome {
+    let ch = voxtap_core::event::ChannelReport {
+        heard_frames: frames,
+        ..Default::default()
+    };
+    RecordingOutcome {
+        state: RecordingState::Complete,
+        reason: None,
+        channels: [ch, ch],
+    }
 }
 
 fn rec_stopped(rec: u64, call: u64, ms: u64, frames: u64) -> Event {
@@ -96,6 +110,7 @@ fn rec_stopped(rec: u64, call: u64, ms: u64, frames: u64) -> Event {
         ts: t(ms),
         frames,
         reason: StopReason::CallEnded,
+        outcome: heard(frames),
     }
 }
 
@@ -127,8 +142,20 @@ fn stream(call: u64, side: Side, src: &str, dst: &str, lost: i64) -> Event {
         max_jitter_ms: 3.5,
         mean_jitter_ms: 1.25,
         late: 1,
+        duplicates: 0,
         telephone_events: 4,
         comfort_noise: 0,
+        status: "decoded",
+        status_reason: None,
+        fmtp: String::new(),
+        audio_rate: 8000,
+        decoded_packets: 150,
+        decoded_samples: 24_000,
+        concealed_samples: 160,
+        recovered_samples: 0,
+        undecodable_packets: 0,
+        decrypt_failures: 0,
+        security: "rtp".into(),
     })
 }
 
@@ -200,6 +227,7 @@ fn full_call(store: &mut Store, call: u64, rec: u64, call_id: &str) {
             duration_ms: 120,
             source: DtmfSource::Rfc4733,
             side: Side::Caller,
+            offset_s: None,
         }))
         .unwrap();
     store
@@ -240,6 +268,9 @@ fn summary() -> RunSummary {
         calls_seen: 1,
         calls_answered: 1,
         rtp_streams: 2,
+        late_packets: 1,
+        concealed_ms: 20,
+        ..RunSummary::default()
     }
 }
 
@@ -259,7 +290,8 @@ fn full_call_lifecycle_fills_every_table_and_writes_the_wav() {
             recordings: 1,
             recordings_finalised: vec![rel.clone()],
             calls: 1,
-            orphan_events: 0
+            orphan_events: 0,
+            ..StoreReport::default()
         }
     );
 
@@ -277,7 +309,7 @@ fn full_call_lifecycle_fills_every_table_and_writes_the_wav() {
     );
 
     let db = catalog(&dir);
-    assert_eq!(one::<i64>(&db, "PRAGMA user_version"), 1);
+    assert_eq!(one::<i64>(&db, "PRAGMA user_version"), 2);
     assert_eq!(one::<String>(&db, "PRAGMA journal_mode"), "wal");
 
     let run: (String, Option<String>, String, i64, i64, i64, i64, i64, i64, i64, i64, i64, String, String) = db
@@ -918,15 +950,15 @@ fn newer_schema_is_refused() {
         .unwrap();
     Connection::open(tmp.path().join(CATALOG_FILE))
         .unwrap()
-        .pragma_update(None, "user_version", 2)
+        .pragma_update(None, "user_version", 3)
         .unwrap();
     let err = Store::open(tmp.path(), opts()).err().expect("too new");
     assert!(
         matches!(
             err,
             StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),
@@ -1132,6 +1164,7 @@ fn pause_and_resume_are_on_the_recording_timeline() {
                     .then(|| "alice".to_string()),
                 requested_by_device: (action == voxtap_core::policy::Action::Pause)
                     .then(|| "alice-desk".to_string()),
+                offset_s: None,
             }))
             .unwrap();
     }
@@ -1245,4 +1278,107 @@ fn a_recording_shorter_than_record_min_sec_is_deleted_and_the_catalog_says_so() 
          WHERE c.sip_call_id = 'long@x'",
     );
     assert_eq!(kept, "complete");
+}
+
+/// Silence events write zeros without a buffer of their size; a recording the engine says has
+/// no audio loses its file and says why; a partial one keeps its file and says what is missing.
+#[test]
+fn silence_no_audio_and_partial_recordings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let mut store = Store::open(&dir, opts()).expect("open");
+    for (call, id) in [(1u64, "silent@x"), (2, "partial@x")] {
+        store.handle(started(call, 0, id)).unwrap();
+        store.handle(answered(call, 1000)).unwrap();
+        store.handle(rec_started(call, call, 1000)).unwrap();
+        store.handle(audio(call, 0, 800)).unwrap();
+        store
+            .handle(Event::RecordingSilence {
+                rec: RecordingHandle(call),
+                frames: 8000 * 60,
+            })
+            .unwrap();
+        store.handle(audio(call, 800, 800)).unwrap();
+    }
+    let mut none = heard(0);
+    none.state = RecordingState::NoAudio;
+    none.reason = Some("callee: G729/8000 (payload type 18): no decoder for G729/8000".into());
+    let mut part = heard(1600);
+    part.state = RecordingState::Partial;
+    part.reason = Some("callee: encrypted".into());
+    for (call, outcome) in [(1u64, none), (2, part)] {
+        store
+            .handle(Event::RecordingStopped {
+                rec: RecordingHandle(call),
+                call: CallHandle(call),
+                ts: t(62_000),
+                frames: 8000 * 60 + 1600,
+                reason: StopReason::CallEnded,
+                outcome,
+            })
+            .unwrap();
+    }
+    let report = store.finish(&summary()).expect("finish");
+    assert_eq!(
+        (report.recordings_no_audio, report.recordings_partial),
+        (1, 1)
+    );
+    let db = catalog(&dir);
+    let rows: Vec<(String, Option<String>, i64, f64)> = db
+        .prepare("SELECT state, state_reason, size_bytes, duration_s FROM recordings ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows[0].0, "no-audio");
+    assert!(rows[0].1.as_deref().unwrap().contains("G729"));
+    assert_eq!(rows[0].2, 0);
+    assert_eq!(rows[1].0, "partial");
+    assert!((rows[1].3 - (60.0 + 0.2)).abs() < 1e-6, "{}", rows[1].3);
+    let path: String = db
+        .query_row("SELECT path FROM recordings WHERE id = 2", [], |r| r.get(0))
+        .unwrap();
+    let (_, samples) = read_wav(&dir.join(path));
+    assert_eq!(samples.len(), (8000 * 60 + 1600) * 2);
+    assert!(samples[1600..1600 + 8000 * 120].iter().all(|&s| s == 0));
+    let silent: String = db
+        .query_row("SELECT path FROM recordings WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        !dir.join(silent).exists(),
+        "a recording with no audio leaves no file"
+    );
+}
+
+/// A version-1 catalog gains the version-2 columns and keeps its rows.
+#[test]
+fn a_version_1_catalog_is_upgraded_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(CATALOG_FILE);
+    {
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(schema::V1).unwrap();
+        db.pragma_update(None, "user_version", 1).unwrap();
+        db.execute(
+            "INSERT INTO runs (started_at, source, state) VALUES ('2024-01-01T00:00:00.000Z', 'old', 'complete')",
+            [],
+        )
+        .unwrap();
+    }
+    Store::open(tmp.path(), opts())
+        .unwrap()
+        .finish(&summary())
+        .unwrap();
+    let db = catalog(tmp.path());
+    assert_eq!(one::<i64>(&db, "PRAGMA user_version"), 2);
+    assert_eq!(one::<i64>(&db, "SELECT COUNT(*) FROM runs"), 2);
+    assert_eq!(
+        one::<i64>(&db, "SELECT late_packets FROM runs WHERE id = 2"),
+        1
+    );
+    assert_eq!(
+        one::<String>(&db, "SELECT source FROM runs WHERE id = 1"),
+        "old"
+    );
 }

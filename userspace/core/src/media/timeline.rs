@@ -1,74 +1,223 @@
 //! The stereo timeline of one recording.
 //!
-//! Each channel (left: caller, right: callee) places decoded audio by RTP timestamp, anchored
-//! to packet arrival time, so lost packets, silence suppression and hold become silence of the
-//! right length and the two channels stay aligned with the wall clock of the call. Audio is
-//! handed out in order once it is older than the reorder window; packets that arrive after
-//! their place was handed out are counted as late.
+//! Each channel (left: caller, right: callee) lays its stream's decoded audio end to end by RTP
+//! timestamp, so every sample received is kept, lost packets and silence suppression become
+//! gaps of the right length, and the channel follows its sender's media clock however the
+//! capture clock drifts, stalls or runs fast (a replay at 4x). Arrival time is used only to
+//! anchor a stream, to tell a real discontinuity from a stall, and to keep the two channels
+//! together:
+//!
+//! - a stream starts where the other channel is at its arrival (or where the recording's clock
+//!   is), never over audio already placed;
+//! - a new stream on a channel while the old one still talks is shadowed (a relay's second leg);
+//! - a timestamp jump that arrival time does not show re-anchors the stream at its arrival;
+//!   an arrival gap that the timestamps do not show (a stall, a stepped capture clock) does not;
+//! - when one channel's clock runs slower than the other's, silence is slipped into it once it
+//!   lags by more than a few tens of milliseconds (nothing is dropped: the faster clock leads);
+//! - audio reaches the sink once the slowest live channel has moved past it, or a channel has
+//!   been silent for the stall allowance; buffered audio is bounded, and a gap in time is
+//!   handed out as a silence count, never allocated.
+//!
+//! Packets reach [`Timeline::place`] in sequence order (the stream's reorder buffer sees to
+//! that): a packet whose place was already handed out is shifted to the next free frame and
+//! counted, not dropped.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
-use crate::codec::Decoder;
 use crate::event::Side;
+use crate::time::Timestamp;
 
-/// Where a channel's RTP timestamps meet the timeline.
-#[derive(Clone, Copy, Debug)]
-struct Anchor {
-    source: u64,
-    /// Extended RTP timestamp that sits at `frame`.
-    base_ts: i64,
-    frame: i64,
-    /// The latest extended timestamp, and the raw value it came from (for unwrapping).
-    ext_ts: i64,
-    last_raw_ts: u32,
+/// Where finished audio goes, in order.
+pub trait AudioSink {
+    /// Interleaved stereo frames (left caller, right callee).
+    fn audio(&mut self, interleaved: &[i16]);
+    /// `frames` frames of silence on both channels.
+    fn silence(&mut self, frames: u64);
 }
 
-impl Anchor {
-    fn new(source: u64, rtp_ts: u32, frame: i64) -> Self {
-        Self {
-            source,
-            base_ts: rtp_ts as i64,
-            frame,
-            ext_ts: rtp_ts as i64,
-            last_raw_ts: rtp_ts,
+/// Audio handed to the sink in pieces of at most this many seconds.
+const PIECE_SECS: i64 = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimelineConfig {
+    /// Frames per second of the recording.
+    pub rate: u32,
+    /// Audio is handed out this far behind the slowest live channel.
+    pub margin: Duration,
+    /// A channel that has sent nothing for this long stops holding the other back; a network
+    /// stall shorter than this loses nothing and moves nothing.
+    pub stall: Duration,
+    /// At most this much audio is buffered ahead of what was handed out.
+    pub max_ahead: Duration,
+    /// One channel lagging the other by more than this (a slower sender clock) gets silence.
+    pub slip: Duration,
+    /// The recording is cut at this many frames (its maximum length).
+    pub limit_frames: Option<u64>,
+}
+
+impl TimelineConfig {
+    pub fn new(rate: u32) -> Self {
+        TimelineConfig {
+            rate,
+            margin: Duration::from_millis(300),
+            stall: Duration::from_secs(5),
+            max_ahead: Duration::from_secs(30),
+            slip: Duration::from_millis(40),
+            limit_frames: None,
         }
     }
-}
 
-#[derive(Default)]
-struct Channel {
-    /// Samples from the timeline's `emitted` frame onward.
-    buf: VecDeque<i16>,
-    anchor: Option<Anchor>,
-    /// Frame position of the end of the last placed packet.
-    last_end: i64,
-    /// Arrival frame of the last packet placed from the anchored source.
-    last_arrival: i64,
-    late: u64,
+    fn frames(&self, d: Duration) -> i64 {
+        (d.as_nanos() as i128 * self.rate as i128 / 1_000_000_000) as i64
+    }
 }
 
 /// What happened to one packet's audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
     Placed,
-    /// Its place was already handed out.
-    Late,
-    /// Nothing to place (empty payload or no decoder).
+    /// Nothing to place.
     Empty,
     /// Another stream already feeds this channel: a media relay's second leg, or a forked
     /// copy. The first stream keeps the channel until it goes quiet.
     Shadowed,
+    /// Before the recording started (early media).
+    Early,
+    /// Past the recording's maximum length.
+    PastLimit,
+}
+
+/// Per-channel figures, for the stream and recording reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelFigures {
+    /// Frames of audio placed (decoded or concealed).
+    pub placed_frames: u64,
+    /// Times a stream was re-anchored on a timestamp jump or a new source.
+    pub reanchors: u64,
+    /// Silence slipped in to keep up with the other channel's faster clock: times and frames.
+    pub slips: u64,
+    pub slip_frames: u64,
+    /// Audio that arrived after its place had been handed out and was moved later instead:
+    /// times and frames.
+    pub shifts: u64,
+    pub shift_frames: u64,
+    /// Packets not placed because another stream fed the channel.
+    pub shadowed: u64,
+    /// Frames placed inside a muted span (a pause): silence in the file.
+    pub muted_frames: u64,
+}
+
+/// Frames per second a channel's media clock advances per second of capture time, measured
+/// over recent packet pairs (a stall, a silence or a jump is not a sample).
+#[derive(Clone, Copy, Debug, Default)]
+struct RateEstimate {
+    frames: f64,
+    nanos: f64,
+}
+
+impl RateEstimate {
+    /// A pair counts when both steps are short: it says how fast the clocks run, not how long
+    /// the sender was silent or the network stalled.
+    fn add(&mut self, frames: i64, nanos: i64, rate: u32) {
+        if frames <= 0 || nanos <= 0 || frames > rate as i64 || nanos > 1_000_000_000 {
+            return;
+        }
+        // About the last 200 pairs (4 s of 20 ms packets) weigh.
+        self.frames = self.frames * 0.995 + frames as f64;
+        self.nanos = self.nanos * 0.995 + nanos as f64;
+    }
+
+    fn per_sec(&self, rate: u32) -> f64 {
+        let nominal = rate as f64;
+        if self.nanos < 5e8 {
+            return nominal;
+        }
+        let r = self.frames / self.nanos * 1e9;
+        // Within 2 % is clock drift, which extrapolation over a silence cannot see anyway.
+        if (r / nominal - 1.0).abs() < 0.02 {
+            nominal
+        } else {
+            r.clamp(nominal / 16.0, nominal * 16.0)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Source {
+    id: u64,
+    /// Recording frame = stream position + offset.
+    offset: i64,
+    /// Stream positions of the last placement: its start and its end.
+    last_pos: i64,
+    end_pos: i64,
+    last_arrival: Timestamp,
+}
+
+/// The lag behind the other channel, lowest over a window: jitter only ever adds to it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Drift {
+    base: Option<i64>,
+    window: Option<(Timestamp, i64)>,
+}
+
+const DRIFT_WINDOW: Duration = Duration::from_secs(3);
+
+#[derive(Default)]
+struct Channel {
+    /// Samples from the timeline's `emitted` frame onward.
+    buf: VecDeque<i16>,
+    source: Option<Source>,
+    /// End frame of the furthest placement.
+    hw: i64,
+    last_arrival: Option<Timestamp>,
+    /// The sender said it is silent (comfort noise): it does not hold the other channel back.
+    quiet: bool,
+    rate: RateEstimate,
+    drift: Drift,
+    figures: ChannelFigures,
+    /// A new stream held back while the old one may still be talking.
+    candidate: Option<Candidate>,
+}
+
+/// A stream waiting to take a channel over: its packets as they came.
+struct Candidate {
+    id: u64,
+    packets: Vec<(i64, Timestamp, Vec<i16>)>,
+    frames: usize,
+}
+
+/// A new stream takes a channel over once the old one has been silent this long.
+const TAKEOVER: Duration = Duration::from_millis(250);
+/// Audio a held-back stream may keep: a little over the takeover time.
+const MAX_CANDIDATE_FRAMES: usize = 48_000 / 2;
+
+impl Channel {
+    /// Where this channel's audio would be at `ts`, from its last packet.
+    fn predict(&self, ts: Timestamp, rate: u32) -> Option<i64> {
+        let last = self.last_arrival?;
+        let dt = ts.as_nanos() as i128 - last.as_nanos() as i128;
+        let per_sec = self.rate.per_sec(rate);
+        Some(self.hw + (dt as f64 * per_sec / 1e9).round() as i64)
+    }
+
+    fn live(&self, now: Timestamp, stall: Duration) -> bool {
+        self.source.is_some()
+            && !self.quiet
+            && self
+                .last_arrival
+                .is_some_and(|t| now.saturating_since(t) < stall)
+    }
 }
 
 pub struct Timeline {
-    rate: u32,
+    cfg: TimelineConfig,
+    start: Timestamp,
     /// Frames already handed out.
     emitted: i64,
     channels: [Channel; 2],
-    /// Upper bound on buffered audio ahead of `emitted`, in frames.
-    max_ahead: i64,
-    /// A timestamp that disagrees with arrival time by more than this many frames re-anchors.
-    resync: i64,
+    /// Muted spans `[from, to)` in frames (pauses); the last may be open (`to` = `i64::MAX`).
+    mutes: Vec<(i64, i64)>,
     scratch: Vec<i16>,
 }
 
@@ -80,19 +229,20 @@ fn index(side: Side) -> usize {
 }
 
 impl Timeline {
-    pub fn new(rate: u32) -> Self {
+    /// A timeline whose frame 0 is at capture time `start`.
+    pub fn new(cfg: TimelineConfig, start: Timestamp) -> Self {
         Self {
-            rate,
+            cfg,
+            start,
             emitted: 0,
             channels: [Channel::default(), Channel::default()],
-            max_ahead: rate as i64 * 30,
-            resync: rate as i64,
+            mutes: Vec::new(),
             scratch: Vec::new(),
         }
     }
 
     pub fn sample_rate(&self) -> u32 {
-        self.rate
+        self.cfg.rate
     }
 
     /// Frames handed out so far.
@@ -100,306 +250,838 @@ impl Timeline {
         self.emitted as u64
     }
 
-    pub fn late(&self, side: Side) -> u64 {
-        self.channels[index(side)].late
+    pub fn figures(&self, side: Side) -> ChannelFigures {
+        self.channels[index(side)].figures
     }
 
-    /// Places one packet's audio. `arrival_frame` is the packet's arrival time as a frame
-    /// offset from the start of the recording; `source` identifies the RTP stream, so a new
-    /// SSRC or a media move re-anchors the channel.
+    /// Whether the recording has reached its maximum length.
+    pub fn at_limit(&self) -> bool {
+        self.cfg
+            .limit_frames
+            .is_some_and(|l| self.emitted as u64 >= l)
+    }
+
+    fn limit(&self) -> i64 {
+        self.cfg.limit_frames.map_or(i64::MAX, |l| l as i64)
+    }
+
+    /// Frames of capture time `ts` after the start, at the nominal rate.
+    fn clock(&self, ts: Timestamp) -> i64 {
+        let ns = ts.as_nanos() as i128 - self.start.as_nanos() as i128;
+        (ns * self.cfg.rate as i128 / 1_000_000_000) as i64
+    }
+
+    /// Where the recording is at capture time `ts`: the furthest channel's prediction, or the
+    /// clock since the start when no audio came yet.
+    pub fn frame_at(&self, ts: Timestamp) -> i64 {
+        let rate = self.cfg.rate;
+        self.channels
+            .iter()
+            .filter_map(|c| c.predict(ts, rate))
+            .max()
+            .unwrap_or_else(|| self.clock(ts))
+    }
+
+    /// The sender of `side` signalled silence (comfort noise, RFC 3389): until it sends audio
+    /// again, the other channel does not wait for it.
+    pub fn mark_quiet(&mut self, side: Side, arrival: Timestamp) {
+        let ch = &mut self.channels[index(side)];
+        ch.quiet = true;
+        ch.last_arrival = Some(ch.last_arrival.map_or(arrival, |t| t.max(arrival)));
+    }
+
+    /// Places one packet's audio, `samples` at the recording's rate, whose first sample is at
+    /// `pos` in the stream's own frame count (RTP timestamp scaled to the recording rate).
+    /// `source` identifies the stream: a new one re-anchors the channel. Audio pushed out to
+    /// make room goes to `sink`. Inside a muted span (a pause) silence is placed instead.
+    ///
+    /// A new stream that starts while the channel's stream still talks is held back: if the
+    /// old one carries on, the new one was a copy (a relay's second leg) and is dropped; if
+    /// the old one falls silent, the new one took over (a media move) and what was held is
+    /// placed, so a move loses nothing.
     pub fn place(
         &mut self,
         side: Side,
         source: u64,
-        rtp_ts: u32,
-        arrival_frame: i64,
-        decoder: &mut dyn Decoder,
-        payload: &[u8],
+        pos: i64,
+        arrival: Timestamp,
+        samples: &[i16],
+        sink: &mut dyn AudioSink,
     ) -> Placement {
-        let quiet = self.resync / 4;
-        if let Some(a) = self.channels[index(side)].anchor {
-            let ch = &self.channels[index(side)];
-            if a.source != source && arrival_frame - ch.last_arrival < quiet {
-                return Placement::Shadowed;
-            }
-        }
-        self.scratch.clear();
-        let _ = decoder.decode(payload, &mut self.scratch);
-        if self.scratch.is_empty() {
+        if samples.is_empty() {
             return Placement::Empty;
         }
-        if decoder.sample_rate() != self.rate {
-            resample(&mut self.scratch, decoder.sample_rate(), self.rate);
+        if arrival < self.start {
+            return Placement::Early;
         }
-        let ticks_per_frame =
-            decoder.clock_rate() as f64 / self.rate as f64;
-        let resync = self.resync;
+        let takeover = TAKEOVER;
         let ch = &mut self.channels[index(side)];
-        let frame = match ch.anchor {
-            Some(mut a) if a.source == source => {
-                a.ext_ts += rtp_ts.wrapping_sub(a.last_raw_ts) as i32 as i64;
-                a.last_raw_ts = rtp_ts;
-                let at = a.frame + ((a.ext_ts - a.base_ts) as f64 / ticks_per_frame).round() as i64;
-                if (at - arrival_frame).abs() > resync {
-                    // The timestamp jumped (a new talk spurt from a broken sender, or a clock
-                    // reset): trust arrival time again.
-                    ch.anchor = Some(Anchor::new(source, rtp_ts, arrival_frame));
-                    arrival_frame
-                } else {
-                    ch.anchor = Some(a);
-                    at
+        if let Some(s) = ch.source {
+            if s.id == source {
+                if let Some(c) = ch.candidate.take() {
+                    // The old stream goes on: what waited was a copy of it.
+                    ch.figures.shadowed += c.packets.len() as u64;
                 }
-            }
-            _ => {
-                // A stream that moves on after another one keeps going from where the old one
-                // stopped if that is close to its arrival; otherwise arrival time wins.
-                let start = if (ch.last_end - arrival_frame).abs() < resync / 4 && ch.last_end > 0 {
-                    ch.last_end.max(self.emitted)
+            } else if arrival.saturating_since(s.last_arrival) < takeover {
+                let c = ch.candidate.get_or_insert_with(|| Candidate {
+                    id: source,
+                    packets: Vec::new(),
+                    frames: 0,
+                });
+                if c.id != source {
+                    ch.figures.shadowed += c.packets.len() as u64;
+                    *c = Candidate {
+                        id: source,
+                        packets: Vec::new(),
+                        frames: 0,
+                    };
+                }
+                if c.frames + samples.len() <= MAX_CANDIDATE_FRAMES {
+                    c.frames += samples.len();
+                    c.packets.push((pos, arrival, samples.to_vec()));
                 } else {
-                    arrival_frame
-                };
-                ch.anchor = Some(Anchor::new(source, rtp_ts, start));
-                start
+                    ch.figures.shadowed += 1;
+                }
+                return Placement::Shadowed;
+            } else if ch.candidate.as_ref().is_some_and(|c| c.id == source) {
+                self.promote(side, sink);
+            } else if let Some(c) = ch.candidate.take() {
+                ch.figures.shadowed += c.packets.len() as u64;
+            }
+        }
+        self.place_now(side, source, pos, arrival, samples, sink)
+    }
+
+    /// The held-back stream of `side` takes the channel over: its packets are placed. One
+    /// that began no later than the old stream's last packet ran beside it: a copy, dropped.
+    fn promote(&mut self, side: Side, sink: &mut dyn AudioSink) {
+        let ch = &mut self.channels[index(side)];
+        let Some(c) = ch.candidate.take() else {
+            return;
+        };
+        let began_after = c
+            .packets
+            .first()
+            .is_some_and(|p| ch.source.is_none_or(|s| p.1 > s.last_arrival));
+        if !began_after {
+            ch.figures.shadowed += c.packets.len() as u64;
+            return;
+        }
+        for (pos, arrival, samples) in c.packets {
+            self.place_now(side, c.id, pos, arrival, &samples, sink);
+        }
+    }
+
+    fn place_now(
+        &mut self,
+        side: Side,
+        source: u64,
+        pos: i64,
+        arrival: Timestamp,
+        samples: &[i16],
+        sink: &mut dyn AudioSink,
+    ) -> Placement {
+        let rate = self.cfg.rate;
+        let n = samples.len() as i64;
+        let slip = self.cfg.frames(self.cfg.slip).max(1);
+        let emitted = self.emitted;
+        let (me, other) = match side {
+            Side::Caller => {
+                let [a, b] = &mut self.channels;
+                (a, &*b)
+            }
+            Side::Callee => {
+                let [a, b] = &mut self.channels;
+                (b, &*a)
             }
         };
-        let n = self.scratch.len() as i64;
+        let other_live = other.live(arrival, self.cfg.stall);
+        // A packet arrives once its last sample was taken: where the other channel (or this
+        // one's earlier stream) is at its arrival is where it ends.
+        let reference = |me: &Channel| -> Option<i64> {
+            if other_live {
+                other.predict(arrival, rate).map(|end| end - n)
+            } else {
+                me.predict(arrival, rate).map(|end| end - n)
+            }
+        };
+        let mut frame = match me.source {
+            Some(mut s) if s.id == source => {
+                let rtp_gap = pos - s.end_pos;
+                let dt = arrival.as_nanos() as i64 - s.last_arrival.as_nanos() as i64;
+                let per_sec = me.rate.per_sec(rate);
+                let arrival_gap = (dt as f64 * per_sec / 1e9) as i64;
+                let tolerance = (rate as i64 / 2).max(arrival_gap.abs() / 4);
+                // RFC 3550 §5.1: timestamps advance with the sampling clock, so a jump that
+                // arrival does not show (or a step back) is a reset, not time passing.
+                if rtp_gap > arrival_gap.max(0) + tolerance || rtp_gap < -n {
+                    let at = reference(&*me).unwrap_or(me.hw).max(me.hw).max(emitted);
+                    s.offset = at - pos;
+                    me.figures.reanchors += 1;
+                    me.drift = Drift::default();
+                } else {
+                    me.rate.add(pos - s.last_pos, dt, rate);
+                    if other_live && let Some(theirs) = other.predict(arrival, rate) {
+                        let lag = theirs - (pos + s.offset + n);
+                        if let Some(excess) = me.drift.observe(arrival, lag)
+                            && excess > slip
+                        {
+                            s.offset += excess;
+                            me.figures.slips += 1;
+                            me.figures.slip_frames += excess as u64;
+                        }
+                    }
+                }
+                me.source = Some(s);
+                pos + s.offset
+            }
+            previous => {
+                let mut at = reference(&*me).unwrap_or_else(|| {
+                    let ns = arrival.as_nanos() as i128 - self.start.as_nanos() as i128;
+                    (ns * rate as i128 / 1_000_000_000) as i64 - n
+                });
+                // A stream that takes over from one that just stopped (a media move, a new
+                // SSRC) carries on where it left off: no gap, no overlap, no phase jump.
+                if previous.is_some() && (at - me.hw).abs() <= 3 * n {
+                    at = me.hw;
+                }
+                let at = at.max(me.hw).max(emitted);
+                if previous.is_some() {
+                    me.figures.reanchors += 1;
+                }
+                me.source = Some(Source {
+                    id: source,
+                    offset: at - pos,
+                    last_pos: pos,
+                    end_pos: pos,
+                    last_arrival: arrival,
+                });
+                me.drift = Drift::default();
+                at
+            }
+        };
+        let mut samples = samples;
+        if frame < 0 {
+            // Audio from before the recording started (the first packet after the answer
+            // began before it): only what is inside the recording is placed.
+            let skip = (-frame).min(n) as usize;
+            samples = &samples[skip..];
+            frame = 0;
+            if let Some(s) = me.source.as_mut() {
+                s.offset += skip as i64;
+            }
+            if samples.is_empty() {
+                return Placement::Early;
+            }
+        }
+        let n = samples.len() as i64;
+        if frame < emitted {
+            // Its place was handed out (a stall longer than the allowance): keep the audio,
+            // later, and say so.
+            let shift = emitted - frame;
+            if let Some(s) = me.source.as_mut() {
+                s.offset += shift;
+            }
+            me.figures.shifts += 1;
+            me.figures.shift_frames += shift as u64;
+            frame = emitted;
+        }
+        let limit = self.limit();
+        if frame >= limit {
+            return Placement::PastLimit;
+        }
+        let max_ahead = self.cfg.frames(self.cfg.max_ahead).max(n);
+        if frame + n - emitted > max_ahead {
+            self.advance((frame + n - max_ahead).min(limit), sink);
+        }
         let emitted = self.emitted;
-        if frame + n <= emitted {
-            ch.late += 1;
-            return Placement::Late;
+        let ch = &mut self.channels[index(side)];
+        let n = n.min(limit - frame);
+        let samples = &samples[..n as usize];
+        let at = (frame - emitted) as usize;
+        let end = at + n as usize;
+        if ch.buf.len() < at {
+            ch.buf.resize(at, 0);
         }
-        if frame - emitted > self.max_ahead {
-            ch.late += 1;
-            return Placement::Late;
+        let overlap = ch.buf.len().min(end) - at;
+        for (d, s) in ch.buf.range_mut(at..at + overlap).zip(samples) {
+            *d = *s;
         }
-        let skip = (emitted - frame).max(0);
-        let start = (frame + skip - emitted) as usize;
-        let end = (frame + n - emitted) as usize;
-        if ch.buf.len() < end {
-            ch.buf.resize(end, 0);
+        ch.buf.extend(&samples[overlap..n as usize]);
+        for &(from, to) in &self.mutes {
+            let (a, b) = (from.max(frame), to.min(frame + n));
+            if a < b {
+                ch.figures.muted_frames += (b - a) as u64;
+                for s in ch
+                    .buf
+                    .range_mut((a - emitted) as usize..(b - emitted) as usize)
+                {
+                    *s = 0;
+                }
+            }
         }
-        // At most two contiguous runs: no per-sample index arithmetic or bounds check.
-        for (dst, src) in ch
-            .buf
-            .range_mut(start..end)
-            .zip(&self.scratch[skip as usize..])
-        {
-            *dst = *src;
+        ch.hw = ch.hw.max(frame + n);
+        ch.figures.placed_frames += n as u64;
+        ch.last_arrival = Some(ch.last_arrival.map_or(arrival, |t| t.max(arrival)));
+        ch.quiet = false;
+        if let Some(s) = ch.source.as_mut() {
+            s.last_pos = pos;
+            s.end_pos = pos + n;
+            s.last_arrival = s.last_arrival.max(arrival);
         }
-        ch.last_end = ch.last_end.max(frame + n);
-        ch.last_arrival = ch.last_arrival.max(arrival_frame);
         Placement::Placed
     }
 
-    /// Hands out every frame before `until` as interleaved stereo (left caller, right callee),
-    /// silence where a channel has nothing.
-    pub fn drain_until(&mut self, until: i64, out: &mut Vec<i16>) -> usize {
-        let n = (until - self.emitted).max(0) as usize;
-        out.reserve(n * 2);
-        let [left, right] = &mut self.channels;
-        for ch in [&mut *left, &mut *right] {
-            if ch.buf.len() < n {
-                ch.buf.resize(n, 0);
+    /// Silence from `frame` on (a pause), also over audio already placed there.
+    pub fn mute_from(&mut self, frame: i64) {
+        let frame = frame.max(self.emitted);
+        if self.mutes.last().is_some_and(|m| m.1 == i64::MAX) {
+            return;
+        }
+        // Spans wholly written out no longer matter.
+        let emitted = self.emitted;
+        self.mutes.retain(|m| m.1 > emitted);
+        self.mutes.push((frame, i64::MAX));
+        for ch in &mut self.channels {
+            let at = (frame - emitted) as usize;
+            for s in ch.buf.range_mut(at.min(ch.buf.len())..) {
+                *s = 0;
             }
         }
-        out.extend(
-            left.buf
-                .drain(..n)
-                .zip(right.buf.drain(..n))
-                .flat_map(|(l, r)| [l, r]),
-        );
-        self.emitted += n as i64;
-        n
+    }
+
+    /// The open muted span ends at `frame` (a resume).
+    pub fn unmute_at(&mut self, frame: i64) {
+        if let Some(m) = self.mutes.last_mut()
+            && m.1 == i64::MAX
+        {
+            m.1 = frame.max(m.0);
+        }
+    }
+
+    /// Held-back streams whose rival fell silent take their channel over.
+    fn promote_due(&mut self, now: Timestamp, sink: &mut dyn AudioSink) {
+        for side in [Side::Caller, Side::Callee] {
+            let ch = &self.channels[index(side)];
+            if ch.candidate.is_some()
+                && ch
+                    .source
+                    .is_none_or(|s| now.saturating_since(s.last_arrival) >= TAKEOVER)
+            {
+                self.promote(side, sink);
+            }
+        }
+    }
+
+    /// Hands out the audio that no live channel can still change, once at least `chunk`
+    /// frames are ready. `last_activity` is the call's last sign of life: silence is not
+    /// written past it.
+    pub fn drain(
+        &mut self,
+        now: Timestamp,
+        last_activity: Timestamp,
+        chunk: u64,
+        sink: &mut dyn AudioSink,
+    ) {
+        self.promote_due(now, sink);
+        let target = self.drain_point(now, last_activity).min(self.limit());
+        if target - self.emitted >= chunk as i64 {
+            self.advance(target, sink);
+        }
+    }
+
+    fn drain_point(&self, now: Timestamp, last_activity: Timestamp) -> i64 {
+        let margin = self.cfg.frames(self.cfg.margin);
+        let holding = self
+            .channels
+            .iter()
+            .filter(|c| c.live(now, self.cfg.stall))
+            .map(|c| c.hw)
+            .min();
+        let point = match holding {
+            Some(hw) => hw - margin,
+            None => self.frame_at(now.min(last_activity)) - margin,
+        };
+        let furthest = self.channels.iter().map(|c| c.hw).max().unwrap_or(0);
+        point
+            .max(furthest - self.cfg.frames(self.cfg.max_ahead))
+            .max(self.emitted)
+    }
+
+    /// Hands out everything: the audio placed, and silence up to where the recording is at
+    /// `end`; with `cut`, nothing past `end` (a stop on request or at a time limit). Returns
+    /// the frames handed out in all.
+    pub fn finish(&mut self, end: Timestamp, cut: bool, sink: &mut dyn AudioSink) -> u64 {
+        self.promote_due(Timestamp(u64::MAX), sink);
+        let furthest = self.channels.iter().map(|c| c.hw).max().unwrap_or(0);
+        let at_end = self.frame_at(end);
+        let target = if cut { at_end } else { furthest.max(at_end) }.min(self.limit());
+        self.advance(target, sink);
+        self.emitted as u64
+    }
+
+    /// Hands out frames up to `target`: buffered audio interleaved, then silence.
+    fn advance(&mut self, target: i64, sink: &mut dyn AudioSink) {
+        let piece = self.cfg.rate as i64 * PIECE_SECS;
+        while self.emitted < target {
+            let have = self.channels.iter().map(|c| c.buf.len()).max().unwrap_or(0) as i64;
+            if have == 0 {
+                sink.silence((target - self.emitted) as u64);
+                self.emitted = target;
+                break;
+            }
+            let n = (target - self.emitted).min(have).min(piece) as usize;
+            let [left, right] = &mut self.channels;
+            for ch in [&mut *left, &mut *right] {
+                if ch.buf.len() < n {
+                    ch.buf.resize(n, 0);
+                }
+            }
+            self.scratch.clear();
+            self.scratch.reserve(n * 2);
+            self.scratch.extend(
+                left.buf
+                    .drain(..n)
+                    .zip(right.buf.drain(..n))
+                    .flat_map(|(l, r)| [l, r]),
+            );
+            sink.audio(&self.scratch);
+            self.emitted += n as i64;
+        }
     }
 }
 
-/// Converts one packet's samples from `from` Hz to `to` Hz by linear interpolation, in place.
-/// Recordings may run at a higher rate than the codec (a policy's `sample_rate`); voice loses
-/// nothing from it, and packet boundaries hold the last sample rather than reach ahead.
-fn resample(samples: &mut Vec<i16>, from: u32, to: u32) {
-    let n = samples.len();
-    let out_len = (n as u64 * to as u64 / from as u64) as usize;
-    let step = from as f64 / to as f64;
-    let input = std::mem::take(samples);
-    samples.reserve(out_len);
-    for j in 0..out_len {
-        let x = j as f64 * step;
-        let i = x as usize;
-        let frac = x - i as f64;
-        let a = input[i.min(n - 1)] as f64;
-        let b = input[(i + 1).min(n - 1)] as f64;
-        samples.push((a + (b - a) * frac).round() as i16);
+#[cfg(test)]
+impl Timeline {
+    fn finish_all(&mut self, end: Timestamp, sink: &mut dyn AudioSink) -> u64 {
+        self.finish(end, false, sink)
+    }
+}
+
+impl Drift {
+    /// Takes one lag sample; at the end of each window returns how far the window's lowest lag
+    /// exceeds the first window's (positive: this channel fell behind).
+    fn observe(&mut self, at: Timestamp, lag: i64) -> Option<i64> {
+        let (start, low) = match self.window {
+            Some((start, low)) => (start, low.min(lag)),
+            None => (at, lag),
+        };
+        if at.saturating_since(start) < DRIFT_WINDOW {
+            self.window = Some((start, low));
+            return None;
+        }
+        self.window = None;
+        match self.base {
+            None => {
+                self.base = Some(low);
+                None
+            }
+            Some(base) => Some(low - base),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::G711;
 
-    /// μ-law byte for a linear value near ±4000, enough to tell channels apart.
-    const LOUD: u8 = 0x9f;
+    /// Collects what the timeline hands out.
+    #[derive(Default)]
+    struct Collect {
+        frames: Vec<[i16; 2]>,
+        silence_calls: usize,
+    }
 
-    fn drain_all(t: &mut Timeline, until: i64) -> Vec<i16> {
-        let mut out = Vec::new();
-        t.drain_until(until, &mut out);
-        out
+    impl AudioSink for Collect {
+        fn audio(&mut self, interleaved: &[i16]) {
+            self.frames
+                .extend(interleaved.chunks_exact(2).map(|c| [c[0], c[1]]));
+        }
+        fn silence(&mut self, frames: u64) {
+            self.silence_calls += 1;
+            assert!(frames < 1 << 32, "a test never asks for this much");
+            self.frames.extend((0..frames).map(|_| [0, 0]));
+        }
+    }
+
+    impl Collect {
+        fn side(&self, side: Side) -> Vec<i16> {
+            self.frames.iter().map(|f| f[index(side)]).collect()
+        }
+    }
+
+    /// Panics naming the first frame where `got` and `want` differ, not with both vectors.
+    fn same(got: &[i16], want: &[i16], what: &str) {
+        if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+            panic!(
+                "{what}: frame {i} is {} not {} ({} vs {} frames)",
+                got[i],
+                want[i],
+                got.len(),
+                want.len()
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+    }
+
+    const T0: u64 = 1_700_000_000_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp(T0 + ms * MS)
+    }
+
+    fn tl() -> Timeline {
+        Timeline::new(TimelineConfig::new(8000), at(0))
+    }
+
+    /// A packet of 160 samples whose value is its number (never 0), so each can be traced.
+    fn pkt(i: i64) -> Vec<i16> {
+        vec![(i % 30000 + 1) as i16; 160]
     }
 
     #[test]
     fn packets_land_by_timestamp_and_gaps_are_silence() {
-        let mut t = Timeline::new(8000);
-        let mut dec = G711::ulaw();
-        // Caller: packets 0, 1 and 3 of 20 ms (packet 2 lost).
+        let mut t = tl();
+        let mut out = Collect::default();
         for i in [0i64, 1, 3] {
             let p = t.place(
                 Side::Caller,
                 1,
-                1000 + 160 * i as u32,
                 160 * i,
-                &mut dec,
-                &[LOUD; 160],
+                at(20 * i as u64),
+                &pkt(i),
+                &mut out,
             );
             assert_eq!(p, Placement::Placed);
         }
-        let out = drain_all(&mut t, 640);
-        assert_eq!(out.len(), 1280);
-        let left: Vec<i16> = out.iter().step_by(2).copied().collect();
-        let right: Vec<i16> = out.iter().skip(1).step_by(2).copied().collect();
+        // A packet arrives once its last sample was taken: the call is at frame 640 at 60 ms.
+        t.finish_all(at(60), &mut out);
+        let left = out.side(Side::Caller);
+        assert_eq!(left.len(), 640);
         assert!(left[..320].iter().all(|&s| s != 0));
         assert!(
             left[320..480].iter().all(|&s| s == 0),
-            "lost packet must be silence"
+            "lost packet is silence"
         );
-        assert!(left[480..].iter().all(|&s| s != 0));
-        assert!(right.iter().all(|&s| s == 0));
+        assert!(left[480..].iter().all(|&s| s == 4));
+        assert!(out.side(Side::Callee).iter().all(|&s| s == 0));
     }
 
+    /// A sender clock 0.5 % faster than the capture clock: every sample is kept, in order,
+    /// and nothing is shifted or lost however long the call.
     #[test]
-    fn reordered_packets_within_the_window_are_placed() {
-        let mut t = Timeline::new(8000);
-        let mut dec = G711::ulaw();
-        t.place(Side::Callee, 7, 0, 0, &mut dec, &[LOUD; 160]);
-        t.place(Side::Callee, 7, 320, 320, &mut dec, &[LOUD; 160]);
-        t.place(Side::Callee, 7, 160, 330, &mut dec, &[LOUD; 160]);
-        let out = drain_all(&mut t, 480);
-        assert!(out.iter().skip(1).step_by(2).all(|&s| s != 0));
+    fn clock_drift_keeps_every_sample() {
+        for ppm in [-5000i64, -1000, 1000, 5000] {
+            let mut t = tl();
+            let mut out = Collect::default();
+            let packets = 60 * 50 * 10; // ten minutes
+            for i in 0..packets {
+                // Arrival runs at (1 + ppm) of the media clock.
+                let arrival_us = (i * 20_000) as i128 * (1_000_000 + ppm as i128) / 1_000_000;
+                let ts = Timestamp(T0 + arrival_us as u64 * 1000);
+                for side in [Side::Caller, Side::Callee] {
+                    t.place(side, 1, 160 * i, ts, &pkt(i), &mut out);
+                }
+                if i % 5 == 0 {
+                    t.drain(ts, ts, 4000, &mut out);
+                }
+            }
+            t.finish_all(Timestamp(T0 + 600 * 1_000_000_000), &mut out);
+            for side in [Side::Caller, Side::Callee] {
+                let got = out.side(side);
+                let want: Vec<i16> = (0..packets).flat_map(pkt).collect();
+                same(
+                    &got[..want.len().min(got.len())],
+                    &want,
+                    &format!("{ppm} ppm {side:?}"),
+                );
+                let f = t.figures(side);
+                assert_eq!(
+                    (f.shifts, f.slips, f.reanchors),
+                    (0, 0, 0),
+                    "{ppm} ppm: {f:?}"
+                );
+            }
+        }
     }
 
+    /// Timestamps compressed 4x (a fast replay): the recording is as long as the media.
     #[test]
-    fn late_packets_are_counted_not_placed() {
-        let mut t = Timeline::new(8000);
-        let mut dec = G711::ulaw();
-        t.place(Side::Caller, 1, 0, 0, &mut dec, &[LOUD; 160]);
-        drain_all(&mut t, 800);
-        assert_eq!(
-            t.place(Side::Caller, 1, 160, 800, &mut dec, &[LOUD; 160]),
-            Placement::Late
+    fn fast_replay_keeps_the_media_length() {
+        let mut t = tl();
+        let mut out = Collect::default();
+        for i in 0..500i64 {
+            let ts = at(5 * i as u64);
+            t.place(Side::Caller, 1, 160 * i, ts, &pkt(i), &mut out);
+            t.place(Side::Callee, 2, 160 * i, ts, &pkt(i), &mut out);
+            t.drain(ts, ts, 4000, &mut out);
+        }
+        let frames = t.finish_all(at(2495), &mut out);
+        assert_eq!(frames, 500 * 160);
+        same(
+            &out.side(Side::Callee),
+            &(0..500).flat_map(pkt).collect::<Vec<_>>(),
+            "callee",
         );
-        assert_eq!(t.late(Side::Caller), 1);
+    }
+
+    /// One direction stalls for 2 s, then its packets arrive in a burst: all are placed where
+    /// their timestamps say, the other channel's audio waits for them.
+    #[test]
+    fn a_stall_then_a_burst_loses_nothing() {
+        let mut t = tl();
+        let mut out = Collect::default();
+        for i in 0..500i64 {
+            let ts = at(20 * i as u64);
+            t.place(Side::Caller, 1, 160 * i, ts, &pkt(i), &mut out);
+            // The callee's packets 100..200 are held by the network and arrive at 4 s, in
+            // order before packet 200.
+            if i == 200 {
+                for j in 100..200 {
+                    t.place(Side::Callee, 2, 160 * j, ts, &pkt(j), &mut out);
+                }
+            }
+            if !(100..200).contains(&i) {
+                t.place(Side::Callee, 2, 160 * i, ts, &pkt(i), &mut out);
+            }
+            t.drain(ts, ts, 800, &mut out);
+        }
+        t.finish_all(at(9_980), &mut out);
+        let want: Vec<i16> = (0..500).flat_map(pkt).collect();
+        same(&out.side(Side::Callee), &want, "callee");
+        same(&out.side(Side::Caller), &want, "caller");
+        assert_eq!(t.figures(Side::Callee).shifts, 0);
     }
 
     #[test]
     fn a_timestamp_jump_reanchors_on_arrival() {
-        let mut t = Timeline::new(8000);
-        let mut dec = G711::ulaw();
-        t.place(Side::Caller, 1, 0, 0, &mut dec, &[LOUD; 160]);
+        let mut t = tl();
+        let mut out = Collect::default();
+        t.place(Side::Caller, 1, 0, at(0), &pkt(1), &mut out);
         // The sender's clock jumps by an hour; arrival says 20 ms later.
-        t.place(Side::Caller, 1, 28_800_000, 160, &mut dec, &[LOUD; 160]);
-        let out = drain_all(&mut t, 320);
-        assert!(out.iter().step_by(2).all(|&s| s != 0));
+        t.place(Side::Caller, 1, 28_800_000, at(20), &pkt(2), &mut out);
+        t.finish_all(at(20), &mut out);
+        let left = out.side(Side::Caller);
+        assert_eq!(left.len(), 320);
+        assert!(left[160..].iter().all(|&s| s == 3));
+        assert_eq!(t.figures(Side::Caller).reanchors, 1);
+    }
+
+    /// The capture clock steps forward an hour mid-call (NTP): the timestamps are continuous,
+    /// so the audio is too, and no hour of silence appears.
+    #[test]
+    fn a_capture_clock_step_is_not_a_gap() {
+        let mut t = tl();
+        let mut out = Collect::default();
+        for i in 0..100i64 {
+            let ms = 20 * i as u64 + if i >= 50 { 3_600_000 } else { 0 };
+            t.place(Side::Caller, 1, 160 * i, at(ms), &pkt(i), &mut out);
+            t.place(Side::Callee, 2, 160 * i, at(ms), &pkt(i), &mut out);
+            t.drain(at(ms), at(ms), 800, &mut out);
+        }
+        let frames = t.finish_all(at(3_600_000 + 1980), &mut out);
+        assert_eq!(frames, 100 * 160);
+    }
+
+    /// Silence for days is handed out as a count, never allocated, and a limit cuts it.
+    #[test]
+    fn a_gap_of_days_is_counted_not_allocated() {
+        let mut cfg = TimelineConfig::new(8000);
+        cfg.limit_frames = Some(8000 * 3600 * 4);
+        let mut t = Timeline::new(cfg, at(0));
+        let mut out = Counting::default();
+        t.place(Side::Caller, 1, 0, at(0), &pkt(1), &mut out);
+        let days = at(3 * 86_400_000);
+        assert_eq!(
+            t.place(Side::Caller, 2, 0, days, &pkt(2), &mut out),
+            Placement::PastLimit
+        );
+        t.finish_all(days, &mut out);
+        assert_eq!(out.frames, 8000 * 3600 * 4);
+        assert!(t.at_limit());
+    }
+
+    #[derive(Default)]
+    struct Counting {
+        frames: u64,
+    }
+
+    impl AudioSink for Counting {
+        fn audio(&mut self, interleaved: &[i16]) {
+            self.frames += interleaved.len() as u64 / 2;
+        }
+        fn silence(&mut self, frames: u64) {
+            self.frames += frames;
+        }
+    }
+
+    /// The caller's clock runs 1000 ppm slower than the callee's: the caller gets silence
+    /// slipped in so the two stay within the slip threshold over ten minutes, and nothing is
+    /// dropped from either.
+    #[test]
+    fn two_sender_clocks_stay_aligned() {
+        let mut t = tl();
+        let mut out = Collect::default();
+        let packets = 50 * 600i64;
+        let mut caller_i = 0i64;
+        for i in 0..packets {
+            let ts = at(20 * i as u64);
+            t.place(Side::Callee, 2, 160 * i, ts, &pkt(i), &mut out);
+            // The caller's packets carry 0.1 % less media per second of arrival.
+            while (caller_i * 20 * 1001) / 1000 <= 20 * i {
+                let ts = at(((caller_i * 20 * 1001) / 1000) as u64);
+                t.place(
+                    Side::Caller,
+                    1,
+                    160 * caller_i,
+                    ts,
+                    &pkt(caller_i),
+                    &mut out,
+                );
+                caller_i += 1;
+            }
+            t.drain(ts, ts, 4000, &mut out);
+        }
+        t.finish_all(at(20 * packets as u64), &mut out);
+        let f = t.figures(Side::Caller);
+        assert!(f.slips > 0, "{f:?}");
+        assert_eq!(f.shifts, 0);
+        assert_eq!(f.placed_frames, 160 * caller_i as u64);
+        // Where the last caller packet sits against the callee's audio of the same moment.
+        let left = out.side(Side::Caller);
+        let last = (caller_i - 1) % 30000 + 1;
+        let end = left
+            .iter()
+            .rposition(|&s| s == last as i16)
+            .expect("last packet");
+        let want_end = 160 * (caller_i as usize - 1) * 1001 / 1000 + 160;
+        assert!(
+            (end as i64 - want_end as i64).abs() < 8 * 60,
+            "caller ends at {end}, wall clock says {want_end}"
+        );
+        assert_eq!(t.figures(Side::Callee).slips, 0);
     }
 
     #[test]
     fn a_second_stream_does_not_fight_the_first_for_a_channel() {
-        let mut t = Timeline::new(8000);
-        let mut dec = G711::ulaw();
-        for i in 0..10u32 {
-            let at = 160 * i as i64;
+        let mut t = tl();
+        let mut out = Collect::default();
+        for i in 0..10i64 {
+            let ts = at(20 * i as u64);
             assert_eq!(
-                t.place(Side::Caller, 1, 160 * i, at, &mut dec, &[LOUD; 160]),
+                t.place(Side::Caller, 1, 160 * i, ts, &pkt(i), &mut out),
                 Placement::Placed
             );
-            // A relay's copy of the same audio, with its own timestamps.
             assert_eq!(
-                t.place(
-                    Side::Caller,
-                    2,
-                    90_000 + 160 * i,
-                    at + 8,
-                    &mut dec,
-                    &[0x80; 160]
-                ),
+                t.place(Side::Caller, 2, 90_000 + 160 * i, ts, &[999; 160], &mut out),
                 Placement::Shadowed
             );
         }
         // Once the first goes quiet, the second takes over (a media move).
-        let at = 160 * 10 + 4000;
         assert_eq!(
-            t.place(Side::Caller, 2, 95_000, at, &mut dec, &[LOUD; 160]),
+            t.place(Side::Caller, 2, 95_000, at(700), &[999; 160], &mut out),
             Placement::Placed
         );
-        let out = drain_all(&mut t, 1600);
-        let mut loud = Vec::new();
-        dec.decode(&[LOUD], &mut loud).unwrap();
+        t.finish_all(at(720), &mut out);
+        let left = out.side(Side::Caller);
         assert!(
-            out.iter().step_by(2).all(|&s| s == loud[0]),
+            left[..1600].iter().all(|&s| s != 999),
             "only the first stream's audio"
         );
+        assert!(
+            left[5600..5760].iter().all(|&s| s == 999),
+            "the second at its arrival"
+        );
     }
 
     #[test]
-    fn a_16_khz_recording_places_8_khz_audio_at_twice_the_frames() {
-        let mut t = Timeline::new(16_000);
-        let mut dec = G711::ulaw();
-        // Two 20 ms packets, the second lost, the third present: RTP timestamps in 8 kHz ticks.
-        t.place(Side::Caller, 1, 0, 0, &mut dec, &[LOUD; 160]);
-        t.place(Side::Caller, 1, 320, 640, &mut dec, &[LOUD; 160]);
-        let out = drain_all(&mut t, 960);
-        let left: Vec<i16> = out.iter().step_by(2).copied().collect();
-        assert_eq!(left.len(), 960);
-        assert!(
-            left[..320].iter().all(|&s| s != 0),
-            "first packet fills 20 ms = 320 frames"
-        );
-        assert!(
-            left[320..640].iter().all(|&s| s == 0),
-            "the lost packet is 20 ms of silence"
-        );
-        assert!(left[640..].iter().all(|&s| s != 0));
-    }
-
-    #[test]
-    fn resampling_keeps_a_tone_and_its_length() {
-        let tone: Vec<i16> = (0..160)
-            .map(|i| {
-                ((i as f64 * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin() * 8000.0) as i16
-            })
-            .collect();
-        let mut up = tone.clone();
-        resample(&mut up, 8000, 48_000);
-        assert_eq!(up.len(), 960);
-        // Every sixth output sample is an input sample.
-        for (i, s) in tone.iter().enumerate() {
-            assert_eq!(up[i * 6], *s);
+    fn muted_audio_keeps_the_timeline_running() {
+        let mut t = tl();
+        let mut out = Collect::default();
+        for i in 0..10i64 {
+            if i == 3 {
+                t.mute_from(480);
+            }
+            if i == 6 {
+                t.unmute_at(960);
+            }
+            t.place(
+                Side::Caller,
+                1,
+                160 * i,
+                at(20 * i as u64),
+                &pkt(i),
+                &mut out,
+            );
         }
+        t.finish_all(at(180), &mut out);
+        let left = out.side(Side::Caller);
+        assert_eq!(left.len(), 1600);
+        assert!(left[480..960].iter().all(|&s| s == 0));
+        assert!(left[960..].iter().all(|&s| s != 0));
+    }
+
+    /// A media move: the new stream starts a few ms before the old one's last packet; once
+    /// the old one is silent the new one takes over, and nothing it sent is lost.
+    #[test]
+    fn a_media_move_loses_nothing_of_the_new_stream() {
+        let mut t = tl();
+        let mut out = Collect::default();
+        for i in 0..50i64 {
+            t.place(
+                Side::Caller,
+                1,
+                160 * i,
+                at(20 * i as u64),
+                &pkt(i),
+                &mut out,
+            );
+        }
+        // The new port's stream, its own timestamps, from 990 ms on.
+        for k in 0..50i64 {
+            let ts = at(990 + 20 * k as u64);
+            let p = t.place(Side::Caller, 2, 7_000 + 160 * k, ts, &[999; 160], &mut out);
+            if k == 0 {
+                assert_eq!(p, Placement::Shadowed, "held while the old one may go on");
+            }
+            t.drain(ts, ts, 800, &mut out);
+        }
+        t.finish_all(at(990 + 20 * 49), &mut out);
+        let left = out.side(Side::Caller);
+        assert_eq!(left.iter().filter(|&&s| s == 999).count(), 50 * 160);
+        assert_eq!(t.figures(Side::Caller).shadowed, 0);
+    }
+
+    /// A relay's copy of the same audio beside the original is dropped, and said so.
+    #[test]
+    fn a_copy_beside_the_original_is_shadowed() {
+        let mut t = tl();
+        let mut out = Collect::default();
+        for i in 0..50i64 {
+            let ts = at(20 * i as u64);
+            t.place(Side::Caller, 1, 160 * i, ts, &pkt(i), &mut out);
+            t.place(Side::Caller, 2, 90_000 + 160 * i, ts, &[999; 160], &mut out);
+        }
+        t.finish_all(at(980), &mut out);
+        assert!(out.side(Side::Caller).iter().all(|&s| s != 999));
+        assert!(t.figures(Side::Caller).shadowed >= 49);
     }
 
     #[test]
-    fn timestamp_wraps_without_a_gap() {
-        let mut t = Timeline::new(8000);
-        let mut dec = G711::ulaw();
-        let ts0 = u32::MAX - 100;
-        t.place(Side::Caller, 1, ts0, 0, &mut dec, &[LOUD; 160]);
-        t.place(
-            Side::Caller,
-            1,
-            ts0.wrapping_add(160),
-            160,
-            &mut dec,
-            &[LOUD; 160],
+    fn early_media_is_not_placed() {
+        let mut t = Timeline::new(TimelineConfig::new(8000), at(1000));
+        let mut out = Collect::default();
+        assert_eq!(
+            t.place(Side::Caller, 1, 0, at(980), &pkt(1), &mut out),
+            Placement::Early
         );
-        let out = drain_all(&mut t, 320);
-        assert!(out.iter().step_by(2).all(|&s| s != 0));
+    }
+
+    #[test]
+    fn nothing_heard_at_all_is_silence_up_to_the_end() {
+        let mut t = tl();
+        let mut out = Counting::default();
+        assert_eq!(t.finish_all(at(2000), &mut out), 16_000);
     }
 }
