@@ -420,9 +420,9 @@ mod tests {
         unpack(layout(false, true), &p, &mut frames).expect("valid");
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[0][0], 0x44);
-        assert_eq!(frames[0][1..6], [0xaa; 5]);
+        assert_eq!(frames[0][1..6], [0xaa; 5], "the 40th bit is 0 already");
         assert_eq!(frames[1][0], 0x7c);
-        assert_eq!(frames[2][1..6], [0x55; 5]);
+        assert_eq!(frames[2][1..6], [0x55, 0x55, 0x55, 0x55, 0x54], "39 bits");
         // One octet short.
         assert!(unpack(layout(false, true), &p[..p.len() - 1], &mut Vec::new()).is_err());
     }
@@ -441,9 +441,9 @@ mod tests {
         let mut a = [0u8; 61];
         a[0] = (8 << 3) | 4; // WB FT 8: 477 bits
         for (i, b) in a.iter_mut().enumerate().skip(1) {
-            *b = i as u8 * 37;
+            *b = (i as u8).wrapping_mul(37);
         }
-        a[60] &= 0xe0; // 477 = 59*8 + 5
+        a[60] &= 0xf8; // 477 = 59*8 + 5
         let sid = [(9 << 3) | 4, 0x12, 0x34, 0x56, 0x78, 0x9a];
         for oa in [false, true] {
             let l = layout(true, oa);

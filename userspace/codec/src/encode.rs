@@ -737,7 +737,7 @@ unsafe extern "C" {
     fn Encoder_Interface_Encode(
         state: *mut c_void,
         mode: c_int,
-        speech: *const i16,
+        speech: *mut i16,
         out: *mut u8,
         force_speech: c_int,
     ) -> c_int;
@@ -749,7 +749,7 @@ unsafe extern "C" {
     fn E_IF_encode(
         state: *mut c_void,
         mode: c_int,
-        speech: *const i16,
+        speech: *mut i16,
         out: *mut u8,
         dtx: c_int,
     ) -> c_int;
@@ -797,26 +797,31 @@ impl AmrEnc {
     }
 
     fn one(&mut self, pcm: &[i16], out: &mut [u8; 64]) -> c_int {
+        // The AMR encoders pre-process (high-pass, halve) their input in place despite the
+        // `const` in their headers: they get a copy.
+        let mut speech = [0i16; 320];
+        let n = pcm.len().min(320);
+        speech[..n].copy_from_slice(&pcm[..n]);
         if self.layout.wideband {
             #[cfg(have_voamrwbenc)]
-            // SAFETY: `pcm` is 320 samples, `out` 64 bytes (a frame is at most 61).
+            // SAFETY: `speech` is 320 samples, `out` 64 bytes (a frame is at most 61).
             return unsafe {
                 E_IF_encode(
                     self.st.as_ptr(),
                     self.mode,
-                    pcm.as_ptr(),
+                    speech.as_mut_ptr(),
                     out.as_mut_ptr(),
                     0,
                 )
             };
         } else {
             #[cfg(have_amrnb)]
-            // SAFETY: `pcm` is 160 samples, `out` 64 bytes (a frame is at most 32).
+            // SAFETY: `speech` is 160 samples, `out` 64 bytes (a frame is at most 32).
             return unsafe {
                 Encoder_Interface_Encode(
                     self.st.as_ptr(),
                     self.mode,
-                    pcm.as_ptr(),
+                    speech.as_mut_ptr(),
                     out.as_mut_ptr(),
                     0,
                 )
