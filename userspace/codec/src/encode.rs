@@ -202,6 +202,34 @@ pub fn encoder_for(spec: &CodecSpec, ptime_ms: u32) -> Result<Box<dyn Encoder>, 
     }
 }
 
+/// spandsp's own G.722 or G.726 decoder, which follows the ITU-T fixed-point reference (it
+/// passes the ITU test vectors): a second oracle for our pure-Rust decoders, in tests.
+pub fn reference_decoder(spec: &CodecSpec) -> Result<Box<dyn crate::Decoder>, Undecodable> {
+    let name = spec.name.to_ascii_uppercase();
+    let bad = || Undecodable::BadParameters(format!("spandsp could not decode {}", spec.name));
+    match (name.as_str(), spec.clock_rate) {
+        ("G722", 8000) => {
+            #[cfg(have_spandsp)]
+            return Ok(Box::new(spandsp::Reference::g722().ok_or_else(bad)?));
+            #[cfg(not(have_spandsp))]
+            Err(crate::not_built(spec, "libspandsp"))
+        }
+        (n, 8000) if g726_variant(n).is_some() => {
+            let (kbps, packing) = g726_variant(n).ok_or_else(bad)?;
+            #[cfg(have_spandsp)]
+            return Ok(Box::new(
+                spandsp::Reference::g726(kbps, packing).ok_or_else(bad)?,
+            ));
+            #[cfg(not(have_spandsp))]
+            {
+                let _ = (kbps, packing);
+                Err(crate::not_built(spec, "libspandsp"))
+            }
+        }
+        _ => Err(Undecodable::UnknownCodec(spec.name.clone())),
+    }
+}
+
 /// G.711 compression (G.711 §3, as in the ITU's reference tables).
 struct G711Enc {
     alaw: bool,
@@ -309,6 +337,87 @@ mod spandsp {
         ) -> *mut c_void;
         fn g726_free(s: *mut c_void) -> c_int;
         fn g726_encode(s: *mut c_void, out: *mut u8, amp: *const i16, len: c_int) -> c_int;
+    }
+
+    unsafe extern "C" {
+        fn g722_decode_init(s: *mut c_void, rate: c_int, options: c_int) -> *mut c_void;
+        fn g722_decode_free(s: *mut c_void) -> c_int;
+        fn g722_decode(s: *mut c_void, amp: *mut i16, data: *const u8, len: c_int) -> c_int;
+        fn g726_decode(s: *mut c_void, amp: *mut i16, data: *const u8, len: c_int) -> c_int;
+    }
+
+    /// spandsp's decoders, as a test oracle (see `reference_decoder`).
+    pub struct Reference {
+        s: NonNull<c_void>,
+        g722: bool,
+    }
+
+    // SAFETY: as for G722Enc.
+    unsafe impl Send for Reference {}
+
+    impl Reference {
+        pub fn g722() -> Option<Self> {
+            // SAFETY: null asks spandsp to allocate; 64 kbit/s, 16 kHz output.
+            let s = NonNull::new(unsafe { g722_decode_init(std::ptr::null_mut(), 64000, 0) })?;
+            Some(Reference { s, g722: true })
+        }
+
+        pub fn g726(kbps: u32, packing: G726Packing) -> Option<Self> {
+            let packing = match packing {
+                G726Packing::LittleEndian => PACKING_RIGHT,
+                G726Packing::BigEndian => PACKING_LEFT,
+            };
+            // SAFETY: null asks spandsp to allocate; linear output.
+            let s = unsafe { g726_init(std::ptr::null_mut(), kbps as c_int * 1000, 0, packing) };
+            Some(Reference {
+                s: NonNull::new(s)?,
+                g722: false,
+            })
+        }
+    }
+
+    impl Drop for Reference {
+        fn drop(&mut self) {
+            // SAFETY: allocated by the matching init, freed once.
+            unsafe {
+                if self.g722 {
+                    g722_decode_free(self.s.as_ptr());
+                } else {
+                    g726_free(self.s.as_ptr());
+                }
+            }
+        }
+    }
+
+    impl crate::Decoder for Reference {
+        fn sample_rate(&self) -> u32 {
+            if self.g722 { 16_000 } else { 8000 }
+        }
+        fn clock_rate(&self) -> u32 {
+            8000
+        }
+        fn decode(
+            &mut self,
+            payload: &[u8],
+            out: &mut Vec<i16>,
+        ) -> Result<usize, crate::DecodeError> {
+            let len = c_int::try_from(payload.len()).map_err(|_| crate::DecodeError)?;
+            // At most 4 samples per octet (G.726-16); G.722 gives 2.
+            let mut pcm = vec![0i16; payload.len() * 4];
+            // SAFETY: `payload` is valid for `len` bytes and `pcm` has room for every sample.
+            let n = unsafe {
+                if self.g722 {
+                    g722_decode(self.s.as_ptr(), pcm.as_mut_ptr(), payload.as_ptr(), len)
+                } else {
+                    g726_decode(self.s.as_ptr(), pcm.as_mut_ptr(), payload.as_ptr(), len)
+                }
+            };
+            let n = usize::try_from(n)
+                .map_err(|_| crate::DecodeError)?
+                .min(pcm.len());
+            out.extend_from_slice(&pcm[..n]);
+            Ok(n)
+        }
     }
 
     /// spandsp's G726_PACKING_LEFT puts the first codeword in the high bits (AAL2), RIGHT in
