@@ -216,8 +216,10 @@ fn g726_captures_match_spandsp_and_follow_ffmpeg() {
             "{name}: ours vs FFmpeg {snr:.1} dB; vs our G726-32 decode: ours {same_speech:.1} dB, \
              FFmpeg's {ffmpeg_same_speech:.1} dB"
         );
+        // 16 kbit/s is coarse: 15 dB from the 32 kbit/s decode, as FFmpeg's.
+        let floor = if kbps == "16" { 12.0 } else { 20.0 };
         assert!(
-            same_speech > 20.0,
+            same_speech > floor,
             "{name}: far from the G726-32 decode of the same speech"
         );
         if kbps != "40" {
