@@ -7,7 +7,8 @@
 //! frame, which become one frame of the storage format of RFC 4867 §5.3 (a ToC octet then the
 //! bits, octet-padded) that the library decodes. SID frames (FT 8 for AMR, 9 for AMR-WB)
 //! give comfort noise; NO_DATA (FT 15) and AMR-WB's SPEECH_LOST (FT 14) let the decoder
-//! conceal that 20 ms. Interleaving (§4.4.1) and robust sorting need frames from other
+//! conceal that 20 ms. With `crc=1` the CRC octets are skipped, not checked (they cover the
+//! class A bits, whose order per mode is in TS 26.101 annex B). Interleaving (§4.4.1) and robust sorting need frames from other
 //! packets and are refused at setup, as is more than one channel.
 
 use crate::{CodecSpec, DecodeError, Undecodable};

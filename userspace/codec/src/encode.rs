@@ -166,6 +166,10 @@ pub fn encoder_for(spec: &CodecSpec, ptime_ms: u32) -> Result<Box<dyn Encoder>, 
             let wideband = name == "AMR-WB";
             let n = frames(20)?;
             let layout = crate::amr::Layout::from_spec(spec, wideband)?;
+            if layout.crc {
+                // The CRC covers the class A bits (RFC 4867 §4.4.2.1), an ordering we lack.
+                return Err(bad("the AMR encoder does not make CRCs (crc=1)"));
+            }
             let mode = spec
                 .fmtp_param("mode-set")
                 .and_then(|m| {

@@ -66,6 +66,21 @@ pub fn rms(x: &[i16]) -> f64 {
     (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
 }
 
+/// A tone with a 4 Hz (syllabic) envelope and a little noise: predictive codecs (Speex) never
+/// resynchronise on a perfectly periodic tone after a decoder upset, as they do on speech.
+pub fn speechlike(freq: f64, rate: u32, samples: usize) -> Vec<i16> {
+    let mut r = Rng(0x1234_5678);
+    (0..samples)
+        .map(|i| {
+            let t = i as f64 / rate as f64;
+            let tau = 2.0 * std::f64::consts::PI;
+            let env = 0.6 + 0.4 * (tau * 4.0 * t).sin();
+            let noise = ((r.next() >> 52) as f64 - 2048.0) * 0.2;
+            (8000.0 * env * (tau * freq * t).sin() + noise) as i16
+        })
+        .collect()
+}
+
 /// Goertzel power of `freq` in `x`.
 pub fn goertzel(x: &[i16], rate: u32, freq: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * freq / rate as f64;
