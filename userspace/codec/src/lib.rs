@@ -112,6 +112,7 @@ pub trait Decoder: Send {
     fn clock_rate(&self) -> u32;
     /// Appends the audio of one payload to `out` and returns how many samples it appended. A
     /// payload may hold several frames (all are decoded) or only comfort-noise parameters.
+    /// On `Err` nothing is appended, and the decoder stays usable for the next payload.
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError>;
     /// Packet loss concealment: appends up to `samples` samples standing in for lost audio,
     /// from the codec's own concealment, and returns how many it appended. Codecs without
@@ -122,7 +123,8 @@ pub trait Decoder: Send {
     }
     /// In-band forward error correction (Opus, RFC 7587 §3.3): rebuilds up to `samples` of the
     /// lost audio just before `next_payload` from the redundancy that payload carries.
-    /// Returns 0 when the codec or the payload has none; the caller then conceals.
+    /// Returns 0 when the codec or the payload has none; the caller then conceals. It does not
+    /// consume `next_payload`: the caller decodes it next, as usual.
     fn recover(&mut self, next_payload: &[u8], samples: usize, out: &mut Vec<i16>) -> usize {
         let _ = (next_payload, samples, out);
         0
