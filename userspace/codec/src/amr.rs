@@ -176,7 +176,7 @@ pub fn pack(layout: Layout, frames: &[&[u8]]) -> Vec<u8> {
     impl W {
         fn put(&mut self, v: u32, bits: usize) {
             for i in (0..bits).rev() {
-                if self.n % 8 == 0 {
+                if self.n.is_multiple_of(8) {
                     self.out.push(0);
                 }
                 let bit = ((v >> i) & 1) as u8;

@@ -67,7 +67,7 @@ pub fn encoder_for(spec: &CodecSpec, ptime_ms: u32) -> Result<Box<dyn Encoder>, 
     }
     // Codecs with frames take a whole number of them.
     let frames = |frame_ms: u32| {
-        if ptime_ms % frame_ms == 0 {
+        if ptime_ms.is_multiple_of(frame_ms) {
             Ok((ptime_ms / frame_ms) as usize)
         } else {
             Err(bad(&format!(
@@ -102,7 +102,7 @@ pub fn encoder_for(spec: &CodecSpec, ptime_ms: u32) -> Result<Box<dyn Encoder>, 
         (n, 8000) if g726_variant(n).is_some() => {
             let (kbps, packing) = g726_variant(n).ok_or_else(|| bad("rate"))?;
             let samples = per_ms(8000);
-            if samples * (kbps as usize / 8) % 8 != 0 {
+            if !(samples * (kbps as usize / 8)).is_multiple_of(8) {
                 return Err(bad("ptime does not fill whole octets"));
             }
             #[cfg(have_spandsp)]

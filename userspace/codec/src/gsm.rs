@@ -101,7 +101,7 @@ impl Decoder for Gsm {
     }
 
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError> {
-        if payload.is_empty() || payload.len() % FRAME_BYTES != 0 {
+        if payload.is_empty() || !payload.len().is_multiple_of(FRAME_BYTES) {
             return Err(DecodeError);
         }
         if payload.chunks_exact(FRAME_BYTES).any(|f| f[0] >> 4 != 0xD) {

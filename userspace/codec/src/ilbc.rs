@@ -78,9 +78,9 @@ impl Decoder for Ilbc {
         if payload.is_empty() {
             return Err(DecodeError);
         }
-        if payload.len() % self.block != 0 {
+        if !payload.len().is_multiple_of(self.block) {
             let other = if self.block == MODE20 { MODE30 } else { MODE20 };
-            if payload.len() % other != 0 {
+            if !payload.len().is_multiple_of(other) {
                 return Err(DecodeError);
             }
             *self = Self::with_block(other).ok_or(DecodeError)?;

@@ -30,7 +30,7 @@ impl Decoder for L16 {
 
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<usize, DecodeError> {
         let frame = 2 * self.channels;
-        if payload.len() % frame != 0 {
+        if !payload.len().is_multiple_of(frame) {
             return Err(DecodeError);
         }
         let n = payload.len() / frame;

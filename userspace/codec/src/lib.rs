@@ -142,7 +142,7 @@ pub fn decoder_for(spec: &CodecSpec, rate_hint: u32) -> Result<Box<dyn Decoder>,
             library, spec.name
         ))
     };
-    let _ = (rate_hint, &failed);
+    let _ = (rate_hint, &failed); // unused in a build without the C libraries
     match (name.as_str(), spec.clock_rate) {
         ("PCMU", 8000) => Ok(Box::new(G711::ulaw())),
         ("PCMA", 8000) => Ok(Box::new(G711::alaw())),

@@ -53,13 +53,17 @@ impl Case {
     }
 }
 
-/// Encodes 1.2 s of `freq` and decodes it at `rate_hint`; returns the decoded audio, the decoder,
-/// the payloads and the input level. None when a library is missing (already reported).
-fn run(
-    c: &Case,
-    freq: f64,
-    rate_hint: u32,
-) -> Option<(Vec<i16>, Box<dyn Decoder>, Vec<Vec<u8>>, f64)> {
+/// What `run` made: the decoded audio, the decoder, the payloads and the input's level.
+struct Run {
+    out: Vec<i16>,
+    dec: Box<dyn Decoder>,
+    payloads: Vec<Vec<u8>>,
+    level_in: f64,
+}
+
+/// Encodes 1.2 s of `freq` and decodes it at `rate_hint`. None when a library is missing
+/// (already reported).
+fn run(c: &Case, freq: f64, rate_hint: u32) -> Option<Run> {
     let spec = c.spec();
     let mut enc = encoder(&spec, c.ptime)?;
     let mut dec = decoder(&spec, rate_hint)?;
@@ -92,12 +96,20 @@ fn run(
         );
         payloads.push(p);
     }
-    Some((out, dec, payloads, rms(&input)))
+    Some(Run {
+        out,
+        dec,
+        payloads,
+        level_in: rms(&input),
+    })
 }
 
 fn check_tone(c: &Case, rate_hint: u32) {
     for freq in [1000.0, c.high] {
-        let Some((out, dec, _, level_in)) = run(c, freq, rate_hint) else {
+        let Some(Run {
+            out, dec, level_in, ..
+        }) = run(c, freq, rate_hint)
+        else {
             return;
         };
         let rate = dec.sample_rate();
@@ -123,7 +135,10 @@ fn check_tone(c: &Case, rate_hint: u32) {
 
 /// conceal and recover: the samples promised, appended to `out`.
 fn check_loss(c: &Case, expect_fec: bool) {
-    let Some((_, mut dec, payloads, _)) = run(c, 1000.0, c.rate) else {
+    let Some(Run {
+        mut dec, payloads, ..
+    }) = run(c, 1000.0, c.rate)
+    else {
         return;
     };
     let samples = dec.sample_rate() as usize * c.ptime as usize / 1000;
@@ -240,7 +255,12 @@ fn opus_decodes_at_the_rate_hint() {
 #[test]
 fn opus_without_fec_recovers_nothing() {
     let c = case("opus", 48000, "", 20, 3.0);
-    let Some((_, mut d, payloads, _)) = run(&c, 1000.0, 48_000) else {
+    let Some(Run {
+        dec: mut d,
+        payloads,
+        ..
+    }) = run(&c, 1000.0, 48_000)
+    else {
         return;
     };
     let mut out = Vec::new();

@@ -14,12 +14,18 @@ pub fn require_codecs() -> bool {
     std::env::var("VOXTAP_REQUIRE_CODECS").is_ok_and(|v| v == "1")
 }
 
+/// A loud line straight to stderr, past the test harness' capture, so a passing run shows it.
+pub fn skipped(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {msg} ***\n");
+}
+
 /// A missing library: fails under VOXTAP_REQUIRE_CODECS=1, else prints SKIPPED.
 pub fn missing(what: &str, why: &dyn std::fmt::Display) {
     if require_codecs() {
         panic!("{what}: {why} (VOXTAP_REQUIRE_CODECS=1)");
     }
-    eprintln!("SKIPPED: {what}: {why}");
+    skipped(&format!("{what}: {why}"));
 }
 
 /// The decoder, or None after reporting a library this build lacks. Other errors panic.
