@@ -153,11 +153,16 @@ pub fn has_lbrr(packet: &[u8]) -> bool {
             std::ptr::null_mut(),
         )
     };
-    if n <= 0 || sizes[0] <= 0 || frames[0].is_null() {
+    if n <= 0 || sizes[0] <= 0 {
         return false;
     }
-    // SAFETY: libopus pointed frames[0] at sizes[0] > 0 bytes inside `packet`.
-    let first = unsafe { *frames[0] };
+    // libopus points frames[0] into `packet`: read it back through the slice.
+    let Some(&first) = (frames[0] as usize)
+        .checked_sub(packet.as_ptr() as usize)
+        .and_then(|at| packet.get(at))
+    else {
+        return false;
+    };
     let mut lbrr = (first >> (7 - silk_frames)) & 1 != 0;
     if stereo {
         lbrr |= (first >> (6 - 2 * silk_frames)) & 1 != 0;

@@ -355,3 +355,30 @@ fn registry_names() {
         }
     }
 }
+
+/// iLBC (RFC 3952 §3.1): the mode comes from the fmtp, or from the payload length when a payload
+/// fits only the other mode; several frames per payload. (No iLBC encoder is packaged here:
+/// pseudo-random frames stand in, and the real capture checks the audio.)
+#[test]
+fn ilbc_modes_and_frames_per_payload() {
+    let Some(mut d) = decoder(&spec("iLBC", 8000, "mode=20"), 8000) else {
+        return;
+    };
+    let mut r = Rng(99);
+    let mut frames = |n: usize| -> Vec<u8> { (0..n).map(|_| r.next() as u8).collect() };
+    let mut out = Vec::new();
+    assert_eq!(d.decode(&frames(38), &mut out), Ok(160));
+    assert_eq!(d.decode(&frames(76), &mut out), Ok(320), "two 20 ms frames");
+    assert_eq!(
+        d.decode(&frames(100), &mut out),
+        Ok(480),
+        "switches to 30 ms"
+    );
+    assert_eq!(d.decode(&frames(50), &mut out), Ok(240));
+    assert!(d.decode(&frames(37), &mut out).is_err());
+    assert_eq!(
+        d.conceal(240, &mut out),
+        0,
+        "no concealment: the caller writes silence"
+    );
+}
