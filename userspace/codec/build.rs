@@ -5,7 +5,7 @@
 //! so the fallback path can be tested on a machine that has them.
 
 use std::env;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One C library: the cfg it turns on, its pkg-config name (if it ships a .pc), the header
 /// that proves it is there otherwise, and the name to link.
@@ -72,7 +72,7 @@ const LIBS: &[Lib] = &[
     Lib {
         cfg: "have_spandsp",
         pkg: Some("spandsp"),
-        header: "spandsp.h",
+        header: "spandsp/g722.h",
         link: "spandsp",
         encode_only: true,
     },
@@ -134,12 +134,19 @@ fn find(lib: &Lib) -> Option<Vec<PathBuf>> {
     {
         return Some(found.include_paths);
     }
-    let roots = ["/usr/include", "/usr/local/include"];
-    let root = roots
-        .iter()
-        .find(|r| Path::new(r).join(lib.header).exists())?;
+    // Debian puts some headers (libavcodec's) under the multiarch directory.
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let roots = [
+        PathBuf::from("/usr/include"),
+        PathBuf::from("/usr/local/include"),
+        PathBuf::from(format!("/usr/include/{arch}-linux-gnu")),
+    ];
+    let root = roots.into_iter().find(|r| r.join(lib.header).exists())?;
     println!("cargo:rustc-link-lib={}", lib.link);
-    Some(vec![PathBuf::from(root)])
+    if lib.link == "avcodec" {
+        println!("cargo:rustc-link-lib=avutil");
+    }
+    Some(vec![root])
 }
 
 fn build_ilbc_shim(includes: &[PathBuf]) {
