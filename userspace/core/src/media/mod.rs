@@ -3,6 +3,7 @@
 //! Decoders live in the `voxtap-codec` crate (re-exported as [`crate::codec`]), one file per
 //! codec family.
 
+pub mod srtp;
 pub mod timeline;
 
 pub use timeline::{Placement, Timeline};
