@@ -933,3 +933,112 @@ proptest! {
         prop_assert!(rx.unprotect_rtcp(&wire, &mut out).is_err());
     }
 }
+
+// ---------------------------------------------------------------- libsrtp known answers
+
+/// Reference packets of libsrtp's own test driver (test/srtp_driver.c, `srtp_validate*`,
+/// libsrtp 2.8; the AES-192 one from the RFC 6188 §7.4 master key after cisco/libsrtp#765):
+/// whole packets with HMAC tags, MKI and SRTCP trailers, through the public API.
+#[test]
+fn libsrtp_reference_packets() {
+    const KEY: &str = "e1f97a0d3e018be0d64fa32c06de41390ec675ad498afeebb6960b3aabe6";
+    const KEY_2: &str = "f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b6";
+    const RTP: &str = "800f1234decafbadcafebabeabababababababababababababababab";
+    const RTCP: &str = "81c8000bcafebabeabababababababababababababababab";
+    let cases: &[(SrtpSuite, &str, Option<u64>, &str, &str)] = &[
+        (
+            SrtpSuite::AesCm128HmacSha1_80,
+            KEY,
+            None,
+            "800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402b78d6acc99ea179b8dbb",
+            "81c8000bcafebabe7128035be487b9bdbef89041f977a5a880000001993e08cd54d6c1230798",
+        ),
+        (
+            SrtpSuite::AesCm128HmacSha1_80,
+            KEY,
+            Some(0xe1f9_7a0d),
+            "800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402e1f97a0db78d6acc99ea179b8dbb",
+            "81c8000bcafebabe7128035be487b9bdbef89041f977a5a880000001e1f97a0d993e08cd54d6c1230798",
+        ),
+        (
+            SrtpSuite::NullHmacSha1_80,
+            KEY,
+            None,
+            "800f1234decafbadcafebabeabababababababababababababababababa136270b679134ce9b",
+            "81c8000bcafebabeabababababababababababababababab00000001fe88c7fdfd37ebce615d",
+        ),
+        (
+            SrtpSuite::AeadAes128Gcm,
+            "000102030405060708090a0b0c0d0e0fa0a1a2a3a4a5a6a7a8a9aaab",
+            None,
+            "800f1234decafbadcafebabec5002ede04cfdd2eb91159e0880aa06ed2976826f796b201df3131a127e8a392",
+            "81c8000bcafebabec98b8b5df0392a55852b6c21ac8e7025c52c6fbea2b3b446ea31123ba88ce61e80000001",
+        ),
+        (
+            SrtpSuite::AesCm256HmacSha1_80,
+            "f0f04914b513f2763a1b1fa130f10e2998f6f6e43e4309d1e622a0e332b9f1b63b04803de51ee7c96423ab5b78d2",
+            None,
+            "800f1234decafbadcafebabef1d9de17ff251ff1aa007774b0b4b40da08d9d9a5b3a55d8873b",
+            "",
+        ),
+    ];
+    for &(suite, key, mki, srtp, srtcp) in cases {
+        let mut keys = vec![InlineKey::new(suite, &unhex(key)).expect("key")];
+        if let Some(v) = mki {
+            keys[0].mki = Some(Mki { value: v, len: 4 });
+            // A second key, MKI f3a14671, that the packets do not use.
+            let mut k2 = unhex(KEY_2);
+            k2.truncate(16);
+            k2.extend_from_slice(&unhex(key)[16..]);
+            let mut k2 = InlineKey::new(suite, &k2).expect("key 2");
+            k2.mki = Some(Mki {
+                value: 0xf3a1_4671,
+                len: 4,
+            });
+            keys.push(k2);
+        }
+        let a = CryptoAttr {
+            tag: 1,
+            suite,
+            keys,
+            params: SessionParams::default(),
+        };
+        let (mut tx, mut rx) = pair(&a);
+        let mut out = Vec::new();
+        tx.protect_rtp(&unhex(RTP), &mut out).expect("protect");
+        assert_eq!(hex(&out), srtp, "{suite} {mki:?}");
+        rx.unprotect_rtp(&unhex(srtp), &mut out).expect("unprotect");
+        assert_eq!(hex(&out), RTP);
+        if !srtcp.is_empty() {
+            tx.protect_rtcp_with_index(&unhex(RTCP), 1, &mut out)
+                .expect("protect rtcp");
+            assert_eq!(hex(&out), srtcp, "{suite} {mki:?}");
+            rx.unprotect_rtcp(&unhex(srtcp), &mut out)
+                .expect("unprotect rtcp");
+            assert_eq!(hex(&out), RTCP);
+        }
+    }
+}
+
+/// RFC 6188 §7.4 master key and salt, AES_192_CM_HMAC_SHA1_80: libsrtp's fixed reference
+/// packet (before cisco/libsrtp#765 libsrtp derived AES-192 keys with AES-256).
+#[test]
+fn aes192_reference_packet_rfc6188_7_4_key() {
+    let suite = SrtpSuite::AesCm192HmacSha1_80;
+    let key = unhex("73edc66c4fa15776fb57f9505c17136550ffda71f3e8e5f1c8522f3acd4ce86d5add78edbb11");
+    let a = CryptoAttr {
+        tag: 1,
+        suite,
+        keys: vec![InlineKey::new(suite, &key).expect("key")],
+        params: SessionParams::default(),
+    };
+    let (mut tx, mut rx) = pair(&a);
+    let plain = unhex("800f0000decafbad00000000abababababababababababababababab");
+    let expected = "800f0000decafbad00000000d98865552f2762c3ef37f837acfdb7122d6bc4dc84c76f74aea5";
+    let mut out = Vec::new();
+    tx.protect_rtp(&plain, &mut out).expect("protect");
+    assert_eq!(hex(&out), expected);
+    rx.unprotect_rtp(&unhex(expected), &mut out)
+        .expect("unprotect");
+    assert_eq!(out, plain);
+}
