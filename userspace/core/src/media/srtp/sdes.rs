@@ -74,17 +74,6 @@ impl Mki {
         }
     }
 
-    /// Does `field` (the MKI bytes of a packet) name this key?
-    pub fn matches(&self, field: &[u8]) -> bool {
-        if field.len() != usize::from(self.len) {
-            return false;
-        }
-        let be = self.value.to_be_bytes();
-        let skip = field.len().saturating_sub(be.len());
-        let (zeros, tail) = field.split_at(skip);
-        zeros.iter().all(|&b| b == 0) && tail == &be[be.len() - tail.len()..]
-    }
-
     fn fits(&self) -> bool {
         let len = usize::from(self.len);
         (1..=MAX_MKI_LEN).contains(&len) && (len >= 8 || self.value >> (8 * len) == 0)

@@ -18,8 +18,8 @@ pub enum SrtpSuite {
     /// RFC 7714 §14.1.
     AeadAes128Gcm,
     AeadAes256Gcm,
-    /// Not registered with IANA but written by pjsip, rtpengine and libsrtp users: no
-    /// encryption, HMAC-SHA1 authentication, a 128-bit master key for the key derivation.
+    /// No RFC names these, but rtpengine, pjsip and others write them: no encryption,
+    /// HMAC-SHA1, keys derived from a 128-bit master key (libsrtp's `null_sha1_80` profile).
     NullHmacSha1_80,
     NullHmacSha1_32,
 }
@@ -62,11 +62,21 @@ impl SrtpSuite {
         }
     }
 
-    /// ABNF string literals are case-insensitive (RFC 5234 §2.3), so the names are too.
+    /// ABNF string literals are case-insensitive (RFC 5234 §2.3), so the names are too. The
+    /// RFC 6188 names are also accepted in the `AES_CM_256_...` order some endpoints write.
     pub fn from_name(name: &str) -> Option<SrtpSuite> {
+        const ALIASES: [(&str, SrtpSuite); 4] = [
+            ("AES_CM_192_HMAC_SHA1_80", SrtpSuite::AesCm192HmacSha1_80),
+            ("AES_CM_192_HMAC_SHA1_32", SrtpSuite::AesCm192HmacSha1_32),
+            ("AES_CM_256_HMAC_SHA1_80", SrtpSuite::AesCm256HmacSha1_80),
+            ("AES_CM_256_HMAC_SHA1_32", SrtpSuite::AesCm256HmacSha1_32),
+        ];
         SrtpSuite::ALL
             .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(name))
+            .map(|s| (s.name(), s))
+            .chain(ALIASES)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, s)| s)
     }
 
     pub(crate) fn cipher(self) -> CipherKind {

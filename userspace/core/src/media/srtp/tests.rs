@@ -277,6 +277,10 @@ fn parses_capture_lines_and_all_suites() {
         assert_eq!(a.suite, suite);
         SrtpContext::new(&a).expect("context");
     }
+    assert_eq!(
+        SrtpSuite::from_name("AES_CM_256_HMAC_SHA1_32"),
+        Some(SrtpSuite::AesCm256HmacSha1_32)
+    );
     for suite in SrtpSuite::ALL {
         assert_eq!(SrtpSuite::from_name(suite.name()), Some(suite));
         let key: Vec<u8> = (0..suite.key_salt_len() as u8).collect();
