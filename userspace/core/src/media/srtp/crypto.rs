@@ -79,8 +79,8 @@ impl AesCtr {
 }
 
 /// The PRF of RFC 3711 §4.3.3: AES-CM keyed with the master key, IV = (key_id XOR salt)·2^16
-/// where key_id = label || r (§4.3.1). GCM's 96-bit master salt is padded with zeros to
-/// 112 bits (RFC 7714 §11, as libsrtp does).
+/// where key_id = label || r (§4.3.1). GCM's 96-bit master salt is padded with zeros on the
+/// right to 112 bits (RFC 7714 §11 as libsrtp and pion read it; see cisco/libsrtp#179).
 pub(crate) fn kdf(prf: &AesCtr, master_salt: &[u8], label: u8, r: u64, out: &mut [u8]) {
     let mut iv = [0u8; 16];
     let n = master_salt.len().min(CM_SALT_LEN);

@@ -10,6 +10,10 @@
 //!
 //! Per packet nothing is allocated once `out` has grown to the packet size: the AES key
 //! schedules, GHASH keys and keyed HMAC states are built once per key and cloned or borrowed.
+//!
+//! Not done: key lifetimes are parsed but not enforced (an observer records what the peers
+//! accept), RFC 6904 / cryptex header extension encryption, and keys not carried in SDP
+//! (DTLS-SRTP, ZRTP, MIKEY).
 
 mod crypto;
 mod packet;
@@ -313,6 +317,8 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 impl SrtpContext {
+    /// The context of the sender that wrote `attr`; fails only on a hand-built `attr` that
+    /// [`CryptoAttr::validate`] refuses.
     pub fn new(attr: &CryptoAttr) -> Result<SrtpContext, SdesError> {
         SrtpContext::with_options(attr, SrtpOptions::default())
     }
@@ -426,6 +432,9 @@ impl SrtpContext {
 
     /// Verifies and decrypts an SRTP packet (RFC 3711 §3.3): `out` gets the RTP packet, header
     /// and payload, without MKI and tag. `out` is meaningless on error.
+    ///
+    /// With `UNAUTHENTICATED_SRTP` nothing can be verified: the estimated ROC is taken and
+    /// moves the state, as it must.
     pub fn unprotect_rtp(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SrtpError> {
         let pkt = SrtpPacket::new_checked(packet, self.policy.rtp)?;
         let k = self.key_for(pkt.mki())?;
