@@ -5,6 +5,11 @@
 //! Without `python3` able to `import pylibsrtp` the test prints `SKIPPED:` and passes.
 
 use std::io::{BufRead, BufReader, Write};
+
+/// Written straight to stderr, which the test harness does not capture.
+fn loud(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use voxtap_core::media::srtp::{CryptoAttr, InlineKey, SessionParams, SrtpContext, SrtpSuite};
 
@@ -195,9 +200,9 @@ fn srtcp_index(suite: SrtpSuite, wire: &[u8]) -> u32 {
 #[test]
 fn libsrtp_agrees_both_ways() {
     let Some(py) = python() else {
-        println!(
+        loud(
             "SKIPPED: libsrtp oracle: no python3 can `import pylibsrtp` \
-             (Debian: apt-get install -y python3-pylibsrtp)"
+             (Debian: apt-get install -y python3-pylibsrtp)",
         );
         return;
     };
@@ -213,7 +218,7 @@ fn libsrtp_agrees_both_ways() {
         let mut lib_tx = match Oracle::start(py, "protect-rtp", suite, &key) {
             Ok(o) => o,
             Err(why) => {
-                println!("SKIPPED: libsrtp oracle for {suite}: {why}");
+                loud(&format!("SKIPPED: libsrtp oracle for {suite}: {why}"));
                 continue;
             }
         };
@@ -231,10 +236,10 @@ fn libsrtp_agrees_both_ways() {
             // AES-256 (cisco/libsrtp#763, fixed by #765); the unit tests check AES-192
             // against the fixed libsrtp's RFC 6188 §7.4 reference packet instead.
             if i == 0 && wire != theirs && suite.master_key_len() == 24 {
-                println!(
+                loud(&format!(
                     "SKIPPED: libsrtp oracle for {suite}: this libsrtp has the AES-192 key \
                      derivation bug cisco/libsrtp#763"
-                );
+                ));
                 skipped = true;
                 break;
             }
@@ -270,7 +275,9 @@ fn libsrtp_agrees_both_ways() {
                 "{suite}"
             );
         }
-        println!("libsrtp oracle: {suite}: 400 SRTP and 50 SRTCP packets byte-identical both ways");
+        loud(&format!(
+            "libsrtp oracle: {suite}: 400 SRTP and 50 SRTCP packets byte-identical both ways"
+        ));
         checked += 1;
     }
     assert!(checked >= 5, "libsrtp checked only {checked} suites");
