@@ -4,6 +4,7 @@
 //! codec family.
 
 pub mod resample;
+pub mod srtp;
 pub mod timeline;
 
 pub use resample::Resample;
