@@ -272,7 +272,7 @@ fn full_call_lifecycle_fills_every_table_and_writes_the_wav() {
     assert_eq!(spec.sample_format, hound::SampleFormat::Int);
     assert_pattern(&samples, 24_000);
     assert!(
-        !wav::part_path(&dir.join(&rel)).exists(),
+        !audio::part_path(&dir.join(&rel)).exists(),
         ".part left behind"
     );
 
@@ -557,7 +557,7 @@ fn crash_mid_call_is_recovered_on_reopen() {
 
     let rel = PathBuf::from("recordings/2024/03/01/1-crash_host.wav");
     assert!(
-        wav::part_path(&dir.join(&rel)).exists(),
+        audio::part_path(&dir.join(&rel)).exists(),
         "crash leaves the .part"
     );
 
@@ -572,7 +572,7 @@ fn crash_mid_call_is_recovered_on_reopen() {
             runs_interrupted: 1,
         }
     );
-    assert!(!wav::part_path(&dir.join(&rel)).exists());
+    assert!(!audio::part_path(&dir.join(&rel)).exists());
     // Everything up to the last flush survives: 2.0 s, the rest was in the write buffer.
     let (spec, samples) = read_wav(&dir.join(&rel));
     assert_eq!((spec.channels, spec.sample_rate), (2, RATE));
@@ -1238,7 +1238,7 @@ fn a_recording_shorter_than_record_min_sec_is_deleted_and_the_catalog_says_so() 
         ("deleted", "shorter-than-min", 0)
     );
     assert!(!dir.join(&path).exists(), "{path} deleted");
-    assert!(!wav::part_path(&dir.join(&path)).exists());
+    assert!(!audio::part_path(&dir.join(&path)).exists());
     let kept: String = one(
         &db,
         "SELECT r.state FROM recordings r JOIN calls c ON c.id = r.call_id
