@@ -1246,3 +1246,55 @@ fn a_recording_shorter_than_record_min_sec_is_deleted_and_the_catalog_says_so() 
     );
     assert_eq!(kept, "complete");
 }
+
+/// Every format through the store: named by its extension, finished or, after a crash,
+/// recovered from the format the catalog row names.
+#[test]
+fn every_format_is_recorded_named_and_recovered() {
+    for format in RecordingFormat::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut store = Store::open(dir, opts()).unwrap();
+        let start = |rec: u64, call: u64| {
+            Event::RecordingStarted(RecordingStarted {
+                format,
+                ..match rec_started(rec, call, 0) {
+                    Event::RecordingStarted(r) => r,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        store.handle(started(1, 0, "done@host")).unwrap();
+        store.handle(start(1, 1)).unwrap();
+        feed(&mut store, 1, 0, 16_000);
+        store.handle(rec_stopped(1, 1, 2000, 16_000)).unwrap();
+        store.handle(started(2, 0, "crash@host")).unwrap();
+        store.handle(start(2, 2)).unwrap();
+        feed(&mut store, 2, 0, 20_000); // 2.5 s, flushed about every second
+        store.simulate_crash();
+
+        let ext = format.extension();
+        let done = PathBuf::from(format!("recordings/2024/03/01/1-done_host.{ext}"));
+        let crashed = PathBuf::from(format!("recordings/2024/03/01/2-crash_host.{ext}"));
+        assert!(dir.join(&done).exists(), "{ext}");
+        assert!(audio::part_path(&dir.join(&crashed)).exists(), "{ext}");
+
+        let store = Store::open(dir, opts()).unwrap();
+        assert_eq!(store.recovery().recordings_recovered, [crashed], "{ext}");
+        assert!(store.recovery().recordings_failed.is_empty(), "{ext}");
+        store.finish(&RunSummary::default()).unwrap();
+        let db = catalog(dir);
+        let rows: Vec<(String, String, f64)> = db
+            .prepare("SELECT path, format, duration_s FROM recordings ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0].0, done.to_string_lossy(), "{ext}");
+        assert_eq!(rows[0].1, format.as_str());
+        assert!((rows[0].2 - 2.0).abs() < 1e-9, "{ext}: {}", rows[0].2);
+        // The crashed one kept at least what was flushed a second before the crash.
+        assert!(rows[1].2 >= 1.2 && rows[1].2 <= 2.5, "{ext}: {}", rows[1].2);
+    }
+}

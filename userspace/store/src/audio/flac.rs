@@ -69,7 +69,6 @@ mod ffi {
     pub const SEEK_STATUS_OK: c_int = 0;
     pub const SEEK_STATUS_ERROR: c_int = 1;
     pub const TELL_STATUS_OK: c_int = 0;
-    pub const TELL_STATUS_ERROR: c_int = 1;
     pub const INIT_STATUS_OK: c_int = 0;
 
     #[link(name = "FLAC")]
@@ -120,6 +119,8 @@ mod ffi {
 /// Where libFLAC's callbacks write: the `.part`, buffered between flushes.
 struct Sink {
     out: BufWriter<File>,
+    /// Where the next byte goes; kept here because asking BufWriter would flush it.
+    pos: u64,
     /// The first write or seek error, reported by the call that made libFLAC fail.
     error: Option<io::Error>,
     samples_since_flush: u64,
@@ -158,6 +159,7 @@ unsafe extern "C" fn write_cb(
     if sink.record(written).is_none() {
         return ffi::WRITE_STATUS_FATAL_ERROR;
     }
+    sink.pos += bytes as u64;
     // Frames only ever reach the file whole, so a crash tears at most the last one.
     sink.samples_since_flush += u64::from(samples);
     if samples > 0 && sink.samples_since_flush >= sink.flush_every {
@@ -179,7 +181,10 @@ unsafe extern "C" fn seek_cb(
     let sink = unsafe { &mut *client_data.cast::<Sink>() };
     let sought = sink.out.seek(SeekFrom::Start(offset));
     match sink.record(sought) {
-        Some(_) => ffi::SEEK_STATUS_OK,
+        Some(p) => {
+            sink.pos = p;
+            ffi::SEEK_STATUS_OK
+        }
         None => ffi::SEEK_STATUS_ERROR,
     }
 }
@@ -190,16 +195,8 @@ unsafe extern "C" fn tell_cb(
     client_data: *mut c_void,
 ) -> c_int {
     // SAFETY: as in `write_cb`; `offset` points to libFLAC's u64.
-    let sink = unsafe { &mut *client_data.cast::<Sink>() };
-    let pos = sink.out.stream_position();
-    match sink.record(pos) {
-        Some(p) => {
-            // SAFETY: see above.
-            unsafe { *offset = p };
-            ffi::TELL_STATUS_OK
-        }
-        None => ffi::TELL_STATUS_ERROR,
-    }
+    unsafe { *offset = (*client_data.cast::<Sink>()).pos };
+    ffi::TELL_STATUS_OK
 }
 
 /// Owns a libFLAC encoder; deleting it also finishes it if it was not finished.
@@ -264,6 +261,7 @@ impl FlacFile {
         let file = create_private_file(&part)?;
         let mut sink = Box::new(Sink {
             out: BufWriter::with_capacity(64 * 1024, file),
+            pos: 0,
             error: None,
             samples_since_flush: 0,
             flush_every: flush_every_frames(flush_secs, sample_rate),

@@ -101,9 +101,9 @@ impl Drop for Lame {
 /// CBR bit rate for speech at a rate (kbit/s, both channels); each leaves room for the Info frame.
 fn bitrate(sample_rate: u32) -> u32 {
     match sample_rate {
-        ..=12_000 => 32,
-        ..=16_000 => 48,
-        ..=24_000 => 64,
+        0..=12_000 => 32,
+        12_001..=16_000 => 48,
+        16_001..=24_000 => 64,
         _ => 96,
     }
 }

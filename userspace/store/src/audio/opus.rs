@@ -35,6 +35,7 @@ const GRANULE_RATE: u32 = 48_000;
 /// 20 ms at 48 kHz.
 const FRAME_GRANULES: u64 = 960;
 const BITRATE_PER_CHANNEL: i32 = 16_000;
+const COMPLEXITY: i32 = 5;
 /// The largest packet of two streams (RFC 6716 §3.2.1: 1275 bytes each) plus room.
 const MAX_PACKET: usize = 4000;
 
@@ -51,6 +52,7 @@ mod ffi {
     pub const OPUS_APPLICATION_VOIP: c_int = 2048;
     pub const OPUS_SET_BITRATE_REQUEST: c_int = 4002;
     pub const OPUS_SET_SIGNAL_REQUEST: c_int = 4024;
+    pub const OPUS_SET_COMPLEXITY_REQUEST: c_int = 4010;
     pub const OPUS_GET_LOOKAHEAD_REQUEST: c_int = 4027;
     pub const OPUS_SIGNAL_VOICE: c_int = 3001;
 
@@ -202,6 +204,7 @@ impl OpusFile {
                 BITRATE_PER_CHANNEL * c_int::from(channels),
             )
             .and_then(|()| encoder.ctl_set(ffi::OPUS_SET_SIGNAL_REQUEST, ffi::OPUS_SIGNAL_VOICE))
+            .and_then(|()| encoder.ctl_set(ffi::OPUS_SET_COMPLEXITY_REQUEST, COMPLEXITY))
             .map_err(opus_err)?;
         let scale = u64::from(GRANULE_RATE / sample_rate);
         // The lookahead, and the silent packet written at creation.
