@@ -10,8 +10,8 @@
 //! |--------|---------------------|------------------------|----------------------------|
 //! | WAV  | 44-byte header, no data | every `flush_secs` (header rewritten) | `flush_secs` |
 //! | FLAC | `fLaC` + STREAMINFO (total unknown) | whole frames, every `flush_secs` | `flush_secs` + one block (≤ 128 ms) |
-//! | Opus | OpusHead and OpusTags pages | one Ogg page every `flush_secs` | `flush_secs` + 20 ms frame + 20 ms lookahead |
-//! | MP3  | ID3v2 tag + Info frame | whole frames as LAME emits them, every `flush_secs` | `flush_secs` + LAME's lag (≤ 0.25 s) |
+//! | Opus | OpusHead, OpusTags, one silent packet | one Ogg page every `flush_secs` | `flush_secs` + 40 ms (frame being filled, lookahead) |
+//! | MP3  | ID3v2 tag, Info frame, two silent frames | frames as LAME emits them, every `flush_secs` | `flush_secs` + LAME's lag (≤ 250 ms) |
 //!
 //! `userspace/store/src/audio/README.md` has the same table and the measured numbers.
 
