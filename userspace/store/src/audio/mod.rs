@@ -19,6 +19,7 @@ mod flac;
 mod mp3;
 mod ogg;
 mod opus;
+mod resample;
 pub mod wav;
 
 use std::borrow::Cow;

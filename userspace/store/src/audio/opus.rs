@@ -2,8 +2,9 @@
 //! own: create, ctl, encode, destroy), with our own Ogg pages (`ogg.rs`).
 //!
 //! 20 ms frames, the VoIP application, 16 kbit/s per channel (32 kbit/s for the stereo call),
-//! the recording's own rate as the input rate (libopus takes 8, 12, 16, 24 and 48 kHz; other
-//! rates are refused). Granule positions count 48 kHz samples from the start, pre-skip included;
+//! the recording's own rate as the input rate when libopus takes it (8, 12, 16, 24 and 48 kHz);
+//! other rates (the store's 32 and 44.1 kHz) are resampled to 48 kHz (`resample.rs`), its delay
+//! added to the pre-skip, and OpusHead keeps the recording's rate. Granule positions count 48 kHz samples from the start, pre-skip included;
 //! the last page trims the padding so the decoded length is exactly what was written.
 //!
 //! Stereo is two mono streams (channel mapping family 1, no coupled stream): caller and callee
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ogg::{self, PageWriter};
+use super::resample::Resampler;
 use super::{
     AudioError, AudioFile, Finished, Interleave, audio_err, create_private_file,
     flush_every_frames, invalid, io_err, part_path,
@@ -134,8 +136,10 @@ pub struct OpusFile {
     channels: usize,
     /// Input samples per 20 ms frame, per channel.
     frame_len: usize,
-    /// 48 kHz granules per input sample.
-    scale: u64,
+    /// The recording's rate (the encoder's, unless resampled to 48 kHz).
+    rate: u32,
+    /// To 48 kHz, for rates libopus does not take.
+    resampler: Option<Resampler>,
     pre_skip: u64,
     interleave: Interleave,
     /// Interleaved samples not yet making a whole 20 ms frame.
@@ -167,16 +171,23 @@ impl OpusFile {
         flush_secs: f64,
     ) -> Result<OpusFile, StoreError> {
         let part = part_path(&final_path);
-        if !matches!(sample_rate, 8000 | 12000 | 16000 | 24000 | 48000) {
+        if !(1000..=GRANULE_RATE * 4).contains(&sample_rate) {
             return Err(audio_err(
                 &part,
                 AudioError::Rate {
                     format: NAME,
                     rate: sample_rate,
-                    accepted: "libopus takes 8000, 12000, 16000, 24000 or 48000 Hz",
+                    accepted: "1000 to 192000 Hz",
                 },
             ));
         }
+        let resampler = (!matches!(sample_rate, 8000 | 12000 | 16000 | 24000 | 48000))
+            .then(|| Resampler::new(sample_rate, GRANULE_RATE, channels));
+        let encoder_rate = if resampler.is_some() {
+            GRANULE_RATE
+        } else {
+            sample_rate
+        };
         let opus_err = |what: String| audio_err(&part, AudioError::Opus(what));
         let mut error: c_int = 0;
         // One mono stream per channel, channel i in stream i.
@@ -185,7 +196,7 @@ impl OpusFile {
         // coupled, `mapping` has one entry per channel, a pointer to an int.
         let raw = unsafe {
             ffi::opus_multistream_encoder_create(
-                sample_rate as i32,
+                encoder_rate as i32,
                 c_int::from(channels),
                 c_int::from(channels),
                 0,
@@ -206,10 +217,11 @@ impl OpusFile {
             .and_then(|()| encoder.ctl_set(ffi::OPUS_SET_SIGNAL_REQUEST, ffi::OPUS_SIGNAL_VOICE))
             .and_then(|()| encoder.ctl_set(ffi::OPUS_SET_COMPLEXITY_REQUEST, COMPLEXITY))
             .map_err(opus_err)?;
-        let scale = u64::from(GRANULE_RATE / sample_rate);
-        // The lookahead, and the silent packet written at creation.
+        let scale = u64::from(GRANULE_RATE / encoder_rate);
+        // The lookahead, the resampler's delay and the silent packet written at creation.
         let lookahead = u64::try_from(encoder.lookahead().map_err(opus_err)?).unwrap_or(0);
-        let pre_skip = lookahead * scale + FRAME_GRANULES;
+        let pre_skip =
+            lookahead * scale + resampler.as_ref().map_or(0, Resampler::delay) + FRAME_GRANULES;
 
         let serial = serial();
         let mut head = Vec::with_capacity(19);
@@ -242,8 +254,9 @@ impl OpusFile {
             encoder,
             pages: PageWriter::new(serial, 2),
             channels: usize::from(channels),
-            frame_len: sample_rate as usize / 50,
-            scale,
+            frame_len: encoder_rate as usize / 50,
+            rate: sample_rate,
+            resampler,
             pre_skip,
             interleave: Interleave::new(channels),
             pcm: Vec::new(),
@@ -321,7 +334,10 @@ impl AudioFile for OpusFile {
     fn write(&mut self, samples: &[i16]) -> Result<(), StoreError> {
         let whole = self.interleave.whole(samples);
         let n = (whole.len() / self.channels) as u64;
-        self.pcm.extend_from_slice(&whole);
+        match &mut self.resampler {
+            Some(r) => r.process(&whole, &mut self.pcm),
+            None => self.pcm.extend_from_slice(&whole),
+        }
         self.frames += n;
         self.drain()?;
         self.frames_since_flush += n;
@@ -338,12 +354,19 @@ impl AudioFile for OpusFile {
 
     fn finish(mut self: Box<Self>) -> Result<Finished, StoreError> {
         if let Some(frame) = self.interleave.take_padded() {
-            self.pcm.extend_from_slice(&frame);
+            match &mut self.resampler {
+                Some(r) => r.process(&frame, &mut self.pcm),
+                None => self.pcm.extend_from_slice(&frame),
+            }
             self.frames += 1;
+        }
+        if let Some(r) = &mut self.resampler {
+            r.flush(&mut self.pcm);
         }
         // Silence until the packets cover pre-skip and every sample; the last page's granule
         // then trims the decoded stream to exactly `frames`.
-        let end = self.pre_skip + self.frames * self.scale;
+        let rate = u64::from(self.rate);
+        let end = self.pre_skip + (self.frames * u64::from(GRANULE_RATE)).div_ceil(rate);
         let step = self.frame_len * self.channels;
         while self.packets * FRAME_GRANULES < end {
             let pad = step - self.pcm.len() % step;
