@@ -375,10 +375,9 @@ impl AudioFile for OpusFile {
         }
         self.pages.set_granule(end);
         let last = self.pages.page(ogg::FLAG_EOS);
-        match last {
-            Some(page) => self.file.write_all(&page).map_err(io_err(&self.part))?,
-            None => unreachable!("finish always encodes a packet after the header pages"),
-        }
+        // Pre-skip exceeds the silent packet, so the loop above always left a packet to write.
+        let page = last.ok_or_else(|| invalid(&self.part, NAME, "no packet for the last page"))?;
+        self.file.write_all(&page).map_err(io_err(&self.part))?;
         self.file.sync_data().map_err(io_err(&self.part))?;
         let size_bytes = self.file.metadata().map_err(io_err(&self.part))?.len();
         fs::rename(&self.part, &self.final_path).map_err(io_err(&self.final_path))?;
