@@ -10,9 +10,9 @@
 //! The store never sees packets. Engine handles are only unique within one run, so they are
 //! mapped to catalog row ids here and never written out.
 
+mod audio;
 mod names;
 mod schema;
-mod wav;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -34,7 +34,7 @@ pub use schema::SCHEMA_VERSION;
 /// Mode of every directory the store creates: recordings are personal data.
 pub const DIR_MODE: u32 = 0o750;
 /// Mode of every file the store creates (recordings, catalog, lock).
-pub const FILE_MODE: u32 = wav::FILE_MODE;
+pub const FILE_MODE: u32 = audio::FILE_MODE;
 /// Catalog file name inside DIR.
 pub const CATALOG_FILE: &str = "catalog.sqlite";
 /// Lock file name inside DIR: one writer per directory.
@@ -189,7 +189,7 @@ struct OpenRecording {
     /// `record_min_sec`: a shorter finished recording is deleted.
     min_secs: Option<u32>,
     rel: PathBuf,
-    file: wav::WavFile,
+    file: Box<dyn audio::AudioFile>,
 }
 
 pub struct Store {
@@ -614,9 +614,14 @@ impl Store {
         }
         // Never reuse a name, even if rows were deleted by hand and ids reused.
         let rel = loop {
-            let rel = day.join(names::file_name(call_row, &sip_call_id, n));
+            let rel = day.join(names::file_name(
+                call_row,
+                &sip_call_id,
+                n,
+                r.format.extension(),
+            ));
             let abs = self.dir.join(&rel);
-            if !abs.exists() && !wav::part_path(&abs).exists() {
+            if !abs.exists() && !audio::part_path(&abs).exists() {
                 break rel;
             }
             n += 1;
@@ -645,7 +650,8 @@ impl Store {
         // The row is durable before the file exists, so recovery always finds the file.
         self.commit()?;
 
-        let file = match wav::WavFile::create(
+        let file = match audio::create(
+            r.format,
             self.dir.join(&rel),
             channels,
             r.sample_rate,
@@ -1068,20 +1074,22 @@ fn recover(dir: &Path, catalog: &Path, db: &Connection) -> Result<Recovery, Stor
         )
         .map_err(sq)? as u64;
 
-    let open: Vec<(i64, String, u16, u32)> = db
-        .prepare("SELECT id, path, channels, sample_rate FROM recordings WHERE state = 'recording' ORDER BY id")
-        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+    let open: Vec<(i64, String, u16, u32, String)> = db
+        .prepare("SELECT id, path, channels, sample_rate, format FROM recordings WHERE state = 'recording' ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect())
         .map_err(sq)?;
-    for (id, rel, channels, rate) in open {
+    for (id, rel, channels, rate, format) in open {
         let abs = dir.join(&rel);
-        let part = wav::part_path(&abs);
-        let result = if part.exists() {
-            wav::recover_part(&part, &abs, channels, rate).map(Some)
-        } else if abs.exists() {
-            wav::inspect_final(&abs).map(Some)
-        } else {
-            Ok(None)
-        };
+        let part = audio::part_path(&abs);
+        let result = audio::format_named(&format, &part).and_then(|format| {
+            if part.exists() {
+                audio::recover(format, &part, &abs, channels, rate).map(Some)
+            } else if abs.exists() {
+                audio::inspect_final(format, &abs, rate).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
         match result {
             Ok(Some(done)) => {
                 let duration = done.frames as f64 / f64::from(rate.max(1));

@@ -1,4 +1,4 @@
-//! Where a recording goes: `recordings/YYYY/MM/DD/<calls.id>-<Call-ID>.wav`, by call start UTC.
+//! Where a recording goes: `recordings/YYYY/MM/DD/<calls.id>-<Call-ID>.<ext>`, by call start UTC.
 
 use std::path::PathBuf;
 
@@ -33,13 +33,14 @@ pub fn day_dir(start: Timestamp) -> PathBuf {
     p
 }
 
-/// File name of the `n`th (1-based) recording of call row `call_id`.
-pub fn file_name(call_id: i64, sip_call_id: &str, n: u32) -> String {
+/// File name of the `n`th (1-based) recording of call row `call_id`; `ext` is the format's
+/// (`RecordingFormat::extension`).
+pub fn file_name(call_id: i64, sip_call_id: &str, n: u32, ext: &str) -> String {
     let base = sanitise_call_id(sip_call_id);
     if n <= 1 {
-        format!("{call_id}-{base}.wav")
+        format!("{call_id}-{base}.{ext}")
     } else {
-        format!("{call_id}-{base}-{n}.wav")
+        format!("{call_id}-{base}-{n}.{ext}")
     }
 }
 
@@ -57,8 +58,9 @@ mod tests {
         assert_eq!(sanitise_call_id(""), "call");
         assert_eq!(sanitise_call_id("ü/x"), "__x");
         assert_eq!(sanitise_call_id(&"x".repeat(200)).len(), CALL_ID_CHARS);
-        assert_eq!(file_name(7, "abc@h", 1), "7-abc_h.wav");
-        assert_eq!(file_name(7, "abc@h", 2), "7-abc_h-2.wav");
+        assert_eq!(file_name(7, "abc@h", 1, "wav"), "7-abc_h.wav");
+        assert_eq!(file_name(7, "abc@h", 2, "wav"), "7-abc_h-2.wav");
+        assert_eq!(file_name(7, "abc@h", 1, "ogg"), "7-abc_h.ogg");
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn full_call_lifecycle_fills_every_table_and_writes_the_wav() {
     assert_eq!(spec.sample_format, hound::SampleFormat::Int);
     assert_pattern(&samples, 24_000);
     assert!(
-        !wav::part_path(&dir.join(&rel)).exists(),
+        !audio::part_path(&dir.join(&rel)).exists(),
         ".part left behind"
     );
 
@@ -589,7 +589,7 @@ fn crash_mid_call_is_recovered_on_reopen() {
 
     let rel = PathBuf::from("recordings/2024/03/01/1-crash_host.wav");
     assert!(
-        wav::part_path(&dir.join(&rel)).exists(),
+        audio::part_path(&dir.join(&rel)).exists(),
         "crash leaves the .part"
     );
 
@@ -604,7 +604,7 @@ fn crash_mid_call_is_recovered_on_reopen() {
             runs_interrupted: 1,
         }
     );
-    assert!(!wav::part_path(&dir.join(&rel)).exists());
+    assert!(!audio::part_path(&dir.join(&rel)).exists());
     // Everything up to the last flush survives: 2.0 s, the rest was in the write buffer.
     let (spec, samples) = read_wav(&dir.join(&rel));
     assert_eq!((spec.channels, spec.sample_rate), (2, RATE));
@@ -1271,7 +1271,7 @@ fn a_recording_shorter_than_record_min_sec_is_deleted_and_the_catalog_says_so() 
         ("deleted", "shorter-than-min", 0)
     );
     assert!(!dir.join(&path).exists(), "{path} deleted");
-    assert!(!wav::part_path(&dir.join(&path)).exists());
+    assert!(!audio::part_path(&dir.join(&path)).exists());
     let kept: String = one(
         &db,
         "SELECT r.state FROM recordings r JOIN calls c ON c.id = r.call_id
@@ -1381,4 +1381,56 @@ fn a_version_1_catalog_is_upgraded_in_place() {
         one::<String>(&db, "SELECT source FROM runs WHERE id = 1"),
         "old"
     );
+}
+
+/// Every format through the store: named by its extension, finished or, after a crash,
+/// recovered from the format the catalog row names.
+#[test]
+fn every_format_is_recorded_named_and_recovered() {
+    for format in RecordingFormat::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut store = Store::open(dir, opts()).unwrap();
+        let start = |rec: u64, call: u64| {
+            Event::RecordingStarted(RecordingStarted {
+                format,
+                ..match rec_started(rec, call, 0) {
+                    Event::RecordingStarted(r) => r,
+                    _ => unreachable!(),
+                }
+            })
+        };
+        store.handle(started(1, 0, "done@host")).unwrap();
+        store.handle(start(1, 1)).unwrap();
+        feed(&mut store, 1, 0, 16_000);
+        store.handle(rec_stopped(1, 1, 2000, 16_000)).unwrap();
+        store.handle(started(2, 0, "crash@host")).unwrap();
+        store.handle(start(2, 2)).unwrap();
+        feed(&mut store, 2, 0, 20_000); // 2.5 s, flushed about every second
+        store.simulate_crash();
+
+        let ext = format.extension();
+        let done = PathBuf::from(format!("recordings/2024/03/01/1-done_host.{ext}"));
+        let crashed = PathBuf::from(format!("recordings/2024/03/01/2-crash_host.{ext}"));
+        assert!(dir.join(&done).exists(), "{ext}");
+        assert!(audio::part_path(&dir.join(&crashed)).exists(), "{ext}");
+
+        let store = Store::open(dir, opts()).unwrap();
+        assert_eq!(store.recovery().recordings_recovered, [crashed], "{ext}");
+        assert!(store.recovery().recordings_failed.is_empty(), "{ext}");
+        store.finish(&RunSummary::default()).unwrap();
+        let db = catalog(dir);
+        let rows: Vec<(String, String, f64)> = db
+            .prepare("SELECT path, format, duration_s FROM recordings ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0].0, done.to_string_lossy(), "{ext}");
+        assert_eq!(rows[0].1, format.as_str());
+        assert!((rows[0].2 - 2.0).abs() < 1e-9, "{ext}: {}", rows[0].2);
+        // The crashed one kept at least what was flushed a second before the crash.
+        assert!(rows[1].2 >= 1.2 && rows[1].2 <= 2.5, "{ext}: {}", rows[1].2);
+    }
 }

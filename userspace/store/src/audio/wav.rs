@@ -3,12 +3,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::{AudioFile, Finished, create_private_file, flush_every_frames, io_err, part_path};
 use crate::StoreError;
 
-pub const FILE_MODE: u32 = 0o640;
 const BITS: u16 = 16;
 const BYTES_PER_SAMPLE: u64 = 2;
 /// The 16-bit PCM `WAVEFORMAT` layout hound writes for up to two channels: RIFF, fmt, data headers.
@@ -16,46 +15,11 @@ pub const HEADER_LEN: u64 = 44;
 /// RIFF sizes are u32: the RIFF size field (data + 36) must not wrap.
 pub const MAX_DATA_BYTES: u64 = u32::MAX as u64 - (HEADER_LEN - 8);
 
-/// `path` with `.part` appended: `x.wav` -> `x.wav.part`.
-pub fn part_path(final_path: &Path) -> PathBuf {
-    let mut s = final_path.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 fn wav_err(path: &Path) -> impl FnOnce(hound::Error) -> StoreError + '_ {
     move |source| StoreError::Wav {
         path: path.to_owned(),
         source,
     }
-}
-
-/// Creates `path` (never replacing an existing file) with mode 0640 regardless of the umask.
-pub fn create_private_file(path: &Path) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(io_err(path))?;
-    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .map_err(io_err(path))?;
-    Ok(file)
-}
-
-pub struct Finished {
-    pub frames: u64,
-    pub size_bytes: u64,
-    /// Audio was dropped because the WAV reached its 4 GiB limit.
-    pub truncated: bool,
 }
 
 pub struct WavFile {
@@ -88,14 +52,12 @@ impl WavFile {
             bits_per_sample: BITS,
             sample_format: hound::SampleFormat::Int,
         };
-        let writer = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
+        let mut writer = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
             .map_err(wav_err(&part))?;
+        // The header (no data yet) reaches the file now: a crash never leaves an empty file.
+        writer.flush().map_err(wav_err(&part))?;
         let block = u64::from(channels.max(1)) * BYTES_PER_SAMPLE;
-        let flush_every_frames = if flush_secs.is_finite() && flush_secs > 0.0 {
-            ((flush_secs * f64::from(sample_rate)) as u64).max(1)
-        } else {
-            1
-        };
+        let flush_every_frames = flush_every_frames(flush_secs, sample_rate);
         Ok(WavFile {
             part,
             final_path,
@@ -161,6 +123,25 @@ impl WavFile {
             size_bytes,
             truncated: self.truncated,
         })
+    }
+}
+
+impl AudioFile for WavFile {
+    fn write(&mut self, samples: &[i16]) -> Result<(), StoreError> {
+        WavFile::write(self, samples)
+    }
+
+    fn frames(&self) -> u64 {
+        WavFile::frames(self)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Finished, StoreError> {
+        WavFile::finish(*self)
+    }
+
+    #[cfg(test)]
+    fn set_max_samples(&mut self, n: u64) {
+        WavFile::set_max_samples(self, n);
     }
 }
 
