@@ -916,11 +916,11 @@ impl Engine {
                 let reason = std::mem::take(reason);
                 self.dialogs.touch(flow.call, ts);
                 self.start_recording(flow.call, ts, reason);
-                return self.on_rtp_stream(ts, src, dst, flow, &pkt);
+                return self.on_rtp_stream(ts, src, dst, flow, &pkt, payload);
             }
         }
         self.dialogs.touch(flow.call, ts);
-        self.on_rtp_stream(ts, src, dst, flow, &pkt);
+        self.on_rtp_stream(ts, src, dst, flow, &pkt, payload);
     }
 
     /// Hands an RTP packet to its stream, creating the stream on its first packet.
@@ -931,6 +931,7 @@ impl Engine {
         dst: SocketAddr,
         flow: Flow,
         pkt: &rtp::Packet<&[u8]>,
+        packet: &[u8],
     ) {
         let Some(call) = self.dialogs.get(flow.call) else {
             return;
@@ -946,24 +947,28 @@ impl Engine {
             None => {
                 self.next_stream += 1;
                 self.stats.rtp_streams += 1;
-                let mut s = Stream::new(
+                media.streams.push(Stream::new(
                     StreamHandle(self.next_stream),
                     flow.sender,
                     src,
                     dst,
                     ssrc,
                     ts,
-                );
-                if let Some(why) = unreadable(&call.media(flow.sender).security) {
-                    s.set_encrypted(why);
-                }
-                media.streams.push(s);
+                ));
                 media.streams.len() - 1
             }
         };
         let answered = call.answered.is_some();
         let stream = &mut media.streams[idx];
         let sender = stream.sender;
+        if stream.keys_version != Some(call.media_version) {
+            stream.keys_version = Some(call.media_version);
+            match stream_keys(call, sender) {
+                Keys::Plain => stream.set_encrypted(None),
+                Keys::Sdes(lines, tag) => stream.set_srtp_keys(&lines, tag),
+                Keys::Unreadable(why) => stream.set_encrypted(Some(why)),
+            }
+        }
         let payloads = |pt: u8| call.codec_for(sender, pt);
         let mut ctx = StreamCtx {
             payloads: &payloads,
@@ -975,7 +980,7 @@ impl Engine {
             digits: &mut self.digits,
             reorder_window: self.cfg.reorder_window,
         };
-        stream.on_packet(ts, pkt, &mut ctx);
+        stream.on_wire(ts, packet, &mut ctx);
         let problem = match stream.status() {
             StreamStatus::Decoded | StreamStatus::NoAudio => None,
             s => s.reason().map(str::to_string),
@@ -1212,17 +1217,39 @@ enum Route {
     AfterEnd,
 }
 
-/// Why a party's SRTP cannot be read, if it cannot.
-fn unreadable(security: &MediaSecurity) -> Option<String> {
-    match security {
-        MediaSecurity::Plain => None,
-        // Decryption with SDES keys comes with the SRTP module.
-        MediaSecurity::Sdes(_) => Some("SRTP with SDES keys: decryption not built".into()),
-        MediaSecurity::Opaque(kx) => Some(format!(
+/// How a sender's stream is protected, from the call's SDP.
+enum Keys {
+    Plain,
+    /// SDES keys, newest first, and the tag the answer chose.
+    Sdes(Vec<String>, Option<u32>),
+    Unreadable(String),
+}
+
+fn stream_keys(call: &Call, sender: Side) -> Keys {
+    let peer = &call.media(sender.other()).security;
+    match &call.media(sender).security {
+        MediaSecurity::Plain => Keys::Plain,
+        // An offer of SRTP that the answer turned down for plain RTP is plain RTP.
+        MediaSecurity::Sdes(_) | MediaSecurity::NoKeys
+            if *peer == MediaSecurity::Plain && !call.media(sender.other()).payloads.is_empty() =>
+        {
+            Keys::Plain
+        }
+        MediaSecurity::Sdes(lines) => {
+            let tag = match peer {
+                MediaSecurity::Sdes(theirs) => theirs
+                    .first()
+                    .and_then(|l| l.split_ascii_whitespace().next())
+                    .and_then(|t| t.trim_start_matches("a=crypto:").parse().ok()),
+                _ => None,
+            };
+            Keys::Sdes(lines.clone(), tag)
+        }
+        MediaSecurity::Opaque(kx) => Keys::Unreadable(format!(
             "SRTP keyed by {}: a passive observer cannot decrypt it",
             kx.as_str()
         )),
-        MediaSecurity::NoKeys => Some("SRTP profile without keys in the SDP".into()),
+        MediaSecurity::NoKeys => Keys::Unreadable("SRTP profile without keys in the SDP".into()),
     }
 }
 
@@ -1264,11 +1291,8 @@ fn stream_report(s: &Stream, call: CallHandle, status: &StreamStatus) -> StreamR
         recovered_samples: s.counts.recovered_samples,
         undecodable_packets: s.counts.undecodable_packets,
         decrypt_failures: s.counts.decrypt_failures,
-        security: if s.is_encrypted() {
-            "encrypted".into()
-        } else {
-            "rtp".into()
-        },
+        security: s.security(),
+
     }
 }
 

@@ -15,6 +15,7 @@ use crate::codec::{self, CodecSpec, Decoder, Undecodable};
 use crate::dtmf::DtmfDetector;
 use crate::event::{DtmfSource, Event, Side, StreamHandle};
 use crate::media::Resample;
+use crate::media::srtp::{CryptoAttr, SrtpContext, SrtpError};
 use crate::recording::Recording;
 use crate::rtp::{self, StreamStats, TelephoneEvent};
 use crate::time::Timestamp;
@@ -254,6 +255,46 @@ impl Reorder {
     }
 }
 
+/// SRTP keys of a stream's sender: one context per `a=crypto` line it offered or answered,
+/// newest first. The one that authenticates is used until another does (a re-key).
+struct Srtp {
+    lines: Vec<String>,
+    contexts: Vec<SrtpContext>,
+    current: usize,
+    /// The plain packet of the last decryption.
+    plain: Vec<u8>,
+    authenticated: u64,
+}
+
+impl Srtp {
+    /// Decrypts into `self.plain`: the current context, then the others.
+    fn unprotect(&mut self, packet: &[u8]) -> Result<(), SrtpError> {
+        let mut err = SrtpError::AuthFailed;
+        let n = self.contexts.len();
+        for k in 0..n {
+            let i = (self.current + k) % n;
+            match self.contexts[i].unprotect_rtp(packet, &mut self.plain) {
+                Ok(()) => {
+                    if i != self.current {
+                        // Carry the rollover counter over to the key now in use.
+                        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+                        if let Some((roc, seq)) = self.contexts[self.current].rollover_counter(ssrc)
+                            && self.contexts[i].rollover_counter(ssrc).is_none()
+                        {
+                            self.contexts[i].set_rollover_counter(ssrc, roc, seq);
+                        }
+                        self.current = i;
+                    }
+                    self.authenticated += 1;
+                    return Ok(());
+                }
+                Err(e) => err = e,
+            }
+        }
+        Err(err)
+    }
+}
+
 struct ActiveDecoder {
     pt: u8,
     decoder: Box<dyn Decoder>,
@@ -264,6 +305,8 @@ struct ActiveDecoder {
     end_ts: Option<i64>,
     /// Set when a change of clock needs the timeline to anchor the stream afresh.
     epoch: u64,
+    /// Samples in the last payload decoded: the size of the frame a loss most likely took.
+    frame: u32,
 }
 
 pub struct Stream {
@@ -287,6 +330,7 @@ pub struct Stream {
     undecodable: Option<String>,
     /// Set when the stream is SRTP and could not be decrypted.
     encrypted: Option<String>,
+    srtp: Option<Srtp>,
     resample: Option<Resample>,
     /// Unwrapping of the RTP timestamp in release order.
     last_raw_ts: u32,
@@ -298,6 +342,8 @@ pub struct Stream {
     epochs: u64,
     pcm: Vec<i16>,
     concealed: Vec<i16>,
+    /// The call's media version the keys were last taken from.
+    pub keys_version: Option<u32>,
 }
 
 impl Stream {
@@ -326,6 +372,7 @@ impl Stream {
             decoder: None,
             undecodable: None,
             encrypted: None,
+            srtp: None,
             resample: None,
             last_raw_ts: 0,
             ext_ts: 0,
@@ -335,6 +382,7 @@ impl Stream {
             epochs: 0,
             pcm: Vec::new(),
             concealed: Vec::new(),
+            keys_version: None,
         }
     }
 
@@ -354,13 +402,111 @@ impl Stream {
     }
 
     /// Marks the stream as encrypted beyond reach (no key, DTLS-SRTP, ZRTP...): its payload is
-    /// dropped, not decoded into noise.
-    pub fn set_encrypted(&mut self, why: String) {
-        self.encrypted = Some(why);
+    /// dropped, not decoded into noise. `None`: plain RTP after all (the answer chose it).
+    pub fn set_encrypted(&mut self, why: Option<String>) {
+        self.encrypted = why;
+        self.srtp = None;
     }
 
     pub fn is_encrypted(&self) -> bool {
         self.encrypted.is_some()
+    }
+
+    /// How the stream is protected, for its report.
+    pub fn security(&self) -> String {
+        match (&self.srtp, &self.encrypted) {
+            (_, Some(why)) => format!("encrypted: {why}"),
+            (Some(s), None) => match s.contexts.get(s.current) {
+                Some(c) => format!("srtp {}", c.suite()),
+                None => "srtp".into(),
+            },
+            (None, None) => "rtp".into(),
+        }
+    }
+
+    /// The stream is SRTP keyed by these `a=crypto` lines of its sender (newest first); lines
+    /// already known keep their contexts (and rollover counters). The answer's tag, when
+    /// known, says which of an offer's lines is in use: it is tried first.
+    pub fn set_srtp_keys(&mut self, lines: &[String], tag: Option<u32>) {
+        if self.srtp.as_ref().is_some_and(|s| s.lines == lines) {
+            return;
+        }
+        let old = self.srtp.take();
+        let mut srtp = Srtp {
+            lines: lines.to_vec(),
+            contexts: Vec::new(),
+            current: 0,
+            plain: Vec::new(),
+            authenticated: old.as_ref().map_or(0, |o| o.authenticated),
+        };
+        let mut errors = Vec::new();
+        let mut attrs: Vec<CryptoAttr> = Vec::new();
+        for line in lines {
+            match CryptoAttr::parse(line) {
+                Ok(a) => attrs.push(a),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        // The tag the answer chose first; the rest in the order given.
+        attrs.sort_by_key(|a| Some(a.tag) != tag);
+        for a in attrs {
+            match SrtpContext::new(&a) {
+                Ok(c) => srtp.contexts.push(c),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if let Some(old) = old {
+            // The previous keys stay, behind the new ones, for packets still in flight.
+            for c in old.contexts {
+                if srtp.contexts.len() < 8 {
+                    srtp.contexts.push(c);
+                }
+            }
+        }
+        if srtp.contexts.is_empty() {
+            let why = errors.first().cloned().unwrap_or_else(|| "no usable SDES key".into());
+            self.encrypted = Some(why);
+        } else {
+            self.encrypted = None;
+        }
+        self.srtp = Some(srtp);
+    }
+
+    /// Feeds one packet as captured: decrypted first when the stream is SRTP. A packet no key
+    /// authenticates is dropped and counted, never decoded as noise.
+    pub fn on_wire(&mut self, ts: Timestamp, packet: &[u8], ctx: &mut StreamCtx<'_>) {
+        let Some(srtp) = self.srtp.as_mut() else {
+            if let Ok(pkt) = rtp::Packet::new_checked(packet) {
+                self.on_packet(ts, &pkt, ctx);
+            }
+            return;
+        };
+        if self.encrypted.is_some() {
+            // No usable key: the packet still counts in the RTP figures, its payload is dropped.
+            if let Ok(pkt) = rtp::Packet::new_checked(packet) {
+                self.on_packet(ts, &pkt, ctx);
+            }
+            return;
+        }
+        match srtp.unprotect(packet) {
+            Ok(()) => {
+                let plain = std::mem::take(&mut srtp.plain);
+                if let Ok(pkt) = rtp::Packet::new_checked(plain.as_slice()) {
+                    self.on_packet(ts, &pkt, ctx);
+                }
+                if let Some(s) = self.srtp.as_mut() {
+                    s.plain = plain;
+                }
+            }
+            Err(_) => {
+                self.counts.decrypt_failures += 1;
+                self.last_ts = self.last_ts.max(ts);
+                if srtp.authenticated == 0 && self.counts.decrypt_failures >= 50 {
+                    self.encrypted =
+                        Some("SRTP: no packet authenticated with the keys in the SDP".into());
+                }
+            }
+        }
     }
 
     /// The rate of the decoded audio (0 before any was decoded).
@@ -527,11 +673,16 @@ impl Stream {
             if gap_ticks > 0 && gap_ticks <= max_ticks {
                 let samples =
                     (gap_ticks as i128 * dec.rate as i128 / dec.clock_rate as i128) as usize;
-                let n = dec.decoder.recover(r.payload, samples, &mut self.concealed);
+                // In time order: concealment for all but the last lost frame, then that frame
+                // rebuilt from the next packet's redundancy where the codec has it (Opus FEC).
+                let last = (dec.frame as usize).clamp(1, samples);
+                dec.decoder
+                    .conceal(samples - last, &mut self.concealed);
+                let n = dec.decoder.recover(r.payload, last, &mut self.concealed);
                 if n > 0 {
                     self.counts.recovered_samples += n as u64;
                 } else {
-                    dec.decoder.conceal(samples, &mut self.concealed);
+                    dec.decoder.conceal(last, &mut self.concealed);
                 }
                 self.counts.concealed_samples += self.concealed.len() as u64;
                 if !self.concealed.is_empty() {
@@ -544,6 +695,9 @@ impl Stream {
             Ok(_) => {
                 self.counts.decoded_packets += 1;
                 self.counts.decoded_samples += self.pcm.len() as u64;
+                if !self.pcm.is_empty() {
+                    dec.frame = self.pcm.len() as u32;
+                }
             }
             Err(_) => {
                 self.counts.undecodable_packets += 1;
@@ -638,6 +792,7 @@ impl Stream {
                     base_ts,
                     end_ts,
                     epoch,
+                    frame: rate / 50,
                 });
                 true
             }
