@@ -65,12 +65,50 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// What building voxtap needs: libpcap's headers and library for `--capture afpacket`.
-const BUILD_PACKAGES: &[(&str, &str)] = &[("/usr/include/pcap/pcap.h", "libpcap-dev")];
+/// What building voxtap needs: libpcap for `--capture afpacket`; the codec libraries the
+/// decoders bind (userspace/codec/README.md says why each); the encoders of the compressed
+/// recording formats (FLAC, Opus, MP3).
+const BUILD_PACKAGES: &[(&str, &str)] = &[
+    ("/usr/include/pcap/pcap.h", "libpcap-dev"),
+    ("pkg-config", "pkg-config"),
+    ("/usr/include/opus/opus.h", "libopus-dev"),
+    ("/usr/include/bcg729/decoder.h", "libbcg729-dev"),
+    ("/usr/include/gsm.h", "libgsm1-dev"),
+    ("/usr/include/speex/speex.h", "libspeex-dev"),
+    (
+        "/usr/include/opencore-amrnb/interf_dec.h",
+        "libopencore-amrnb-dev",
+    ),
+    (
+        "/usr/include/opencore-amrwb/dec_if.h",
+        "libopencore-amrwb-dev",
+    ),
+    (
+        "/usr/include/x86_64-linux-gnu/libavcodec/avcodec.h",
+        "libavcodec-dev",
+    ),
+    ("/usr/include/FLAC/stream_encoder.h", "libflac-dev"),
+    ("/usr/include/lame/lame.h", "libmp3lame-dev"),
+];
 
-/// What the tests add: tshark is the oracle for SIP/RTP facts, sox checks recordings, and
-/// iproute2's `ip` builds the netns + veth fixture of the live-capture and XDP tests.
-const TEST_PACKAGES: &[(&str, &str)] = &[("tshark", "tshark"), ("sox", "sox"), ("ip", "iproute2")];
+/// What the tests add: tshark is the oracle for SIP/RTP facts, sox checks recordings,
+/// iproute2's `ip` builds the netns + veth fixture of the live-capture and XDP tests, ffmpeg
+/// decodes recordings and is an independent codec oracle, spandsp and vo-amrwbenc are encoders
+/// of generated codec traffic, libsrtp (through Python) is the SRTP oracle and tcpreplay
+/// replays captures fast onto veth.
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("tshark", "tshark"),
+    ("sox", "sox"),
+    ("ip", "iproute2"),
+    ("ffmpeg", "ffmpeg"),
+    ("/usr/include/spandsp/g722.h", "libspandsp-dev"),
+    ("/usr/include/vo-amrwbenc/enc_if.h", "libvo-amrwbenc-dev"),
+    (
+        "/usr/lib/python3/dist-packages/pylibsrtp",
+        "python3-pylibsrtp",
+    ),
+    ("tcpreplay", "tcpreplay"),
+];
 
 fn install_debian_packages() -> Result<()> {
     install_packages(&[BUILD_PACKAGES, TEST_PACKAGES].concat())
@@ -237,7 +275,10 @@ fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     install_debian_packages()?;
     install_ebpf_toolchain()?;
-    run(Command::new("cargo").args(["test", "--workspace", "--release"]))?;
+    // Everything is installed above: a codec or oracle missing is a failure, not a skip.
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--release"])
+        .env("VOXTAP_REQUIRE_CODECS", "1"))?;
     fuzz_smoke(root)
 }
 

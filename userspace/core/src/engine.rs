@@ -134,6 +134,8 @@ struct CallMedia {
     recording: Option<Recording>,
     settings: CallRecording,
     flows: Vec<FlowTuple>,
+    /// When the parties agreed ZRTP keys in the media path, if they did.
+    zrtp: Option<Timestamp>,
 }
 
 struct PendingPacket {
@@ -311,6 +313,11 @@ impl Engine {
     }
 
     fn on_udp(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        if let Some(flow) = self.flows.get(&(src, dst)).copied()
+            && let Some(kind) = zrtp_message(payload)
+        {
+            return self.on_zrtp(ts, flow, kind);
+        }
         if let Some(flow) = self.flows.get(&(src, dst)).copied()
             && rtp::looks_like_rtp(payload)
         {
@@ -810,9 +817,9 @@ impl Engine {
                 StreamStatus::Encrypted(_) => self.stats.encrypted_streams += 1,
                 _ => {}
             }
-            self.stats.late_packets += s.counts.late;
             self.stats.concealed_ms +=
                 s.counts.concealed_samples * 1000 / u64::from(s.audio_rate().max(1));
+
             self.events
                 .push_back(Event::StreamEnded(stream_report(&s, handle, &status)));
         }
@@ -923,6 +930,25 @@ impl Engine {
         self.on_rtp_stream(ts, src, dst, flow, &pkt, payload);
     }
 
+    /// A ZRTP message on a call's media path (RFC 6189): once the parties confirm a key, their
+    /// media is SRTP under keys no observer can learn. What came before stays recorded; what
+    /// follows is dropped and the recording says why.
+    fn on_zrtp(&mut self, ts: Timestamp, flow: Flow, kind: [u8; 8]) {
+        self.stats.zrtp_packets += 1;
+        if !matches!(&kind, b"Confirm1" | b"Confirm2" | b"Conf2ACK") {
+            return;
+        }
+        let media = self.media.entry(flow.call).or_default();
+        if media.zrtp.is_some() {
+            return;
+        }
+        media.zrtp = Some(ts);
+        let why = zrtp_reason();
+        for s in &mut media.streams {
+            s.set_encrypted(Some(why.clone()));
+        }
+    }
+
     /// Hands an RTP packet to its stream, creating the stream on its first packet.
     fn on_rtp_stream(
         &mut self,
@@ -964,6 +990,7 @@ impl Engine {
         if stream.keys_version != Some(call.media_version) {
             stream.keys_version = Some(call.media_version);
             match stream_keys(call, sender) {
+                _ if media.zrtp.is_some() => stream.set_encrypted(Some(zrtp_reason())),
                 Keys::Plain => stream.set_encrypted(None),
                 Keys::Sdes(lines, tag) => stream.set_srtp_keys(&lines, tag),
                 Keys::Unreadable(why) => stream.set_encrypted(Some(why)),
@@ -980,7 +1007,13 @@ impl Engine {
             digits: &mut self.digits,
             reorder_window: self.cfg.reorder_window,
         };
+        let before = stream.counts;
         stream.on_wire(ts, packet, &mut ctx);
+        // Live counts, so the figures of a running capture show what audio is being lost.
+        let after = stream.counts;
+        self.stats.late_packets += after.late - before.late;
+        self.stats.duplicate_packets += after.duplicates - before.duplicates;
+        self.stats.decrypt_failures += after.decrypt_failures - before.decrypt_failures;
         let problem = match stream.status() {
             StreamStatus::Decoded | StreamStatus::NoAudio => None,
             s => s.reason().map(str::to_string),
@@ -1026,18 +1059,14 @@ impl Engine {
     /// endpoints decide.
     fn match_flow(&self, src: SocketAddr, dst: SocketAddr) -> Option<Flow> {
         let epoch = self.dialogs.media_epoch();
-        if let Some((call, sender)) = self.dialogs.lookup_media(src, dst) {
-            return Some(Flow {
-                call,
-                sender,
-                epoch,
-            });
-        }
+        let by_sdp = self.dialogs.lookup_media(src, dst);
         if let Some(&(call, sender)) = self.peers.get(&src)
             && self
                 .dialogs
                 .get(call)
                 .is_some_and(|c| c.state != CallState::Ended)
+            // A newer call's SDP naming the endpoint wins over an older call's peer.
+            && by_sdp.is_none_or(|(c, _)| c <= call)
         {
             return Some(Flow {
                 call,
@@ -1045,7 +1074,11 @@ impl Engine {
                 epoch,
             });
         }
-        None
+        by_sdp.map(|(call, sender)| Flow {
+            call,
+            sender,
+            epoch,
+        })
     }
 
     fn add_flow(&mut self, src: SocketAddr, dst: SocketAddr, flow: Flow) {
@@ -1217,6 +1250,20 @@ enum Route {
     AfterEnd,
 }
 
+/// The message type of a ZRTP packet (RFC 6189 §5: version 0 header, magic cookie `ZRTP`),
+/// if `payload` is one.
+fn zrtp_message(payload: &[u8]) -> Option<[u8; 8]> {
+    let header = payload.get(..24)?;
+    if header[0] & 0xf0 != 0x10 || &header[4..8] != b"ZRTP" || header[12..14] != [0x50, 0x5a] {
+        return None;
+    }
+    header[16..24].try_into().ok()
+}
+
+fn zrtp_reason() -> String {
+    "SRTP keyed by ZRTP in the media path: a passive observer cannot decrypt it".into()
+}
+
 /// How a sender's stream is protected, from the call's SDP.
 enum Keys {
     Plain,
@@ -1292,7 +1339,6 @@ fn stream_report(s: &Stream, call: CallHandle, status: &StreamStatus) -> StreamR
         undecodable_packets: s.counts.undecodable_packets,
         decrypt_failures: s.counts.decrypt_failures,
         security: s.security(),
-
     }
 }
 

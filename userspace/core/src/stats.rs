@@ -61,13 +61,18 @@ pub struct Stats {
     pub rtp_streams: u64,
     /// Calls or streams dropped to stay within bounds.
     pub evictions: u64,
+    /// ZRTP key-agreement packets seen on calls' media paths.
+    pub zrtp_packets: u64,
     /// RTP of an ended call's own stream, arriving after its end (not recorded).
     pub rtp_after_end: u64,
     /// RTP packets that came after their place was given up as lost (past the reorder
-    /// window), counted when their stream ends.
+    /// window), and duplicates: neither is in a recording.
     pub late_packets: u64,
+    pub duplicate_packets: u64,
+    /// SRTP packets no key authenticated (dropped, never decoded).
+    pub decrypt_failures: u64,
     /// Milliseconds of audio made up by codec concealment for lost packets, counted when
-    /// streams end.
+    /// their stream ends.
     pub concealed_ms: u64,
     /// Streams whose audio could not be decoded (in part or whole), or decrypted.
     pub undecodable_streams: u64,

@@ -277,7 +277,8 @@ impl Srtp {
                 Ok(()) => {
                     if i != self.current {
                         // Carry the rollover counter over to the key now in use.
-                        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+                        let ssrc =
+                            u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
                         if let Some((roc, seq)) = self.contexts[self.current].rollover_counter(ssrc)
                             && self.contexts[i].rollover_counter(ssrc).is_none()
                         {
@@ -388,10 +389,13 @@ impl Stream {
 
     /// What the stream amounted to, for its report.
     pub fn status(&self) -> StreamStatus {
-        if let Some(why) = &self.encrypted
-            && self.counts.decoded_packets == 0
-        {
-            return StreamStatus::Encrypted(why.clone());
+        if let Some(why) = &self.encrypted {
+            return if self.counts.decoded_packets == 0 {
+                StreamStatus::Encrypted(why.clone())
+            } else {
+                // Audio until the keys changed hands, none after.
+                StreamStatus::Partial(why.clone())
+            };
         }
         match (&self.undecodable, self.counts.decoded_packets) {
             (Some(why), 0) => StreamStatus::Undecodable(why.clone()),
@@ -464,7 +468,10 @@ impl Stream {
             }
         }
         if srtp.contexts.is_empty() {
-            let why = errors.first().cloned().unwrap_or_else(|| "no usable SDES key".into());
+            let why = errors
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "no usable SDES key".into());
             self.encrypted = Some(why);
         } else {
             self.encrypted = None;
@@ -676,8 +683,7 @@ impl Stream {
                 // In time order: concealment for all but the last lost frame, then that frame
                 // rebuilt from the next packet's redundancy where the codec has it (Opus FEC).
                 let last = (dec.frame as usize).clamp(1, samples);
-                dec.decoder
-                    .conceal(samples - last, &mut self.concealed);
+                dec.decoder.conceal(samples - last, &mut self.concealed);
                 let n = dec.decoder.recover(r.payload, last, &mut self.concealed);
                 if n > 0 {
                     self.counts.recovered_samples += n as u64;

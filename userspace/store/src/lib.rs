@@ -82,6 +82,8 @@ pub struct RunSummary {
     pub rtp_streams: u64,
     /// Audio the run could not use, by reason.
     pub late_packets: u64,
+    pub duplicate_packets: u64,
+    pub decrypt_failures: u64,
     pub concealed_ms: u64,
     pub undecodable_streams: u64,
     pub encrypted_streams: u64,
@@ -105,6 +107,8 @@ impl RunSummary {
             calls_answered: stats.calls_answered,
             rtp_streams: stats.rtp_streams,
             late_packets: stats.late_packets,
+            duplicate_packets: stats.duplicate_packets,
+            decrypt_failures: stats.decrypt_failures,
             concealed_ms: stats.concealed_ms,
             undecodable_streams: stats.undecodable_streams,
             encrypted_streams: stats.encrypted_streams,
@@ -365,7 +369,8 @@ impl Store {
                 rtp_packets = ?6, rtp_unmatched = ?7, malformed = ?8, ignored = ?9, calls_seen = ?10,
                 calls_answered = ?11, rtp_streams = ?12, late_packets = ?13, concealed_s = ?14,
                 undecodable_streams = ?15, encrypted_streams = ?16, recordings_cut = ?17,
-                rtp_after_end = ?18, state = 'complete'
+                rtp_after_end = ?18, duplicate_packets = ?19, decrypt_failures = ?20,
+                state = 'complete'
              WHERE id = ?1",
         )
         .and_then(|mut s| {
@@ -388,6 +393,8 @@ impl Store {
                 int(summary.encrypted_streams),
                 int(summary.recordings_cut),
                 int(summary.rtp_after_end),
+                int(summary.duplicate_packets),
+                int(summary.decrypt_failures),
             ])
         })
         .map_err(sq)?;

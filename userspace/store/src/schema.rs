@@ -150,6 +150,8 @@ const V2: &[&str] = &[
     "ALTER TABLE recordings ADD COLUMN shifted_s REAL",
     "ALTER TABLE recordings ADD COLUMN reanchors INTEGER",
     "ALTER TABLE runs ADD COLUMN late_packets INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN duplicate_packets INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN decrypt_failures INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE runs ADD COLUMN concealed_s REAL NOT NULL DEFAULT 0",
     "ALTER TABLE runs ADD COLUMN undecodable_streams INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE runs ADD COLUMN encrypted_streams INTEGER NOT NULL DEFAULT 0",

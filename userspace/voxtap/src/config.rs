@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use toml::Spanned;
 use voxtap_core::EngineConfig;
+use voxtap_core::event::RecordingFormat;
+
 use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy, Rules, RulesPolicy};
 
 use crate::rules_config::RulesSection;
@@ -65,6 +68,9 @@ pub struct EngineSection {
     pub pending_rtp_ms: u64,
     /// Most calls tracked at once.
     pub max_calls: usize,
+    /// A direction silent this long stops holding the other back; a stall shorter than this
+    /// loses no audio, in milliseconds.
+    pub stall_ms: u64,
 }
 
 impl Default for EngineSection {
@@ -77,6 +83,7 @@ impl Default for EngineSection {
             setup_timeout_s: e.dialog.setup_timeout.as_secs(),
             pending_rtp_ms: e.pending_rtp_max_age.as_millis() as u64,
             max_calls: e.dialog.max_calls,
+            stall_ms: e.stall_allowance.as_millis() as u64,
         }
     }
 }
@@ -84,17 +91,70 @@ impl Default for EngineSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingSection {
-    /// Record every answered call (the rules engine replaces this later).
+    /// Record every answered call when no `[rules]` decide.
     pub enabled: bool,
-    /// How often a recording's WAV header is made valid on disk, in seconds of audio.
+    /// How often a recording's file is made playable on disk, in seconds of audio (every
+    /// format; the name is kept from when there was only WAV).
     pub wav_flush_s: f64,
+    /// File format unless a rule's `format` says otherwise: `wav`, `flac`, `opus` or `mp3`.
+    pub format: FormatName,
+    /// `auto` (16 kHz for wide-band codecs, 8 kHz otherwise) or a rate in Hz.
+    pub sample_rate: Spanned<RateSetting>,
+    /// A recording is cut at this many hours (the cut is counted and catalogued).
+    pub max_length_h: Spanned<f64>,
 }
+
+/// A recording file format, as the config names it.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FormatName {
+    #[default]
+    Wav,
+    Flac,
+    Opus,
+    Mp3,
+}
+
+impl FormatName {
+    pub fn format(self) -> RecordingFormat {
+        match self {
+            FormatName::Wav => RecordingFormat::Wav,
+            FormatName::Flac => RecordingFormat::Flac,
+            FormatName::Opus => RecordingFormat::Opus,
+            FormatName::Mp3 => RecordingFormat::Mp3,
+        }
+    }
+}
+
+/// `sample_rate = "auto"` or a number.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RateSetting {
+    Hz(u32),
+    Word(String),
+}
+
+/// The rates a recording may have (every format can write them).
+pub const RATES: [u32; 5] = [8000, 16_000, 32_000, 44_100, 48_000];
 
 impl Default for RecordingSection {
     fn default() -> Self {
         Self {
             enabled: true,
             wav_flush_s: 1.0,
+            format: FormatName::Wav,
+            sample_rate: Spanned::new(0..0, RateSetting::Word("auto".into())),
+            max_length_h: Spanned::new(0..0, 6.0),
+        }
+    }
+}
+
+impl RecordingSection {
+    /// The fixed rate, or `None` for auto.
+    pub fn rate(&self) -> Option<u32> {
+        match self.sample_rate.get_ref() {
+            RateSetting::Hz(hz) => Some(*hz),
+            RateSetting::Word(_) => None,
         }
     }
 }
@@ -118,6 +178,7 @@ impl Config {
             }
         };
         cfg.validate()?;
+        cfg.validate_recording(text)?;
         if let Some(r) = &cfg.rules {
             cfg.compiled_rules = Some(r.to_rules(text)?);
         }
@@ -133,6 +194,34 @@ impl Config {
         }
     }
 
+    /// The recording settings that name their line when wrong.
+    fn validate_recording(&self, text: &str) -> Result<()> {
+        let r = &self.recording;
+        let at = |span: std::ops::Range<usize>| {
+            let (line, col) = line_col(text, span.start);
+            format!("line {line}, column {col}")
+        };
+        match r.sample_rate.get_ref() {
+            RateSetting::Hz(hz) if !RATES.contains(hz) => bail!(
+                "{}: recording.sample_rate must be \"auto\" or one of {RATES:?}, not {hz}",
+                at(r.sample_rate.span())
+            ),
+            RateSetting::Word(w) if w != "auto" => bail!(
+                "{}: recording.sample_rate must be \"auto\" or one of {RATES:?}, not {w:?}",
+                at(r.sample_rate.span())
+            ),
+            _ => {}
+        }
+        let h = *r.max_length_h.get_ref();
+        if !(h > 0.0 && h <= 48.0) {
+            bail!(
+                "{}: recording.max_length_h must be above 0 and at most 48, not {h}",
+                at(r.max_length_h.span())
+            );
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<()> {
         let e = &self.engine;
         if e.reorder_window_ms == 0 || e.reorder_window_ms > 10_000 {
@@ -146,6 +235,12 @@ impl Config {
         }
         if e.max_calls == 0 {
             bail!("engine.max_calls must be above 0");
+        }
+        if e.stall_ms == 0 || e.stall_ms > 60_000 {
+            bail!(
+                "engine.stall_ms must be between 1 and 60000, not {}",
+                e.stall_ms
+            );
         }
         if self.capture.sip_ports.is_empty() || self.capture.sip_ports.contains(&0) {
             bail!("capture.sip_ports must list at least one port, and port 0 is not one");
@@ -193,6 +288,10 @@ impl Config {
         c.dialog.setup_timeout = Duration::from_secs(e.setup_timeout_s);
         c.dialog.max_calls = e.max_calls;
         c.pending_rtp_max_age = Duration::from_millis(e.pending_rtp_ms);
+        c.stall_allowance = Duration::from_millis(e.stall_ms);
+        c.format = self.recording.format.format();
+        c.sample_rate = self.recording.rate();
+        c.max_recording = Duration::from_secs_f64(self.recording.max_length_h.get_ref() * 3600.0);
         if let Some(rules) = &self.compiled_rules {
             c.mode_header = rules.mode_header.clone();
             c.info_record = rules.info_record.clone();
@@ -216,6 +315,36 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recording_format_rate_and_length_reach_the_engine() {
+        let c = Config::parse(
+            "[recording]\nformat = \"opus\"\nsample_rate = 16000\nmax_length_h = 2.5\n[engine]\nstall_ms = 8000\n",
+        )
+        .expect("parses");
+        let e = c.engine_config();
+        assert_eq!(e.format, RecordingFormat::Opus);
+        assert_eq!(e.sample_rate, Some(16_000));
+        assert_eq!(e.max_recording, Duration::from_secs(9000));
+        assert_eq!(e.stall_allowance, Duration::from_secs(8));
+        let d = Config::default().engine_config();
+        assert_eq!((d.format, d.sample_rate), (RecordingFormat::Wav, None));
+        let auto = Config::parse("[recording]\nsample_rate = \"auto\"\n").expect("auto");
+        assert_eq!(auto.engine_config().sample_rate, None);
+    }
+
+    #[test]
+    fn bad_recording_values_name_their_line() {
+        let err = |text: &str| format!("{:#}", Config::parse(text).expect_err("refused"));
+        let e = err("[recording]\nformat = \"wav\"\nsample_rate = 11025\n");
+        assert!(e.contains("line 3") && e.contains("sample_rate"), "{e}");
+        let e = err("[recording]\n\nsample_rate = \"fast\"\n");
+        assert!(e.contains("line 3"), "{e}");
+        let e = err("[recording]\nmax_length_h = 0\n");
+        assert!(e.contains("line 2") && e.contains("max_length_h"), "{e}");
+        let e = err("[recording]\nformat = \"aac\"\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
 
     #[test]
     fn rules_name_the_engine_s_mode_and_info_record_headers() {

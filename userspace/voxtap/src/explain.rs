@@ -63,6 +63,24 @@ fn party(user: Option<String>, name: Option<String>, sig: String) -> String {
     }
 }
 
+/// A `recordings` row as explain tells it.
+struct Rec {
+    path: String,
+    duration: Option<f64>,
+    state: String,
+    stop: Option<String>,
+    started: String,
+    format: String,
+    rate: i64,
+    codec: String,
+    why: Option<String>,
+    caller_s: Option<f64>,
+    callee_s: Option<f64>,
+    slipped_s: Option<f64>,
+    shifted_s: Option<f64>,
+    size: Option<i64>,
+}
+
 fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
     type Row = (
         String,
@@ -152,17 +170,28 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
     }
 
     let mut stmt = db.prepare(
-        "SELECT path, duration_s, state, stop_reason, start_time FROM recordings WHERE call_id = ?1 ORDER BY id",
+        "SELECT path, duration_s, state, stop_reason, start_time, format, sample_rate, codec,
+                state_reason, caller_audio_s, callee_audio_s, slipped_s, shifted_s, size_bytes
+         FROM recordings WHERE call_id = ?1 ORDER BY id",
     )?;
     let recs = stmt
         .query_map([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<f64>>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-            ))
+            Ok(Rec {
+                path: r.get(0)?,
+                duration: r.get(1)?,
+                state: r.get(2)?,
+                stop: r.get(3)?,
+                started: r.get(4)?,
+                format: r.get(5)?,
+                rate: r.get(6)?,
+                codec: r.get(7)?,
+                why: r.get(8)?,
+                caller_s: r.get(9)?,
+                callee_s: r.get(10)?,
+                slipped_s: r.get(11)?,
+                shifted_s: r.get(12)?,
+                size: r.get(13)?,
+            })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     writeln!(
@@ -170,15 +199,44 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
         "recordings:{}",
         if recs.is_empty() { " none" } else { "" }
     )?;
-    for (path, dur, state, stop, started) in recs {
-        let dur = dur
+    for r in recs {
+        let dur = r
+            .duration
             .map(|d| format!("{d:.1} s"))
             .unwrap_or_else(|| "-".into());
+        let codec = if r.codec.is_empty() {
+            String::new()
+        } else {
+            format!(" from {}", r.codec)
+        };
         writeln!(
             out,
-            "  {path}  {dur}  {state}  from {started}{}",
-            stop.map(|s| format!(", stopped: {s}")).unwrap_or_default()
+            "  {}  {dur}  {}  {} {} Hz{codec}, {} bytes, from {}{}",
+            r.path,
+            r.state,
+            r.format,
+            r.rate,
+            r.size.unwrap_or(0),
+            r.started,
+            r.stop
+                .map(|s| format!(", stopped: {s}"))
+                .unwrap_or_default()
         )?;
+        if let Some(why) = r.why {
+            writeln!(out, "    why not complete: {why}")?;
+        }
+        if let (Some(a), Some(b)) = (r.caller_s, r.callee_s) {
+            writeln!(
+                out,
+                "    audio heard: caller {a:.1} s, callee {b:.1} s{}",
+                match (r.slipped_s, r.shifted_s) {
+                    (Some(s), Some(t)) if s > 0.0 || t > 0.0 => format!(
+                        "; {s:.3} s of silence slipped in for a slower sender clock, {t:.3} s moved later after a stall"
+                    ),
+                    _ => String::new(),
+                }
+            )?;
+        }
     }
 
     let mut stmt = db.prepare(
@@ -223,25 +281,44 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
     }
 
     let mut stmt = db.prepare(
-        "SELECT side, src_addr, src_port, dst_addr, dst_port, codec, ssrc, packets, lost, max_jitter_ms, mean_jitter_ms
+        "SELECT side, src_addr, src_port, dst_addr, dst_port, codec, ssrc, packets, lost, max_jitter_ms,
+                mean_jitter_ms, status, status_reason, security, late, duplicates, concealed_s,
+                decoded_s, undecodable_packets, decrypt_failures, clock_rate
          FROM streams WHERE call_id = ?1 ORDER BY id",
     )?;
     let streams = stmt
         .query_map([id], |r| {
-            Ok(format!(
-                "  {} {}:{} -> {}:{}  {}  ssrc {:#010x}  {} packets, lost {}, jitter max {:.2} ms mean {:.2} ms",
+            let mut line = format!(
+                "  {} {}:{} -> {}:{}  {}/{}  ssrc {:#010x}  {}  {} packets, lost {}, jitter max {:.2} ms mean {:.2} ms",
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
                 r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                r.get::<_, i64>(20)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, String>(13)?,
                 r.get::<_, i64>(7)?,
                 r.get::<_, i64>(8)?,
                 r.get::<_, f64>(9)?,
                 r.get::<_, f64>(10)?,
-            ))
+            );
+            let status: String = r.get(11)?;
+            let why: Option<String> = r.get(12)?;
+            write!(
+                line,
+                "\n      audio {status}{}: {:.1} s decoded, {:.3} s concealed, {} late, {} duplicates, {} undecodable, {} failed SRTP",
+                why.map(|w| format!(" ({w})")).unwrap_or_default(),
+                r.get::<_, f64>(17)?,
+                r.get::<_, f64>(16)?,
+                r.get::<_, i64>(14)?,
+                r.get::<_, i64>(15)?,
+                r.get::<_, i64>(18)?,
+                r.get::<_, i64>(19)?,
+            )
+            .expect("writing to a String");
+            Ok(line)
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     writeln!(

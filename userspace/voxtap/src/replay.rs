@@ -87,6 +87,28 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     );
     println!("  unmatched RTP   {:>10}", stats.rtp_unmatched);
     println!(
+        "  audio lost      {:>10}  (late {}, duplicates {}, SRTP failed {}, after call end {}; concealed {:.3} s)",
+        stats.late_packets + stats.duplicate_packets + stats.decrypt_failures + stats.rtp_after_end,
+        stats.late_packets,
+        stats.duplicate_packets,
+        stats.decrypt_failures,
+        stats.rtp_after_end,
+        stats.concealed_ms as f64 / 1000.0
+    );
+    println!(
+        "  streams unread  {:>10}  (undecodable {}, encrypted {})",
+        stats.undecodable_streams + stats.encrypted_streams,
+        stats.undecodable_streams,
+        stats.encrypted_streams
+    );
+    println!(
+        "  recordings      {:>10}  complete, {} partial, {} without audio, {} cut at the maximum length",
+        report.recordings_finalised.len() as u64 - report.recordings_partial,
+        report.recordings_partial,
+        report.recordings_no_audio,
+        stats.recordings_cut
+    );
+    println!(
         "  malformed       {:>10}{}",
         stats.malformed_total(),
         if malformed.is_empty() {

@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 use toml::Spanned;
-use voxtap_core::event::RecordingFormat;
 use voxtap_core::policy::{
     Ddi, DdiOption, Device, InfoRecordHeader, IpNet, Networked, Networks, OnDemand, RecordOn,
     RoleRule, RuleDirection, RuleOrigin, Rules, Settings, Tenant, User,
@@ -156,17 +155,11 @@ struct NetworkedToml {
 struct SettingsToml {
     inbound: NetworkedToml,
     outbound: NetworkedToml,
-    format: Option<FormatToml>,
+    format: Option<crate::config::FormatName>,
     record_min_sec: Option<u32>,
     time_limit: Option<Spanned<u32>>,
     record_on: Option<RecordOnToml>,
     sample_rate: Option<Spanned<u32>>,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FormatToml {
-    Wav,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -545,7 +538,7 @@ fn settings(loc: &Locator<'_>, s: &SettingsToml) -> Result<Settings> {
     Ok(Settings {
         inbound: net(&s.inbound),
         outbound: net(&s.outbound),
-        format: s.format.map(|FormatToml::Wav| RecordingFormat::Wav),
+        format: s.format.map(crate::config::FormatName::format),
         record_min_sec: s.record_min_sec,
         time_limit: s.time_limit.as_ref().map(|t| *t.get_ref()),
         record_on: s.record_on.map(|r| match r {

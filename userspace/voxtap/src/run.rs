@@ -112,13 +112,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
     // Detach before reporting success.
     drop(live);
     println!(
-        "voxtap run: stopped: {} calls seen, {} answered, {} recorded, {} frames, {} malformed, {} unmatched RTP",
+        "voxtap run: stopped: {} calls seen, {} answered, {} recorded ({} partial, {} without audio), {} frames, {} malformed, {} unmatched RTP, {} late, {} SRTP failed, {} undecodable streams, {} encrypted streams",
         stats.calls_seen,
         stats.calls_answered,
         done.recordings,
+        done.recordings_partial,
+        done.recordings_no_audio,
         stats.frames,
         stats.malformed_total(),
-        stats.rtp_unmatched
+        stats.rtp_unmatched,
+        stats.late_packets,
+        stats.decrypt_failures,
+        stats.undecodable_streams,
+        stats.encrypted_streams
     );
     Ok(())
 }
@@ -291,13 +297,21 @@ impl Reporter {
         }
         let s = engine.stats();
         line += &format!(
-            " | engine frames {}, malformed {}, unmatched RTP {}, active calls {}, recorded {}, endpoint map errors {}",
+            " | engine frames {}, malformed {}, unmatched RTP {}, active calls {}, recording {}, recorded {}, endpoint map errors {} | audio late {}, duplicate {}, SRTP failed {}, concealed {:.1} s, undecodable streams {}, encrypted streams {}, cut {}",
             s.frames,
             s.malformed_total(),
             s.rtp_unmatched,
             engine.active_calls(),
+            engine.active_recordings(),
             s.recordings_started,
-            endpoint_errors
+            endpoint_errors,
+            s.late_packets,
+            s.duplicate_packets,
+            s.decrypt_failures,
+            s.concealed_ms as f64 / 1000.0,
+            s.undecodable_streams,
+            s.encrypted_streams,
+            s.recordings_cut
         );
         eprintln!("{line}");
     }
