@@ -117,8 +117,19 @@ pub struct Replayed {
 /// Generates `cfg` into a pcap and replays it, with `config` as the TOML configuration if
 /// given; panics with voxtap's output unless the replay succeeds.
 pub fn replay_generated(cfg: &voxtap_gen::GenConfig, name: &str, config: Option<&str>) -> Replayed {
-    let scratch = Scratch::new(name);
     let (frames, truth) = voxtap_gen::generate(cfg);
+    replay_frames(frames, truth, name, config)
+}
+
+/// Writes generated `frames` (perhaps retimed, see `voxtap_gen::timing`) to a pcap and replays
+/// it like [`replay_generated`].
+pub fn replay_frames(
+    frames: Vec<voxtap_gen::Frame>,
+    truth: GroundTruth,
+    name: &str,
+    config: Option<&str>,
+) -> Replayed {
+    let scratch = Scratch::new(name);
     let pcap = scratch.path().join(format!("{name}.pcap"));
     voxtap_gen::write_pcap(&pcap, &frames).expect("write pcap");
     let config_path = config.map(|text| {

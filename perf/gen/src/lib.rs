@@ -28,6 +28,7 @@ pub mod rng;
 pub mod rtp;
 pub mod scenario;
 pub mod sip;
+pub mod timing;
 
 #[cfg(test)]
 mod tests;
@@ -102,6 +103,10 @@ pub enum Scenario {
     InbandDtmf,
     /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
     Mix,
+    /// Calls one after another between the same two phones on the same RTP ports (a desk
+    /// phone's fixed port), each with new SSRCs and its own tones, the next INVITE a second
+    /// after the previous BYE (default 3 calls).
+    BackToBack,
 }
 
 /// Generator settings.
@@ -124,6 +129,7 @@ impl GenConfig {
         let calls = match scenario {
             Scenario::Concurrent => 200,
             Scenario::FragmentedInvite | Scenario::ModeHeader => 2,
+            Scenario::BackToBack => 3,
             _ => 1,
         };
         GenConfig {

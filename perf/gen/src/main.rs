@@ -39,6 +39,25 @@ struct Args {
     /// Optional ground-truth JSON output file.
     #[arg(long)]
     truth: Option<PathBuf>,
+
+    /// The capture clock runs this many parts per million fast (negative: slow) against the
+    /// senders' RTP clocks.
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0.0)]
+    clock_ppm: f64,
+
+    /// Capture timestamps run this many times faster than real time (a replay with
+    /// `tcpreplay --multiplier N`).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+
+    /// Stall the callee's RTP of the first call for this many seconds, from `--stall-at`
+    /// seconds after its answer, then deliver it in a burst.
+    #[arg(long)]
+    stall_secs: Option<f64>,
+
+    /// When the stall starts, in seconds after the answer.
+    #[arg(long, default_value_t = 1.0)]
+    stall_at: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,7 +76,26 @@ fn main() -> anyhow::Result<()> {
     cfg.seed = args.seed;
     cfg.start_unix_secs = args.start_unix_secs;
 
-    let (frames, truth) = generate(&cfg);
+    if !(args.speed.is_finite() && args.speed > 0.0) || !args.clock_ppm.is_finite() {
+        bail!("--speed must be above 0 and --clock-ppm a number");
+    }
+    let (mut frames, mut truth) = generate(&cfg);
+    if let Some(secs) = args.stall_secs {
+        let (Some(spec), Some(answer)) = (
+            voxtap_gen::scenario::plan(&cfg).first().cloned(),
+            truth.calls.first().and_then(|c| c.answer_ns),
+        ) else {
+            bail!("--stall-secs needs a scenario whose first call is answered");
+        };
+        let from = answer + (args.stall_at * 1e9) as u64;
+        voxtap_gen::timing::stall(&mut frames, spec.callee_rtp_port, from, (secs * 1e9) as u64);
+    }
+    if args.clock_ppm != 0.0 {
+        voxtap_gen::timing::drift(&mut frames, &mut truth, args.clock_ppm);
+    }
+    if args.speed != 1.0 {
+        voxtap_gen::timing::scale_time(&mut frames, &mut truth, 1.0 / args.speed);
+    }
     write_pcap(&args.out, &frames)?;
     if let Some(path) = &args.truth {
         let json = serde_json::to_string_pretty(&truth)?;

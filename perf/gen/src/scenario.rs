@@ -236,6 +236,25 @@ pub fn plan(cfg: &GenConfig) -> Vec<CallSpec> {
                 s.talk_ns = bye - (s.start_ns + s.ring_ns);
             }
         }
+        Scenario::BackToBack => {
+            let mut start = base;
+            for i in 0..cfg.calls {
+                let mut s = p.spec(i, Scenario::Pcmu, i, start, talk);
+                if let Some(first) = specs.first() {
+                    let first: &CallSpec = first;
+                    // The same phones, addresses and RTP ports; new Call-ID, tags and SSRCs.
+                    s.idx = first.idx;
+                    s.caller_rtp_port = first.caller_rtp_port;
+                    s.caller_rtp_port2 = first.caller_rtp_port;
+                    s.callee_rtp_port = first.callee_rtp_port;
+                    s.seed ^= (i as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+                }
+                // The caller hangs up, and a second after the BYE dials again.
+                s.bye_by_callee = false;
+                start += s.ring_ns + s.talk_ns + 1000 * MS;
+                specs.push(s);
+            }
+        }
         Scenario::Mix => {
             let mut start = base;
             let mut nth = std::collections::HashMap::new();
