@@ -282,7 +282,7 @@ fn test(root: &Path) -> Result<()> {
     fuzz_smoke(root)
 }
 
-const FUZZ_TARGETS: [&str; 5] = ["frame", "sip", "sdp", "rtp", "engine"];
+const FUZZ_TARGETS: [&str; 6] = ["frame", "sip", "sdp", "rtp", "engine", "engine_timed"];
 
 fn fuzz_smoke(root: &Path) -> Result<()> {
     let nightly = Command::new("rustup")

@@ -122,3 +122,74 @@ pub fn engine(data: &[u8]) {
     }
     assert_eq!(started, stopped, "every recording is closed at the end");
 }
+
+/// The engine under arbitrary packet time: each frame comes with a time step that may go
+/// forward by milliseconds or by days, backwards, or not at all. Whatever the clock does, no
+/// gap is allocated (no audio event is larger than the buffered bound), every recording
+/// holds exactly the frames its stop reports, none runs past its maximum length, and every
+/// recording started is stopped.
+pub fn engine_timed(data: &[u8]) {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    let cfg = EngineConfig {
+        inband_dtmf: true,
+        max_recording: Duration::from_secs(3600),
+        ..EngineConfig::default()
+    };
+    let bound_secs = (cfg.max_buffered + Duration::from_secs(10)).as_secs();
+    let max_secs = cfg.max_recording.as_secs();
+    let mut engine = Engine::new(cfg);
+    let mut ts = 1_700_000_000_000_000_000u64;
+    // Per recording: its rate and the frames handed out so far.
+    let mut recs: HashMap<u64, (u64, u64)> = HashMap::new();
+    let mut stopped = 0usize;
+    let mut check = |engine: &mut Engine, recs: &mut HashMap<u64, (u64, u64)>| {
+        while let Some(ev) = engine.poll_event() {
+            match ev {
+                Event::RecordingStarted(r) => {
+                    recs.insert(r.rec.0, (u64::from(r.sample_rate), 0));
+                }
+                Event::RecordingAudio { rec, samples } => {
+                    let r = recs.get_mut(&rec.0).expect("audio of a started recording");
+                    assert!(
+                        (samples.len() as u64) <= 2 * r.0 * bound_secs,
+                        "{} samples in one audio event",
+                        samples.len()
+                    );
+                    r.1 += samples.len() as u64 / 2;
+                }
+                Event::RecordingSilence { rec, frames } => {
+                    recs.get_mut(&rec.0).expect("silence of a started recording").1 += frames;
+                }
+                Event::RecordingStopped { rec, frames, .. } => {
+                    let (rate, got) = recs.remove(&rec.0).expect("stop of a started recording");
+                    assert_eq!(got, frames, "the stop counts what was handed out");
+                    assert!(frames <= rate * max_secs, "{frames} frames past the maximum length");
+                    stopped += 1;
+                }
+                _ => {}
+            }
+        }
+    };
+    let mut rest = data;
+    while rest.len() > 5 {
+        let amount = u64::from(u16::from_be_bytes([rest[1], rest[2]]));
+        ts = match rest[0] % 5 {
+            0 => ts.saturating_add(amount * 1_000_000),
+            1 => ts.saturating_sub(amount * 1_000_000),
+            2 => ts,
+            // Up to 45 days ahead: a BYE stamped days later, a stepped clock, a damaged pcap.
+            3 => ts.saturating_add(amount * 60_000_000_000),
+            _ => ts.saturating_add(20_000_000),
+        };
+        let len = (u16::from_be_bytes([rest[3], rest[4]]) as usize).min(rest.len() - 5);
+        engine.handle(Timestamp(ts), LinkType::Ethernet, &rest[5..5 + len]);
+        check(&mut engine, &mut recs);
+        rest = &rest[5 + len..];
+    }
+    engine.finish();
+    check(&mut engine, &mut recs);
+    assert!(recs.is_empty(), "every recording is closed at the end");
+    let _ = stopped;
+}

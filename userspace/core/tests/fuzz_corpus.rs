@@ -45,3 +45,8 @@ fn rtp_corpus() {
 fn engine_corpus() {
     replay("engine", voxtap_core::fuzz::engine);
 }
+
+#[test]
+fn engine_timed_corpus() {
+    replay("engine_timed", voxtap_core::fuzz::engine_timed);
+}
