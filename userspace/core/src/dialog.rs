@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::CodecSpec;
-use crate::event::{CallHandle, EndReason, Party, Side, SipTransport};
+use crate::event::{CallHandle, EndReason, HandleMap, Party, Side, SipTransport};
 use crate::policy::InfoRecordHeader;
 use crate::sdp::{self, Direction, MediaKind};
 use crate::sip::{self, Message, Method};
@@ -273,7 +273,7 @@ pub enum Rejected {
 pub struct Dialogs {
     cfg: DialogConfig,
     headers: PolicyHeaders,
-    calls: HashMap<CallHandle, Call>,
+    calls: HandleMap<CallHandle, Call>,
     by_call_id: HashMap<String, Vec<CallHandle>>,
     /// `X-Session-Id` → the call whose INVITE or 2xx carried it.
     by_session_id: HashMap<String, CallHandle>,

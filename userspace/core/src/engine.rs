@@ -21,7 +21,7 @@ use crate::dialog::{
     Call, CallState, DialogConfig, DialogEvent, Dialogs, MediaSecurity, PolicyHeaders, Rejected,
 };
 use crate::event::{
-    CallDecision, CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl,
+    CallDecision, CallHandle, HandleMap, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl,
     RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport, StopReason,
     StreamHandle, StreamReport,
 };
@@ -155,7 +155,7 @@ pub struct Engine {
     flows: HashMap<FlowTuple, Flow>,
     /// Where matched flows send to, and who sends there: the answering direction's source.
     peers: HashMap<SocketAddr, (CallHandle, Side)>,
-    media: HashMap<CallHandle, CallMedia>,
+    media: HandleMap<CallHandle, CallMedia>,
     pending: HashMap<FlowTuple, VecDeque<PendingPacket>>,
     pending_packets: usize,
     next_stream: u64,
@@ -190,7 +190,7 @@ impl Engine {
             policy,
             flows: HashMap::new(),
             peers: HashMap::new(),
-            media: HashMap::new(),
+            media: HandleMap::default(),
             pending: HashMap::new(),
             pending_packets: 0,
             next_stream: 0,

@@ -9,6 +9,30 @@ use crate::time::Timestamp;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallHandle(pub u64);
 
+/// A hasher for the engine's own handles: they are counters the engine hands out, never
+/// chosen by a peer, so a multiplicative hash is safe where SipHash would cost more than the
+/// lookup (maps keyed by peers' addresses keep the collision-resistant default).
+#[derive(Clone, Copy, Default)]
+pub struct HandleHasher(u64);
+
+impl core::hash::Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by engine handles.
+pub type HandleMap<K, V> =
+    std::collections::HashMap<K, V, core::hash::BuildHasherDefault<HandleHasher>>;
+
 /// Engine-local handle of one recording.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordingHandle(pub u64);

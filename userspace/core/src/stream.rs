@@ -521,20 +521,29 @@ impl Stream {
         self.decoder.as_ref().map_or(0, |d| d.rate)
     }
 
-    /// The codec of a payload type, resolved once per SDP version.
-    fn spec(&mut self, pt: u8, ctx: &StreamCtx<'_>) -> Option<CodecSpec> {
+    /// Where in `self.specs` the codec of a payload type is, resolved once per SDP version
+    /// (no copy per packet); `None` when no SDP or static table names it.
+    fn spec_slot(&mut self, pt: u8, ctx: &StreamCtx<'_>) -> Option<usize> {
         if self.specs_version != ctx.media_version {
             self.specs.clear();
             self.specs_version = ctx.media_version;
         }
-        if let Some((_, s)) = self.specs.iter().find(|(p, _)| *p == pt) {
-            return s.clone();
-        }
-        let s = (ctx.payloads)(pt);
-        if self.specs.len() < 16 {
-            self.specs.push((pt, s.clone()));
-        }
-        s
+        let i = match self.specs.iter().position(|(p, _)| *p == pt) {
+            Some(i) => i,
+            None => {
+                // Bounded: a stream that cycles through payload types re-resolves the rest.
+                if self.specs.len() >= 16 {
+                    self.specs.clear();
+                }
+                self.specs.push((pt, (ctx.payloads)(pt)));
+                self.specs.len() - 1
+            }
+        };
+        self.specs[i].1.is_some().then_some(i)
+    }
+
+    fn spec_at(&self, slot: usize) -> &CodecSpec {
+        self.specs[slot].1.as_ref().expect("slots name known codecs")
     }
 
     /// RTP clock rate of a payload type, for the RTP statistics (0: not a clock, such as
@@ -543,7 +552,8 @@ impl Stream {
         if Some(pt) == ctx.telephone_event {
             return 0;
         }
-        self.spec(pt, ctx).map_or(0, |s| s.clock_rate)
+        self.spec_slot(pt, ctx)
+            .map_or(0, |i| self.spec_at(i).clock_rate)
     }
 
     /// Feeds one (plain) RTP packet as it arrived.
@@ -644,13 +654,13 @@ impl Stream {
             }
             return;
         }
-        let Some(spec) = self.spec(r.pt, ctx) else {
+        let Some(slot) = self.spec_slot(r.pt, ctx) else {
             self.counts.undecodable_packets += 1;
             self.undecodable = Some(format!("payload type {} is in no SDP", r.pt));
             return;
         };
         if self.audio.is_none() {
-            self.audio = Some((r.pt, spec.clone()));
+            self.audio = Some((r.pt, self.spec_at(slot).clone()));
         }
         if self.encrypted.is_some() {
             return;
@@ -663,7 +673,7 @@ impl Stream {
             .recording
             .as_deref()
             .map_or(8000, Recording::sample_rate);
-        if !self.ensure_decoder(r.pt, &spec, rec_rate) {
+        if !self.ensure_decoder(r.pt, slot, rec_rate) {
             self.counts.undecodable_packets += 1;
             return;
         }
@@ -707,7 +717,8 @@ impl Stream {
             }
             Err(_) => {
                 self.counts.undecodable_packets += 1;
-                self.undecodable = Some(format!("{} payload could not be decoded", spec.name));
+                let name = &self.specs[slot].1.as_ref().map_or("", |s| s.name.as_str());
+                self.undecodable = Some(format!("{name} payload could not be decoded"));
                 self.pcm.clear();
             }
         }
@@ -770,10 +781,12 @@ impl Stream {
     }
 
     /// The decoder for `pt`, made once; false if the payload cannot be decoded.
-    fn ensure_decoder(&mut self, pt: u8, spec: &CodecSpec, rec_rate: u32) -> bool {
+    fn ensure_decoder(&mut self, pt: u8, slot: usize, rec_rate: u32) -> bool {
         if self.decoder.as_ref().is_some_and(|d| d.pt == pt) {
             return true;
         }
+        let spec = self.spec_at(slot).clone();
+        let spec = &spec;
         match codec::decoder_for(spec, rec_rate) {
             Ok(decoder) => {
                 let clock_rate = decoder.clock_rate().max(1);
