@@ -511,3 +511,66 @@ fn the_control_socket_pauses_and_resumes_a_running_call() {
         "no audio after resume"
     );
 }
+
+/// `tcpreplay --multiplier 4`, the way recorders are tested, onto the mirror port: the capture
+/// runs four times faster than the calls did, yet every recording is as long as its media and
+/// keeps every sample, nothing late.
+#[test]
+fn tcpreplay_at_four_times_real_time_keeps_every_sample() {
+    let test = "tcpreplay_at_four_times_real_time_keeps_every_sample";
+    if Command::new("tcpreplay").arg("--version").output().is_err() {
+        eprintln!("\n*** SKIPPED {test}: tcpreplay is not installed (run `cargo xtask deps`) ***\n");
+        return;
+    }
+    let Some(net) = TestNet::new_or_skip("vtr", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let mut cfg = GenConfig::new(Scenario::Concurrent);
+    cfg.calls = 4;
+    cfg.talk_secs = 20.0;
+    let (frames, truth) = generate(&cfg);
+    let pcap = s.path().join("calls.pcap");
+    write_pcap(&pcap, &frames).unwrap();
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    let out = s.path().join("live");
+    let running = Running::start(net.host_if(), "xdp", &config, &out);
+    let status = Command::new("ip")
+        .args(["netns", "exec", net.ns(), "tcpreplay", "--quiet", "--multiplier=4"])
+        .arg(format!("--intf1={}", net.ns_if()))
+        .arg(&pcap)
+        .status()
+        .expect("run tcpreplay");
+    assert!(status.success(), "tcpreplay failed");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stdout, stderr) = running.stop();
+    assert!(status.success(), "voxtap run: {status}\n{stderr}");
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    check_against_truth(&out, &truth, &context);
+    let db = catalog(&out);
+    let mut stmt = db
+        .prepare("SELECT packets, late, duplicates, decoded_s FROM streams")
+        .unwrap();
+    let rows: Vec<(i64, i64, i64, f64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 8, "{context}");
+    for (packets, late, dups, decoded) in rows {
+        assert_eq!((late, dups), (0, 0), "{context}");
+        assert!((decoded - packets as f64 * 0.02).abs() < 1e-6, "{decoded} s of {packets} packets");
+        assert!(packets >= 990, "{packets} packets of 1000 reached voxtap\n{context}");
+    }
+    let durations: Vec<f64> = db
+        .prepare("SELECT duration_s FROM recordings")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for d in durations {
+        assert!((d - 20.0).abs() < 0.5, "a 20 s call replayed at 4x lasts {d} s");
+    }
+}
