@@ -519,7 +519,9 @@ fn the_control_socket_pauses_and_resumes_a_running_call() {
 fn tcpreplay_at_four_times_real_time_keeps_every_sample() {
     let test = "tcpreplay_at_four_times_real_time_keeps_every_sample";
     if Command::new("tcpreplay").arg("--version").output().is_err() {
-        eprintln!("\n*** SKIPPED {test}: tcpreplay is not installed (run `cargo xtask deps`) ***\n");
+        eprintln!(
+            "\n*** SKIPPED {test}: tcpreplay is not installed (run `cargo xtask deps`) ***\n"
+        );
         return;
     }
     let Some(net) = TestNet::new_or_skip("vtr", test) else {
@@ -537,7 +539,14 @@ fn tcpreplay_at_four_times_real_time_keeps_every_sample() {
     let out = s.path().join("live");
     let running = Running::start(net.host_if(), "xdp", &config, &out);
     let status = Command::new("ip")
-        .args(["netns", "exec", net.ns(), "tcpreplay", "--quiet", "--multiplier=4"])
+        .args([
+            "netns",
+            "exec",
+            net.ns(),
+            "tcpreplay",
+            "--quiet",
+            "--multiplier=4",
+        ])
         .arg(format!("--intf1={}", net.ns_if()))
         .arg(&pcap)
         .status()
@@ -560,8 +569,14 @@ fn tcpreplay_at_four_times_real_time_keeps_every_sample() {
     assert_eq!(rows.len(), 8, "{context}");
     for (packets, late, dups, decoded) in rows {
         assert_eq!((late, dups), (0, 0), "{context}");
-        assert!((decoded - packets as f64 * 0.02).abs() < 1e-6, "{decoded} s of {packets} packets");
-        assert!(packets >= 990, "{packets} packets of 1000 reached voxtap\n{context}");
+        assert!(
+            (decoded - packets as f64 * 0.02).abs() < 1e-6,
+            "{decoded} s of {packets} packets"
+        );
+        assert!(
+            packets >= 990,
+            "{packets} packets of 1000 reached voxtap\n{context}"
+        );
     }
     let durations: Vec<f64> = db
         .prepare("SELECT duration_s FROM recordings")
@@ -571,6 +586,9 @@ fn tcpreplay_at_four_times_real_time_keeps_every_sample() {
         .map(Result::unwrap)
         .collect();
     for d in durations {
-        assert!((d - 20.0).abs() < 0.5, "a 20 s call replayed at 4x lasts {d} s");
+        assert!(
+            (d - 20.0).abs() < 0.5,
+            "a 20 s call replayed at 4x lasts {d} s"
+        );
     }
 }

@@ -38,7 +38,11 @@ fn flatness(x: &[f64]) -> f64 {
         sum += (logs / m).exp() / (mean / m);
         blocks += 1;
     }
-    if blocks == 0 { 1.0 } else { sum / blocks as f64 }
+    if blocks == 0 {
+        1.0
+    } else {
+        sum / blocks as f64
+    }
 }
 
 /// Seconds of a channel from its first to its last non-silent sample.
@@ -56,7 +60,9 @@ fn sounding_secs(x: &[f64], rate: u32) -> f64 {
 fn best_correlation(a: &[f64], b: &[f64], rate: u32, max_lag: usize) -> f64 {
     let hop = (rate / 100) as usize;
     let env = |x: &[f64]| -> Vec<f64> {
-        x.chunks(hop).map(|c| c.iter().map(|v| v * v).sum::<f64>()).collect()
+        x.chunks(hop)
+            .map(|c| c.iter().map(|v| v * v).sum::<f64>())
+            .collect()
     };
     let (ea, eb) = (env(a), env(b));
     let corr = |x: &[f64], y: &[f64], lag: isize| -> f64 {
@@ -71,7 +77,11 @@ fn best_correlation(a: &[f64], b: &[f64], rate: u32, max_lag: usize) -> f64 {
             xx += xv * xv;
             yy += yv * yv;
         }
-        if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx * yy).sqrt() }
+        if xx == 0.0 || yy == 0.0 {
+            0.0
+        } else {
+            xy / (xx * yy).sqrt()
+        }
     };
     let coarse = (max_lag / hop) as isize;
     let best_block = (-coarse..=coarse)
@@ -88,7 +98,14 @@ fn payloads(capture: &Path, pt: u8) -> Vec<Vec<u8>> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(capture)
-        .args(["-Y", &format!("rtp.p_type == {pt}"), "-T", "fields", "-e", "rtp.payload"])
+        .args([
+            "-Y",
+            &format!("rtp.p_type == {pt}"),
+            "-T",
+            "fields",
+            "-e",
+            "rtp.payload",
+        ])
         .output()
         .expect("run tshark");
     String::from_utf8_lossy(&out.stdout)
@@ -104,7 +121,13 @@ fn payloads(capture: &Path, pt: u8) -> Vec<Vec<u8>> {
 }
 
 /// FFmpeg's decode of raw codec frames (`format` its raw demuxer), at `rate`, mono.
-fn ffmpeg_decode(dir: &Path, format: &str, header: &[u8], frames: &[Vec<u8>], rate: u32) -> Vec<f64> {
+fn ffmpeg_decode(
+    dir: &Path,
+    format: &str,
+    header: &[u8],
+    frames: &[Vec<u8>],
+    rate: u32,
+) -> Vec<f64> {
     let raw = dir.join(format!("{format}.raw"));
     let mut bytes = header.to_vec();
     for f in frames {
@@ -179,15 +202,30 @@ fn recordings(out: &Path) -> Vec<Recording> {
 
 /// (capture, recordings expected, their rate, what FFmpeg reads the payloads as: raw demuxer,
 /// its file header, payload type and decode rate).
-type Case = (&'static str, usize, i64, Option<(&'static str, &'static [u8], u8, u32)>);
+type Case = (
+    &'static str,
+    usize,
+    i64,
+    Option<(&'static str, &'static [u8], u8, u32)>,
+);
 
 const CODECS: &[Case] = &[
-    ("sip-rtp-g722.pcap", 1, 16_000, Some(("g722", b"", 9, 16_000))),
+    (
+        "sip-rtp-g722.pcap",
+        1,
+        16_000,
+        Some(("g722", b"", 9, 16_000)),
+    ),
     ("sip-rtp-g729a.pcap", 1, 8000, Some(("g729", b"", 18, 8000))),
     ("sip-rtp-gsm.pcap", 1, 8000, Some(("gsm", b"", 3, 8000))),
     ("sip-rtp-opus.pcap", 1, 16_000, None),
     ("extra/sip-rtp-g726.pcap", 8, 8000, None),
-    ("extra/sip-rtp-ilbc.pcap", 1, 8000, Some(("ilbc", b"#!iLBC30\n", 99, 8000))),
+    (
+        "extra/sip-rtp-ilbc.pcap",
+        1,
+        8000,
+        Some(("ilbc", b"#!iLBC30\n", 99, 8000)),
+    ),
     ("extra/sip-rtp-speex.pcap", 3, 0, None),
 ];
 
@@ -221,7 +259,11 @@ fn every_codec_capture_gives_its_audio() {
                 r.codec
             );
             let f = flatness(&r.wav.right);
-            assert!(f < 0.5, "{name} {}: flatness {f:.2} is noise, not audio", r.codec);
+            assert!(
+                f < 0.5,
+                "{name} {}: flatness {f:.2} is noise, not audio",
+                r.codec
+            );
             eprintln!("{name} {}: {secs:.2} s of audio, flatness {f:.3}", r.codec);
         }
         if let Some((format, header, pt, at)) = oracle {
@@ -229,7 +271,10 @@ fn every_codec_capture_gives_its_audio() {
             let ours = &recs[0].wav.right;
             let c = best_correlation(&theirs, ours, recs[0].wav.rate, 2 * at as usize);
             eprintln!("{name}: correlation with FFmpeg's decode {c:.4}");
-            assert!(c > 0.95, "{name}: our audio and FFmpeg's differ (correlation {c:.3})");
+            assert!(
+                c > 0.95,
+                "{name}: our audio and FFmpeg's differ (correlation {c:.3})"
+            );
         }
     }
 }
@@ -277,7 +322,10 @@ fn srtp_capture_is_speech_not_noise() {
             .map(|b| best_correlation(a, b, 8000, 8000))
             .fold(f64::MIN, f64::max);
         eprintln!("SRTP legs: best correlation {best:.4}");
-        assert!(best > 0.95, "the relayed audio differs between the legs: {best:.3}");
+        assert!(
+            best > 0.95,
+            "the relayed audio differs between the legs: {best:.3}"
+        );
     }
 }
 
@@ -298,11 +346,17 @@ fn zrtp_media_is_reported_encrypted() {
         })
         .unwrap();
     assert_eq!(state, "partial");
-    assert!(why.as_deref().is_some_and(|w| w.contains("ZRTP")), "{why:?}");
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("ZRTP")),
+        "{why:?}"
+    );
     let r = &recordings(&out)[0];
     for ch in [&r.wav.left, &r.wav.right] {
         // After the key agreement (about 0.3 s in) the channels are silent, not noise.
         let tail = &ch[(r.wav.rate as usize)..];
-        assert!(tail.iter().all(|&v| v == 0.0), "encrypted audio was written");
+        assert!(
+            tail.iter().all(|&v| v == 0.0),
+            "encrypted audio was written"
+        );
     }
 }

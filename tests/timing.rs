@@ -19,7 +19,14 @@ fn recordings(r: &Replayed) -> Vec<RecRow> {
         )
         .unwrap();
     s.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
     })
     .unwrap()
     .map(Result::unwrap)
@@ -31,11 +38,21 @@ fn recordings(r: &Replayed) -> Vec<RecRow> {
 fn every_sample_kept(r: &Replayed) {
     let db = catalog(&r.out);
     let mut s = db
-        .prepare("SELECT side, packets, late, duplicates, decoded_s, concealed_s, status FROM streams")
+        .prepare(
+            "SELECT side, packets, late, duplicates, decoded_s, concealed_s, status FROM streams",
+        )
         .unwrap();
     let rows: Vec<(String, i64, i64, i64, f64, f64, String)> = s
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
         })
         .unwrap()
         .map(Result::unwrap)
@@ -48,10 +65,17 @@ fn every_sample_kept(r: &Replayed) {
             (decoded - packets as f64 * 0.02).abs() < 1e-6,
             "{side}: {decoded} s decoded of {packets} packets"
         );
-        assert_eq!(concealed, 0.0, "{side}: nothing was lost, nothing concealed");
+        assert_eq!(
+            concealed, 0.0,
+            "{side}: nothing was lost, nothing concealed"
+        );
     }
     let late: i64 = db
-        .query_row("SELECT late_packets FROM runs ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT late_packets FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(late, 0, "the run counts no late audio");
 }
@@ -67,7 +91,10 @@ fn check_all(r: &Replayed, media_secs: f64) {
     every_sample_kept(r);
     for (state, dur, caller, callee, slipped, shifted) in recordings(r) {
         assert_eq!(state, "complete");
-        assert!((dur - media_secs).abs() < 0.05, "recording {dur} s, media {media_secs} s");
+        assert!(
+            (dur - media_secs).abs() < 0.05,
+            "recording {dur} s, media {media_secs} s"
+        );
         assert!((caller - media_secs).abs() < 1e-6 && (callee - media_secs).abs() < 1e-6);
         assert_eq!((slipped, shifted), (0.0, 0.0), "both senders share a clock");
     }
@@ -128,7 +155,10 @@ fn back_to_back_calls_on_the_same_ports_keep_their_openings() {
     assert_eq!(recs.len(), 5);
     for (state, dur, caller, callee, ..) in recs {
         assert_eq!(state, "complete");
-        assert!((caller - 4.0).abs() < 1e-6 && (callee - 4.0).abs() < 1e-6, "{caller} {callee}");
+        assert!(
+            (caller - 4.0).abs() < 1e-6 && (callee - 4.0).abs() < 1e-6,
+            "{caller} {callee}"
+        );
         assert!((dur - 4.0).abs() < 0.05, "{dur}");
     }
 }

@@ -122,6 +122,9 @@ mod tests {
             .map(|w| w[1] - w[0])
             .max()
             .unwrap_or(0);
-        assert!(gap >= 2_000_000_000 - 30_000_000, "a 2 s hole in arrival: {gap}");
+        assert!(
+            gap >= 2_000_000_000 - 30_000_000,
+            "a 2 s hole in arrival: {gap}"
+        );
     }
 }

@@ -38,6 +38,8 @@ enum Format {
         big_endian: bool,
         nanos: bool,
         link: LinkType,
+        /// The file header's snapshot length: no record is longer.
+        snaplen: usize,
     },
     PcapNg,
 }
@@ -65,7 +67,20 @@ pub struct CaptureFile {
     buf: Vec<u8>,
     /// The pcapng magic was read by `open` and starts the first block.
     pending_ng_magic: bool,
+    /// Bytes read ahead while looking for the next good record, read before the file.
+    ahead: Vec<u8>,
+    ahead_pos: usize,
+    /// Time of the last good pcap record, to judge the next one.
+    last_ts: Option<u64>,
+    /// Corrupt stretches skipped: where they began and how many bytes.
+    skipped: Vec<(u64, u64)>,
 }
+
+/// A pcap record whose time is more than this from the previous one's is taken for corruption
+/// when it also fails another check, or when the search for the next record needs a witness.
+const MAX_RECORD_GAP_NS: u64 = 86_400 * 1_000_000_000;
+/// How far past a corrupt record the reader looks for the next good one.
+const RESYNC_WINDOW: usize = 4 * 1024 * 1024;
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
@@ -85,6 +100,10 @@ impl CaptureFile {
             len,
             buf: Vec::with_capacity(65_536),
             pending_ng_magic: false,
+            ahead: Vec::new(),
+            ahead_pos: 0,
+            last_ts: None,
+            skipped: Vec::new(),
         };
         let mut magic = [0u8; 4];
         if !cf.read_exact_or_eof(&mut magic)? {
@@ -102,10 +121,16 @@ impl CaptureFile {
                     return Err(cf.corrupt(4, "pcap file header is truncated"));
                 }
                 let linktype = u32_at(&rest, 16, big_endian) & 0x0fff_ffff;
+                let snaplen = match u32_at(&rest, 12, big_endian) as usize {
+                    // 0 (seen from some writers) and absurd values mean "no limit".
+                    0 => MAX_RECORD,
+                    n => n.min(MAX_RECORD),
+                };
                 cf.format = Format::Pcap {
                     big_endian,
                     nanos,
                     link: LinkType::from_pcap(linktype),
+                    snaplen,
                 };
             }
             [0x0a, 0x0d, 0x0d, 0x0a] => {
@@ -135,6 +160,12 @@ impl CaptureFile {
         self.len == 0
     }
 
+    /// Corrupt stretches of a pcap file skipped to reach the next good record: each one's byte
+    /// offset and length. Every record outside them was read.
+    pub fn skipped(&self) -> &[(u64, u64)] {
+        &self.skipped
+    }
+
     /// The next frame, `Ok(None)` at a clean end of file.
     pub fn next_frame(&mut self) -> Result<Option<FrameRef<'_>>, CaptureError> {
         match self.format {
@@ -142,7 +173,8 @@ impl CaptureFile {
                 big_endian,
                 nanos,
                 link,
-            } => self.next_pcap(big_endian, nanos, link),
+                snaplen,
+            } => self.next_pcap(big_endian, nanos, link, snaplen),
             Format::PcapNg => self.next_pcapng(),
         }
     }
@@ -152,22 +184,45 @@ impl CaptureFile {
         be: bool,
         nanos: bool,
         link: LinkType,
+        snaplen: usize,
     ) -> Result<Option<FrameRef<'_>>, CaptureError> {
-        let at = self.offset;
+        let mut at = self.offset;
         let mut hdr = [0u8; 16];
         if !self.read_exact_or_eof(&mut hdr)? {
+            if self.offset > at {
+                return Err(self.corrupt(at, "the file ends inside a record header"));
+            }
             return Ok(None);
+        }
+        let record = PcapRecord { be, nanos, snaplen };
+        let bad = record.check(&hdr, None).is_err();
+        // A good header a day away from the last one is either a quiet capture or garbage
+        // that happens to pass: it stands if the record after it is good too.
+        let jumped = !bad && record.check(&hdr, self.last_ts).is_err();
+        if bad || jumped {
+            // A damaged file (bytes lost or garbled): find the next good record and go on,
+            // saying what was skipped, rather than read garbage or give up on the rest.
+            match self.resync(&hdr, at, &record, jumped)? {
+                Some((found, next)) => {
+                    if found != at {
+                        self.skipped.push((at, found - at));
+                    }
+                    at = found;
+                    hdr = next;
+                }
+                None => {
+                    let why = record
+                        .check(&hdr, self.last_ts)
+                        .err()
+                        .unwrap_or("bad record header");
+                    return Err(self.corrupt(at, &format!("{why}, and no good record follows")));
+                }
+            }
         }
         let secs = u32_at(&hdr, 0, be) as u64;
         let frac = u32_at(&hdr, 4, be) as u64;
         let caplen = u32_at(&hdr, 8, be) as usize;
-        if caplen > MAX_RECORD {
-            return Err(self.corrupt(at, &format!("record length {caplen} is implausible")));
-        }
         let nanos_part = if nanos { frac } else { frac * 1000 };
-        if nanos_part >= 1_000_000_000 {
-            return Err(self.corrupt(at, "record timestamp fraction is out of range"));
-        }
         self.buf.resize(caplen, 0);
         let mut buf = std::mem::take(&mut self.buf);
         let complete = self.read_exact_or_eof(&mut buf)?;
@@ -178,12 +233,60 @@ impl CaptureFile {
                 &format!("record of {caplen} bytes is cut short by the end of the file"),
             ));
         }
+        let ts = secs * 1_000_000_000 + nanos_part;
+        self.last_ts = Some(ts);
         Ok(Some(FrameRef {
-            ts: Timestamp(secs * 1_000_000_000 + nanos_part),
+            ts: Timestamp(ts),
             link,
             data: &self.buf,
             offset: at,
         }))
+    }
+
+    /// Looks past a bad record header (`hdr`, read at `at`) for the next good one: a header
+    /// that passes every check and is followed by another that does (or by the end of the
+    /// file). Returns its offset and its header, the reader placed just after it.
+    fn resync(
+        &mut self,
+        hdr: &[u8; 16],
+        at: u64,
+        record: &PcapRecord,
+        try_here: bool,
+    ) -> Result<Option<(u64, [u8; 16])>, CaptureError> {
+        let mut window = hdr.to_vec();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = self.read_some(&mut chunk)?;
+            window.extend_from_slice(&chunk[..n]);
+            if n == 0 || window.len() >= RESYNC_WINDOW {
+                break;
+            }
+        }
+        let eof = window.len() < RESYNC_WINDOW;
+        let first = if try_here { 0 } else { 1 };
+        for p in first..window.len().saturating_sub(15) {
+            let h: [u8; 16] = window[p..p + 16].try_into().expect("16 bytes");
+            let prev = if p == 0 { None } else { self.last_ts };
+            let Ok(caplen) = record.check(&h, prev) else {
+                continue;
+            };
+            let next = p + 16 + caplen;
+            let witnessed = match window.get(next..next + 16) {
+                Some(n) => {
+                    let n: [u8; 16] = n.try_into().expect("16 bytes");
+                    record.check(&n, Some(record.ts(&h))).is_ok()
+                }
+                // A record that ends the file exactly is good enough.
+                None => eof && next == window.len(),
+            };
+            if witnessed {
+                // What follows the found header is read again, from the window.
+                self.ahead = window.split_off(p + 16);
+                self.ahead_pos = 0;
+                return Ok(Some((at + p as u64, h)));
+            }
+        }
+        Ok(None)
     }
 
     fn next_pcapng(&mut self) -> Result<Option<FrameRef<'_>>, CaptureError> {
@@ -319,13 +422,21 @@ impl CaptureFile {
         }
     }
 
-    /// Fills `buf`; false at end of file (clean if nothing was read, else the caller reports it).
-    fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<bool, CaptureError> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.reader.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
+    /// Reads what is there, up to `buf.len()`: bytes read ahead first, then the file.
+    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, CaptureError> {
+        if self.ahead_pos < self.ahead.len() {
+            let n = (self.ahead.len() - self.ahead_pos).min(buf.len());
+            buf[..n].copy_from_slice(&self.ahead[self.ahead_pos..self.ahead_pos + n]);
+            self.ahead_pos += n;
+            if self.ahead_pos == self.ahead.len() {
+                self.ahead.clear();
+                self.ahead_pos = 0;
+            }
+            return Ok(n);
+        }
+        loop {
+            match self.reader.read(buf) {
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     return Err(CaptureError::Io {
@@ -333,6 +444,17 @@ impl CaptureFile {
                         source,
                     });
                 }
+            }
+        }
+    }
+
+    /// Fills `buf`; false at end of file (clean if nothing was read, else the caller reports it).
+    fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<bool, CaptureError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_some(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
             }
         }
         self.offset += filled as u64;
@@ -348,6 +470,41 @@ impl CaptureFile {
             offset,
             what: what.to_string(),
         }
+    }
+}
+
+/// What a classic pcap record header must be.
+struct PcapRecord {
+    be: bool,
+    nanos: bool,
+    snaplen: usize,
+}
+
+impl PcapRecord {
+    fn ts(&self, h: &[u8; 16]) -> u64 {
+        let frac = u64::from(u32_at(h, 4, self.be));
+        u64::from(u32_at(h, 0, self.be)) * 1_000_000_000
+            + if self.nanos { frac } else { frac * 1000 }
+    }
+
+    /// The record's captured length, or why the header cannot be one.
+    fn check(&self, h: &[u8; 16], prev_ts: Option<u64>) -> Result<usize, &'static str> {
+        let frac = u32_at(h, 4, self.be);
+        let caplen = u32_at(h, 8, self.be) as usize;
+        let origlen = u32_at(h, 12, self.be) as usize;
+        if frac >= if self.nanos { 1_000_000_000 } else { 1_000_000 } {
+            return Err("record timestamp fraction is out of range");
+        }
+        if caplen > self.snaplen || caplen > MAX_RECORD {
+            return Err("record is longer than the file's snapshot length");
+        }
+        if caplen > origlen || origlen > MAX_RECORD {
+            return Err("record's captured length exceeds its original length");
+        }
+        if prev_ts.is_some_and(|p| p.abs_diff(self.ts(h)) > MAX_RECORD_GAP_NS) {
+            return Err("record time is more than a day from the previous record's");
+        }
+        Ok(caplen)
     }
 }
 
@@ -415,4 +572,132 @@ fn ts_from_units(raw: u64, units_per_sec: u64, offset_secs: i64) -> Timestamp {
     let nanos = (frac as u128 * 1_000_000_000 / units_per_sec as u128) as u64;
     let secs = (secs as i64).saturating_add(offset_secs).max(0) as u64;
     Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A µs pcap (Ethernet) of `records` (seconds, payload).
+    fn pcap(records: &[(u32, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0]);
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&65_535u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        for (secs, data) in records {
+            out.extend_from_slice(&secs.to_le_bytes());
+            out.extend_from_slice(&500_000u32.to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    fn records(n: usize) -> Vec<(u32, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                // Payloads that look like real frames: small numbers, repeated bytes.
+                let len = 60 + (i * 37) % 200;
+                (1_700_000_000 + i as u32 / 50, vec![(i % 7) as u8; len])
+            })
+            .collect()
+    }
+
+    /// Reads a capture written to a temporary file: the frames' first bytes and lengths, the
+    /// skipped stretches, and the error it ended with.
+    fn read(bytes: &[u8]) -> (Vec<(u8, usize)>, Vec<(u64, u64)>, Option<String>) {
+        let dir = std::env::temp_dir().join(format!("voxtap-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!(
+            "{:x}.pcap",
+            bytes.len() * 31 + bytes.first().map_or(0, |b| *b as usize)
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        let mut f = CaptureFile::open(&path).unwrap();
+        let mut frames = Vec::new();
+        let err = loop {
+            match f.next_frame() {
+                Ok(Some(fr)) => frames.push((fr.data[0], fr.data.len())),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let skipped = f.skipped().to_vec();
+        let _ = std::fs::remove_file(&path);
+        (frames, skipped, err)
+    }
+
+    #[test]
+    fn a_clean_file_reads_whole() {
+        let recs = records(300);
+        let (frames, skipped, err) = read(&pcap(&recs));
+        assert_eq!(frames.len(), 300);
+        assert!(skipped.is_empty() && err.is_none());
+    }
+
+    /// Four bytes lost in the middle: the damaged record goes, every other record is read,
+    /// and the skip is reported where it happened.
+    #[test]
+    fn lost_bytes_cost_only_the_record_they_were_in() {
+        let recs = records(300);
+        let bytes = pcap(&recs);
+        for cut in [
+            bytes.len() / 3,
+            bytes.len() / 2 + 5,
+            bytes.len() * 3 / 4 + 11,
+        ] {
+            let mut damaged = bytes.clone();
+            damaged.drain(cut..cut + 4);
+            let (frames, skipped, err) = read(&damaged);
+            assert!(err.is_none(), "{err:?}");
+            assert!(frames.len() >= 298, "{} of 300 records read", frames.len());
+            assert_eq!(skipped.len(), 1, "{skipped:?}");
+            // The record the bytes went from reads short into the next header: the skip
+            // starts within a record of the cut.
+            assert!(
+                skipped[0].0.abs_diff(cut as u64) < 300,
+                "{skipped:?} vs cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_in_the_middle_is_skipped() {
+        let recs = records(100);
+        let mut bytes = pcap(&recs);
+        let at = bytes.len() / 2;
+        let garbage: Vec<u8> = (0..997u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        bytes.splice(at..at, garbage);
+        let (frames, skipped, err) = read(&bytes);
+        assert!(err.is_none(), "{err:?}");
+        assert!(frames.len() >= 99, "{}", frames.len());
+        assert_eq!(skipped.len(), 1);
+    }
+
+    /// A capture that was quiet for a week is not corrupt.
+    #[test]
+    fn a_real_gap_of_days_is_kept() {
+        let mut recs = records(20);
+        for r in &mut recs[10..] {
+            r.0 += 7 * 86_400;
+        }
+        let (frames, skipped, err) = read(&pcap(&recs));
+        assert_eq!(frames.len(), 20);
+        assert!(skipped.is_empty() && err.is_none());
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_record_header_is_an_error() {
+        let bytes = pcap(&records(10));
+        let cut = &bytes[..bytes.len() - 60 - 9 - 16 + 7];
+        let (_, _, err) = read(cut);
+        assert!(
+            err.is_some_and(|e| e.contains("record")),
+            "must not end silently"
+        );
+    }
 }

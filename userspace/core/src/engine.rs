@@ -21,9 +21,9 @@ use crate::dialog::{
     Call, CallState, DialogConfig, DialogEvent, Dialogs, MediaSecurity, PolicyHeaders, Rejected,
 };
 use crate::event::{
-    CallDecision, CallHandle, HandleMap, CallStarted, DtmfEvent, DtmfSource, Event, RecordingControl,
-    RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport, StopReason,
-    StreamHandle, StreamReport,
+    CallDecision, CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, HandleMap,
+    RecordingControl, RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport,
+    StopReason, StreamHandle, StreamReport,
 };
 use crate::media::TimelineConfig;
 use crate::policy::{

@@ -160,12 +160,17 @@ pub fn engine_timed(data: &[u8]) {
                     r.1 += samples.len() as u64 / 2;
                 }
                 Event::RecordingSilence { rec, frames } => {
-                    recs.get_mut(&rec.0).expect("silence of a started recording").1 += frames;
+                    recs.get_mut(&rec.0)
+                        .expect("silence of a started recording")
+                        .1 += frames;
                 }
                 Event::RecordingStopped { rec, frames, .. } => {
                     let (rate, got) = recs.remove(&rec.0).expect("stop of a started recording");
                     assert_eq!(got, frames, "the stop counts what was handed out");
-                    assert!(frames <= rate * max_secs, "{frames} frames past the maximum length");
+                    assert!(
+                        frames <= rate * max_secs,
+                        "{frames} frames past the maximum length"
+                    );
                     stopped += 1;
                 }
                 _ => {}

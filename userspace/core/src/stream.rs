@@ -543,7 +543,10 @@ impl Stream {
     }
 
     fn spec_at(&self, slot: usize) -> &CodecSpec {
-        self.specs[slot].1.as_ref().expect("slots name known codecs")
+        self.specs[slot]
+            .1
+            .as_ref()
+            .expect("slots name known codecs")
     }
 
     /// RTP clock rate of a payload type, for the RTP statistics (0: not a clock, such as

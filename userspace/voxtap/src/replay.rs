@@ -32,6 +32,8 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         .map(|m| m.len())
         .sum();
     let mut done_bytes = 0u64;
+    // Corrupt stretches skipped in the input: how many, and bytes.
+    let mut skipped = (0u64, 0u64);
     let mut input_error = None;
 
     'files: for path in &args.captures {
@@ -56,6 +58,14 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
                 progress.show(done_bytes + file.position(), total_bytes, &engine);
             }
         }
+        for &(at, n) in file.skipped().iter().take(10) {
+            eprintln!(
+                "voxtap replay: warning: {}: skipped {n} corrupt bytes at byte offset {at} to reach the next good record",
+                path.display()
+            );
+        }
+        skipped.0 += file.skipped().len() as u64;
+        skipped.1 += file.skipped().iter().map(|s| s.1).sum::<u64>();
         done_bytes += file.len();
     }
     // Whatever happened to the input, everything seen so far is written.
@@ -118,6 +128,12 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         }
     );
     println!("  not VoIP        {:>10}", stats.ignored);
+    if skipped.0 > 0 {
+        println!(
+            "  corrupt input   {:>10}  bytes skipped in {} places to reach good records",
+            skipped.1, skipped.0
+        );
+    }
     println!(
         "  elapsed         {:>10.3} s  ({:.0} packets/s)",
         elapsed.as_secs_f64(),
