@@ -662,13 +662,11 @@ fn plan_side(
         if event.is_none()
             && pending_dtmf.front().is_some_and(|&(t, _)| tk >= t)
             && tk + DTMF_SLOTS * PACKET_NS <= last_ns
+            && let Some((_, d)) = pending_dtmf.pop_front()
+            && let Some(code) = rtp::dtmf_event_code(d)
         {
-            if let Some((_, d)) = pending_dtmf.pop_front()
-                && let Some(code) = rtp::dtmf_event_code(d)
-            {
-                event = Some((slot, code));
-                res.dtmf_at.push((tk, d));
-            }
+            event = Some((slot, code));
+            res.dtmf_at.push((tk, d));
         }
         let (hdr, payload) = match event {
             Some((start, code)) => {

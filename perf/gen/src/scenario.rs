@@ -111,7 +111,7 @@ fn pick_tones_in(
         if a.abs_diff(b) < min_apart {
             continue;
         }
-        if min_apart > 2 && (a % b == 0 || b % a == 0) {
+        if min_apart > 2 && (a.is_multiple_of(b) || b.is_multiple_of(a)) {
             continue;
         }
         let score = used[a as usize] + used[b as usize];
