@@ -1026,6 +1026,12 @@ fn audio_of(cap: &Capture, caller: bool) -> Vec<Vec<u8>> {
     pkts.into_iter().map(|u| u.payload.clone()).collect()
 }
 
+/// A loud line straight to stderr, past the test harness' capture.
+fn skipped(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {msg} ***\n");
+}
+
 /// Every codec: the payloads decode (by voxtap-codec's decoders, an independent
 /// implementation for most) to the direction's tone at about its level, timestamps advance by
 /// the codec's clock, and the SDPs name the codec.
@@ -1040,7 +1046,7 @@ fn every_codec_carries_its_tone() {
             std::env::var("VOXTAP_REQUIRE_CODECS").as_deref() != Ok("1"),
             "encoders missing: {missing:?}"
         );
-        eprintln!("\n*** SKIPPED: encoders missing: {missing:?} ***\n");
+        skipped(&format!("encoders missing: {missing:?}"));
     }
     for codec in Codec::catalog_available() {
         let mut cfg = small(Scenario::Pcmu);
@@ -1064,7 +1070,7 @@ fn every_codec_carries_its_tone() {
         }
         let spec = codec.spec();
         let Ok(mut dec) = voxtap_codec::decoder_for(&spec, codec.record_rate()) else {
-            eprintln!("\n*** SKIPPED: no {codec} decoder in this build ***\n");
+            skipped(&format!("no {codec} decoder in this build"));
             continue;
         };
         for caller in [true, false] {
