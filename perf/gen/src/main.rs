@@ -7,7 +7,8 @@ use clap::{Parser, ValueEnum as _};
 use voxtap_gen::{Codec, GenConfig, Scenario, try_generate, write_pcap};
 
 /// Generate a deterministic pcap of SIP calls with RTP (a pure sine tone per
-/// direction) plus a JSON ground truth, for voxtap end-to-end tests.
+/// direction, in G.711 or any codec of --codec, optionally SRTP) plus a JSON
+/// ground truth, for voxtap end-to-end tests.
 #[derive(Parser, Debug)]
 #[command(name = "voxtap-gen", version, about, long_about = None)]
 struct Args {
