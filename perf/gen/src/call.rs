@@ -728,7 +728,8 @@ fn plan_side(
                 out
             }
             Protect::Opaque(krng) => {
-                let mut out = plain[..12].to_vec();
+                // The RTP header stays in the clear (RFC 3711 §3.1); the rest is noise.
+                let mut out: Vec<u8> = plain.iter().take(12).copied().collect();
                 out.extend((12..plain.len() + OPAQUE_TAG_LEN).map(|_| krng.next_u64() as u8));
                 out
             }
