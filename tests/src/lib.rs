@@ -286,19 +286,185 @@ fn calls_by_call_id(out: &Path) -> HashMap<String, CallRow> {
     map
 }
 
-fn recordings_of(out: &Path, call_id: i64) -> Vec<(String, f64, i64, i64)> {
+/// One row of `recordings`.
+#[derive(Debug)]
+struct RecRow {
+    path: String,
+    duration: Option<f64>,
+    channels: i64,
+    rate: i64,
+    codec: String,
+    state: String,
+    state_reason: Option<String>,
+}
+
+fn recordings_of(out: &Path, call_id: i64) -> Vec<RecRow> {
     let db = catalog(out);
     let mut stmt = db
         .prepare(
-            "SELECT path, duration_s, channels, sample_rate FROM recordings WHERE call_id = ?1",
+            "SELECT path, duration_s, channels, sample_rate, codec, state, state_reason
+             FROM recordings WHERE call_id = ?1",
         )
         .unwrap();
     stmt.query_map([call_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        Ok(RecRow {
+            path: r.get(0)?,
+            duration: r.get(1)?,
+            channels: r.get(2)?,
+            rate: r.get(3)?,
+            codec: r.get(4)?,
+            state: r.get(5)?,
+            state_reason: r.get(6)?,
+        })
     })
     .unwrap()
     .map(Result::unwrap)
     .collect()
+}
+
+/// One row of `streams`: what the engine made of one RTP stream.
+#[derive(Debug)]
+pub struct StreamRow {
+    pub side: String,
+    pub ssrc: i64,
+    pub codec: String,
+    pub clock_rate: i64,
+    pub fmtp: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub security: String,
+    pub packets: i64,
+    pub lost: i64,
+    pub decoded_packets: i64,
+    pub undecodable_packets: i64,
+    pub decrypt_failures: i64,
+}
+
+/// The streams of the call with this SIP Call-ID.
+pub fn streams_of(out: &Path, sip_call_id: &str) -> Vec<StreamRow> {
+    let db = catalog(out);
+    let mut stmt = db
+        .prepare(
+            "SELECT s.side, s.ssrc, s.codec, s.clock_rate, s.fmtp, s.status, s.status_reason,
+                    s.security, s.packets, s.lost, s.decoded_packets, s.undecodable_packets,
+                    s.decrypt_failures
+             FROM streams s JOIN calls c ON c.id = s.call_id WHERE c.sip_call_id = ?1
+             ORDER BY s.id",
+        )
+        .unwrap();
+    stmt.query_map([sip_call_id], |r| {
+        Ok(StreamRow {
+            side: r.get(0)?,
+            ssrc: r.get(1)?,
+            codec: r.get(2)?,
+            clock_rate: r.get(3)?,
+            fmtp: r.get(4)?,
+            status: r.get(5)?,
+            status_reason: r.get(6)?,
+            security: r.get(7)?,
+            packets: r.get(8)?,
+            lost: r.get(9)?,
+            decoded_packets: r.get(10)?,
+            undecodable_packets: r.get(11)?,
+            decrypt_failures: r.get(12)?,
+        })
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// The streams of a call against its truth: each stream's status, its protection, its codec
+/// as the SDP named it, and no packet that failed to decrypt or decode.
+fn check_streams(out: &Path, t: &CallTruth) {
+    let id = &t.sip_call_id;
+    let streams = streams_of(out, id);
+    assert!(
+        streams.iter().any(|s| s.side == "caller") && streams.iter().any(|s| s.side == "callee"),
+        "{id}: a stream per side: {streams:?}"
+    );
+    for s in &streams {
+        assert_eq!(s.status, t.stream_status, "{id} {s:?}: status");
+        match t.security.as_str() {
+            "rtp" => assert_eq!(s.security, "rtp", "{id}: security"),
+            "sdes-srtp" => {
+                let want = format!("srtp {}", t.srtp_suite.as_deref().unwrap_or_default());
+                assert_eq!(s.security, want, "{id}: security");
+            }
+            _ => assert!(
+                s.security.starts_with("encrypted"),
+                "{id}: security {:?}",
+                s.security
+            ),
+        }
+        if t.stream_status == "decoded" {
+            assert!(
+                s.codec.eq_ignore_ascii_case(&t.codec)
+                    && s.clock_rate == i64::from(t.clock_rate)
+                    && s.fmtp == t.fmtp,
+                "{id}: stream codec {}/{} fmtp {:?}, the SDP said {}/{} {:?}",
+                s.codec,
+                s.clock_rate,
+                s.fmtp,
+                t.codec,
+                t.clock_rate,
+                t.fmtp
+            );
+            assert_eq!(
+                (s.decrypt_failures, s.undecodable_packets),
+                (0, 0),
+                "{id} {s:?}: packets lost to decryption or decoding"
+            );
+            assert!(s.decoded_packets > 0, "{id} {s:?}: nothing decoded");
+        } else {
+            assert_eq!(s.decoded_packets, 0, "{id} {s:?}: decoded encrypted audio");
+            assert!(s.status_reason.is_some(), "{id} {s:?}: no reason given");
+        }
+    }
+}
+
+/// CI sets VOXTAP_REQUIRE_CODECS=1: a codec this build lacks is then a failure.
+pub fn require_codecs() -> bool {
+    std::env::var("VOXTAP_REQUIRE_CODECS").is_ok_and(|v| v == "1")
+}
+
+/// Why this build cannot carry `codec` end to end (no encoder in the generator, or no decoder
+/// in the engine), or `None` when it can.
+pub fn codec_missing(codec: voxtap_gen::Codec) -> Option<String> {
+    if let Err(e) = codec.encoder_available() {
+        return Some(format!("{codec}: no encoder: {e}"));
+    }
+    let name = codec.name();
+    let family = if name.to_ascii_uppercase().contains("G726") {
+        "G726"
+    } else {
+        name.as_str()
+    };
+    let decodes = voxtap_codec::available()
+        .into_iter()
+        .any(|(f, ok)| ok && f.eq_ignore_ascii_case(family));
+    (!decodes).then(|| format!("{codec}: voxtap was built without a {family} decoder"))
+}
+
+/// `false` after a loud SKIPPED line when a codec is missing, a panic instead under
+/// VOXTAP_REQUIRE_CODECS=1; `true` when every codec is there.
+pub fn have_codecs(test: &str, codecs: &[voxtap_gen::Codec]) -> bool {
+    let missing: Vec<String> = codecs.iter().filter_map(|&c| codec_missing(c)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !require_codecs(),
+        "{test}: {} (VOXTAP_REQUIRE_CODECS=1)",
+        missing.join("; ")
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {test}: {} ***\n",
+        missing.join("; ")
+    );
+    false
 }
 
 /// The seconds of a channel that are not inside one of its silent spans (with a margin).
@@ -331,13 +497,42 @@ fn slice(x: &[f64], rate: u32, (a, b): (f64, f64)) -> &[f64] {
     &x[i..j]
 }
 
+/// Power of `freq` in `x`: over the whole span (a tone whose phase slips anywhere in it, by
+/// misplaced or doubled audio, loses power), or with `windowed` the mean over 100 ms windows.
+fn span_power(x: &[f64], rate: u32, freq: f64, windowed: bool) -> f64 {
+    let n = (rate / 10) as usize;
+    if !windowed || x.len() < 2 * n {
+        return tone_power(x, rate, freq);
+    }
+    let windows: Vec<f64> = x
+        .chunks_exact(n)
+        .map(|w| tone_power(w, rate, freq))
+        .collect();
+    windows.iter().sum::<f64>() / windows.len() as f64
+}
+
 /// The expected tone dominates the channel where the party talks, and the other party's tone
 /// is absent from it.
 fn check_channel(w: &Stereo, truth: &CallTruth, channel: &str) {
-    let (x, want, other) = match channel {
-        "left" => (&w.left, truth.caller_tone_hz, truth.callee_tone_hz),
-        _ => (&w.right, truth.callee_tone_hz, truth.caller_tone_hz),
+    let (x, want, other, lost) = match channel {
+        "left" => (
+            &w.left,
+            truth.caller_tone_hz,
+            truth.callee_tone_hz,
+            truth.lost_caller,
+        ),
+        _ => (
+            &w.right,
+            truth.callee_tone_hz,
+            truth.caller_tone_hz,
+            truth.lost_callee,
+        ),
     };
+    // A predictive decoder conceals a loss with its own guess and takes a while to fall back
+    // in step with the encoder: the tone's phase and level drift, which is no fault of the
+    // recording. Those channels are measured per window; G.711 and loss-free ones whole.
+    let g711 = ["PCMU", "PCMA"].contains(&truth.codec.to_ascii_uppercase().as_str());
+    let windowed = lost > 0 && !g711;
     let spans = talking(truth, channel, w.secs());
     assert!(
         !spans.is_empty(),
@@ -346,8 +541,8 @@ fn check_channel(w: &Stereo, truth: &CallTruth, channel: &str) {
     );
     for span in spans {
         let part = slice(x, w.rate, span);
-        let p_want = tone_power(part, w.rate, want);
-        let p_other = tone_power(part, w.rate, other);
+        let p_want = span_power(part, w.rate, want, windowed);
+        let p_other = span_power(part, w.rate, other, windowed);
         let e = energy(part);
         assert!(
             p_want > 0.02,
@@ -380,8 +575,11 @@ fn check_channel(w: &Stereo, truth: &CallTruth, channel: &str) {
 }
 
 /// Checks a catalog and its recordings against the generator's ground truth: the same calls,
-/// the right tone on the right channel, durations within 0.5 s, DTMF digits, loss per
-/// direction and silence where a party was on hold. `context` is shown on failure.
+/// the recording at the truth's sample rate and in its state (`complete`, or `no-audio` with a
+/// reason and no file when the media cannot be decrypted), every stream decoded (or
+/// encrypted), protected as the SDP said and with the SDP's codec, the right tone on the right
+/// channel, durations within 0.5 s, DTMF digits, loss per direction and silence where a party
+/// was on hold. `context` is shown on failure.
 pub fn check_against_truth(out: &Path, truth: &GroundTruth, context: &str) {
     let calls = calls_by_call_id(out);
     assert_eq!(
@@ -417,9 +615,49 @@ pub fn check_against_truth(out: &Path, truth: &GroundTruth, context: &str) {
             continue;
         }
         assert_eq!(recs.len(), 1, "{}: one recording per call", t.sip_call_id);
-        let (path, duration, channels, rate) = &recs[0];
-        assert_eq!((*channels, *rate), (2, 8000), "{}", t.sip_call_id);
-        let wav = read_wav(&out.join(path));
+        let rec = &recs[0];
+        // The rate follows the codec: 16 kHz for wide-band audio, else 8 kHz.
+        assert_eq!(
+            (rec.channels, rec.rate),
+            (2, i64::from(t.record_rate)),
+            "{} ({}): channels and sample rate",
+            t.sip_call_id,
+            t.codec_id
+        );
+        assert!(
+            rec.codec.eq_ignore_ascii_case(&t.codec),
+            "{}: recording codec {:?}, the SDP said {:?}",
+            t.sip_call_id,
+            rec.codec,
+            t.codec
+        );
+        assert_eq!(
+            rec.state, t.recording_state,
+            "{} ({}): recording state ({:?})",
+            t.sip_call_id, t.codec_id, rec.state_reason
+        );
+        check_streams(out, t);
+        if t.recording_state == "no-audio" {
+            // Nothing to listen to: the file is gone, the catalog says why.
+            assert!(
+                rec.state_reason.as_deref().is_some_and(|r| !r.is_empty()),
+                "{}: a no-audio recording gives its reason",
+                t.sip_call_id
+            );
+            assert!(
+                !out.join(&rec.path).exists(),
+                "{}: a no-audio recording leaves no file",
+                t.sip_call_id
+            );
+            continue;
+        }
+        let duration = rec.duration.unwrap_or(-1.0);
+        let wav = read_wav(&out.join(&rec.path));
+        assert_eq!(
+            wav.rate, t.record_rate,
+            "{}: WAV sample rate",
+            t.sip_call_id
+        );
         assert!(
             (wav.secs() - t.recorded_secs).abs() <= 0.5,
             "{}: recording lasts {:.3} s, the call {:.3} s",

@@ -1,13 +1,17 @@
 //! Generation of one call: SIP dialog, transport (UDP/TCP/fragments), RTP
-//! media for both directions, and its ground truth.
+//! media for both directions (encoded by the call's codec, SRTP-protected when
+//! asked), and its ground truth.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use voxtap_core::media::srtp::{CryptoAttr, InlineKey, SessionParams, SrtpContext, SrtpSuite};
+
+use crate::codec::PayloadEncoder;
 use crate::net::{self, VlanTag, tcp_flags};
 use crate::rng::Rng;
-use crate::rtp::{self, Codec, PACKET_NS, PT_TELEPHONE_EVENT, RtpHeader, SAMPLES_PER_PACKET};
-use crate::sip::{Direction, Msg, Sdp, host, hostport};
-use crate::{CallTruth, ControlTruth, DtmfTruth, Frame, SilentSpan};
+use crate::rtp::{self, Codec, PACKET_NS, PT_TELEPHONE_EVENT, RtpHeader};
+use crate::sip::{Direction, Msg, Sdp, Security, host, hostport};
+use crate::{CallTruth, ControlTruth, DtmfTruth, Frame, GenError, SilentSpan};
 
 pub const US: u64 = 1_000;
 pub const MS: u64 = 1_000_000;
@@ -56,6 +60,25 @@ pub struct CallSpec {
     /// Port the caller moves to after hold (HoldMove only).
     pub caller_rtp_port2: u16,
     pub callee_rtp_port: u16,
+    /// How the media is protected.
+    pub srtp: SrtpPlan,
+}
+
+/// How a call's media is protected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SrtpPlan {
+    /// Plain RTP (`RTP/AVP`).
+    None,
+    /// SDES (RFC 4568): the offer lists `offer` as tags 1, 2..., the answer picks
+    /// `offer[pick]`; with `rekey` both sides send new keys by a re-INVITE at half time.
+    Sdes {
+        offer: Vec<SrtpSuite>,
+        pick: usize,
+        rekey: bool,
+    },
+    /// DTLS-SRTP (RFC 5764): keys never in the SDP, so nothing an observer can decrypt; the
+    /// payloads are random bytes.
+    Dtls,
 }
 
 /// Which on-demand recording requests a call carries.
@@ -461,8 +484,12 @@ fn req_cseq(m: &Msg) -> u32 {
 struct RtpState {
     ssrc: u32,
     seq: u16,
+    /// SRTP rollover counter: sequence number wraps so far (RFC 3711 §3.3.1).
+    roc: u32,
     ts0: u32,
     last_slot: Option<u64>,
+    /// The stream's encoder, made at its first audio packet.
+    enc: Option<PayloadEncoder>,
 }
 
 impl RtpState {
@@ -470,10 +497,85 @@ impl RtpState {
         RtpState {
             ssrc: rng.next_u32(),
             seq: rng.next_u16(),
+            roc: 0,
             ts0: rng.next_u32(),
             last_slot: None,
+            enc: None,
         }
     }
+}
+
+/// How one direction's packets are protected on the wire.
+enum Protect {
+    None,
+    /// SRTP with the sender's key in force from each time on (a re-key adds one).
+    Srtp(Vec<(u64, SrtpContext)>),
+    /// Encrypted with keys nobody observing has (DTLS-SRTP): random payload and tag.
+    Opaque(Rng),
+}
+
+/// Tag bytes of SRTP's default HMAC-SHA1-80 (RFC 3711 §4.2), for the opaque payloads.
+const OPAQUE_TAG_LEN: usize = 10;
+
+/// One round of SDES keys: the offer's lines (tags 1, 2...) and the answer's line.
+struct KeyEpoch {
+    offer: Vec<CryptoAttr>,
+    answer: CryptoAttr,
+}
+
+fn sdes_attr(tag: u32, suite: SrtpSuite, rng: &mut Rng) -> Result<CryptoAttr, GenError> {
+    let key_salt: Vec<u8> = (0..suite.key_salt_len())
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    let key = InlineKey::new(suite, &key_salt).map_err(|e| GenError::Srtp(e.to_string()))?;
+    Ok(CryptoAttr {
+        tag,
+        suite,
+        keys: vec![key],
+        params: SessionParams::default(),
+    })
+}
+
+impl KeyEpoch {
+    /// RFC 4568 §5.1.2: the answer takes one of the offered tags with its own key.
+    fn new(offer: &[SrtpSuite], pick: usize, rng: &mut Rng) -> Result<KeyEpoch, GenError> {
+        let offer = offer
+            .iter()
+            .zip(1u32..)
+            .map(|(&suite, tag)| sdes_attr(tag, suite, rng))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chosen = offer
+            .get(pick)
+            .or(offer.first())
+            .ok_or_else(|| GenError::Srtp("an SDES offer needs a suite".into()))?;
+        let answer = sdes_attr(chosen.tag, chosen.suite, rng)?;
+        Ok(KeyEpoch { offer, answer })
+    }
+
+    fn chosen(&self) -> &CryptoAttr {
+        self.offer
+            .iter()
+            .find(|a| a.tag == self.answer.tag)
+            .unwrap_or(&self.answer)
+    }
+}
+
+/// `n` random bytes as an SDP fingerprint, `AB:CD:...` (RFC 8122 §5).
+fn fingerprint(rng: &mut Rng, n: usize) -> String {
+    (0..n)
+        .map(|_| format!("{:02X}", rng.next_u64() as u8))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A DTLS 1.2 handshake record (RFC 6347 §4.1) of `len` random bytes: what a DTLS-SRTP
+/// endpoint sends on its media port before any SRTP (RFC 5764 §5.1.2 tells them apart).
+fn dtls_record(rng: &mut Rng, handshake_type: u8, len: usize) -> Vec<u8> {
+    let mut r = vec![22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0];
+    r.extend_from_slice(&(len as u16 + 1).to_be_bytes());
+    r.push(handshake_type);
+    r.extend((0..len).map(|_| rng.next_u64() as u8));
+    r
 }
 
 /// From `from_ns` on, send with `state` from `src` to `dst`.
@@ -496,6 +598,7 @@ struct SidePlan {
     inband: Vec<(u64, u64, char)>,
     tone_hz: f64,
     codec: Codec,
+    protect: Protect,
 }
 
 struct PlannedPkt {
@@ -516,7 +619,15 @@ struct SideResult {
 /// Number of 20 ms slots a DTMF event occupies (5 updates, end + 2 retransmissions).
 const DTMF_SLOTS: u64 = 8;
 
-fn plan_side(side: &mut SidePlan, media0: u64, last_ns: u64, rng: &mut Rng) -> SideResult {
+fn plan_side(
+    side: &mut SidePlan,
+    media0: u64,
+    last_ns: u64,
+    rng: &mut Rng,
+) -> Result<SideResult, GenError> {
+    let codec = side.codec;
+    let ticks = codec.ticks_per_packet();
+    let codec_err = |why: String| GenError::Codec { codec, why };
     let mut res = SideResult {
         pkts: Vec::new(),
         dtmf_at: Vec::new(),
@@ -547,27 +658,25 @@ fn plan_side(side: &mut SidePlan, media0: u64, last_ns: u64, rng: &mut Rng) -> S
         }
         let st = &mut side.states[leg.state];
         let marker_gap = st.last_slot.is_none_or(|l| l + 1 != slot);
-        let ts_slot = st
-            .ts0
-            .wrapping_add((slot as u32).wrapping_mul(SAMPLES_PER_PACKET));
+        let ts_slot = st.ts0.wrapping_add((slot as u32).wrapping_mul(ticks));
         if event.is_none()
             && pending_dtmf.front().is_some_and(|&(t, _)| tk >= t)
             && tk + DTMF_SLOTS * PACKET_NS <= last_ns
+            && let Some((_, d)) = pending_dtmf.pop_front()
+            && let Some(code) = rtp::dtmf_event_code(d)
         {
-            let (_, d) = pending_dtmf.pop_front().unwrap();
-            event = Some((slot, rtp::dtmf_event_code(d).expect("valid DTMF digit")));
+            event = Some((slot, code));
             res.dtmf_at.push((tk, d));
         }
         let (hdr, payload) = match event {
             Some((start, code)) => {
                 let j = slot - start;
-                let ev_ts = st
-                    .ts0
-                    .wrapping_add((start as u32).wrapping_mul(SAMPLES_PER_PACKET));
+                let ev_ts = st.ts0.wrapping_add((start as u32).wrapping_mul(ticks));
+                // RFC 4733 §2.5.1.3: the duration counts the event's clock ticks so far.
                 let (end, dur) = if j < 5 {
-                    (false, (j + 1) * 160)
+                    (false, (j + 1) * u64::from(ticks))
                 } else {
-                    (true, 6 * 160)
+                    (true, 6 * u64::from(ticks))
                 };
                 if j + 1 >= DTMF_SLOTS {
                     event = None;
@@ -589,15 +698,46 @@ fn plan_side(side: &mut SidePlan, media0: u64, last_ns: u64, rng: &mut Rng) -> S
                     timestamp: ts_slot,
                     ssrc: st.ssrc,
                 };
-                let first = slot * SAMPLES_PER_PACKET as u64;
-                let payload = match side.inband.iter().find(|&&(a, b, _)| tk >= a && tk < b) {
-                    Some(&(_, _, d)) => rtp::dtmf_payload(side.codec, d, first),
-                    None => rtp::tone_payload(side.codec, side.tone_hz, first),
+                let n = codec.samples_per_packet();
+                let first = slot * u64::from(n);
+                let rate = codec.pcm_rate();
+                let pcm = match side.inband.iter().find(|&&(a, b, _)| tk >= a && tk < b) {
+                    Some(&(_, _, d)) => rtp::dtmf_pcm(d, rate, first, n),
+                    None => rtp::tone_pcm(side.tone_hz, rate, first, n),
                 };
-                (h, payload)
+                let enc = match &mut st.enc {
+                    Some(e) => e,
+                    None => st
+                        .enc
+                        .insert(PayloadEncoder::new(codec).map_err(codec_err)?),
+                };
+                (h, enc.encode(&pcm).map_err(codec_err)?)
+            }
+        };
+        let plain = rtp::rtp_packet(&hdr, &payload);
+        let data = match &mut side.protect {
+            Protect::None => plain,
+            Protect::Srtp(keys) => {
+                // The key in force when the packet is sent; the ROC of its SSRC.
+                let Some((_, ctx)) = keys.iter_mut().rev().find(|(from, _)| *from <= tk) else {
+                    return Err(GenError::Srtp("no key in force".into()));
+                };
+                let mut out = Vec::with_capacity(plain.len() + 16);
+                ctx.protect_rtp_with_roc(&plain, st.roc, &mut out)
+                    .map_err(|e| GenError::Srtp(e.to_string()))?;
+                out
+            }
+            Protect::Opaque(krng) => {
+                // The RTP header stays in the clear (RFC 3711 §3.1); the rest is noise.
+                let mut out: Vec<u8> = plain.iter().take(12).copied().collect();
+                out.extend((12..plain.len() + OPAQUE_TAG_LEN).map(|_| krng.next_u64() as u8));
+                out
             }
         };
         st.seq = st.seq.wrapping_add(1);
+        if st.seq == 0 {
+            st.roc = st.roc.wrapping_add(1);
+        }
         st.last_slot = Some(slot);
         // ±1 ms arrival jitter, whole microseconds
         let jitter = rng.range(0, 2000) as i64 - 1000;
@@ -606,14 +746,14 @@ fn plan_side(side: &mut SidePlan, media0: u64, last_ns: u64, rng: &mut Rng) -> S
             t,
             src: leg.src,
             dst: leg.dst,
-            data: rtp::rtp_packet(&hdr, &payload),
+            data,
             state: leg.state,
         });
     }
     if let Some(from) = silent_from {
         res.silent.push((from, last_ns));
     }
-    res
+    Ok(res)
 }
 
 /// Drop 2% of the packets and swap 2% of adjacent pairs (exact counts,
@@ -679,7 +819,7 @@ fn us_floor(ns: u64) -> u64 {
 }
 
 /// Generate one call's frames and truth.
-pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
+pub fn generate_call(spec: &CallSpec) -> Result<(Vec<Frame>, CallTruth), GenError> {
     let mut rng = Rng::derive(spec.seed, 0x1000 + spec.idx as u64);
     let i = spec.idx;
     let (hi, lo) = ((1 + i / 250) as u8, (1 + i % 250) as u8);
@@ -767,7 +907,43 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
 
     let caller_sess = rng.range(1_000_000, 9_999_999);
     let callee_sess = rng.range(1_000_000, 9_999_999);
-    let caller_sdp = |version: u64, port: u16, dir: Direction, many: bool| {
+
+    // Keys come from their own stream: SRTP changes nothing else of the call.
+    let mut krng = Rng::derive(spec.seed, 0x5EC0_0000 + spec.idx as u64);
+    let (epochs, dtls) = match &spec.srtp {
+        SrtpPlan::None => (Vec::new(), None),
+        SrtpPlan::Sdes { offer, pick, rekey } => {
+            let mut e = vec![KeyEpoch::new(offer, *pick, &mut krng)?];
+            if *rekey {
+                e.push(KeyEpoch::new(offer, *pick, &mut krng)?);
+            }
+            (e, None)
+        }
+        SrtpPlan::Dtls => {
+            let fps = (fingerprint(&mut krng, 32), fingerprint(&mut krng, 32));
+            (Vec::new(), Some(fps))
+        }
+    };
+    // The caller offers every line of its keys; answering (a callee's re-INVITE) it gives
+    // the chosen one. The callee always gives its answer's line.
+    let caller_sec = |epoch: usize, offer: bool| match (&dtls, epochs.get(epoch)) {
+        (Some((fp, _)), _) => Security::Dtls {
+            fingerprint: fp.clone(),
+            setup: "actpass",
+        },
+        (None, Some(e)) if offer => Security::Sdes(e.offer.iter().map(|a| a.to_string()).collect()),
+        (None, Some(e)) => Security::Sdes(vec![e.chosen().to_string()]),
+        (None, None) => Security::Plain,
+    };
+    let callee_sec = |epoch: usize| match (&dtls, epochs.get(epoch)) {
+        (Some((_, fp)), _) => Security::Dtls {
+            fingerprint: fp.clone(),
+            setup: "active",
+        },
+        (None, Some(e)) => Security::Sdes(vec![e.answer.to_string()]),
+        (None, None) => Security::Plain,
+    };
+    let caller_sdp = |version: u64, port: u16, dir: Direction, many: bool, security: Security| {
         Sdp {
             user: dlg.caller_user.clone(),
             session_id: caller_sess,
@@ -777,10 +953,11 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
             codec: spec.codec,
             direction: dir,
             many_codecs: many,
+            security,
         }
         .render()
     };
-    let callee_sdp = |version: u64, dir: Direction| {
+    let callee_sdp = |version: u64, dir: Direction, security: Security| {
         Sdp {
             user: dlg.callee_user.clone(),
             session_id: callee_sess,
@@ -790,6 +967,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
             codec: spec.codec,
             direction: dir,
             many_codecs: false,
+            security,
         }
         .render()
     };
@@ -858,6 +1036,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
             spec.caller_rtp_port,
             Direction::SendRecv,
             spec.big_invite,
+            caller_sec(0, true),
         ))
         .render();
     let split = spec.tcp.then_some(invite.len() * 2 / 5);
@@ -870,7 +1049,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
     let progress = if spec.early_media {
         dlg.callee_response(183, "Session Progress", &inv_branch, 1, "INVITE", true)
             .header("Contact", dlg.callee_contact())
-            .sdp(callee_sdp(1, Direction::SendRecv))
+            .sdp(callee_sdp(1, Direction::SendRecv, callee_sec(0)))
             .render()
     } else {
         dlg.callee_response(180, "Ringing", &inv_branch, 1, "INVITE", true)
@@ -893,7 +1072,32 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         callee_user: dlg.callee_user.clone(),
         answered: false,
         recorded: false,
-        codec: spec.codec.name().to_string(),
+        codec: spec.codec.name(),
+        codec_id: spec.codec.id().to_string(),
+        clock_rate: spec.codec.clock_rate(),
+        fmtp: spec.codec.fmtp().to_string(),
+        record_rate: spec.codec.record_rate(),
+        security: match spec.srtp {
+            SrtpPlan::None => "rtp",
+            SrtpPlan::Sdes { .. } => "sdes-srtp",
+            SrtpPlan::Dtls => "dtls-srtp",
+        }
+        .to_string(),
+        srtp_suite: epochs.first().map(|e| e.answer.suite.name().to_string()),
+        srtp_tag: epochs.first().map(|e| e.answer.tag),
+        rekeys_at_secs: Vec::new(),
+        recording_state: if dtls.is_some() {
+            "no-audio"
+        } else {
+            "complete"
+        }
+        .to_string(),
+        stream_status: if dtls.is_some() {
+            "encrypted"
+        } else {
+            "decoded"
+        }
+        .to_string(),
         caller_tone_hz: spec.caller_tone_hz,
         callee_tone_hz: spec.callee_tone_hz,
         start_ns: t_inv,
@@ -939,7 +1143,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         truth.end_ns = t_487;
         truth.final_status = 487;
         truth.end_reason = "cancelled".into();
-        return (em.frames, truth);
+        return Ok((em.frames, truth));
     }
 
     // ---- answer ---------------------------------------------------------------
@@ -948,7 +1152,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         .callee_response(200, "OK", &inv_branch, 1, "INVITE", true)
         .header("Contact", dlg.callee_contact())
         .header("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE")
-        .sdp(callee_sdp(1, Direction::SendRecv))
+        .sdp(callee_sdp(1, Direction::SendRecv, callee_sec(0)))
         .render();
     sig.send(&mut em, t_a, false, &ok, None);
     let ack = dlg
@@ -1071,7 +1275,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
                 "P-Asserted-Identity",
                 format!("<sip:+4940777{i:04}@{}>", dlg.domain),
             )
-            .sdp(callee_sdp(2, Direction::SendRecv))
+            .sdp(callee_sdp(2, Direction::SendRecv, callee_sec(0)))
             .render();
         sig.send(&mut em, t, false, &reinv, None);
         let ok = Msg::response(200, "OK")
@@ -1086,6 +1290,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
                 spec.caller_rtp_port,
                 Direction::SendRecv,
                 false,
+                caller_sec(0, false),
             ))
             .render();
         sig.send(&mut em, t + 20 * MS, true, &ok, None);
@@ -1135,13 +1340,19 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
                 .caller_request("INVITE", &dlg.request_uri(), &b, caller_cseq, true)
                 .header("Contact", format!("<{}>", dlg.caller_contact_uri()))
                 .header("User-Agent", "voxtap-gen caller")
-                .sdp(caller_sdp(2 + n as u64, port, dir_c, false))
+                .sdp(caller_sdp(
+                    2 + n as u64,
+                    port,
+                    dir_c,
+                    false,
+                    caller_sec(0, true),
+                ))
                 .render();
             sig.send(&mut em, t, true, &reinv, None);
             let ok = dlg
                 .callee_response(200, "OK", &b, caller_cseq, "INVITE", true)
                 .header("Contact", dlg.callee_contact())
-                .sdp(callee_sdp(2 + n as u64, dir_b))
+                .sdp(callee_sdp(2 + n as u64, dir_b, callee_sec(0)))
                 .render();
             sig.send(&mut em, t + 20 * MS, false, &ok, None);
             let ack = dlg
@@ -1160,6 +1371,67 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         t_switch = Some(sw);
     }
 
+    // ---- SDES re-key ----------------------------------------------------------------
+    // RFC 4568 §7.1.4: new keys take effect with the answer; both sides send with them from
+    // just after the 200 OK.
+    let mut key_switch = None;
+    if epochs.len() > 1 {
+        let t = at(0.5);
+        caller_cseq += 1;
+        let b = branch(&mut rng);
+        let reinv = dlg
+            .caller_request("INVITE", &dlg.request_uri(), &b, caller_cseq, true)
+            .header("Contact", format!("<{}>", dlg.caller_contact_uri()))
+            .header("User-Agent", "voxtap-gen caller")
+            .sdp(caller_sdp(
+                2,
+                spec.caller_rtp_port,
+                Direction::SendRecv,
+                false,
+                caller_sec(1, true),
+            ))
+            .render();
+        sig.send(&mut em, t, true, &reinv, None);
+        let ok = dlg
+            .callee_response(200, "OK", &b, caller_cseq, "INVITE", true)
+            .header("Contact", dlg.callee_contact())
+            .sdp(callee_sdp(2, Direction::SendRecv, callee_sec(1)))
+            .render();
+        sig.send(&mut em, t + 20 * MS, false, &ok, None);
+        let ack = dlg
+            .caller_request(
+                "ACK",
+                &dlg.request_uri(),
+                &branch(&mut rng),
+                caller_cseq,
+                true,
+            )
+            .render();
+        sig.send(&mut em, t + 23 * MS, true, &ack, None);
+        key_switch = Some(t + 22 * MS);
+        truth.rekeys_at_secs.push(rel_a(t + 22 * MS));
+    }
+    let protect = |caller: bool| -> Result<Protect, GenError> {
+        if dtls.is_some() {
+            return Ok(Protect::Opaque(Rng::derive(
+                spec.seed,
+                0xD715_0000 + 2 * spec.idx as u64 + u64::from(caller),
+            )));
+        }
+        if epochs.is_empty() {
+            return Ok(Protect::None);
+        }
+        let mut keys = Vec::new();
+        for (n, e) in epochs.iter().enumerate() {
+            let from = if n == 0 { 0 } else { key_switch.unwrap_or(0) };
+            // RFC 4568 §6.1: each side sends with the key of its own a=crypto line.
+            let attr = if caller { e.chosen() } else { &e.answer };
+            let ctx = SrtpContext::new(attr).map_err(|e| GenError::Srtp(e.to_string()))?;
+            keys.push((from, ctx));
+        }
+        Ok(Protect::Srtp(keys))
+    };
+
     // ---- media -------------------------------------------------------------------
     let media0 = if spec.early_media {
         t_prog + 10 * MS
@@ -1170,6 +1442,13 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
     let callee_rtp = SocketAddr::new(callee_ip, spec.callee_rtp_port);
     let caller_rtp1 = SocketAddr::new(caller_wire_ip, caller_rtp_wire);
     let caller_rtp2 = SocketAddr::new(caller_wire_ip, caller_rtp_wire2);
+    if dtls.is_some() {
+        // The DTLS handshake on the media ports (client: the answerer, `a=setup:active`).
+        let hello = dtls_record(&mut krng, 1, 180);
+        em.udp(t_a + MS, callee_rtp, caller_rtp1, &hello, false);
+        let hello = dtls_record(&mut krng, 2, 120);
+        em.udp(t_a + 2 * MS, caller_rtp1, callee_rtp, &hello, false);
+    }
 
     let mut caller_side = SidePlan {
         legs: vec![Leg {
@@ -1184,6 +1463,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         inband: Vec::new(),
         tone_hz: spec.caller_tone_hz,
         codec: spec.codec,
+        protect: protect(true)?,
     };
     let callee_start = if spec.early_media {
         t_prog + 5 * MS
@@ -1203,6 +1483,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         inband: Vec::new(),
         tone_hz: spec.callee_tone_hz,
         codec: spec.codec,
+        protect: protect(false)?,
     };
     if let Some(sw) = t_switch {
         caller_side.states.push(RtpState::new(&mut rng));
@@ -1274,7 +1555,7 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
         }
     }
     for (is_caller, side) in [(true, &mut caller_side), (false, &mut callee_side)] {
-        let mut res = plan_side(side, media0, last_ns, &mut rng);
+        let mut res = plan_side(side, media0, last_ns, &mut rng)?;
         let lost = if spec.loss_reorder {
             impair(&mut res.pkts, &mut rng)
         } else {
@@ -1354,5 +1635,5 @@ pub fn generate_call(spec: &CallSpec) -> (Vec<Frame>, CallTruth) {
     truth.recorded_secs = (t_bye - t_a) as f64 / 1e9;
     truth.final_status = 200;
     truth.end_reason = "bye".into();
-    (em.frames, truth)
+    Ok((em.frames, truth))
 }

@@ -6,9 +6,13 @@
 //! (link type Ethernet).
 //!
 //! Every call carries a pure sine tone per direction (caller → left channel,
-//! callee → right channel), G.711 encoded, so a test can check that a
-//! recording holds the right tone on the right channel for the right
-//! Call-ID. All randomness comes from `GenConfig::seed`: the same config
+//! callee → right channel), so a test can check that a recording holds the
+//! right tone on the right channel for the right Call-ID. G.711 by default;
+//! [`GenConfig::codec`] (or [`Scenario::Codecs`]) puts any other codec in the
+//! calls, encoded by the real encoder as one continuous stream per direction
+//! (see [`codec`] for how each is packetised). [`GenConfig::srtp`] (or
+//! [`Scenario::Srtp`]) protects the media with SDES-keyed SRTP (RFC 4568,
+//! RFC 3711). All randomness comes from `GenConfig::seed`: the same config
 //! always yields byte-identical output.
 //!
 //! Conventions used in the ground truth:
@@ -21,6 +25,7 @@
 //! * `at_secs`, `from_secs`, `to_secs` are seconds relative to the answer.
 
 pub mod call;
+pub mod codec;
 pub mod g711;
 pub mod net;
 pub mod pcap;
@@ -33,6 +38,7 @@ pub mod timing;
 #[cfg(test)]
 mod tests;
 
+pub use codec::Codec;
 pub use pcap::write_pcap;
 
 /// 2026-01-01T00:00:00Z.
@@ -103,6 +109,16 @@ pub enum Scenario {
     InbandDtmf,
     /// One call of every other scenario (both fragment orders) per round; `calls` = rounds.
     Mix,
+    /// One call per codec this build can encode ([`Codec::CATALOG`]: G.711, G.722, G.726 in
+    /// both packings, G.729, GSM, Speex at 8/16/32 kHz, Opus mono and stereo, AMR and AMR-WB
+    /// in both RFC 4867 layouts, L16 at 16 kHz); `calls` = rounds.
+    Codecs,
+    /// SRTP, five calls per round: SDES keys (RFC 4568) with the answer picking tag 1 of
+    /// `AES_CM_128_HMAC_SHA1_80` / `AES_256_CM_HMAC_SHA1_80`, then tag 2, then
+    /// `AEAD_AES_128_GCM`; a call that re-keys by re-INVITE at 50% of the talk time; and a
+    /// call keyed by DTLS (`UDP/TLS/RTP/SAVPF`, `a=fingerprint`) that no observer can
+    /// decrypt. `calls` = calls (default 5).
+    Srtp,
     /// Calls one after another between the same two phones on the same RTP ports (a desk
     /// phone's fixed port), each with new SSRCs and its own tones, the next INVITE a second
     /// after the previous BYE (default 3 calls).
@@ -120,15 +136,25 @@ pub struct GenConfig {
     pub seed: u64,
     /// Capture start (first INVITE is ~100 ms later).
     pub start_unix_secs: u64,
+    /// Every call carries this codec instead of the scenario's (G.711 by default). Signalling,
+    /// timing and addresses stay those of the scenario; tones may differ (they are picked
+    /// from 400-2000 Hz for codecs other than G.711).
+    #[serde(default)]
+    pub codec: Option<Codec>,
+    /// Every call protects its media with SRTP keyed by SDES (`RTP/SAVP`, `a=crypto`).
+    #[serde(default)]
+    pub srtp: bool,
 }
 
 impl GenConfig {
     /// Defaults: 1 call (Concurrent: 200, FragmentedInvite: 2 so both
-    /// fragment orders are present), 4 s talk, seed 1, 2026-01-01T00:00:00Z.
+    /// fragment orders are present, Srtp: 5), 4 s talk, seed 1, 2026-01-01T00:00:00Z,
+    /// the scenario's codecs, no SRTP.
     pub fn new(scenario: Scenario) -> Self {
         let calls = match scenario {
             Scenario::Concurrent => 200,
             Scenario::FragmentedInvite | Scenario::ModeHeader => 2,
+            Scenario::Srtp => scenario::SRTP_ROUND,
             Scenario::BackToBack => 3,
             _ => 1,
         };
@@ -138,6 +164,8 @@ impl GenConfig {
             talk_secs: 4.0,
             seed: 1,
             start_unix_secs: DEFAULT_START_UNIX_SECS,
+            codec: None,
+            srtp: false,
         }
     }
 }
@@ -167,8 +195,38 @@ pub struct CallTruth {
     pub answered: bool,
     /// Every answered call is expected to be recorded.
     pub recorded: bool,
-    /// "PCMU" or "PCMA".
+    /// The rtpmap's encoding name: "PCMU", "PCMA", "G722", "AMR-WB", "opus"...
     pub codec: String,
+    /// The generator's name of the codec setup (`--codec`): "pcmu", "amr-wb-be"...
+    #[serde(default)]
+    pub codec_id: String,
+    /// RTP clock rate of the codec (G.722: 8000 for 16 kHz audio; Opus: 48000).
+    #[serde(default = "rate_8000")]
+    pub clock_rate: u32,
+    /// The `a=fmtp` parameters of the codec in both SDPs (empty when none).
+    #[serde(default)]
+    pub fmtp: String,
+    /// The sample rate the recording must have: 16000 for wide-band codecs, else 8000.
+    #[serde(default = "rate_8000")]
+    pub record_rate: u32,
+    /// How the media is protected: "rtp", "sdes-srtp" or "dtls-srtp".
+    #[serde(default = "security_rtp")]
+    pub security: String,
+    /// The SDES suite the answer picked (its tag), when "sdes-srtp".
+    #[serde(default)]
+    pub srtp_suite: Option<String>,
+    #[serde(default)]
+    pub srtp_tag: Option<u32>,
+    /// Seconds after the answer from which both sides send with new SDES keys (re-INVITE).
+    #[serde(default)]
+    pub rekeys_at_secs: Vec<f64>,
+    /// What the recording must hold: "complete", or "no-audio" when its media cannot be
+    /// decrypted (DTLS-SRTP).
+    #[serde(default = "state_complete")]
+    pub recording_state: String,
+    /// The status every stream must end with: "decoded", or "encrypted".
+    #[serde(default = "status_decoded")]
+    pub stream_status: String,
     /// Tone sent by the caller (left channel).
     pub caller_tone_hz: f64,
     /// Tone sent by the callee (right channel).
@@ -202,6 +260,42 @@ pub struct CallTruth {
     pub record_mode: Option<String>,
 }
 
+fn rate_8000() -> u32 {
+    8000
+}
+
+fn security_rtp() -> String {
+    "rtp".into()
+}
+
+fn state_complete() -> String {
+    "complete".into()
+}
+
+fn status_decoded() -> String {
+    "decoded".into()
+}
+
+/// Why a capture could not be generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GenError {
+    /// This build cannot encode the codec (its C library was missing), or it failed.
+    Codec { codec: Codec, why: String },
+    /// The SRTP layer refused a key or a packet.
+    Srtp(String),
+}
+
+impl std::fmt::Display for GenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GenError::Codec { codec, why } => write!(f, "codec {codec}: {why}"),
+            GenError::Srtp(why) => write!(f, "SRTP: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for GenError {}
+
 /// An on-demand recording request seen on the wire.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub struct ControlTruth {
@@ -234,23 +328,38 @@ pub struct SilentSpan {
 }
 
 /// Generate the capture for `cfg`: frames sorted by time, plus ground truth.
+///
+/// # Panics
+///
+/// When [`try_generate`] fails: only with a [`GenConfig::codec`] this build cannot encode.
 pub fn generate(cfg: &GenConfig) -> (Vec<Frame>, GroundTruth) {
+    try_generate(cfg).unwrap_or_else(|e| panic!("voxtap-gen: {e}"))
+}
+
+/// Generate the capture for `cfg`: frames sorted by time, plus ground truth; an error when
+/// a codec cannot be encoded by this build.
+pub fn try_generate(cfg: &GenConfig) -> Result<(Vec<Frame>, GroundTruth), GenError> {
+    if let Some(codec) = cfg.codec {
+        codec
+            .encoder_available()
+            .map_err(|why| GenError::Codec { codec, why })?;
+    }
     let specs = scenario::plan(cfg);
     let mut frames = Vec::new();
     let mut calls = Vec::with_capacity(specs.len());
     for spec in &specs {
-        let (f, t) = call::generate_call(spec);
+        let (f, t) = call::generate_call(spec)?;
         frames.extend(f);
         calls.push(t);
     }
     frames.sort_by_key(|f| f.ts_ns); // stable: keeps intra-call order for equal stamps
     let n = frames.len();
-    (
+    Ok((
         frames,
         GroundTruth {
             scenario: cfg.scenario,
             calls,
             frames: n,
         },
-    )
+    ))
 }

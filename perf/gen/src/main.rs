@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum as _};
-use voxtap_gen::{GenConfig, Scenario, generate, write_pcap};
+use voxtap_gen::{Codec, GenConfig, Scenario, try_generate, write_pcap};
 
 /// Generate a deterministic pcap of SIP calls with RTP (a pure sine tone per
-/// direction) plus a JSON ground truth, for voxtap end-to-end tests.
+/// direction, in G.711 or any codec of --codec, optionally SRTP) plus a JSON
+/// ground truth, for voxtap end-to-end tests.
 #[derive(Parser, Debug)]
 #[command(name = "voxtap-gen", version, about, long_about = None)]
 struct Args {
@@ -15,10 +16,19 @@ struct Args {
     #[arg(long, value_enum)]
     scenario: Scenario,
 
-    /// Number of calls (default: 1; concurrent: 200; fragmented-invite: 2;
-    /// for mix: number of rounds of 14 calls).
+    /// Number of calls (default: 1; concurrent: 200; fragmented-invite: 2; srtp: 5;
+    /// for mix, matrix and codecs: number of rounds).
     #[arg(long)]
     calls: Option<usize>,
+
+    /// Put this codec in every call instead of the scenario's (G.711), encoded by the real
+    /// encoder at 20 ms packets.
+    #[arg(long, value_enum)]
+    codec: Option<Codec>,
+
+    /// Protect every call's media with SRTP keyed by SDES (RTP/SAVP, a=crypto).
+    #[arg(long)]
+    srtp: bool,
 
     /// Talk time per call in seconds, answer to BYE (minimum 0.5).
     #[arg(long, default_value_t = 4.0)]
@@ -75,11 +85,16 @@ fn main() -> anyhow::Result<()> {
     cfg.talk_secs = args.talk_secs;
     cfg.seed = args.seed;
     cfg.start_unix_secs = args.start_unix_secs;
+    if args.codec.is_some() && args.scenario == Scenario::Codecs {
+        bail!("--codec makes every call one codec: the codecs scenario makes one of each");
+    }
+    cfg.codec = args.codec;
+    cfg.srtp = args.srtp;
 
     if !(args.speed.is_finite() && args.speed > 0.0) || !args.clock_ppm.is_finite() {
         bail!("--speed must be above 0 and --clock-ppm a number");
     }
-    let (mut frames, mut truth) = generate(&cfg);
+    let (mut frames, mut truth) = try_generate(&cfg)?;
     if let Some(secs) = args.stall_secs {
         let (Some(spec), Some(answer)) = (
             voxtap_gen::scenario::plan(&cfg).first().cloned(),
@@ -102,11 +117,15 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
-        "voxtap-gen: scenario={} calls={} frames={} out={}{}",
+        "voxtap-gen: scenario={}{}{} calls={} frames={} out={}{}",
         args.scenario
             .to_possible_value()
             .map(|v| v.get_name().to_string())
             .unwrap_or_default(),
+        args.codec
+            .map(|c| format!(" codec={c}"))
+            .unwrap_or_default(),
+        if args.srtp { " srtp" } else { "" },
         truth.calls.len(),
         frames.len(),
         args.out.display(),

@@ -1,44 +1,17 @@
-//! RTP (RFC 3550) packets, G.711 tone payloads and RFC 4733 telephone-events.
+//! RTP (RFC 3550) packets, tone and in-band DTMF audio, and RFC 4733 telephone-events.
 
+pub use crate::codec::Codec;
 use crate::g711::{linear_to_alaw, linear_to_ulaw};
 
-/// Samples per 20 ms packet at 8 kHz.
+/// Samples per 20 ms packet at 8 kHz (G.711).
 pub const SAMPLES_PER_PACKET: u32 = 160;
 pub const PACKET_NS: u64 = 20_000_000;
+/// The G.711 sample rate.
 pub const SAMPLE_RATE: f64 = 8000.0;
 /// Dynamic payload type used for telephone-event.
 pub const PT_TELEPHONE_EVENT: u8 = 101;
 /// Peak amplitude of the test tones: -6 dBFS.
 pub const TONE_AMPLITUDE: f64 = 16384.0;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    Pcmu,
-    Pcma,
-}
-
-impl Codec {
-    pub fn payload_type(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-        }
-    }
-
-    pub fn encode(self, s: i16) -> u8 {
-        match self {
-            Codec::Pcmu => linear_to_ulaw(s),
-            Codec::Pcma => linear_to_alaw(s),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 pub struct RtpHeader {
@@ -60,16 +33,33 @@ pub fn rtp_packet(h: &RtpHeader, payload: &[u8]) -> Vec<u8> {
     p
 }
 
-/// 160 samples of a pure sine at `freq_hz`, starting at absolute sample
-/// index `first_sample` (so consecutive packets are phase-continuous).
-pub fn tone_payload(codec: Codec, freq_hz: f64, first_sample: u64) -> Vec<u8> {
-    (0..SAMPLES_PER_PACKET as u64)
+/// `n` samples at `rate` Hz of a pure sine at `freq_hz`, starting at absolute sample index
+/// `first_sample` (so consecutive packets are phase-continuous).
+pub fn tone_pcm(freq_hz: f64, rate: u32, first_sample: u64, n: u32) -> Vec<i16> {
+    let rate = f64::from(rate);
+    (0..u64::from(n))
         .map(|i| {
             let n = (first_sample + i) as f64;
-            let v = TONE_AMPLITUDE * (2.0 * std::f64::consts::PI * freq_hz * n / SAMPLE_RATE).sin();
-            codec.encode(v.round() as i16)
+            let v = TONE_AMPLITUDE * (2.0 * std::f64::consts::PI * freq_hz * n / rate).sin();
+            v.round() as i16
         })
         .collect()
+}
+
+/// 160 G.711 samples of a pure sine at `freq_hz` (see [`tone_pcm`]).
+pub fn tone_payload(codec: Codec, freq_hz: f64, first_sample: u64) -> Vec<u8> {
+    g711(
+        codec,
+        &tone_pcm(freq_hz, 8000, first_sample, SAMPLES_PER_PACKET),
+    )
+}
+
+fn g711(codec: Codec, pcm: &[i16]) -> Vec<u8> {
+    let f = match codec {
+        Codec::Pcma => linear_to_alaw,
+        _ => linear_to_ulaw,
+    };
+    pcm.iter().map(|&s| f(s)).collect()
 }
 
 /// Peak amplitude of each tone of an in-band DTMF digit: -12 dBFS.
@@ -85,17 +75,29 @@ pub fn dtmf_frequencies(digit: char) -> Option<(f64, f64)> {
         .find_map(|(r, k)| k.find(digit).map(|c| (ROWS[r], COLS[c])))
 }
 
-/// 160 samples of an in-band DTMF digit (both tones), phase-continuous like [`tone_payload`].
-pub fn dtmf_payload(codec: Codec, digit: char, first_sample: u64) -> Vec<u8> {
-    let (row, col) = dtmf_frequencies(digit).expect("valid DTMF digit");
-    (0..SAMPLES_PER_PACKET as u64)
+/// `n` samples at `rate` Hz of an in-band DTMF digit (both tones), phase-continuous like
+/// [`tone_pcm`]; silence for a character that is no digit.
+pub fn dtmf_pcm(digit: char, rate: u32, first_sample: u64, n: u32) -> Vec<i16> {
+    let Some((row, col)) = dtmf_frequencies(digit) else {
+        return vec![0; n as usize];
+    };
+    let rate = f64::from(rate);
+    (0..u64::from(n))
         .map(|i| {
             let n = (first_sample + i) as f64;
-            let w = 2.0 * std::f64::consts::PI * n / SAMPLE_RATE;
+            let w = 2.0 * std::f64::consts::PI * n / rate;
             let v = DTMF_TONE_AMPLITUDE * ((w * row).sin() + (w * col).sin());
-            codec.encode(v.round() as i16)
+            v.round() as i16
         })
         .collect()
+}
+
+/// 160 G.711 samples of an in-band DTMF digit (see [`dtmf_pcm`]).
+pub fn dtmf_payload(codec: Codec, digit: char, first_sample: u64) -> Vec<u8> {
+    g711(
+        codec,
+        &dtmf_pcm(digit, 8000, first_sample, SAMPLES_PER_PACKET),
+    )
 }
 
 /// RFC 4733 event code for a DTMF digit.

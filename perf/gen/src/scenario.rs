@@ -1,6 +1,8 @@
 //! Scenario planning: turns a [`GenConfig`] into per-call [`CallSpec`]s.
 
-use crate::call::{CallSpec, MS, OnDemandPlan, US};
+use voxtap_core::media::srtp::SrtpSuite;
+
+use crate::call::{CallSpec, MS, OnDemandPlan, SrtpPlan, US};
 use crate::net::{TPID_8021AD, TPID_8021Q};
 use crate::rng::Rng;
 use crate::rtp::Codec;
@@ -33,11 +35,41 @@ pub const MATRIX_ROUND: [[bool; 2]; 4] =
 /// The domain the `Matrix` calls name in From and To.
 pub const MATRIX_DOMAIN: &str = "gen.test";
 
+/// Calls of one `Srtp` round.
+pub const SRTP_ROUND: usize = 5;
+
+/// The suites every SDES offer lists, as tags 1 and 2 (RFC 4568 §9.1 example, RFC 6188).
+const SDES_OFFER: [SrtpSuite; 2] = [
+    SrtpSuite::AesCm128HmacSha1_80,
+    SrtpSuite::AesCm256HmacSha1_80,
+];
+
+/// The media protection of call `nth` of an `Srtp` capture.
+fn srtp_call(nth: usize) -> SrtpPlan {
+    let sdes = |offer: [SrtpSuite; 2], pick, rekey| SrtpPlan::Sdes {
+        offer: offer.to_vec(),
+        pick,
+        rekey,
+    };
+    match nth % SRTP_ROUND {
+        0 => sdes(SDES_OFFER, 0, false),
+        1 => sdes(SDES_OFFER, 1, false),
+        2 => sdes(
+            [SrtpSuite::AeadAes128Gcm, SrtpSuite::AesCm128HmacSha1_32],
+            0,
+            false,
+        ),
+        3 => sdes(SDES_OFFER, 0, true),
+        _ => SrtpPlan::Dtls,
+    }
+}
+
 /// Number of calls `generate` produces for `cfg`.
 pub fn expected_calls(cfg: &GenConfig) -> usize {
     match cfg.scenario {
         Scenario::Mix => cfg.calls * MIX_ROUND.len(),
         Scenario::Matrix => cfg.calls * MATRIX_ROUND.len(),
+        Scenario::Codecs => cfg.calls * Codec::catalog_available().len(),
         _ => cfg.calls,
     }
 }
@@ -57,11 +89,29 @@ const DISPLAY_NAMES: [&str; 8] = [
 /// 100 Hz apart, preferring tones used least so far in this capture (so
 /// calls of a small capture all have distinct tones).
 fn pick_tones(rng: &mut Rng, used: &mut [u32; 61]) -> (f64, f64) {
+    pick_tones_in(rng, used, (6, 60), 2)
+}
+
+/// [`pick_tones`] for codecs that model speech, not tones: 400..=2000 Hz, at least 200 Hz
+/// apart, neither a multiple of the other (a harmonic of one must not read as the other).
+fn pick_codec_tones(rng: &mut Rng, used: &mut [u32; 61]) -> (f64, f64) {
+    pick_tones_in(rng, used, (8, 40), 4)
+}
+
+fn pick_tones_in(
+    rng: &mut Rng,
+    used: &mut [u32; 61],
+    (lo, hi): (u64, u64),
+    min_apart: u64,
+) -> (f64, f64) {
     let mut best: Option<(u32, u64, u64)> = None;
     for _ in 0..200 {
-        let a = rng.range(6, 60);
-        let b = rng.range(6, 60);
-        if a.abs_diff(b) < 2 {
+        let a = rng.range(lo, hi);
+        let b = rng.range(lo, hi);
+        if a.abs_diff(b) < min_apart {
+            continue;
+        }
+        if min_apart > 2 && (a.is_multiple_of(b) || b.is_multiple_of(a)) {
             continue;
         }
         let score = used[a as usize] + used[b as usize];
@@ -94,6 +144,16 @@ struct Planner {
     scenario: Scenario,
     /// Usage count per tone (index = Hz / 50).
     tones_used: [u32; 61],
+    /// The same for the tones of codecs other than G.711, drawn from their own stream so
+    /// that a codec changes nothing but the media.
+    codec_rng: Rng,
+    codec_tones_used: [u32; 61],
+    /// `GenConfig::codec`.
+    codec: Option<Codec>,
+    /// `GenConfig::srtp`.
+    srtp: bool,
+    /// What `Codecs` cycles through.
+    catalog: Vec<Codec>,
 }
 
 impl Planner {
@@ -114,9 +174,19 @@ impl Planner {
         start_ns: u64,
         talk: u64,
     ) -> CallSpec {
-        let (caller_tone_hz, callee_tone_hz) = pick_tones(&mut self.rng, &mut self.tones_used);
+        let forced = match kind {
+            Scenario::Codecs => self.catalog.get(nth % self.catalog.len().max(1)).copied(),
+            _ => None,
+        };
+        let forced = self.codec.or(forced);
+        let (mut caller_tone_hz, mut callee_tone_hz) =
+            pick_tones(&mut self.rng, &mut self.tones_used);
+        if forced.is_some_and(|c| !c.is_g711()) {
+            (caller_tone_hz, callee_tone_hz) =
+                pick_codec_tones(&mut self.codec_rng, &mut self.codec_tones_used);
+        }
         let ring_ns = self.rng.range(500_000, 1_500_000) * US;
-        let codec = match kind {
+        let scenario_codec = match kind {
             Scenario::Pcma => Codec::Pcma,
             Scenario::InbandDtmf if nth % 2 == 1 => Codec::Pcma,
             Scenario::Concurrent => {
@@ -127,6 +197,16 @@ impl Planner {
                 }
             }
             _ => Codec::Pcmu,
+        };
+        let codec = forced.unwrap_or(scenario_codec);
+        let srtp = match kind {
+            Scenario::Srtp => srtp_call(nth),
+            _ if self.srtp => SrtpPlan::Sdes {
+                offer: SDES_OFFER.to_vec(),
+                pick: 0,
+                rekey: false,
+            },
+            _ => SrtpPlan::None,
         };
         let caller_display = if kind == Scenario::Concurrent && idx % 5 == 4 {
             None
@@ -200,6 +280,7 @@ impl Planner {
             caller_rtp_port,
             caller_rtp_port2,
             callee_rtp_port,
+            srtp,
         }
     }
 }
@@ -212,6 +293,15 @@ pub fn plan(cfg: &GenConfig) -> Vec<CallSpec> {
         seed: cfg.seed,
         scenario: cfg.scenario,
         tones_used: [0; 61],
+        codec_rng: Rng::derive(cfg.seed, 0xC0DEC),
+        codec_tones_used: [0; 61],
+        codec: cfg.codec,
+        srtp: cfg.srtp,
+        catalog: if cfg.scenario == Scenario::Codecs {
+            Codec::catalog_available()
+        } else {
+            Vec::new()
+        },
     };
     let talk = talk_ns(cfg);
     let base = cfg.start_unix_secs * 1_000_000_000 + 100 * MS;

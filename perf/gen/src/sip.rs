@@ -103,6 +103,32 @@ impl Direction {
     }
 }
 
+/// How an SDP protects its audio.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Security {
+    /// `RTP/AVP`.
+    #[default]
+    Plain,
+    /// `RTP/SAVP` keyed by these `a=crypto` values (RFC 4568 §9.1), in order.
+    Sdes(Vec<String>),
+    /// `UDP/TLS/RTP/SAVPF` keyed by DTLS (RFC 5763 §5): the certificate's SHA-256
+    /// fingerprint and the `a=setup` role (RFC 4145 §4).
+    Dtls {
+        fingerprint: String,
+        setup: &'static str,
+    },
+}
+
+impl Security {
+    fn proto(&self) -> &'static str {
+        match self {
+            Security::Plain => "RTP/AVP",
+            Security::Sdes(_) => "RTP/SAVP",
+            Security::Dtls { .. } => "UDP/TLS/RTP/SAVPF",
+        }
+    }
+}
+
 /// Parameters of one SDP body.
 #[derive(Clone, Debug)]
 pub struct Sdp {
@@ -115,7 +141,50 @@ pub struct Sdp {
     pub direction: Direction,
     /// Offer a long list of extra codecs (used to inflate the INVITE).
     pub many_codecs: bool,
+    pub security: Security,
 }
+
+/// The extra codecs of an inflated offer: (payload type, rtpmap and fmtp lines).
+const EXTRA_CODECS: [(u8, &[&str]); 17] = [
+    (9, &["a=rtpmap:9 G722/8000"]),
+    (18, &["a=rtpmap:18 G729/8000", "a=fmtp:18 annexb=no"]),
+    (3, &["a=rtpmap:3 GSM/8000"]),
+    (4, &["a=rtpmap:4 G723/8000", "a=fmtp:4 annexa=no"]),
+    (
+        96,
+        &[
+            "a=rtpmap:96 opus/48000/2",
+            "a=fmtp:96 maxplaybackrate=16000;sprop-maxcapturerate=16000;maxaveragebitrate=20000;useinbandfec=1;usedtx=0",
+        ],
+    ),
+    (97, &["a=rtpmap:97 iLBC/8000", "a=fmtp:97 mode=20"]),
+    (98, &["a=rtpmap:98 speex/16000"]),
+    (99, &["a=rtpmap:99 speex/8000"]),
+    (
+        100,
+        &[
+            "a=rtpmap:100 AMR/8000",
+            "a=fmtp:100 octet-align=1;mode-change-capability=2",
+        ],
+    ),
+    (
+        102,
+        &[
+            "a=rtpmap:102 AMR-WB/16000",
+            "a=fmtp:102 octet-align=1;mode-change-capability=2",
+        ],
+    ),
+    (103, &["a=rtpmap:103 G726-32/8000"]),
+    (104, &["a=rtpmap:104 G726-24/8000"]),
+    (105, &["a=rtpmap:105 L16/8000"]),
+    (
+        106,
+        &["a=rtpmap:106 SILK/16000", "a=fmtp:106 useinbandfec=1"],
+    ),
+    (107, &["a=rtpmap:107 SILK/8000"]),
+    (0, &["a=rtpmap:0 PCMU/8000"]),
+    (8, &["a=rtpmap:8 PCMA/8000"]),
+];
 
 impl Sdp {
     pub fn render(&self) -> String {
@@ -127,11 +196,12 @@ impl Sdp {
             self.user, self.session_id, self.version, self.addr, self.addr
         );
         let pt = self.codec.payload_type();
-        if self.many_codecs {
+        let proto = self.security.proto();
+        if self.many_codecs && self.codec.is_g711() {
             let other = if self.codec == Codec::Pcmu { 8 } else { 0 };
             let _ = write!(
                 s,
-                "m=audio {} RTP/AVP {pt} {other} 9 18 3 4 96 97 98 99 100 102 103 104 105 106 107 {PT_TELEPHONE_EVENT}\r\n",
+                "m=audio {} {proto} {pt} {other} 9 18 3 4 96 97 98 99 100 102 103 104 105 106 107 {PT_TELEPHONE_EVENT}\r\n",
                 self.port
             );
             for p in [pt, other] {
@@ -141,48 +211,70 @@ impl Sdp {
                     if p == 0 { "PCMU" } else { "PCMA" }
                 );
             }
-            let extra = [
-                "a=rtpmap:9 G722/8000",
-                "a=rtpmap:18 G729/8000",
-                "a=fmtp:18 annexb=no",
-                "a=rtpmap:3 GSM/8000",
-                "a=rtpmap:4 G723/8000",
-                "a=fmtp:4 annexa=no",
-                "a=rtpmap:96 opus/48000/2",
-                "a=fmtp:96 maxplaybackrate=16000;sprop-maxcapturerate=16000;maxaveragebitrate=20000;useinbandfec=1;usedtx=0",
-                "a=rtpmap:97 iLBC/8000",
-                "a=fmtp:97 mode=20",
-                "a=rtpmap:98 speex/16000",
-                "a=rtpmap:99 speex/8000",
-                "a=rtpmap:100 AMR/8000",
-                "a=fmtp:100 octet-align=1;mode-change-capability=2",
-                "a=rtpmap:102 AMR-WB/16000",
-                "a=fmtp:102 octet-align=1;mode-change-capability=2",
-                "a=rtpmap:103 G726-32/8000",
-                "a=rtpmap:104 G726-24/8000",
-                "a=rtpmap:105 L16/8000",
-                "a=rtpmap:106 SILK/16000",
-                "a=fmtp:106 useinbandfec=1",
-                "a=rtpmap:107 SILK/8000",
-            ];
-            for l in extra {
-                s.push_str(l);
-                s.push_str("\r\n");
+            for (_, lines) in &EXTRA_CODECS[..15] {
+                for l in *lines {
+                    s.push_str(l);
+                    s.push_str("\r\n");
+                }
+            }
+        } else if self.many_codecs {
+            // The codec first, then the others whose payload type it does not take.
+            let extra: Vec<_> = EXTRA_CODECS[15..]
+                .iter()
+                .chain(&EXTRA_CODECS[..15])
+                .filter(|(p, _)| *p != pt)
+                .collect();
+            let _ = write!(s, "m=audio {} {proto} {pt}", self.port);
+            for (p, _) in &extra {
+                let _ = write!(s, " {p}");
+            }
+            let _ = write!(s, " {PT_TELEPHONE_EVENT}\r\n");
+            self.codec_lines(&mut s);
+            for (_, lines) in &extra {
+                for l in *lines {
+                    s.push_str(l);
+                    s.push_str("\r\n");
+                }
             }
         } else {
             let _ = write!(
                 s,
-                "m=audio {} RTP/AVP {pt} {PT_TELEPHONE_EVENT}\r\n",
+                "m=audio {} {proto} {pt} {PT_TELEPHONE_EVENT}\r\n",
                 self.port
             );
-            let _ = write!(s, "a=rtpmap:{pt} {}/8000\r\n", self.codec.name());
+            self.codec_lines(&mut s);
         }
+        // RFC 4733 §2.1: telephone-event runs on the audio's clock.
         let _ = write!(
             s,
-            "a=rtpmap:{PT_TELEPHONE_EVENT} telephone-event/8000\r\na=fmtp:{PT_TELEPHONE_EVENT} 0-16\r\na=ptime:20\r\na={}\r\n",
+            "a=rtpmap:{PT_TELEPHONE_EVENT} telephone-event/{}\r\na=fmtp:{PT_TELEPHONE_EVENT} 0-16\r\na=ptime:20\r\na={}\r\n",
+            self.codec.clock_rate(),
             self.direction.attr()
         );
+        match &self.security {
+            Security::Plain => {}
+            Security::Sdes(lines) => {
+                for l in lines {
+                    let _ = write!(s, "a=crypto:{l}\r\n");
+                }
+            }
+            Security::Dtls { fingerprint, setup } => {
+                let _ = write!(
+                    s,
+                    "a=setup:{setup}\r\na=fingerprint:sha-256 {fingerprint}\r\na=rtcp-mux\r\n"
+                );
+            }
+        }
         s
+    }
+
+    fn codec_lines(&self, s: &mut String) {
+        let pt = self.codec.payload_type();
+        let _ = write!(s, "a=rtpmap:{pt} {}\r\n", self.codec.rtpmap());
+        let fmtp = self.codec.fmtp();
+        if !fmtp.is_empty() {
+            let _ = write!(s, "a=fmtp:{pt} {fmtp}\r\n");
+        }
     }
 }
 
@@ -214,6 +306,7 @@ mod tests {
             codec: Codec::Pcmu,
             direction: Direction::SendRecv,
             many_codecs: false,
+            security: Security::Plain,
         }
         .render();
         let m = Msg::request("INVITE", "sip:2000@10.2.1.1:5060")
@@ -238,6 +331,7 @@ mod tests {
             codec: Codec::Pcma,
             direction: Direction::SendOnly,
             many_codecs: false,
+            security: Security::Plain,
         }
         .render();
         assert!(sdp.contains("c=IN IP6 fd00:1::1\r\n"));

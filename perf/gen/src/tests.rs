@@ -8,9 +8,9 @@ use crate::g711::tests::{alaw_to_linear, ulaw_to_linear};
 use crate::net::{self, decode};
 use crate::scenario::{MIX_ROUND, expected_calls};
 use crate::sip::content_length_of;
-use crate::{CallTruth, Frame, GenConfig, GroundTruth, Scenario, generate};
+use crate::{CallTruth, Codec, Frame, GenConfig, GroundTruth, Scenario, generate};
 
-const ALL: [Scenario; 22] = [
+const ALL: [Scenario; 24] = [
     Scenario::Pcmu,
     Scenario::Pcma,
     Scenario::Dtmf,
@@ -33,6 +33,8 @@ const ALL: [Scenario; 22] = [
     Scenario::Matrix,
     Scenario::TransferExternal,
     Scenario::InbandDtmf,
+    Scenario::Codecs,
+    Scenario::Srtp,
 ];
 
 fn small(s: Scenario) -> GenConfig {
@@ -239,7 +241,28 @@ fn check_truth_consistency(cfg: &GenConfig, frames: &[Frame], truth: &GroundTrut
     assert_eq!(ids.len(), truth.calls.len(), "Call-IDs unique");
     for c in &truth.calls {
         assert!(c.sip_call_id.ends_with("@gen.voxtap"));
-        assert!(c.codec == "PCMU" || c.codec == "PCMA");
+        let codec = Codec::from_id(&c.codec_id).expect("codec id");
+        assert_eq!(
+            (
+                c.codec.clone(),
+                c.clock_rate,
+                c.fmtp.as_str(),
+                c.record_rate
+            ),
+            (
+                codec.name(),
+                codec.clock_rate(),
+                codec.fmtp(),
+                codec.record_rate()
+            )
+        );
+        if cfg.codec.is_none() && cfg.scenario != Scenario::Codecs {
+            assert!(c.codec == "PCMU" || c.codec == "PCMA");
+        }
+        let dtls = c.security == "dtls-srtp";
+        assert_eq!(c.recording_state == "no-audio", dtls);
+        assert_eq!(c.stream_status == "encrypted", dtls);
+        assert_eq!(c.srtp_suite.is_some(), c.security == "sdes-srtp");
         for hz in [c.caller_tone_hz, c.callee_tone_hz] {
             assert!(
                 (300.0..=3000.0).contains(&hz) && hz % 50.0 == 0.0,
@@ -323,7 +346,7 @@ fn every_scenario_is_consistent() {
             assert!(header(m, "Via").unwrap().contains(";branch=z9hG4bK"));
             if m.starts_with("INVITE ") {
                 assert!(header(m, "Max-Forwards").is_some() && header(m, "Contact").is_some());
-                assert!(m.contains("a=ptime:20\r\n") && m.contains("telephone-event/8000"));
+                assert!(m.contains("a=ptime:20\r\n") && m.contains("telephone-event/"));
             }
         }
         let calls = by_call_id(&truth, &msgs);
@@ -966,4 +989,332 @@ fn on_demand_requests_and_modes_are_on_the_wire() {
         .map(|c| c.record_mode.clone().unwrap())
         .collect();
     assert_eq!(truth_modes, ["deny", "force"]);
+}
+
+/// The SDP bodies' lines starting with `prefix`, per message, in capture order.
+fn sdp_lines<'a>(msg: &'a str, prefix: &str) -> Vec<&'a str> {
+    msg.split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .collect()
+}
+
+/// Mean power share of `freq` in `x` (1.0 for a pure sine at `freq`).
+fn tone_share(x: &[f64], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate as f64;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &v in x {
+        let s0 = v + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let p = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    let n = x.len() as f64;
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / n;
+    2.0 * p / (n * n) / ms.max(1e-12)
+}
+
+/// One direction's RTP packets (audio payload type only), in sequence order.
+fn audio_of(cap: &Capture, caller: bool) -> Vec<Vec<u8>> {
+    let mut pkts: Vec<&Udp> = rtp_of(cap)
+        .into_iter()
+        .filter(|u| is_caller_addr(u.src) == caller && u.payload[1] & 0x7F != 101)
+        .collect();
+    pkts.sort_by_key(|u| u16::from_be_bytes([u.payload[2], u.payload[3]]));
+    pkts.into_iter().map(|u| u.payload.clone()).collect()
+}
+
+/// A loud line straight to stderr, past the test harness' capture.
+fn skipped(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {msg} ***\n");
+}
+
+/// Every codec: the payloads decode (by voxtap-codec's decoders, an independent
+/// implementation for most) to the direction's tone at about its level, timestamps advance by
+/// the codec's clock, and the SDPs name the codec.
+#[test]
+fn every_codec_carries_its_tone() {
+    let missing: Vec<_> = Codec::CATALOG
+        .iter()
+        .filter_map(|c| c.encoder_available().err().map(|e| format!("{c}: {e}")))
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("VOXTAP_REQUIRE_CODECS").as_deref() != Ok("1"),
+            "encoders missing: {missing:?}"
+        );
+        skipped(&format!("encoders missing: {missing:?}"));
+    }
+    for codec in Codec::catalog_available() {
+        let mut cfg = small(Scenario::Pcmu);
+        cfg.codec = Some(codec);
+        let (frames, truth) = generate(&cfg);
+        let cap = decode_capture(&frames);
+        let c = &truth.calls[0];
+        let msgs = sip_messages(&cap);
+        let pt = codec.payload_type();
+        for m in msgs.iter().filter(|m| m.contains("application/sdp")) {
+            assert_eq!(
+                sdp_lines(m, "a=rtpmap:"),
+                [
+                    format!("{pt} {}", codec.rtpmap()),
+                    format!("101 telephone-event/{}", codec.clock_rate())
+                ],
+                "{codec}"
+            );
+            let fmtp = sdp_lines(m, &format!("a=fmtp:{pt} "));
+            assert_eq!(fmtp.first().copied().unwrap_or(""), codec.fmtp(), "{codec}");
+        }
+        let spec = codec.spec();
+        let Ok(mut dec) = voxtap_codec::decoder_for(&spec, codec.record_rate()) else {
+            skipped(&format!("no {codec} decoder in this build"));
+            continue;
+        };
+        for caller in [true, false] {
+            let pkts = audio_of(&cap, caller);
+            assert!(pkts.len() > 50, "{codec}");
+            for w in pkts.windows(2) {
+                let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+                assert_eq!(
+                    ts(&w[1]).wrapping_sub(ts(&w[0])),
+                    codec.ticks_per_packet(),
+                    "{codec}"
+                );
+                assert_eq!(w[0][1] & 0x7F, pt);
+            }
+            if let Codec::Opus { stereo } = codec {
+                // RFC 6716 §3.1: the TOC byte's s bit says stereo.
+                assert!(
+                    pkts.iter().all(|p| (p[12] & 0x04 != 0) == stereo),
+                    "{codec}"
+                );
+            }
+            let mut out = Vec::new();
+            for p in &pkts {
+                dec.decode(&p[12..], &mut out)
+                    .unwrap_or_else(|e| panic!("{codec}: {e}"));
+            }
+            let rate = dec.sample_rate();
+            assert_eq!(
+                out.len() as u64,
+                pkts.len() as u64 * u64::from(rate) / 50,
+                "{codec}"
+            );
+            let x: Vec<f64> = out[rate as usize / 5..]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let (want, other) = if caller {
+                (c.caller_tone_hz, c.callee_tone_hz)
+            } else {
+                (c.callee_tone_hz, c.caller_tone_hz)
+            };
+            let share = tone_share(&x, rate, want);
+            let leak = tone_share(&x, rate, other);
+            let rms = (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt();
+            let db = 20.0 * (rms / (crate::rtp::TONE_AMPLITUDE / 2f64.sqrt())).log10();
+            eprintln!("{codec:>14} {want:>6} Hz: share {share:.3}, leak {leak:.5}, {db:+.1} dB");
+            assert!(share > 0.8, "{codec} {want} Hz: tone share {share:.3}");
+            assert!(leak < share / 50.0, "{codec}: {other} Hz leaks {leak:.4}");
+            assert!(db.abs() < 6.0, "{codec}: level {db:+.1} dB");
+        }
+    }
+}
+
+/// `--codec` changes the media only: every frame keeps its time, the calls their ids.
+#[test]
+fn a_codec_changes_only_the_media() {
+    for s in [Scenario::HoldMove, Scenario::Dtmf, Scenario::Tcp] {
+        let (plain, t0) = generate(&small(s));
+        let mut cfg = small(s);
+        cfg.codec = Some(Codec::G722);
+        let (g722, t1) = generate(&cfg);
+        let times = |f: &[Frame]| f.iter().map(|f| f.ts_ns).collect::<Vec<_>>();
+        assert_eq!(times(&plain), times(&g722), "{s:?}");
+        let ids = |t: &GroundTruth| {
+            t.calls
+                .iter()
+                .map(|c| {
+                    (
+                        c.sip_call_id.clone(),
+                        c.silent_spans.clone(),
+                        c.dtmf.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&t0), ids(&t1));
+        assert_eq!(t1.calls[0].record_rate, 16000);
+    }
+    // The big INVITE still lists every other codec once.
+    let mut cfg = small(Scenario::FragmentedInvite);
+    cfg.codec = Some(Codec::Opus { stereo: false });
+    let (frames, _) = generate(&cfg);
+    let msgs = sip_messages(&decode_capture(&frames));
+    let invite = msgs.iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    let m = sdp_lines(invite, "m=audio ")[0];
+    let pts: Vec<&str> = m.split(' ').skip(2).collect();
+    let unique: HashSet<_> = pts.iter().collect();
+    assert_eq!(pts.len(), unique.len(), "{m}");
+    assert_eq!(pts[0], "96");
+    assert_eq!(sdp_lines(invite, "a=rtpmap:96 "), ["opus/48000/2"]);
+}
+
+/// SRTP: every SDES packet authenticates with the key its sender's SDP gave (the re-keyed
+/// call's with the new key only after the re-INVITE), never with the other side's; the DTLS
+/// call's with no key at all.
+#[test]
+fn srtp_follows_the_sdp_keys() {
+    use voxtap_core::media::srtp::{CryptoAttr, SrtpContext};
+    let mut cfg = small(Scenario::Srtp);
+    cfg.calls = 5;
+    let (frames, truth) = generate(&cfg);
+    let cap = decode_capture(&frames);
+    let msgs = sip_messages(&cap);
+    let calls = by_call_id(&truth, &msgs);
+    let rtp = rtp_of(&cap);
+    let mut suites = Vec::new();
+    for (c, ms) in calls.values() {
+        let sdps: Vec<&String> = ms
+            .iter()
+            .filter(|m| m.contains("application/sdp"))
+            .collect();
+        if c.security == "dtls-srtp" {
+            for m in &sdps {
+                assert!(sdp_lines(m, "m=audio ")[0].contains(" UDP/TLS/RTP/SAVPF "));
+                assert_eq!(sdp_lines(m, "a=fingerprint:sha-256 ").len(), 1);
+                assert!(sdp_lines(m, "a=crypto:").is_empty());
+            }
+            continue;
+        }
+        assert_eq!(c.security, "sdes-srtp");
+        // Offer and answer per epoch: (INVITE, 200 OK) pairs.
+        let mut epochs = Vec::new();
+        for pair in sdps.chunks(2) {
+            let (offer, answer) = (
+                sdp_lines(pair[0], "a=crypto:"),
+                sdp_lines(pair[1], "a=crypto:"),
+            );
+            assert_eq!(offer.len(), 2, "the offer lists two suites");
+            assert_eq!(answer.len(), 1, "the answer picks one");
+            let answer = CryptoAttr::parse(answer[0]).unwrap();
+            let chosen = offer
+                .iter()
+                .map(|l| CryptoAttr::parse(l).unwrap())
+                .find(|a| a.tag == answer.tag)
+                .expect("the answer's tag is offered");
+            assert_eq!(chosen.suite, answer.suite);
+            assert_ne!(
+                chosen.keys[0].key, answer.keys[0].key,
+                "each side has its own key"
+            );
+            epochs.push((chosen, answer));
+        }
+        assert_eq!(epochs.len(), 1 + c.rekeys_at_secs.len());
+        assert_eq!(c.srtp_suite.as_deref(), Some(epochs[0].1.suite.name()));
+        assert_eq!(c.srtp_tag, Some(epochs[0].1.tag));
+        suites.push((epochs[0].1.suite.name(), epochs[0].1.tag));
+        let answer = c.answer_ns.unwrap();
+        let switch = c.rekeys_at_secs.first().map(|s| answer + (s * 1e9) as u64);
+        let port = |m: &str| -> u16 {
+            sdp_lines(m, "m=audio ")[0]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let ports = [port(sdps[0]), port(sdps[1])];
+        for caller in [true, false] {
+            let src_port = ports[usize::from(!caller)];
+            let mut ctx: Vec<SrtpContext> = epochs
+                .iter()
+                .map(|(o, a)| SrtpContext::new(if caller { o } else { a }).unwrap())
+                .collect();
+            let mut other: Vec<SrtpContext> = epochs
+                .iter()
+                .map(|(o, a)| SrtpContext::new(if caller { a } else { o }).unwrap())
+                .collect();
+            let mut n = [0usize; 2];
+            let mut out = Vec::new();
+            for u in rtp
+                .iter()
+                .filter(|u| is_caller_addr(u.src) == caller && u.sport == src_port)
+            {
+                // Jitter is at most 1 ms: the epoch is clear 1 ms either side of the switch.
+                let epoch = usize::from(switch.is_some_and(|t| u.t > t + 1_000_000));
+                assert!(switch.is_none_or(|t| u.t.abs_diff(t) > 1_000_000));
+                ctx[epoch]
+                    .unprotect_rtp(&u.payload, &mut out)
+                    .unwrap_or_else(|e| panic!("{} epoch {epoch}: {e}", c.sip_call_id));
+                assert_eq!(
+                    out[12..].len(),
+                    if u.payload[1] & 0x7F == 0 { 160 } else { 4 }
+                );
+                for (k, x) in ctx.iter_mut().enumerate().filter(|(k, _)| *k != epoch) {
+                    assert!(x.unprotect_rtp(&u.payload, &mut out).is_err(), "epoch {k}");
+                }
+                for x in &mut other {
+                    assert!(x.unprotect_rtp(&u.payload, &mut out).is_err());
+                }
+                n[epoch] += 1;
+            }
+            assert!(n[0] > 40, "{n:?}");
+            assert_eq!(n[1] > 40, switch.is_some(), "{n:?}");
+        }
+    }
+    suites.sort();
+    assert_eq!(
+        suites,
+        [
+            ("AEAD_AES_128_GCM", 1),
+            ("AES_256_CM_HMAC_SHA1_80", 2),
+            ("AES_CM_128_HMAC_SHA1_80", 1),
+            ("AES_CM_128_HMAC_SHA1_80", 1)
+        ]
+    );
+}
+
+/// `srtp: true` protects every call of another scenario (hold and move included) with the
+/// keys of its SDPs, and changes nothing else.
+#[test]
+fn srtp_option_protects_any_scenario() {
+    use voxtap_core::media::srtp::{CryptoAttr, SrtpContext};
+    let mut cfg = small(Scenario::HoldMove);
+    cfg.srtp = true;
+    let (frames, truth) = generate(&cfg);
+    let (plain, _) = generate(&small(Scenario::HoldMove));
+    assert_eq!(
+        frames.iter().map(|f| f.ts_ns).collect::<Vec<_>>(),
+        plain.iter().map(|f| f.ts_ns).collect::<Vec<_>>()
+    );
+    let cap = decode_capture(&frames);
+    let msgs = sip_messages(&cap);
+    let invite = msgs.iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    let ok = msgs
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains("application/sdp"))
+        .unwrap();
+    let answer = CryptoAttr::parse(sdp_lines(ok, "a=crypto:")[0]).unwrap();
+    let offer = sdp_lines(invite, "a=crypto:")
+        .into_iter()
+        .map(|l| CryptoAttr::parse(l).unwrap())
+        .find(|a| a.tag == answer.tag)
+        .unwrap();
+    let mut out = Vec::new();
+    for caller in [true, false] {
+        let mut ctx = SrtpContext::new(if caller { &offer } else { &answer }).unwrap();
+        let pkts: Vec<_> = rtp_of(&cap)
+            .into_iter()
+            .filter(|u| is_caller_addr(u.src) == caller)
+            .collect();
+        assert!(pkts.len() > 50);
+        for u in pkts {
+            ctx.unprotect_rtp(&u.payload, &mut out).unwrap();
+        }
+    }
+    assert_eq!(truth.calls[0].security, "sdes-srtp");
 }

@@ -8,7 +8,7 @@
 //! | G.722, G.726 (both packings) | libspandsp |
 //! | GSM | libgsm |
 //! | G.729 | bcg729 (VAD off: 10-byte frames only) |
-//! | Opus | libopus (in-band FEC when the fmtp says `useinbandfec=1`) |
+//! | Opus | libopus (in-band FEC when the fmtp says `useinbandfec=1`; stereo, the same signal on both channels, when it says `stereo=1` or `sprop-stereo=1`) |
 //! | Speex | libspeex |
 //! | AMR | opencore-amrnb |
 //! | AMR-WB | vo-amrwbenc |
@@ -140,13 +140,18 @@ pub fn encoder_for(spec: &CodecSpec, ptime_ms: u32) -> Result<Box<dyn Encoder>, 
                 return Err(bad("Opus ptime is 10, 20, 40 or 60 ms"));
             }
             let fec = spec.fmtp_param("useinbandfec") == Some("1");
+            // RFC 7587 §7.1: `sprop-stereo=1` says the sender sends stereo (`stereo=1` that it
+            // would receive it); either makes a stereo encoder, the mono input on both channels.
+            let stereo = ["stereo", "sprop-stereo"]
+                .iter()
+                .any(|k| spec.fmtp_param(k) == Some("1"));
             #[cfg(have_opus)]
             return Ok(Box::new(
-                OpusEnc::new(per_ms(48_000), fec).ok_or_else(|| bad("libopus"))?,
+                OpusEnc::new(per_ms(48_000), fec, stereo).ok_or_else(|| bad("libopus"))?,
             ));
             #[cfg(not(have_opus))]
             {
-                let _ = fec;
+                let _ = (fec, stereo);
                 Err(crate::not_built(spec, "libopus"))
             }
         }
@@ -682,6 +687,7 @@ unsafe extern "C" {
 struct OpusEnc {
     st: NonNull<c_void>,
     n: usize,
+    channels: usize,
 }
 
 // SAFETY: the libopus encoder state is a heap block with no thread affinity, owned by this value.
@@ -690,13 +696,14 @@ unsafe impl Send for OpusEnc {}
 
 #[cfg(have_opus)]
 impl OpusEnc {
-    fn new(n: usize, fec: bool) -> Option<Self> {
+    fn new(n: usize, fec: bool, stereo: bool) -> Option<Self> {
         const APPLICATION_VOIP: c_int = 2048;
         const SET_INBAND_FEC: c_int = 4012;
         const SET_PACKET_LOSS_PERC: c_int = 4014;
         let mut err = 0;
+        let channels = if stereo { 2 } else { 1 };
         // SAFETY: valid rate, channels and application; `err` is a live out-pointer.
-        let st = unsafe { opus_encoder_create(48_000, 1, APPLICATION_VOIP, &mut err) };
+        let st = unsafe { opus_encoder_create(48_000, channels, APPLICATION_VOIP, &mut err) };
         let st = NonNull::new(st).filter(|_| err == 0)?;
         if fec {
             // SAFETY: both requests take one int argument.
@@ -705,7 +712,11 @@ impl OpusEnc {
                 opus_encoder_ctl(st.as_ptr(), SET_PACKET_LOSS_PERC, 20 as c_int);
             }
         }
-        Some(OpusEnc { st, n })
+        Some(OpusEnc {
+            st,
+            n,
+            channels: channels as usize,
+        })
     }
 }
 
@@ -730,8 +741,13 @@ impl Encoder for OpusEnc {
     }
     fn encode(&mut self, pcm: &[i16]) -> Result<Vec<u8>, EncodeError> {
         check(pcm, self.n)?;
+        // Interleaved: the mono signal on every channel.
+        let pcm: Vec<i16> = pcm
+            .iter()
+            .flat_map(|&s| std::iter::repeat_n(s, self.channels))
+            .collect();
         let mut out = vec![0u8; 1500];
-        // SAFETY: `pcm` holds one frame of a valid duration, `out` 1500 bytes.
+        // SAFETY: `pcm` holds one frame of a valid duration per channel, `out` 1500 bytes.
         let r = unsafe {
             opus_encode(
                 self.st.as_ptr(),

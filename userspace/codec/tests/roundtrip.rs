@@ -214,6 +214,7 @@ codec_tests! {
     opus: case("opus", 48000, "", 20, 3.0).wide().conceals(), fec: false;
     opus_fec: case("opus", 48000, "useinbandfec=1", 20, 3.0).wide().conceals(), fec: true;
     opus_60ms: case("opus", 48000, "", 60, 3.0).wide().conceals(), fec: false;
+    opus_stereo: case("opus", 48000, "stereo=1; sprop-stereo=1", 20, 3.0).wide().conceals(), fec: false;
     speex_nb_two_frames: case("speex", 8000, "", 40, 4.0).conceals(), fec: false;
     // Speex codes the band above 4 kHz with a coarse spectral model that keeps where a tone
     // is but not its level: the second tone stays in the low band.
