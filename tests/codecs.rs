@@ -191,17 +191,14 @@ fn early_media_with_wideband_codecs() {
     }
 }
 
-/// A decoder the engine starts mid-stream. Early media: the engine starts decoding the
-/// callee's stream at the answer, ~50 packets in. Hold and move: the callee's stream (same
-/// SSRC, same encoder) goes on to the caller's new port after the hold, and the engine decodes
-/// it as a new stream with a new decoder. On a pure tone libgsm then never builds up its
-/// long-term predictor (the callee's channel stays near silence, 28 dB down, for the rest of
-/// the call) and libspeex diverges to near full-scale noise within 1.5 s; fed from the
-/// stream's first packet both decode cleanly (voxtap-gen's `every_codec_carries_its_tone`).
-/// Speech would resynchronise them; a decoder fed from the first packet (its output dropped
-/// until the recording starts) and kept across a move would not need to.
+/// Stateful decoders must see a stream from its first packet. Early media: the callee's
+/// stream starts ~50 packets before the answer, and the engine decodes it from the first
+/// (dropping the audio until the recording starts). Hold and move: the callee's stream (same
+/// SSRC, same encoder) goes on to the caller's new port after the hold, and stays the same
+/// stream with the same decoder. Started mid-stream instead, on a pure tone libgsm never
+/// builds up its long-term predictor (the callee's channel 28 dB down for the rest of the
+/// call) and libspeex diverges to near full-scale noise within 1.5 s.
 #[test]
-#[ignore = "engine: a decoder started mid-stream (early media, a moved stream) never falls in step on a pure tone"]
 fn decoders_started_mid_stream() {
     for (scenario, codec) in [
         (Scenario::EarlyMedia, Codec::Gsm),

@@ -557,13 +557,10 @@ impl Engine {
             return;
         }
         let primary = self.dialogs.get(call).and_then(Call::primary_codec);
-        let rate = s.sample_rate.or(self.cfg.sample_rate).unwrap_or_else(|| {
-            if primary.as_ref().is_some_and(codec::is_wideband) {
-                16_000
-            } else {
-                8000
-            }
-        });
+        let rate = match self.dialogs.get(call) {
+            Some(c) => recording_rate(&self.cfg, &s, c),
+            None => s.sample_rate.or(self.cfg.sample_rate).unwrap_or(8000),
+        };
         let format = s.format.unwrap_or(self.cfg.format);
         self.next_recording += 1;
         let rec = RecordingHandle(self.next_recording);
@@ -767,6 +764,8 @@ impl Engine {
                     telephone_event: c.telephone_event_pt(),
                     recording: media.recording.as_mut(),
                     inband,
+                    prime: false,
+                    rate_hint: 8000,
                     events,
                     digits,
                     reorder_window: window,
@@ -973,14 +972,25 @@ impl Engine {
             None => {
                 self.next_stream += 1;
                 self.stats.rtp_streams += 1;
-                media.streams.push(Stream::new(
+                let mut s = Stream::new(
                     StreamHandle(self.next_stream),
                     flow.sender,
                     src,
                     dst,
                     ssrc,
                     ts,
-                ));
+                );
+                // The same source sending to a new address (the other party moved): its
+                // audio carries on, decoder and all.
+                if let Some(old) = media
+                    .streams
+                    .iter_mut()
+                    .rev()
+                    .find(|o| o.ssrc == ssrc && o.src == src)
+                {
+                    s.carry_on_from(old);
+                }
+                media.streams.push(s);
                 media.streams.len() - 1
             }
         };
@@ -1003,6 +1013,10 @@ impl Engine {
             telephone_event: call.telephone_event_pt(),
             recording: media.recording.as_mut().filter(|_| answered),
             inband: self.cfg.inband_dtmf && answered,
+            // Early media and a call waiting for the bridge may yet be recorded: their
+            // decoders run from the first packet, so they are in step when it starts.
+            prime: !answered || media.settings.bridge.is_some(),
+            rate_hint: recording_rate(&self.cfg, &media.settings, call),
             events: &mut self.events,
             digits: &mut self.digits,
             reorder_window: self.cfg.reorder_window,
@@ -1194,6 +1208,8 @@ impl Engine {
                     telephone_event: call.telephone_event_pt(),
                     recording: media.recording.as_mut().filter(|_| answered),
                     inband: self.cfg.inband_dtmf && answered,
+                    prime: !answered || media.settings.bridge.is_some(),
+                    rate_hint: recording_rate(&self.cfg, &media.settings, call),
                     events: &mut self.events,
                     digits: &mut self.digits,
                     reorder_window: self.cfg.reorder_window,
@@ -1340,6 +1356,22 @@ fn stream_report(s: &Stream, call: CallHandle, status: &StreamStatus) -> StreamR
         decrypt_failures: s.counts.decrypt_failures,
         security: s.security(),
     }
+}
+
+/// A recording's sample rate: the policy's, else the config's, else by the call's codec
+/// (16 kHz for wide-band codecs).
+fn recording_rate(cfg: &EngineConfig, s: &CallRecording, call: &Call) -> u32 {
+    s.sample_rate.or(cfg.sample_rate).unwrap_or_else(|| {
+        if call
+            .primary_codec()
+            .as_ref()
+            .is_some_and(codec::is_wideband)
+        {
+            16_000
+        } else {
+            8000
+        }
+    })
 }
 
 /// The limits a decision's settings put on the call's recordings.

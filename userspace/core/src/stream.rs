@@ -38,6 +38,11 @@ pub struct StreamCtx<'a> {
     pub recording: Option<&'a mut Recording>,
     /// Listen for DTMF in the decoded audio.
     pub inband: bool,
+    /// Decode even without a recording: the call may yet be recorded (early media before the
+    /// answer), and a stateful decoder started mid-stream may never fall in step.
+    pub prime: bool,
+    /// The rate a recording of this call would have, for a decoder made before it starts.
+    pub rate_hint: u32,
     pub events: &'a mut VecDeque<Event>,
     /// Digits heard (RFC 4733 or in band), for the caller to report and offer to the policy.
     pub digits: &'a mut Vec<Digit>,
@@ -345,6 +350,11 @@ pub struct Stream {
     concealed: Vec<i16>,
     /// The call's media version the keys were last taken from.
     pub keys_version: Option<u32>,
+    /// Who this stream's audio is to the timeline: its own handle, or that of the stream it
+    /// carries on from ([`Stream::carry_on_from`]).
+    source_id: u64,
+    /// How it was protected when another stream carried on from it.
+    security_then: Option<String>,
 }
 
 impl Stream {
@@ -384,7 +394,35 @@ impl Stream {
             pcm: Vec::new(),
             concealed: Vec::new(),
             keys_version: None,
+            source_id: handle.0,
+            security_then: None,
         }
+    }
+
+    /// This stream is `old`'s sender sending on to another address (RFC 3550 §8: the SSRC
+    /// names the source): the decoder, the reorder buffer, the keys and the place on the
+    /// timeline move over, so a stateful decoder stays in step and the audio runs on without a
+    /// seam. Each keeps its own RTP figures, as tshark counts a stream per 5-tuple.
+    pub fn carry_on_from(&mut self, old: &mut Stream) {
+        use std::mem::swap;
+        old.security_then = Some(old.security());
+        swap(&mut self.reorder, &mut old.reorder);
+        swap(&mut self.specs, &mut old.specs);
+        swap(&mut self.specs_version, &mut old.specs_version);
+        swap(&mut self.decoder, &mut old.decoder);
+        swap(&mut self.srtp, &mut old.srtp);
+        swap(&mut self.encrypted, &mut old.encrypted);
+        swap(&mut self.keys_version, &mut old.keys_version);
+        swap(&mut self.resample, &mut old.resample);
+        swap(&mut self.last_raw_ts, &mut old.last_raw_ts);
+        swap(&mut self.ext_ts, &mut old.ext_ts);
+        swap(&mut self.ts_started, &mut old.ts_started);
+        swap(&mut self.last_event_ts, &mut old.last_event_ts);
+        swap(&mut self.inband, &mut old.inband);
+        swap(&mut self.epochs, &mut old.epochs);
+        self.source_id = old.source_id;
+        // The old stream's audio state went with the move; its figures stay.
+        old.encrypted.clone_from(&self.encrypted);
     }
 
     /// What the stream amounted to, for its report.
@@ -418,6 +456,9 @@ impl Stream {
 
     /// How the stream is protected, for its report.
     pub fn security(&self) -> String {
+        if let Some(s) = &self.security_then {
+            return s.clone();
+        }
         match (&self.srtp, &self.encrypted) {
             (_, Some(why)) => format!("encrypted: {why}"),
             (Some(s), None) => match s.contexts.get(s.current) {
@@ -668,14 +709,14 @@ impl Stream {
         if self.encrypted.is_some() {
             return;
         }
-        let wants_audio = ctx.recording.is_some() || ctx.inband;
+        let wants_audio = ctx.recording.is_some() || ctx.inband || ctx.prime;
         if !wants_audio {
             return;
         }
         let rec_rate = ctx
             .recording
             .as_deref()
-            .map_or(8000, Recording::sample_rate);
+            .map_or(ctx.rate_hint, Recording::sample_rate);
         if !self.ensure_decoder(r.pt, slot, rec_rate) {
             self.counts.undecodable_packets += 1;
             return;
@@ -754,7 +795,7 @@ impl Stream {
             return;
         };
         let to_pos = |ts: i64| (((ts - base) as i128) * rate as i128 / clock as i128) as i64;
-        let source = (self.handle.0 << 8) | (epoch & 0xff);
+        let source = (self.source_id << 8) | (epoch & 0xff);
         if let Some(end) = concealed_at {
             place(
                 rec,
@@ -848,8 +889,8 @@ impl Stream {
             return;
         };
         let (side, arrival) = (self.sender, self.last_ts);
-        let source = self.decoder.as_ref().map_or(self.handle.0 << 8, |d| {
-            (self.handle.0 << 8) | (d.epoch & 0xff)
+        let source = self.decoder.as_ref().map_or(self.source_id << 8, |d| {
+            (self.source_id << 8) | (d.epoch & 0xff)
         });
         let events = &mut *ctx.events;
         rs.flush(&mut |pos, pcm| {
