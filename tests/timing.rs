@@ -162,3 +162,43 @@ fn back_to_back_calls_on_the_same_ports_keep_their_openings() {
         assert!((dur - 4.0).abs() < 0.05, "{dur}");
     }
 }
+
+/// Packet time that jumps: a BYE stamped three days after the answer, and a capture clock
+/// stepped forward an hour mid-call. Timers fire in order across the jump (the call ends by
+/// media timeout at its last packet), nothing is allocated for the gap, the run completes and
+/// the recording holds the call's audio, not days of silence.
+#[test]
+fn a_jump_in_packet_time_is_bounded() {
+    for (name, jump_at_bye) in [("bye-days-later", true), ("clock-step", false)] {
+        let mut cfg = GenConfig::new(Scenario::Pcmu);
+        cfg.talk_secs = 10.0;
+        let (mut frames, truth) = generate(&cfg);
+        let answer = truth.calls[0].answer_ns.expect("answered");
+        let bye = truth.calls[0].end_ns;
+        let (from, by) = if jump_at_bye {
+            (bye, 3 * 86_400 * 1_000_000_000u64)
+        } else {
+            (answer + 5_000_000_000, 3_600 * 1_000_000_000u64)
+        };
+        for f in frames.iter_mut().filter(|f| f.ts_ns >= from) {
+            f.ts_ns += by;
+        }
+        let r = replay_frames(frames, truth, name, None);
+        let db = catalog(&r.out);
+        let (state,): (String,) = db
+            .query_row("SELECT state FROM runs", [], |r| Ok((r.get(0)?,)))
+            .unwrap();
+        assert_eq!(state, "complete", "{name}");
+        let recs = recordings(&r);
+        let total: f64 = recs.iter().map(|r| r.1).sum();
+        let want = if jump_at_bye { 10.0 } else { 5.0 };
+        assert!(
+            (total - want).abs() < 0.6,
+            "{name}: {total} s recorded, the audio before the jump is {want} s"
+        );
+        let reason: String = db
+            .query_row("SELECT end_reason FROM calls", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reason, "media-timeout", "{name}: the timeout fired across the jump");
+    }
+}

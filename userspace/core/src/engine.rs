@@ -569,6 +569,7 @@ impl Engine {
         timeline.margin = self.cfg.reorder_window;
         timeline.stall = self.cfg.stall_allowance;
         timeline.max_ahead = self.cfg.max_buffered;
+        timeline.stream_timeout = self.cfg.dialog.media_timeout;
         let frames = |d: Duration| (d.as_nanos() * rate as u128 / 1_000_000_000) as u64;
         // The time limit counts from the answer; the maximum length from this start.
         let limit = match s.deadline {

@@ -54,6 +54,9 @@ pub struct TimelineConfig {
     pub slip: Duration,
     /// The recording is cut at this many frames (its maximum length).
     pub limit_frames: Option<u64>,
+    /// A stream silent for longer than this (the media timeout) has ended: when it sends
+    /// again it is anchored afresh, not trusted to carry on by its timestamps.
+    pub stream_timeout: Duration,
 }
 
 impl TimelineConfig {
@@ -65,6 +68,7 @@ impl TimelineConfig {
             max_ahead: Duration::from_secs(30),
             slip: Duration::from_millis(40),
             limit_frames: None,
+            stream_timeout: Duration::from_secs(60),
         }
     }
 
@@ -414,7 +418,8 @@ impl Timeline {
                 let tolerance = (rate as i64 / 2).max(arrival_gap.abs() / 4);
                 // RFC 3550 §5.1: timestamps advance with the sampling clock, so a jump that
                 // arrival does not show (or a step back) is a reset, not time passing.
-                if rtp_gap > arrival_gap.max(0) + tolerance || rtp_gap < -n {
+                let ended = dt > self.cfg.stream_timeout.as_nanos() as i64;
+                if ended || rtp_gap > arrival_gap.max(0) + tolerance || rtp_gap < -n {
                     let at = reference(&*me).unwrap_or(me.hw).max(me.hw).max(emitted);
                     s.offset = at - pos;
                     me.figures.reanchors += 1;
@@ -868,20 +873,30 @@ mod tests {
         assert_eq!(t.figures(Side::Caller).reanchors, 1);
     }
 
-    /// The capture clock steps forward an hour mid-call (NTP): the timestamps are continuous,
-    /// so the audio is too, and no hour of silence appears.
+    /// The capture clock steps forward 30 s mid-call (NTP): the timestamps are continuous,
+    /// so the audio is too, and no silence appears. A step past the stream timeout (the
+    /// media timeout, after which the dialog layer ends the call anyway) ends the stream: it
+    /// is anchored afresh where arrival says, the gap is silence, handed out as a count.
     #[test]
     fn a_capture_clock_step_is_not_a_gap() {
-        let mut t = tl();
-        let mut out = Collect::default();
-        for i in 0..100i64 {
-            let ms = 20 * i as u64 + if i >= 50 { 3_600_000 } else { 0 };
-            t.place(Side::Caller, 1, 160 * i, at(ms), &pkt(i), &mut out);
-            t.place(Side::Callee, 2, 160 * i, at(ms), &pkt(i), &mut out);
-            t.drain(at(ms), at(ms), 800, &mut out);
+        for (step_ms, gap) in [(30_000u64, false), (3_600_000, true)] {
+            let mut t = tl();
+            let mut out = Counting::default();
+            for i in 0..100i64 {
+                let ms = 20 * i as u64 + if i >= 50 { step_ms } else { 0 };
+                t.place(Side::Caller, 1, 160 * i, at(ms), &pkt(i), &mut out);
+                t.place(Side::Callee, 2, 160 * i, at(ms), &pkt(i), &mut out);
+                t.drain(at(ms), at(ms), 800, &mut out);
+            }
+            let frames = t.finish_all(at(step_ms + 1980), &mut out);
+            if gap {
+                assert!(frames > 8000 * 3600, "{frames}");
+                assert_eq!(t.figures(Side::Caller).reanchors, 1);
+            } else {
+                assert_eq!(frames, 100 * 160, "a {step_ms} ms step");
+                assert_eq!(t.figures(Side::Caller).reanchors, 0);
+            }
         }
-        let frames = t.finish_all(at(3_600_000 + 1980), &mut out);
-        assert_eq!(frames, 100 * 160);
     }
 
     /// Silence for days is handed out as a count, never allocated, and a limit cuts it.
