@@ -224,15 +224,11 @@ fn demo(root: &Path, capture: Option<PathBuf>) -> Result<()> {
     }
     std::fs::create_dir_all(&dir)?;
     install_ebpf_toolchain()?;
-    run(Command::new("cargo").args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "voxtap",
-        "-p",
-        "voxtap-gen",
-    ]))?;
+    // Two builds: together, cargo would unify features and link the generator's test
+    // encoders (spandsp, vo-amrwbenc) into the recorder.
+    for package in ["voxtap", "voxtap-gen"] {
+        run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", package]))?;
+    }
     let capture = match capture {
         Some(c) => c,
         None => {
