@@ -264,9 +264,9 @@ pub fn available() -> Vec<(&'static str, bool)> {
 /// The audio bandwidth a codec carries: narrow-band codecs are recorded at 8 kHz, wide-band
 /// ones at 16 kHz (unless the policy sets a rate).
 pub fn is_wideband(spec: &CodecSpec) -> bool {
-    let name = spec.name.to_ascii_uppercase();
-    match name.as_str() {
-        "G722" | "AMR-WB" | "OPUS" => true,
-        _ => spec.clock_rate >= 16_000 && name != "TELEPHONE-EVENT",
-    }
+    let is = |n: &str| spec.name.eq_ignore_ascii_case(n);
+    is("G722")
+        || is("AMR-WB")
+        || is("OPUS")
+        || (spec.clock_rate >= 16_000 && !is("telephone-event"))
 }

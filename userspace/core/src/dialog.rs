@@ -181,7 +181,7 @@ impl Call {
     }
 
     /// The codec the call settled on: the answer's first audio payload type, else the offer's.
-    pub fn primary_codec(&self) -> Option<CodecSpec> {
+    pub fn primary_codec(&self) -> Option<&CodecSpec> {
         let te = self.telephone_event_pt();
         [Side::Callee, Side::Caller].into_iter().find_map(|side| {
             self.media(side)
@@ -193,7 +193,7 @@ impl Call {
                         && !c.name.eq_ignore_ascii_case("CN")
                         && !c.name.eq_ignore_ascii_case("telephone-event")
                 })
-                .map(|(_, c)| c.clone())
+                .map(|(_, c)| c)
         })
     }
 

@@ -556,7 +556,11 @@ impl Engine {
         if s.deadline.is_some_and(|d| ts >= d) {
             return;
         }
-        let primary = self.dialogs.get(call).and_then(Call::primary_codec);
+        let primary = self
+            .dialogs
+            .get(call)
+            .and_then(Call::primary_codec)
+            .cloned();
         let rate = match self.dialogs.get(call) {
             Some(c) => recording_rate(&self.cfg, &s, c),
             None => s.sample_rate.or(self.cfg.sample_rate).unwrap_or(8000),
@@ -1017,7 +1021,12 @@ impl Engine {
             // Early media and a call waiting for the bridge may yet be recorded: their
             // decoders run from the first packet, so they are in step when it starts.
             prime: !answered || media.settings.bridge.is_some(),
-            rate_hint: recording_rate(&self.cfg, &media.settings, call),
+            // Needed once, to make the decoder.
+            rate_hint: if stream.audio_rate() == 0 {
+                recording_rate(&self.cfg, &media.settings, call)
+            } else {
+                0
+            },
             events: &mut self.events,
             digits: &mut self.digits,
             reorder_window: self.cfg.reorder_window,
@@ -1363,11 +1372,7 @@ fn stream_report(s: &Stream, call: CallHandle, status: &StreamStatus) -> StreamR
 /// (16 kHz for wide-band codecs).
 fn recording_rate(cfg: &EngineConfig, s: &CallRecording, call: &Call) -> u32 {
     s.sample_rate.or(cfg.sample_rate).unwrap_or_else(|| {
-        if call
-            .primary_codec()
-            .as_ref()
-            .is_some_and(codec::is_wideband)
-        {
+        if call.primary_codec().is_some_and(codec::is_wideband) {
             16_000
         } else {
             8000
