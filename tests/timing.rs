@@ -199,6 +199,9 @@ fn a_jump_in_packet_time_is_bounded() {
         let reason: String = db
             .query_row("SELECT end_reason FROM calls", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(reason, "media-timeout", "{name}: the timeout fired across the jump");
+        assert_eq!(
+            reason, "media-timeout",
+            "{name}: the timeout fired across the jump"
+        );
     }
 }

@@ -40,16 +40,51 @@ pub struct PolicyHeaders {
     pub mode: String,
     /// The SIP INFO record key (Yealink `Record: on|off`).
     pub info_record: InfoRecordHeader,
+    /// Headers a PBX or SBC puts on every leg of one conversation (see `docs/rules.md`).
+    pub correlation: Vec<String>,
 }
+
+/// Correlation headers read unless configured: `Session-ID` (RFC 7989: the same UUIDs on
+/// every leg through a B2BUA that keeps them; Cisco, Polycom, Avaya, Microsoft), `X-CID` (the
+/// first leg's Call-ID on the next, as FreeSWITCH, Kamailio and OpenSIPS set it for Homer),
+/// `P-Charging-Vector` (its `icid-value`, 3GPP TS 24.229: IMS cores and SBCs).
+pub const DEFAULT_CORRELATION_HEADERS: [&str; 3] = ["Session-ID", "X-CID", "P-Charging-Vector"];
 
 impl Default for PolicyHeaders {
     fn default() -> Self {
         Self {
             mode: "X-Record-Mode".into(),
             info_record: InfoRecordHeader::default(),
+            correlation: DEFAULT_CORRELATION_HEADERS.map(String::from).to_vec(),
         }
     }
 }
+
+/// What a leg's signalling says beyond From and To: identities the network asserts, which
+/// side sits behind infrastructure, and what ties it to other legs of the same conversation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// Per side ([`side_index`]): P-Asserted-Identity (RFC 3325), else Remote-Party-ID, user.
+    pub identity: [Option<String>; 2],
+    /// Per side: the product of its User-Agent (requests) or Server (responses) header.
+    pub agent: [Option<String>; 2],
+    /// The number a forwarded call was first meant for: Diversion (RFC 5806), else the first
+    /// History-Info entry (RFC 7044).
+    pub diverted_from: Option<String>,
+    /// The INVITE came through a proxy: it has Record-Route, or more than one Via.
+    pub proxied: bool,
+    /// Referred-By (RFC 3892) user of the INVITE: it follows a transfer.
+    pub referred_by: Option<String>,
+    /// The Call-ID of the dialog the INVITE's Replaces (RFC 3891) takes over.
+    pub replaces: Option<String>,
+    /// Correlation tokens: (header, value), values shared by the legs of one conversation or
+    /// naming another leg's Call-ID.
+    pub correlation: Vec<(String, String)>,
+}
+
+/// Correlation tokens kept per call, and their length.
+const MAX_TOKENS: usize = 8;
+const MAX_TOKEN_LEN: usize = 128;
 
 /// Ties an out-of-dialog MESSAGE to its call (the media-control JSON's `session_id`).
 pub const SESSION_ID_HEADER: &str = "X-Session-Id";
@@ -148,6 +183,8 @@ pub struct Call {
     pub asserted: [Option<String>; 2],
     /// Bumped whenever an SDP changes what this call's payload types or keys are.
     pub media_version: u32,
+    /// What the signalling says of infrastructure, identities and other legs.
+    pub evidence: Evidence,
     /// When an ended call is reported and forgotten.
     linger_until: Option<Timestamp>,
 }
@@ -257,6 +294,15 @@ pub enum DialogEvent {
         ts: Timestamp,
         side: Side,
         user: String,
+    },
+    /// A side of the call asked (RFC 3515 REFER) that the other be put through to `target`:
+    /// a blind transfer, or an attended one when `replaces` names the consultation dialog.
+    Refer {
+        call: CallHandle,
+        ts: Timestamp,
+        side: Side,
+        target: String,
+        replaces: Option<String>,
     },
 }
 
@@ -409,6 +455,7 @@ impl Dialogs {
         };
 
         self.learn_policy_facts(handle, msg, method, cseq, to.tag.is_none());
+        self.learn_evidence(handle, msg, method, sender, to.tag.is_none());
 
         let mut sdp_error = false;
         if let Some(body) = msg.sdp_body() {
@@ -494,6 +541,39 @@ impl Dialogs {
                             ts,
                             side: sender,
                             user: user.to_string(),
+                        });
+                    }
+                }
+                // RFC 3515 §2.4.1: REFER in a dialog; its Refer-To may embed a Replaces header
+                // (RFC 3891 §7) naming the consultation dialog of an attended transfer.
+                Method::Refer if to.tag.is_some() => {
+                    if let Some(na) = msg.header_named("Refer-To").and_then(sip::parse_name_addr)
+                        && let Some(target) = sip::parse_uri(na.uri).and_then(|u| u.user)
+                    {
+                        let replaces = na
+                            .uri
+                            .split_once('?')
+                            .and_then(|(_, hdrs)| {
+                                hdrs.split('&').find_map(|h| {
+                                    let (k, v) = h.split_once('=')?;
+                                    k.eq_ignore_ascii_case("Replaces").then_some(v)
+                                })
+                            })
+                            .map(|v| {
+                                unescape(v)
+                                    .split(';')
+                                    .next()
+                                    .unwrap_or("")
+                                    .trim()
+                                    .to_string()
+                            })
+                            .filter(|v| !v.is_empty());
+                        out.push(DialogEvent::Refer {
+                            call: handle,
+                            ts,
+                            side: sender,
+                            target: target.to_string(),
+                            replaces,
                         });
                     }
                 }
@@ -614,6 +694,7 @@ impl Dialogs {
             session_id: None,
             asserted: Default::default(),
             media_version: 0,
+            evidence: Evidence::default(),
             linger_until: None,
         };
         self.calls.insert(handle, call);
@@ -699,6 +780,71 @@ impl Dialogs {
         {
             self.by_session_id.insert(id.clone(), handle);
             call.session_id = Some(id);
+        }
+    }
+
+    /// Keeps what tells infrastructure from parties and ties legs together, from the initial
+    /// INVITE (the caller's side) and its provisional and final responses (the callee's).
+    fn learn_evidence(
+        &mut self,
+        handle: CallHandle,
+        msg: &Message<'_>,
+        method: Method<'_>,
+        sender: Side,
+        initial: bool,
+    ) {
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        if method != Method::Invite || call.answered.is_some() && msg.is_request() {
+            return;
+        }
+        let ev = &mut call.evidence;
+        let user_of = |name: &str| {
+            msg.header_named(name)
+                .and_then(sip::parse_name_addr)
+                .and_then(|na| sip::parse_uri(na.uri).and_then(|u| u.user))
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+        };
+        let i = side_index(sender);
+        if ev.identity[i].is_none() {
+            ev.identity[i] = user_of("P-Asserted-Identity").or_else(|| user_of("Remote-Party-ID"));
+        }
+        if ev.agent[i].is_none() {
+            let agent = if msg.is_request() {
+                "User-Agent"
+            } else {
+                "Server"
+            };
+            ev.agent[i] = msg
+                .header_named(agent)
+                .map(|a| a.chars().take(64).collect::<String>());
+        }
+        if msg.is_request() && initial {
+            ev.diverted_from = user_of("Diversion").or_else(|| user_of("History-Info"));
+            ev.referred_by = user_of("Referred-By");
+            ev.replaces = msg
+                .header_named("Replaces")
+                .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+                .filter(|v| !v.is_empty());
+            let vias = msg
+                .headers()
+                .filter(|h| h.is(sip::HeaderName::Via))
+                .map(|h| h.value.split(',').count())
+                .sum::<usize>();
+            ev.proxied = vias > 1 || msg.header_named("Record-Route").is_some();
+        }
+        for name in &self.headers.correlation {
+            for h in msg.headers().filter(|h| h.name_eq(name)) {
+                for token in correlation_tokens(name, h.value) {
+                    if ev.correlation.len() < MAX_TOKENS
+                        && !ev.correlation.iter().any(|(_, t)| *t == token)
+                    {
+                        ev.correlation.push((name.clone(), token));
+                    }
+                }
+            }
         }
     }
 
@@ -927,6 +1073,51 @@ fn end(
     };
     call.linger_until = Some(ts.max(call.last_activity) + linger);
     out.push(DialogEvent::Stopped(call.handle));
+}
+
+/// The values of a correlation header that tie legs together: RFC 7989's local and remote
+/// UUIDs (never the null one), P-Charging-Vector's `icid-value`, else the value itself.
+fn correlation_tokens(name: &str, value: &str) -> Vec<String> {
+    let v = value.trim();
+    let mut out: Vec<&str> = Vec::new();
+    if name.eq_ignore_ascii_case("Session-ID") {
+        let mut parts = v.split(';');
+        out.extend(parts.next());
+        out.extend(parts.filter_map(|p| {
+            let (k, val) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("remote").then_some(val)
+        }));
+    } else if name.eq_ignore_ascii_case("P-Charging-Vector") {
+        out.extend(sip::param(v, "icid-value"));
+    } else {
+        out.push(v);
+    }
+    out.into_iter()
+        .map(|t| t.trim().trim_matches('"'))
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN && !t.bytes().all(|b| b == b'0'))
+        .map(|t| t.to_ascii_lowercase())
+        .collect()
+}
+
+/// `%XX` escapes of a URI header value decoded (RFC 3261 §19.1.2).
+fn unescape(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(x) = v
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `Some(true)` for the record key's on value, `Some(false)` for off (case-insensitive).

@@ -17,22 +17,24 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::codec::{self, CodecSpec};
+use crate::conversation::Conversations;
 use crate::dialog::{
     Call, CallState, DialogConfig, DialogEvent, Dialogs, MediaSecurity, PolicyHeaders, Rejected,
 };
 use crate::event::{
-    CallDecision, CallHandle, CallStarted, DtmfEvent, DtmfSource, Event, HandleMap,
-    RecordingControl, RecordingFormat, RecordingHandle, RecordingStarted, Side, SipTransport,
-    StopReason, StreamHandle, StreamReport,
+    CallDecision, CallHandle, CallStarted, ConversationLink, DtmfEvent, DtmfSource, Event,
+    HandleMap, RecordingControl, RecordingFormat, RecordingHandle, RecordingStarted, Side,
+    SipTransport, StopReason, StreamHandle, StreamReport,
 };
 use crate::media::TimelineConfig;
 use crate::policy::{
-    Action, CallFacts, Command, InfoRecordHeader, RecordAnswered, RecordOn, RecordingPolicy,
-    Settings, Trigger,
+    Action, CallFacts, Command, InfoRecordHeader, IpNet, PartyEvidence, RecordAnswered, RecordOn,
+    RecordingPolicy, Settings, Trigger,
 };
 use crate::reasm::{DefragConfig, Defragmenter, FlowKey, TcpConfig, TcpReassembler};
 use crate::recording::{Limit, Recording};
 use crate::rtp;
+use crate::servers::Servers;
 use crate::sip::{self, Frame, Message};
 use crate::stats::{Malformed, Stats};
 use crate::stream::{Digit, Stream, StreamCtx, StreamStatus};
@@ -76,6 +78,14 @@ pub struct EngineConfig {
     pub info_record: InfoRecordHeader,
     /// Listen for DTMF in the audio of answered calls ([`crate::dtmf`]); off costs nothing.
     pub inband_dtmf: bool,
+    /// Headers a PBX or SBC puts on every leg of a conversation (see `crate::conversation`).
+    pub correlation_headers: Vec<String>,
+    /// Record every leg of a conversation, not only the one that sees both people. Each
+    /// extra recording says whose audio it repeats.
+    pub record_each_leg: bool,
+    /// PBX, proxy, SBC and media relay addresses (`[rules.networks] servers`); more are
+    /// learned from the traffic ([`crate::servers`]).
+    pub servers: Vec<IpNet>,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +108,9 @@ impl Default for EngineConfig {
             mode_header: PolicyHeaders::default().mode,
             info_record: InfoRecordHeader::default(),
             inband_dtmf: false,
+            correlation_headers: PolicyHeaders::default().correlation,
+            record_each_leg: false,
+            servers: Vec::new(),
         }
     }
 }
@@ -166,7 +179,20 @@ pub struct Engine {
     scratch: Vec<u8>,
     /// Digits the streams heard while handling one packet.
     digits: Vec<Digit>,
+    conversations: Conversations,
+    servers: Servers,
+    /// Answered legs the policy would record whose conversation another leg's recording
+    /// already covers: the reason it gave, for a handover.
+    covered: HandleMap<CallHandle, String>,
+    /// Recordings handed over to a leg when the conversation's recording leg ended: held back
+    /// (no events, no audio written) until the leg outlives [`HANDOVER_GRACE`], so legs that
+    /// end together leave one recording.
+    tentative: HandleMap<CallHandle, (Timestamp, RecordingStarted)>,
 }
+
+/// A leg must outlive the recording leg of its conversation by this much to take over the
+/// recording (a B2BUA hangs its legs up within milliseconds of each other).
+pub const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
@@ -174,12 +200,14 @@ impl Engine {
     }
 
     pub fn with_policy(cfg: EngineConfig, policy: Box<dyn RecordingPolicy>) -> Self {
+        let servers = Servers::new(cfg.servers.clone());
         Self {
             dialogs: Dialogs::with_headers(
                 cfg.dialog.clone(),
                 PolicyHeaders {
                     mode: cfg.mode_header.clone(),
                     info_record: cfg.info_record.clone(),
+                    correlation: cfg.correlation_headers.clone(),
                 },
             ),
             defrag: Defragmenter::new(cfg.defrag),
@@ -200,6 +228,10 @@ impl Engine {
             dialog_events: Vec::new(),
             scratch: Vec::new(),
             digits: Vec::new(),
+            conversations: Conversations::default(),
+            servers,
+            covered: HandleMap::default(),
+            tentative: HandleMap::default(),
         }
     }
 
@@ -476,6 +508,46 @@ impl Engine {
                     side,
                     pause,
                 } => self.on_trigger(call, ts, Trigger::MediaControl { pause, side }),
+                DialogEvent::Refer {
+                    call,
+                    ts,
+                    side,
+                    ref target,
+                    ref replaces,
+                } => {
+                    let dialogs = &self.dialogs;
+                    let live = |h: CallHandle| dialogs.get(h).is_some();
+                    if let Some((link, keep, merged)) =
+                        self.conversations
+                            .on_refer(call, ts, target, replaces.as_deref(), &live)
+                    {
+                        self.events.push_back(Event::Conversation(ConversationLink {
+                            call,
+                            ts,
+                            conversation: keep.0,
+                            linked_to: Some(link.to),
+                            evidence: link.evidence.as_str(),
+                            detail: link.detail,
+                            merged: merged.map(|m| m.0),
+                        }));
+                    }
+                    self.events.push_back(Event::Transfer {
+                        call,
+                        ts,
+                        side,
+                        target: target.clone(),
+                        replaces: replaces.clone(),
+                    });
+                    // The party who asked is being replaced by the target (RFC 3515 §2.4.1).
+                    self.on_trigger(
+                        call,
+                        ts,
+                        Trigger::PartyChanged {
+                            side,
+                            user: target.clone(),
+                        },
+                    );
+                }
                 DialogEvent::PartyChanged {
                     call,
                     ts,
@@ -498,6 +570,7 @@ impl Engine {
             return;
         };
         self.stats.calls_seen += 1;
+        self.servers.observe(c);
         self.events.push_back(Event::CallStarted(CallStarted {
             call: handle,
             ts: c.started,
@@ -508,6 +581,22 @@ impl Engine {
             caller_signalling: c.caller_signalling,
             callee_signalling: c.callee_signalling,
             transport: c.transport,
+        }));
+        let dialogs = &self.dialogs;
+        let live = |h: CallHandle| dialogs.get(h).is_some();
+        let (id, link) = self.conversations.on_started(c, c.started, &live);
+        let (linked_to, evidence, detail) = match link {
+            Some(l) => (Some(l.to), l.evidence.as_str(), l.detail),
+            None => (None, String::new(), String::new()),
+        };
+        self.events.push_back(Event::Conversation(ConversationLink {
+            call: handle,
+            ts: c.started,
+            conversation: id.0,
+            linked_to,
+            evidence,
+            detail,
+            merged: None,
         }));
     }
 
@@ -522,16 +611,60 @@ impl Engine {
             ts: answered_at,
             to_tag: c.to_tag.clone().unwrap_or_default(),
         });
-        let facts = call_facts(c, answered_at);
-        let decision = self.policy.on_answer(&facts);
+        self.servers.observe(c);
+        let legs = self.conversations.others(handle);
+        let transferred = self
+            .conversations
+            .link_of(handle)
+            .is_some_and(|l| l.evidence.is_transfer());
+        let facts = call_facts(c, answered_at, &self.servers, &legs, transferred);
+        let mut decision = self.policy.on_answer(&facts);
+        // One recording per conversation: a leg whose conversation another leg already
+        // records is covered by it, unless every leg is recorded (and says so).
+        let recorder = decision
+            .record
+            .then(|| self.recorder_of(handle))
+            .flatten()
+            .map(|r| {
+                let id = self
+                    .dialogs
+                    .get(r)
+                    .map(|c| c.sip_call_id.clone())
+                    .unwrap_or_default();
+                let rec = self.recording(r).map(|x| x.handle);
+                (r, id, rec)
+            });
+        let mut covered_by = None;
+        let mut repeats = None;
+        if let Some((r, id, rec)) = recorder {
+            if self.cfg.record_each_leg {
+                decision.trace.push(format!(
+                    "also recorded on this leg (record_each_leg): it repeats the recording of leg {id}"
+                ));
+                repeats = rec;
+            } else {
+                decision.trace.push(format!(
+                    "recorded on leg {id} of the same conversation: one recording per conversation"
+                ));
+                covered_by = Some(r);
+            }
+        }
         self.events.push_back(Event::Decision(CallDecision {
             call: handle,
             ts: answered_at,
             record: decision.record,
             reason: decision.reason.clone(),
             trace: decision.trace.clone(),
+            direction: decision.direction.map(|d| d.as_str()),
+            covered_by,
         }));
         let mut settings = call_settings(answered_at, &decision.settings);
+        if covered_by.is_some() {
+            self.media.entry(handle).or_default().settings = settings;
+            self.covered.insert(handle, decision.reason);
+            self.follow_recorder(handle);
+            return;
+        }
         let bridge = decision.settings.record_on == Some(RecordOn::Bridge);
         if decision.record && bridge {
             settings.bridge = Some((decision.reason, [false; 2]));
@@ -540,21 +673,134 @@ impl Engine {
         }
         self.media.entry(handle).or_default().settings = settings;
         if decision.record {
-            self.start_recording(handle, answered_at, decision.reason);
+            if let Some(r) = self.begin_recording(handle, answered_at, decision.reason, repeats) {
+                self.events.push_back(Event::RecordingStarted(r));
+            }
+        }
+    }
+
+    /// The leg of `call`'s conversation whose recording covers it: another leg recording
+    /// (or waiting for its bridge), the oldest first.
+    fn recorder_of(&self, call: CallHandle) -> Option<CallHandle> {
+        self.conversations.others(call).into_iter().find(|l| {
+            !self.tentative.contains_key(l)
+                && self
+                    .media
+                    .get(l)
+                    .is_some_and(|m| m.recording.is_some() || m.settings.bridge.is_some())
+        })
+    }
+
+    /// A covered leg's packets are matched again, so audio its SDP shares with the recording
+    /// leg (a PBX passing the phone's and the carrier's SDP through) reaches that recording.
+    fn follow_recorder(&mut self, call: CallHandle) {
+        let Some(m) = self.media.get(&call) else {
+            return;
+        };
+        for key in &m.flows {
+            if self.flows.get(key).is_some_and(|f| f.call == call) {
+                self.flows.remove(key);
+            }
+        }
+    }
+
+    /// A flow of a covered leg whose endpoints the recording leg's SDP also names belongs
+    /// to the recording leg.
+    fn redirect(&self, flow: Flow, src: SocketAddr, dst: SocketAddr) -> Flow {
+        if !self.covered.contains_key(&flow.call) {
+            return flow;
+        }
+        let Some(r) = self.recorder_of(flow.call) else {
+            return flow;
+        };
+        let Some(c) = self.dialogs.get(r) else {
+            return flow;
+        };
+        for side in [Side::Caller, Side::Callee] {
+            let eps = &c.media[crate::dialog::side_index(side)].endpoints;
+            if eps.contains(&dst) {
+                return Flow {
+                    call: r,
+                    sender: side.other(),
+                    ..flow
+                };
+            }
+            if eps.contains(&src) {
+                return Flow {
+                    call: r,
+                    sender: side,
+                    ..flow
+                };
+            }
+        }
+        flow
+    }
+
+    /// The recording leg of a conversation ended: the oldest covered leg still up takes the
+    /// recording over, once it has outlived [`HANDOVER_GRACE`].
+    fn hand_over(&mut self, from: CallHandle, at: Timestamp) {
+        let ended_by_input = self
+            .dialogs
+            .get(from)
+            .and_then(|c| c.ended)
+            .is_some_and(|(_, r)| r == crate::event::EndReason::EndOfInput);
+        if ended_by_input || self.covered.is_empty() {
+            return;
+        }
+        let from_id = self
+            .dialogs
+            .get(from)
+            .map(|c| c.sip_call_id.clone())
+            .unwrap_or_default();
+        let next = self.conversations.others(from).into_iter().find(|l| {
+            self.covered.contains_key(l)
+                && self
+                    .dialogs
+                    .get(*l)
+                    .is_some_and(|c| c.answered.is_some() && c.state != CallState::Ended)
+        });
+        let Some(next) = next else {
+            return;
+        };
+        let reason = self.covered.remove(&next).unwrap_or_default();
+        let reason = format!("handover from leg {from_id}: {reason}");
+        if let Some(r) = self.begin_recording(next, at, reason, None) {
+            self.tentative.insert(next, (at + HANDOVER_GRACE, r));
+        }
+    }
+
+    /// A handed-over recording whose leg outlived the grace: it starts for real.
+    fn confirm(&mut self, call: CallHandle) {
+        if let Some((_, r)) = self.tentative.remove(&call) {
+            self.events.push_back(Event::RecordingStarted(r));
         }
     }
 
     fn start_recording(&mut self, call: CallHandle, ts: Timestamp, reason: String) {
+        self.covered.remove(&call);
+        if let Some(r) = self.begin_recording(call, ts, reason, None) {
+            self.events.push_back(Event::RecordingStarted(r));
+        }
+    }
+
+    /// Sets a recording up on the call; the caller reports it (or holds it back).
+    fn begin_recording(
+        &mut self,
+        call: CallHandle,
+        ts: Timestamp,
+        reason: String,
+        repeats: Option<RecordingHandle>,
+    ) -> Option<RecordingStarted> {
         let media = self.media.entry(call).or_default();
         if media.recording.is_some() {
-            return;
+            return None;
         }
         // An on-demand start while a bridge is awaited starts now: no more waiting.
         media.settings.bridge = None;
         let s = media.settings.clone();
         // Past the call's time limit nothing more is recorded.
         if s.deadline.is_some_and(|d| ts >= d) {
-            return;
+            return None;
         }
         let primary = self
             .dialogs
@@ -589,18 +835,18 @@ impl Engine {
             },
         };
         media.recording = Some(Recording::new(rec, call, ts, format, timeline, limit));
-        self.events
-            .push_back(Event::RecordingStarted(RecordingStarted {
-                rec,
-                call,
-                ts,
-                sample_rate: rate,
-                channels: 2,
-                format,
-                codec: primary.map(|c| c.name).unwrap_or_default(),
-                reason,
-                min_secs: s.min_secs,
-            }));
+        Some(RecordingStarted {
+            rec,
+            call,
+            ts,
+            sample_rate: rate,
+            channels: 2,
+            format,
+            codec: primary.map(|c| c.name).unwrap_or_default(),
+            reason,
+            min_secs: s.min_secs,
+            repeats,
+        })
     }
 
     /// A DTMF digit: reported, then offered to the policy (on-demand recording).
@@ -624,15 +870,16 @@ impl Engine {
         let (Some(answered_at), false) = (c.answered, c.state == CallState::Ended) else {
             return;
         };
-        let facts = call_facts(c, answered_at);
+        let legs = self.conversations.others(call);
+        let transferred = self
+            .conversations
+            .link_of(call)
+            .is_some_and(|l| l.evidence.is_transfer());
+        let facts = call_facts(c, answered_at, &self.servers, &legs, transferred);
         let Some(cmd) = self.policy.on_trigger(&facts, &trigger) else {
             return;
         };
-        let transfer = matches!(
-            trigger,
-            Trigger::PartyChanged { .. } | Trigger::BecameExternalToExternal
-        );
-        if transfer && cmd.action == Action::Stop {
+        if cmd.external_to_external && cmd.action == Action::Stop {
             // The catalog says why, in the stop reason and in a row with the policy's words.
             if let Some(rec) = self.recording(call) {
                 let handle = rec.handle;
@@ -750,6 +997,23 @@ impl Engine {
 
     /// Finishes a call's recording: the streams give up what they hold, then the file ends.
     fn stop_recording(&mut self, call: CallHandle, end: Timestamp, reason: StopReason) {
+        if self.tentative.contains_key(&call) {
+            let by_input = self
+                .dialogs
+                .get(call)
+                .and_then(|c| c.ended)
+                .is_some_and(|(_, r)| r == crate::event::EndReason::EndOfInput);
+            if by_input || reason != StopReason::CallEnded {
+                self.confirm(call);
+            } else {
+                // It ended with the leg it took over from: the earlier recording was all.
+                self.tentative.remove(&call);
+                if let Some(m) = self.media.get_mut(&call) {
+                    m.recording = None;
+                }
+                return;
+            }
+        }
         let Some(media) = self.media.get_mut(&call) else {
             return;
         };
@@ -789,6 +1053,9 @@ impl Engine {
             self.stats.recordings_cut += 1;
         }
         rec.stop(end, reason, &mut self.events);
+        if reason == StopReason::CallEnded {
+            self.hand_over(call, end);
+        }
     }
 
     /// Reports a call's streams and its end, then forgets it.
@@ -843,6 +1110,9 @@ impl Engine {
             .ended
             .unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
         self.policy.on_call_ended(handle);
+        self.conversations.forget(handle);
+        self.covered.remove(&handle);
+        self.tentative.remove(&handle);
         self.events.push_back(Event::CallEnded {
             call: handle,
             ts,
@@ -996,6 +1266,21 @@ impl Engine {
                     s.carry_on_from(old);
                 }
                 media.streams.push(s);
+                let dialogs = &self.dialogs;
+                let live = |h: CallHandle| dialogs.get(h).is_some();
+                if let Some((link, keep, merged)) =
+                    self.conversations.on_stream(flow.call, ssrc, &live)
+                {
+                    self.events.push_back(Event::Conversation(ConversationLink {
+                        call: flow.call,
+                        ts,
+                        conversation: keep.0,
+                        linked_to: Some(link.to),
+                        evidence: link.evidence.as_str(),
+                        detail: link.detail,
+                        merged: merged.map(|m| m.0),
+                    }));
+                }
                 media.streams.len() - 1
             }
         };
@@ -1082,6 +1367,11 @@ impl Engine {
     /// lie: behind NAT, or through a media relay whose address no SDP names. Otherwise the SDP
     /// endpoints decide.
     fn match_flow(&self, src: SocketAddr, dst: SocketAddr) -> Option<Flow> {
+        let flow = self.match_endpoints(src, dst)?;
+        Some(self.redirect(flow, src, dst))
+    }
+
+    fn match_endpoints(&self, src: SocketAddr, dst: SocketAddr) -> Option<Flow> {
         let epoch = self.dialogs.media_epoch();
         let by_sdp = self.dialogs.lookup_media(src, dst);
         if let Some(&(call, sender)) = self.peers.get(&src)
@@ -1225,6 +1515,15 @@ impl Engine {
                     reorder_window: self.cfg.reorder_window,
                 };
                 stream.expire(now, &mut ctx);
+            }
+            if let Some(&(due, _)) = self.tentative.get(&h) {
+                if now < due {
+                    continue;
+                }
+                // Reported before any of its audio.
+                if let Some((_, r)) = self.tentative.remove(&h) {
+                    self.events.push_back(Event::RecordingStarted(r));
+                }
             }
             let Some(rec) = media.recording.as_mut() else {
                 continue;
@@ -1393,8 +1692,21 @@ fn call_settings(answered_at: Timestamp, s: &Settings) -> CallRecording {
     }
 }
 
-/// What the policy sees of a call.
-fn call_facts(c: &Call, answered_at: Timestamp) -> CallFacts<'_> {
+/// What the policy sees of a call: its own signalling, what is known of the addresses its
+/// parties are signalled at, and the other legs of its conversation.
+fn call_facts<'a>(
+    c: &'a Call,
+    answered_at: Timestamp,
+    servers: &Servers,
+    conversation: &'a [CallHandle],
+    transferred: bool,
+) -> CallFacts<'a> {
+    let addrs = [c.caller_signalling.ip(), c.callee_signalling.ip()];
+    let parties = [0, 1].map(|i| PartyEvidence {
+        server: servers.judge(addrs[i]),
+        identity: c.evidence.identity[i].as_deref(),
+        media: c.media[i].endpoints.first().map(|e| e.ip()),
+    });
     CallFacts {
         call: c.handle,
         sip_call_id: &c.sip_call_id,
@@ -1403,10 +1715,14 @@ fn call_facts(c: &Call, answered_at: Timestamp) -> CallFacts<'_> {
         transport: c.transport,
         answered_at,
         request_user: &c.request_user,
-        caller_addr: c.caller_signalling.ip(),
-        callee_addr: c.callee_signalling.ip(),
+        caller_addr: addrs[0],
+        callee_addr: addrs[1],
         caller_contact: c.caller_contact.as_deref(),
         callee_contact: c.callee_contact.as_deref(),
         mode_header: c.mode.as_deref(),
+        parties,
+        diverted_from: c.evidence.diverted_from.as_deref(),
+        conversation,
+        transferred,
     }
 }

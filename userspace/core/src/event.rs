@@ -287,6 +287,9 @@ pub struct RecordingStarted {
     pub reason: String,
     /// A finished recording shorter than this is deleted (`record_min_sec`).
     pub min_secs: Option<u32>,
+    /// With `record_each_leg`: the recording of another leg of the same conversation that
+    /// this one repeats (the same people, relayed).
+    pub repeats: Option<RecordingHandle>,
 }
 
 /// Why a recording stopped.
@@ -385,6 +388,28 @@ pub struct CallDecision {
     pub reason: String,
     /// One line per rule, scope or mode the policy looked at, in order.
     pub trace: Vec<String>,
+    /// `inbound`, `outbound`, `internal` or `external-to-external`, when the policy
+    /// classified the call.
+    pub direction: Option<&'static str>,
+    /// Recorded, but on another leg of its conversation: that leg.
+    pub covered_by: Option<CallHandle>,
+}
+
+/// A leg's place in its conversation: a new conversation, or the one of an earlier leg and
+/// the evidence that ties them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationLink {
+    pub call: CallHandle,
+    pub ts: Timestamp,
+    /// Engine-local conversation id (unique within a run).
+    pub conversation: u64,
+    /// The earlier leg it is tied to, if any.
+    pub linked_to: Option<CallHandle>,
+    /// `header:<name>`, `replaces`, `referred-by`, `refer`, `media:ssrc`, `timing`, `pickup`.
+    pub evidence: String,
+    pub detail: String,
+    /// When shared media joined two conversations: the one folded into this.
+    pub merged: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -432,6 +457,17 @@ pub enum Event {
     /// the catalog keeps the timeline.
     RecordingControl(RecordingControl),
     Dtmf(DtmfEvent),
+    /// A leg joined a conversation (see [`crate::conversation`]).
+    Conversation(ConversationLink),
+    /// A side of the call asked (REFER) that the other be put through to `target`.
+    Transfer {
+        call: CallHandle,
+        ts: Timestamp,
+        side: Side,
+        target: String,
+        /// An attended transfer names the consultation dialog it replaces.
+        replaces: Option<String>,
+    },
     /// An RTP endpoint a call's SDP announced became live (`active`) or was forgotten with its
     /// call. A live capture uses these to keep the kernel's media filter (the XDP endpoint map)
     /// in step with the calls; the catalog ignores them.

@@ -6,6 +6,7 @@
 //! the same code and every test is deterministic. Time comes only from packet timestamps.
 
 pub use voxtap_codec as codec;
+pub mod conversation;
 pub mod dialog;
 pub mod dtmf;
 pub mod engine;
@@ -17,6 +18,7 @@ pub mod reasm;
 pub mod recording;
 pub mod rtp;
 pub mod sdp;
+pub mod servers;
 pub mod sip;
 pub mod stats;
 pub mod stream;

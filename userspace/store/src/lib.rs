@@ -24,8 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 use voxtap_core::Timestamp;
 use voxtap_core::event::{
-    CallDecision, CallHandle, CallStarted, DtmfEvent, EndReason, Event, RecordingControl,
-    RecordingHandle, RecordingOutcome, RecordingStarted, RecordingState, StopReason, StreamReport,
+    CallDecision, CallHandle, CallStarted, ConversationLink, DtmfEvent, EndReason, Event,
+    RecordingControl, RecordingHandle, RecordingOutcome, RecordingStarted, RecordingState,
+    StopReason, StreamReport,
 };
 use voxtap_core::policy::Action;
 
@@ -43,6 +44,9 @@ pub const LOCK_FILE: &str = "catalog.lock";
 /// Ended calls whose handles stay resolvable for late `StreamEnded`/`Dtmf` events; older ones
 /// are forgotten so a long live run keeps bounded memory.
 const ENDED_CALLS_KEPT: usize = 4096;
+/// Conversations whose engine ids stay resolvable; older ones are forgotten (a leg joining one
+/// later starts a new row, which the links still tie to the old leg's call).
+const CONVERSATIONS_KEPT: usize = 8192;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoreOptions {
@@ -183,6 +187,8 @@ struct CallState {
     open_rec: Option<RecordingHandle>,
     recordings: u32,
     ended: bool,
+    /// Row of its conversation.
+    conversation: Option<i64>,
 }
 
 struct OpenRecording {
@@ -208,6 +214,12 @@ pub struct Store {
     calls: HashMap<CallHandle, CallState>,
     ended: VecDeque<CallHandle>,
     recs: HashMap<RecordingHandle, OpenRecording>,
+    /// Engine conversation id -> `conversations.id`, oldest first in `conv_order`.
+    conversations: HashMap<u64, i64>,
+    conv_order: VecDeque<u64>,
+    /// Rows of recordings that were open, for `repeats_recording_id` of later ones.
+    rec_rows: HashMap<RecordingHandle, i64>,
+    rec_order: VecDeque<RecordingHandle>,
     report: StoreReport,
     recovery: Recovery,
 }
@@ -245,6 +257,10 @@ impl Store {
             calls: HashMap::new(),
             ended: VecDeque::new(),
             recs: HashMap::new(),
+            conversations: HashMap::new(),
+            conv_order: VecDeque::new(),
+            rec_rows: HashMap::new(),
+            rec_order: VecDeque::new(),
             report: StoreReport::default(),
             recovery,
         })
@@ -330,6 +346,22 @@ impl Store {
             Event::Decision(d) => {
                 self.begin()?;
                 self.decision(&d)?;
+                false
+            }
+            Event::Conversation(l) => {
+                self.begin()?;
+                self.conversation(&l)?;
+                false
+            }
+            Event::Transfer {
+                call,
+                ts,
+                side,
+                target,
+                replaces,
+            } => {
+                self.begin()?;
+                self.transfer(call, ts, side, &target, replaces.as_deref())?;
                 false
             }
             // For live capture's kernel filter; nothing to catalog.
@@ -469,6 +501,7 @@ impl Store {
                 open_rec: None,
                 recordings: 0,
                 ended: false,
+                conversation: None,
             },
         );
         Ok(())
@@ -491,6 +524,15 @@ impl Store {
                 "UPDATE calls SET to_tag = ?2, answer_time = ?3, state = 'answered' WHERE id = ?1",
             )
             .and_then(|mut s| s.execute(params![row, to_tag, ts.to_string()]))
+            .map_err(self.sq())?;
+        // The conversation's callee is whoever answered last: the agent behind a DDI, the
+        // target of a transfer.
+        self.db
+            .prepare_cached(
+                "UPDATE conversations SET callee_user = (SELECT callee_user FROM calls WHERE id = ?1)
+                 WHERE id = (SELECT conversation_id FROM calls WHERE id = ?1)",
+            )
+            .and_then(|mut s| s.execute(params![row]))
             .map_err(self.sq())?;
         Ok(())
     }
@@ -524,6 +566,14 @@ impl Store {
                     final_status
                 ])
             })
+            .map_err(self.sq())?;
+        self.db
+            .prepare_cached(
+                "UPDATE conversations SET end_time = ?2
+                 WHERE id = (SELECT conversation_id FROM calls WHERE id = ?1)
+                   AND (end_time IS NULL OR end_time < ?2)",
+            )
+            .and_then(|mut s| s.execute(params![row, ts.to_string()]))
             .map_err(self.sq())?;
         if newly_ended {
             self.ended.push_back(call);
@@ -604,7 +654,7 @@ impl Store {
             return Ok(());
         };
         call.recordings += 1;
-        let (call_row, call_start) = (call.row, call.start);
+        let (call_row, call_start, conversation) = (call.row, call.start, call.conversation);
         let sip_call_id = call.sip_call_id.clone();
         let mut n = call.recordings;
 
@@ -637,8 +687,9 @@ impl Store {
         let rel_text = rel.to_string_lossy().into_owned();
         self.db
             .prepare_cached(
-                "INSERT INTO recordings (call_id, path, format, channels, sample_rate, start_time, state, reason, codec)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'recording', ?7, ?8)",
+                "INSERT INTO recordings (call_id, path, format, channels, sample_rate, start_time,
+                    state, reason, codec, conversation_id, repeats_recording_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'recording', ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -649,11 +700,20 @@ impl Store {
                     r.sample_rate,
                     r.ts.to_string(),
                     r.reason,
-                    r.codec
+                    r.codec,
+                    conversation,
+                    r.repeats.and_then(|h| self.rec_rows.get(&h).copied()),
                 ])
             })
             .map_err(self.sq())?;
         let row = self.db.last_insert_rowid();
+        self.rec_rows.insert(r.rec, row);
+        self.rec_order.push_back(r.rec);
+        while self.rec_order.len() > ENDED_CALLS_KEPT {
+            if let Some(old) = self.rec_order.pop_front() {
+                self.rec_rows.remove(&old);
+            }
+        }
         // The row is durable before the file exists, so recovery always finds the file.
         self.commit()?;
 
@@ -890,9 +950,164 @@ impl Store {
             self.report.orphan_events += 1;
             return Ok(());
         };
+        let covered = d.covered_by.and_then(|h| self.calls.get(&h)).map(|c| c.row);
         self.db
-            .prepare_cached("INSERT INTO decisions (call_id, time, record, reason, trace) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .and_then(|mut s| s.execute(params![call.row, d.ts.to_string(), d.record, d.reason, d.trace.join("\n")]))
+            .prepare_cached(
+                "INSERT INTO decisions (call_id, time, record, reason, trace, direction, covered_by_call_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    call.row,
+                    d.ts.to_string(),
+                    d.record,
+                    d.reason,
+                    d.trace.join("\n"),
+                    d.direction,
+                    covered,
+                ])
+            })
+            .map_err(self.sq())?;
+        if d.direction.is_some() {
+            self.db
+                .prepare_cached("UPDATE calls SET direction = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![call.row, d.direction]))
+                .map_err(self.sq())?;
+        }
+        Ok(())
+    }
+
+    /// A leg joined a conversation: a new `conversations` row or the earlier leg's, and a
+    /// `conversation_links` row with the evidence. Shared media can join two conversations:
+    /// the later one is folded into the earlier (`merged_into`), its legs moved.
+    fn conversation(&mut self, l: &ConversationLink) -> Result<(), StoreError> {
+        let Some(call) = self.calls.get(&l.call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        let call_row = call.row;
+        let linked_row = l.linked_to.and_then(|h| self.calls.get(&h)).map(|c| c.row);
+        let conv_row = match self.conversations.get(&l.conversation) {
+            Some(&row) => row,
+            None => {
+                self.db
+                    .prepare_cached(
+                        "INSERT INTO conversations (run_id, start_time, caller_user, callee_user, legs)
+                         SELECT ?1, start_time, caller_user, callee_user, 0 FROM calls WHERE id = ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![self.run_id, call_row]))
+                    .map_err(self.sq())?;
+                let row = self.db.last_insert_rowid();
+                self.conversations.insert(l.conversation, row);
+                self.conv_order.push_back(l.conversation);
+                while self.conv_order.len() > CONVERSATIONS_KEPT {
+                    if let Some(old) = self.conv_order.pop_front() {
+                        self.conversations.remove(&old);
+                    }
+                }
+                row
+            }
+        };
+        let merged_row = l.merged.and_then(|m| self.conversations.remove(&m));
+        if let Some(old) = merged_row.filter(|&m| m != conv_row) {
+            for sql in [
+                "UPDATE calls SET conversation_id = ?1 WHERE conversation_id = ?2",
+                "UPDATE recordings SET conversation_id = ?1 WHERE conversation_id = ?2",
+                "UPDATE conversation_links SET conversation_id = ?1 WHERE conversation_id = ?2",
+                "UPDATE conversations SET merged_into = ?1, legs = 0 WHERE id = ?2",
+            ] {
+                self.db
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.execute(params![conv_row, old]))
+                    .map_err(self.sq())?;
+            }
+            for c in self.calls.values_mut() {
+                if c.conversation == Some(old) {
+                    c.conversation = Some(conv_row);
+                }
+            }
+        }
+        self.db
+            .prepare_cached("UPDATE calls SET conversation_id = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![call_row, conv_row]))
+            .map_err(self.sq())?;
+        self.db
+            .prepare_cached("UPDATE recordings SET conversation_id = ?2 WHERE call_id = ?1")
+            .and_then(|mut s| s.execute(params![call_row, conv_row]))
+            .map_err(self.sq())?;
+        if let Some(c) = self.calls.get_mut(&l.call) {
+            c.conversation = Some(conv_row);
+        }
+        self.db
+            .prepare_cached(
+                "UPDATE conversations SET
+                    legs = (SELECT count(*) FROM calls WHERE conversation_id = ?1),
+                    start_time = (SELECT min(start_time) FROM calls WHERE conversation_id = ?1)
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![conv_row]))
+            .map_err(self.sq())?;
+        if l.linked_to.is_some() {
+            self.db
+                .prepare_cached(
+                    "INSERT INTO conversation_links (conversation_id, call_id, linked_call_id, time, evidence, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        conv_row,
+                        call_row,
+                        linked_row,
+                        l.ts.to_string(),
+                        l.evidence,
+                        l.detail
+                    ])
+                })
+                .map_err(self.sq())?;
+        }
+        Ok(())
+    }
+
+    /// A REFER: an `events` row of kind `transfer`, the target in `value`, `source` saying
+    /// whether it was blind (`refer`) or attended (`refer-replaces`).
+    fn transfer(
+        &mut self,
+        call: CallHandle,
+        ts: Timestamp,
+        side: voxtap_core::event::Side,
+        target: &str,
+        replaces: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let Some(state) = self.calls.get(&call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        let rec = state
+            .open_rec
+            .and_then(|h| self.recs.get(&h))
+            .map(|r| (r.row, ts.saturating_since(r.start).as_secs_f64()));
+        let source = if replaces.is_some() {
+            "refer-replaces"
+        } else {
+            "refer"
+        };
+        self.db
+            .prepare_cached(
+                "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, source, side, user)
+                 VALUES (?1, ?2, ?3, ?4, 'transfer', ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    state.row,
+                    rec.map(|r| r.0),
+                    ts.to_string(),
+                    rec.map(|r| r.1),
+                    target,
+                    source,
+                    side.as_str(),
+                    target,
+                ])
+            })
             .map_err(self.sq())?;
         Ok(())
     }

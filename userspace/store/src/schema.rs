@@ -1,10 +1,10 @@
-//! The catalog schema, version 2. A public interface: `docs/catalog.md` documents every column.
+//! The catalog schema, version 3. A public interface: `docs/catalog.md` documents every column.
 //! Change it only additively, and bump `SCHEMA_VERSION` with a migration step when you do.
 
 use rusqlite::Connection;
 
 /// `PRAGMA user_version` of a catalog this code writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Version 1. `IF NOT EXISTS` everywhere so that re-running it on a version-1 catalog is a no-op.
 /// No CHECK constraints on the enumerated TEXT columns: SQLite cannot alter a CHECK, and new
@@ -159,6 +159,39 @@ const V2: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN rtp_after_end INTEGER NOT NULL DEFAULT 0",
 ];
 
+/// Version 3: conversations (the legs of one call as people see it, and the evidence tying
+/// them), which way each call goes, and which leg's recording covers a conversation.
+const V3: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS conversations (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id        INTEGER NOT NULL REFERENCES runs(id),
+        start_time    TEXT NOT NULL,
+        end_time      TEXT,
+        caller_user   TEXT NOT NULL,
+        callee_user   TEXT NOT NULL,
+        legs          INTEGER NOT NULL DEFAULT 1,
+        merged_into   INTEGER REFERENCES conversations(id)
+    )",
+    "CREATE INDEX IF NOT EXISTS conversations_start_time ON conversations(start_time)",
+    "CREATE TABLE IF NOT EXISTS conversation_links (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        call_id         INTEGER NOT NULL REFERENCES calls(id),
+        linked_call_id  INTEGER REFERENCES calls(id),
+        time            TEXT NOT NULL,
+        evidence        TEXT NOT NULL,
+        detail          TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS conversation_links_conversation_id ON conversation_links(conversation_id)",
+    "ALTER TABLE calls ADD COLUMN conversation_id INTEGER REFERENCES conversations(id)",
+    "ALTER TABLE calls ADD COLUMN direction TEXT",
+    "CREATE INDEX IF NOT EXISTS calls_conversation_id ON calls(conversation_id)",
+    "ALTER TABLE decisions ADD COLUMN direction TEXT",
+    "ALTER TABLE decisions ADD COLUMN covered_by_call_id INTEGER REFERENCES calls(id)",
+    "ALTER TABLE recordings ADD COLUMN conversation_id INTEGER REFERENCES conversations(id)",
+    "ALTER TABLE recordings ADD COLUMN repeats_recording_id INTEGER REFERENCES recordings(id)",
+];
+
 pub enum Migration {
     Current,
     /// The catalog was written by a newer voxtap.
@@ -180,6 +213,11 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
         };
         if found < 2 {
             for stmt in V2 {
+                step = step.and_then(|()| db.execute_batch(stmt));
+            }
+        }
+        if found < 3 {
+            for stmt in V3 {
                 step = step.and_then(|()| db.execute_batch(stmt));
             }
         }

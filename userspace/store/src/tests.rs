@@ -87,6 +87,7 @@ fn rec_started(rec: u64, call: u64, ms: u64) -> Event {
         codec: "PCMU".into(),
         reason: "rule all-calls".into(),
         min_secs: None,
+        repeats: None,
     })
 }
 
@@ -309,7 +310,10 @@ fn full_call_lifecycle_fills_every_table_and_writes_the_wav() {
     );
 
     let db = catalog(&dir);
-    assert_eq!(one::<i64>(&db, "PRAGMA user_version"), 2);
+    assert_eq!(
+        one::<i64>(&db, "PRAGMA user_version"),
+        SCHEMA_VERSION as i64
+    );
     assert_eq!(one::<String>(&db, "PRAGMA journal_mode"), "wal");
 
     let run: (String, Option<String>, String, i64, i64, i64, i64, i64, i64, i64, i64, i64, String, String) = db
@@ -950,15 +954,15 @@ fn newer_schema_is_refused() {
         .unwrap();
     Connection::open(tmp.path().join(CATALOG_FILE))
         .unwrap()
-        .pragma_update(None, "user_version", 3)
+        .pragma_update(None, "user_version", 4)
         .unwrap();
     let err = Store::open(tmp.path(), opts()).err().expect("too new");
     assert!(
         matches!(
             err,
             StoreError::SchemaTooNew {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),
@@ -1371,8 +1375,19 @@ fn a_version_1_catalog_is_upgraded_in_place() {
         .finish(&summary())
         .unwrap();
     let db = catalog(tmp.path());
-    assert_eq!(one::<i64>(&db, "PRAGMA user_version"), 2);
+    assert_eq!(
+        one::<i64>(&db, "PRAGMA user_version"),
+        SCHEMA_VERSION as i64
+    );
     assert_eq!(one::<i64>(&db, "SELECT COUNT(*) FROM runs"), 2);
+    assert_eq!(one::<i64>(&db, "SELECT COUNT(*) FROM conversations"), 0);
+    assert_eq!(
+        one::<i64>(
+            &db,
+            "SELECT COUNT(*) FROM calls WHERE conversation_id IS NOT NULL"
+        ),
+        0
+    );
     assert_eq!(
         one::<i64>(&db, "SELECT late_packets FROM runs WHERE id = 2"),
         1
@@ -1433,4 +1448,157 @@ fn every_format_is_recorded_named_and_recovered() {
         // The crashed one kept at least what was flushed a second before the crash.
         assert!(rows[1].2 >= 1.2 && rows[1].2 <= 2.5, "{ext}: {}", rows[1].2);
     }
+}
+
+fn link(
+    call: u64,
+    ms: u64,
+    conv: u64,
+    to: Option<u64>,
+    evidence: &str,
+    merged: Option<u64>,
+) -> Event {
+    Event::Conversation(ConversationLink {
+        call: CallHandle(call),
+        ts: t(ms),
+        conversation: conv,
+        linked_to: to.map(CallHandle),
+        evidence: evidence.into(),
+        detail: format!("detail of {evidence}"),
+        merged,
+    })
+}
+
+/// Three legs: two tied by a header, a third first on its own and then joined by shared
+/// media. One conversation row remains, with every leg and its evidence; the recording of a
+/// leg names the conversation, and a repeat names the recording it repeats.
+#[test]
+fn conversations_tie_legs_and_fold_when_media_joins_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.handle(started(1, 0, "leg-a@pbx")).unwrap();
+    store.handle(link(1, 0, 7, None, "", None)).unwrap();
+    store.handle(started(2, 100, "leg-b@pbx")).unwrap();
+    store
+        .handle(link(2, 100, 7, Some(1), "header:X-CID", None))
+        .unwrap();
+    store.handle(started(3, 200, "leg-c@sbc")).unwrap();
+    store.handle(link(3, 200, 8, None, "", None)).unwrap();
+    store.handle(answered(2, 1000)).unwrap();
+    store.handle(answered(1, 1100)).unwrap();
+    store.handle(rec_started(1, 1, 1100)).unwrap();
+    store
+        .handle(Event::Decision(CallDecision {
+            call: CallHandle(2),
+            ts: t(1100),
+            record: true,
+            reason: "covered".into(),
+            trace: vec!["recorded on leg leg-a@pbx".into()],
+            direction: Some("outbound"),
+            covered_by: Some(CallHandle(1)),
+        }))
+        .unwrap();
+    store.handle(answered(3, 1200)).unwrap();
+    let repeat = match rec_started(2, 3, 1200) {
+        Event::RecordingStarted(r) => Event::RecordingStarted(RecordingStarted {
+            repeats: Some(RecordingHandle(1)),
+            ..r
+        }),
+        _ => unreachable!(),
+    };
+    store.handle(repeat).unwrap();
+    store
+        .handle(link(3, 1300, 7, Some(2), "media:ssrc", Some(8)))
+        .unwrap();
+    store
+        .handle(Event::Transfer {
+            call: CallHandle(1),
+            ts: t(1500),
+            side: Side::Callee,
+            target: "2002".into(),
+            replaces: None,
+        })
+        .unwrap();
+    store.handle(ended(3, 5000, EndReason::Bye, None)).unwrap();
+    store.handle(ended(2, 5000, EndReason::Bye, None)).unwrap();
+    store.handle(ended(1, 6000, EndReason::Bye, None)).unwrap();
+    store.finish(&summary()).unwrap();
+
+    let db = catalog(tmp.path());
+    let live: Vec<(i64, i64, Option<String>)> = db
+        .prepare("SELECT id, legs, end_time FROM conversations WHERE merged_into IS NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let (conv, legs, end) = live[0].clone();
+    assert_eq!(legs, 3);
+    assert_eq!(end.as_deref(), Some("2024-03-01T10:00:06.000Z"));
+    assert_eq!(
+        one::<i64>(
+            &db,
+            "SELECT merged_into FROM conversations WHERE merged_into IS NOT NULL"
+        ),
+        conv
+    );
+    assert_eq!(
+        one::<i64>(
+            &db,
+            &format!("SELECT COUNT(*) FROM calls WHERE conversation_id = {conv}")
+        ),
+        3
+    );
+    let links: Vec<(i64, Option<i64>, String)> = db
+        .prepare("SELECT call_id, linked_call_id, evidence FROM conversation_links ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        links,
+        [
+            (2, Some(1), "header:X-CID".to_string()),
+            (3, Some(2), "media:ssrc".to_string())
+        ]
+    );
+    let recs: Vec<(i64, Option<i64>, Option<i64>)> = db
+        .prepare(
+            "SELECT call_id, conversation_id, repeats_recording_id FROM recordings ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(recs, [(1, Some(conv), None), (3, Some(conv), Some(1))]);
+    let (dir, covered): (String, i64) = db
+        .query_row(
+            "SELECT direction, covered_by_call_id FROM decisions WHERE call_id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((dir.as_str(), covered), ("outbound", 1));
+    assert_eq!(
+        one::<String>(&db, "SELECT direction FROM calls WHERE id = 2"),
+        "outbound"
+    );
+    let transfer: (String, String, String) = db
+        .query_row(
+            "SELECT value, source, side FROM events WHERE kind = 'transfer'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        transfer,
+        (
+            "2002".to_string(),
+            "refer".to_string(),
+            "callee".to_string()
+        )
+    );
 }

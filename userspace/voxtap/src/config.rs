@@ -23,12 +23,38 @@ pub struct Config {
     pub recording: RecordingSection,
     #[serde(default)]
     pub capture: CaptureSection,
+    #[serde(default)]
+    pub conversations: ConversationsSection,
     /// Which calls are recorded (see docs/rules.md); without it every answered call is.
     #[serde(default)]
     pub rules: Option<RulesSection>,
     /// `rules`, converted and checked by [`Config::parse`].
     #[serde(skip)]
     pub compiled_rules: Option<Rules>,
+}
+
+/// How the legs of one conversation are tied together and recorded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversationsSection {
+    /// Headers a PBX or SBC puts on every leg of one conversation (a shared value, or the
+    /// other leg's Call-ID).
+    pub correlation_headers: Vec<Spanned<String>>,
+    /// Also record every other leg of a recorded conversation; each such recording names
+    /// the one it repeats.
+    pub record_each_leg: bool,
+}
+
+impl Default for ConversationsSection {
+    fn default() -> Self {
+        Self {
+            correlation_headers: voxtap_core::dialog::DEFAULT_CORRELATION_HEADERS
+                .iter()
+                .map(|h| Spanned::new(0..0, h.to_string()))
+                .collect(),
+            record_each_leg: false,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +245,20 @@ impl Config {
                 at(r.max_length_h.span())
             );
         }
+        for h in &self.conversations.correlation_headers {
+            let name = h.get_ref().trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.!%*+`'~".contains(&b))
+            {
+                bail!(
+                    "{}: conversations.correlation_headers: {:?} is not a SIP header name",
+                    at(h.span()),
+                    h.get_ref()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -292,7 +332,15 @@ impl Config {
         c.format = self.recording.format.format();
         c.sample_rate = self.recording.rate();
         c.max_recording = Duration::from_secs_f64(self.recording.max_length_h.get_ref() * 3600.0);
+        c.correlation_headers = self
+            .conversations
+            .correlation_headers
+            .iter()
+            .map(|h| h.get_ref().trim().to_string())
+            .collect();
+        c.record_each_leg = self.conversations.record_each_leg;
         if let Some(rules) = &self.compiled_rules {
+            c.servers = rules.networks.servers.clone();
             c.mode_header = rules.mode_header.clone();
             c.info_record = rules.info_record.clone();
             // The detector runs only where some tenant counts tones.

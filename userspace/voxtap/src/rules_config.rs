@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use voxtap_core::policy::{
     Ddi, DdiOption, Device, InfoRecordHeader, IpNet, Networked, Networks, OnDemand, RecordOn,
-    RoleRule, RuleDirection, RuleOrigin, Rules, Settings, Tenant, User,
+    RoleRule, RuleDirection, RuleOrigin, Rules, Settings, Tenant, TransferPolicy, User,
 };
 
 use crate::config::line_col;
@@ -40,6 +40,7 @@ fn default_mode_header() -> Spanned<String> {
 struct NetworksToml {
     onnet: Vec<Spanned<String>>,
     onnet_domains: Vec<String>,
+    servers: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,9 +123,21 @@ struct TenantToml {
     #[serde(default)]
     allow_external_to_external: bool,
     #[serde(default)]
+    transfers: TransfersToml,
+    #[serde(default)]
+    outbound_ddi: Option<String>,
+    #[serde(default)]
     users: Vec<UserToml>,
     #[serde(default)]
     devices: Vec<DeviceToml>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TransfersToml {
+    #[default]
+    Inherit,
+    Decide,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +217,8 @@ struct UserToml {
     settings: SettingsToml,
     #[serde(default)]
     devices: Vec<Spanned<String>>,
+    #[serde(default)]
+    outbound_ddi: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +282,13 @@ impl RulesSection {
                 Err(e) => bail!("{}: bad network in rules.networks.onnet: {e}", loc.at(n)),
             }
         }
+        let mut servers = Vec::new();
+        for n in &self.networks.servers {
+            match n.get_ref().parse::<IpNet>() {
+                Ok(net) => servers.push(net),
+                Err(e) => bail!("{}: bad address in rules.networks.servers: {e}", loc.at(n)),
+            }
+        }
         let mut role_rules = Vec::new();
         for r in &self.role_rules {
             role_rules.push(RoleRule {
@@ -304,6 +326,7 @@ impl RulesSection {
             networks: Networks {
                 onnet,
                 onnet_domains: self.networks.onnet_domains.clone(),
+                servers,
             },
             tenants,
             role_rules,
@@ -390,6 +413,7 @@ impl RulesSection {
                 roles: u.roles.clone(),
                 settings: settings(loc, &u.settings)?,
                 devices: u.devices.iter().map(|d| d.get_ref().clone()).collect(),
+                outbound_ddi: u.outbound_ddi.clone(),
             });
         }
         let mut devices: Vec<Device> = Vec::new();
@@ -507,6 +531,11 @@ impl RulesSection {
                 inband: od.inband,
             },
             allow_external_to_external: t.allow_external_to_external,
+            transfers: match t.transfers {
+                TransfersToml::Inherit => TransferPolicy::Inherit,
+                TransfersToml::Decide => TransferPolicy::Decide,
+            },
+            outbound_ddi: t.outbound_ddi.clone(),
             users,
             devices,
         })

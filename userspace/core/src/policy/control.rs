@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::decide::{Direction, classify, evaluate};
-use super::rules::{Mode, OnDemand, Rules};
-use super::{Action, CallFacts, Command, Decision, RecordingPolicy, Trigger};
+use super::decide::{Direction, KnownParty, classify_in, evaluate};
+use super::rules::{Mode, OnDemand, Rules, TransferPolicy};
+use super::{Action, CallFacts, Command, Decision, RecordingPolicy, ServerEvidence, Trigger};
 use crate::dialog::side_index as side_slot;
 use crate::event::{CallHandle, DtmfSource, Party, Side};
 
@@ -29,6 +29,12 @@ struct CallControl {
     digits: [String; 2],
     /// Per side: its user and device, as classified at answer time (who asked).
     who: [(Option<String>, Option<String>); 2],
+    /// Per side: its number and whether it was judged ours, for the conversation's other legs.
+    parties: [(String, bool); 2],
+    sip_call_id: String,
+    transfers: TransferPolicy,
+    /// Why the call is recorded (or not), for legs that inherit it.
+    reason: String,
 }
 
 /// The rules-driven policy.
@@ -55,10 +61,34 @@ impl RulesPolicy {
         self.calls.len()
     }
 
+    /// How the parties of the conversation's other legs were judged.
+    fn known(&self, facts: &CallFacts<'_>) -> Vec<KnownParty> {
+        facts
+            .conversation
+            .iter()
+            .filter_map(|h| self.calls.get(h))
+            .flat_map(|c| {
+                c.parties.iter().map(|(number, internal)| KnownParty {
+                    number: number.clone(),
+                    internal: *internal,
+                    leg: c.sip_call_id.clone(),
+                })
+            })
+            .filter(|k| !k.number.is_empty())
+            .collect()
+    }
+
     fn control(&mut self, facts: &CallFacts<'_>) -> (&mut CallControl, Option<Decision>) {
         let mut decision = None;
         if !self.calls.contains_key(&facts.call) {
-            let eval = evaluate(&self.rules, facts);
+            let known = self.known(facts);
+            let mut eval = evaluate(&self.rules, facts, &known);
+            self.inherit(facts, &mut eval);
+            let callee_number = if facts.request_user.is_empty() {
+                facts.callee.user.clone()
+            } else {
+                facts.request_user.to_string()
+            };
             let c = CallControl {
                 mode: eval.mode,
                 on_demand: eval.on_demand,
@@ -80,6 +110,13 @@ impl RulesPolicy {
                         ep.device.map(|d| d.id.clone()),
                     )
                 }),
+                parties: [
+                    (facts.caller.user.clone(), eval.class.caller_internal),
+                    (callee_number, eval.class.callee_internal),
+                ],
+                sip_call_id: facts.sip_call_id.to_string(),
+                transfers: eval.class.tenant.map(|t| t.transfers).unwrap_or_default(),
+                reason: eval.decision.reason.clone(),
             };
             self.calls.insert(facts.call, c);
             decision = Some(eval.decision);
@@ -88,6 +125,46 @@ impl RulesPolicy {
             self.calls.get_mut(&facts.call).expect("inserted above"),
             decision,
         )
+    }
+}
+
+impl RulesPolicy {
+    /// A leg that follows a transfer, forward or pickup in a tenant whose transfers inherit:
+    /// recorded as the conversation's recorded leg is, unless the decision refused it for a
+    /// reason of its own (a mode, or two external parties).
+    fn inherit(&self, facts: &CallFacts<'_>, eval: &mut super::decide::Evaluation<'_>) {
+        let inherits = eval
+            .class
+            .tenant
+            .is_some_and(|t| t.transfers == TransferPolicy::Inherit);
+        if !facts.transferred || !inherits || eval.decision.record || eval.mode != Mode::Auto {
+            return;
+        }
+        if eval.class.direction == Direction::ExternalToExternal
+            && !eval
+                .class
+                .tenant
+                .is_some_and(|t| t.allow_external_to_external)
+        {
+            return;
+        }
+        let Some(from) = facts
+            .conversation
+            .iter()
+            .filter_map(|h| self.calls.get(h))
+            .find(|c| c.recording)
+        else {
+            return;
+        };
+        let reason = format!(
+            "inherits the recording of leg {} ({}): transfers inherit in tenant {}",
+            from.sip_call_id,
+            from.reason,
+            eval.class.tenant.map_or("", |t| t.name.as_str())
+        );
+        eval.decision.trace.push(reason.clone());
+        eval.decision.record = true;
+        eval.decision.reason = reason;
     }
 }
 
@@ -117,6 +194,7 @@ impl CallControl {
             requested_by: Some(side),
             requested_by_user: user,
             requested_by_device: device,
+            external_to_external: false,
         })
     }
 
@@ -129,6 +207,7 @@ impl CallControl {
         Some(Command {
             action: Action::Stop,
             reason: "a transfer left two external parties talking; the tenant does not allow recording them".into(),
+            external_to_external: true,
             ..Command::default()
         })
     }
@@ -161,31 +240,30 @@ impl CallControl {
     }
 }
 
-/// Whether the call is external-to-external once `side` is `user`. The new party is judged by
-/// its number and domain only: its signalling address and Contact are still those of the PBX
-/// or the phone that put it through.
-fn now_external_to_external(rules: &Rules, facts: &CallFacts<'_>, side: Side, user: &str) -> bool {
+/// The call's facts once `side` is `user`: the new party is judged by its number and domain
+/// only, as one put through by a transfer. Its signalling address, Contact, asserted identity
+/// and media are still those of the PBX or the phone that put it through.
+fn moved<'f>(facts: &CallFacts<'f>, side: Side, party: &'f Party) -> CallFacts<'f> {
     let unknown = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    let party = Party {
-        user: user.to_string(),
-        ..match side {
-            Side::Caller => facts.caller,
-            Side::Callee => facts.callee,
-        }
-        .clone()
-    };
     let mut moved = facts.clone();
+    let i = side_slot(side);
+    moved.parties[i] = super::PartyEvidence {
+        server: Some(ServerEvidence::PutThrough),
+        identity: None,
+        media: None,
+    };
     match side {
         Side::Caller => {
-            (moved.caller, moved.caller_addr, moved.caller_contact) = (&party, unknown, None)
+            (moved.caller, moved.caller_addr, moved.caller_contact) = (party, unknown, None);
+            moved.diverted_from = None;
         }
         Side::Callee => {
-            (moved.callee, moved.callee_addr, moved.callee_contact) = (&party, unknown, None);
+            (moved.callee, moved.callee_addr, moved.callee_contact) = (party, unknown, None);
             // The number dialled no longer names the callee.
             moved.request_user = "";
         }
     }
-    classify(rules, &moved).direction == Direction::ExternalToExternal
+    moved
 }
 
 impl RecordingPolicy for RulesPolicy {
@@ -227,11 +305,49 @@ impl RecordingPolicy for RulesPolicy {
             }
             Trigger::BecameExternalToExternal => c.became_external_to_external(),
             Trigger::PartyChanged { side, ref user } => {
-                if !now_external_to_external(&self.rules, facts, side, user) {
+                let party = Party {
+                    user: user.clone(),
+                    ..match side {
+                        Side::Caller => facts.caller,
+                        Side::Callee => facts.callee,
+                    }
+                    .clone()
+                };
+                let moved = moved(facts, side, &party);
+                let known = self.known(facts);
+                let class = classify_in(&self.rules, &moved, &known);
+                let (internal, e2e) = (
+                    class.is_internal(side),
+                    class.direction == Direction::ExternalToExternal,
+                );
+                // Decided again with the new party (PortSIP): its settings start or stop.
+                let again = evaluate(&self.rules, &moved, &known).decision;
+                let (c, _) = self.control(facts);
+                c.parties[side_slot(side)] = (user.clone(), internal);
+                if e2e {
+                    return c.became_external_to_external();
+                }
+                if c.transfers == TransferPolicy::Inherit
+                    || c.mode != Mode::Auto
+                    || again.record == c.recording
+                {
                     return None;
                 }
-                let (c, _) = self.control(facts);
-                c.became_external_to_external()
+                c.recording = again.record;
+                c.paused = false;
+                c.reason = again.reason.clone();
+                Some(Command {
+                    action: if again.record {
+                        Action::Start
+                    } else {
+                        Action::Stop
+                    },
+                    reason: format!(
+                        "transfer to {user}: decided again (transfers decide): {}",
+                        again.reason
+                    ),
+                    ..Command::default()
+                })
             }
         }
     }
@@ -335,6 +451,73 @@ mod tests {
         });
         assert!(p.on_answer(&call.facts()).record);
         assert_eq!(p.on_trigger(&call.facts(), &out), None);
+    }
+
+    /// PortSIP decides the call again with its new party; IvozProvider keeps recording while
+    /// the external party is on the call.
+    #[test]
+    fn transfers_between_our_users_inherit_or_decide() {
+        let to = |user: &str| Trigger::PartyChanged {
+            side: Side::Callee,
+            user: user.into(),
+        };
+        for transfers in [TransferPolicy::Inherit, TransferPolicy::Decide] {
+            let mut p = policy(false, |r| {
+                acme(r).transfers = transfers;
+                alice(r).settings.inbound.offnet = Some(true);
+            });
+            let call = inbound();
+            assert!(p.on_answer(&call.facts()).record);
+            let cmd = p.on_trigger(&call.facts(), &to("202"));
+            match transfers {
+                TransferPolicy::Inherit => assert_eq!(cmd, None),
+                TransferPolicy::Decide => {
+                    let cmd = cmd.expect("bob does not record");
+                    assert_eq!(cmd.action, Action::Stop);
+                    assert!(
+                        cmd.reason.starts_with("transfer to 202: decided again"),
+                        "{cmd:?}"
+                    );
+                    assert!(!cmd.external_to_external);
+                    let back = p
+                        .on_trigger(&call.facts(), &to("201"))
+                        .expect("alice records");
+                    assert_eq!(back.action, Action::Start);
+                }
+            }
+
+            // A new leg the PBX makes to bob after alice transferred the caller.
+            let mut leg = Call::new(("+4930555", PBX), ("202", BOB)).via_server(Side::Caller);
+            leg.handle = 2;
+            leg.conversation = vec![CallHandle(1)];
+            leg.transferred = true;
+            let d = p.on_answer(&leg.facts());
+            match transfers {
+                TransferPolicy::Inherit => {
+                    assert!(d.record, "{:#?}", d.trace);
+                    assert!(
+                        d.reason.starts_with("inherits the recording of leg call-1"),
+                        "{}",
+                        d.reason
+                    );
+                }
+                TransferPolicy::Decide => assert!(!d.record, "{:#?}", d.trace),
+            }
+            // A forward to an external number is refused on the new leg as well.
+            let mut out =
+                Call::new(("+4930555", PBX), ("+4930666", CARRIER)).via_server(Side::Caller);
+            out.handle = 3;
+            out.conversation = vec![CallHandle(1)];
+            out.transferred = true;
+            let d = p.on_answer(&out.facts());
+            assert!(!d.record, "{:#?}", d.trace);
+            assert_eq!(
+                d.direction,
+                Some(Direction::ExternalToExternal),
+                "{:#?}",
+                d.trace
+            );
+        }
     }
 
     #[test]

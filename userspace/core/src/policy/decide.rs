@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use super::rules::{Device, LegDirection, Mode, Network, Rules, Settings, Tenant, User};
-use super::{CallFacts, Decision};
+use super::{CallFacts, Decision, ServerEvidence};
 use crate::event::Side;
 
 /// Who talks to whom, as the networks and the directory say.
@@ -139,6 +139,65 @@ struct PartyView<'f> {
     host: &'f str,
     addr: IpAddr,
     contact: Option<&'f str>,
+    /// Its signalling address is infrastructure (a PBX, proxy or SBC).
+    server: Option<ServerEvidence>,
+    /// The identity the network asserts for it.
+    identity: Option<&'f str>,
+    media: Option<IpAddr>,
+}
+
+/// A party of another leg of the same conversation, as it was judged there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownParty {
+    pub number: String,
+    pub internal: bool,
+    /// The other leg's SIP Call-ID, for the trace.
+    pub leg: String,
+}
+
+/// What a number looks like, for a party whose address says nothing of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// Up to six digits, or a feature code (`*97`, `#8`): an extension or the PBX itself.
+    Short,
+    /// Seven digits or more, or `+` and digits: a public number, ours or anybody's.
+    Public,
+    /// `anonymous`, `restricted`...: a caller that hides its number is from outside.
+    Hidden,
+    /// Letters: a SIP user name, judged by its domain.
+    Name,
+}
+
+/// Digits beyond which a number is public rather than an extension.
+const MAX_EXTENSION_DIGITS: usize = 6;
+
+fn shape(number: &str) -> Shape {
+    let n = number.trim();
+    let lower = n.to_ascii_lowercase();
+    if n.is_empty()
+        || [
+            "anonymous",
+            "restricted",
+            "unknown",
+            "unavailable",
+            "private",
+            "withheld",
+        ]
+        .iter()
+        .any(|w| lower.starts_with(w))
+    {
+        return Shape::Hidden;
+    }
+    let digits = n.trim_start_matches('+');
+    let dialable = |b: u8| b.is_ascii_digit() || b == b'*' || b == b'#';
+    if !digits.is_empty() && digits.bytes().all(dialable) {
+        let count = digits.bytes().filter(u8::is_ascii_digit).count();
+        if n.starts_with('+') && count > 0 || count > MAX_EXTENSION_DIGITS {
+            return Shape::Public;
+        }
+        return Shape::Short;
+    }
+    Shape::Name
 }
 
 fn views<'f>(facts: &'f CallFacts<'_>) -> [PartyView<'f>; 2] {
@@ -154,6 +213,9 @@ fn views<'f>(facts: &'f CallFacts<'_>) -> [PartyView<'f>; 2] {
             host: &facts.caller.host,
             addr: facts.caller_addr,
             contact: facts.caller_contact,
+            server: facts.parties[0].server,
+            identity: facts.parties[0].identity,
+            media: facts.parties[0].media,
         },
         PartyView {
             side: Side::Callee,
@@ -161,6 +223,9 @@ fn views<'f>(facts: &'f CallFacts<'_>) -> [PartyView<'f>; 2] {
             host: &facts.callee.host,
             addr: facts.callee_addr,
             contact: facts.callee_contact,
+            server: facts.parties[1].server,
+            identity: facts.parties[1].identity,
+            media: facts.parties[1].media,
         },
     ]
 }
@@ -215,20 +280,16 @@ fn owns_number(t: &Tenant, number: &str) -> bool {
 fn find_tenant<'r>(rules: &'r Rules, parties: &[PartyView<'_>; 2]) -> Option<(&'r Tenant, String)> {
     let [caller, callee] = parties;
     let by_number = |p: &PartyView<'_>| {
-        rules
-            .tenants
-            .iter()
-            .find(|t| owns_number(t, p.number))
-            .map(|t| {
-                (
-                    t,
-                    format!(
-                        "{} {} is a number of tenant {}",
-                        p.side.as_str(),
-                        p.number,
-                        t.name
-                    ),
-                )
+        [Some(p.number), p.identity]
+            .into_iter()
+            .flatten()
+            .find_map(|n| {
+                rules.tenants.iter().find(|t| owns_number(t, n)).map(|t| {
+                    (
+                        t,
+                        format!("{} {n} is a number of tenant {}", p.side.as_str(), t.name),
+                    )
+                })
             })
     };
     let by_endpoint = |p: &PartyView<'_>| {
@@ -271,49 +332,185 @@ fn find_tenant<'r>(rules: &'r Rules, parties: &[PartyView<'_>; 2]) -> Option<(&'
         .or_else(|| by_domain(callee))
 }
 
-/// Whether a party is ours, and why: its identity first (an endpoint, an extension or a DDI of
-/// the tenant), then its domain, then its address.
+/// Whether a party is ours, and why; `None` when nothing about the party itself tells (a
+/// public number behind a server), for [`classify_in`] to settle from the other party.
+///
+/// Identity first: an endpoint, an extension or DDI of the tenant (the From/To number or the
+/// asserted identity), the same number on another leg of the conversation. Then, for a party
+/// whose signalling address is its own, its domain and its address. A party behind a server
+/// (or a public number at an onnet address: a PBX or gateway there) is judged by where its
+/// audio comes from and by what its number looks like, never by the hop's address.
 fn is_internal(
     rules: &Rules,
     tenant: Option<&Tenant>,
     p: &PartyView<'_>,
     ep: &Endpoint<'_>,
-) -> (bool, String) {
+    known: &[KnownParty],
+) -> (Option<bool>, String) {
     let who = format!("{} {}", p.side.as_str(), p.number);
     if ep.is_known() {
-        return (true, format!("{who}: internal, {}", ep.name()));
+        return (Some(true), format!("{who}: internal, {}", ep.name()));
     }
+    let numbers = || [Some(p.number), p.identity].into_iter().flatten();
     if let Some(t) = tenant {
-        if t.extensions.iter().any(|e| same_number(e, p.number)) {
-            return (
-                true,
-                format!("{who}: internal, an extension of tenant {}", t.name),
-            );
-        }
-        if t.ddis.iter().any(|d| same_number(&d.number, p.number)) {
-            return (true, format!("{who}: internal, a DDI of tenant {}", t.name));
+        for n in numbers() {
+            let asserted = if n == p.number {
+                String::new()
+            } else {
+                format!(" (asserted identity {n})")
+            };
+            if t.extensions.iter().any(|e| same_number(e, n)) {
+                return (
+                    Some(true),
+                    format!(
+                        "{who}: internal, an extension of tenant {}{asserted}",
+                        t.name
+                    ),
+                );
+            }
+            if t.ddis.iter().any(|d| same_number(&d.number, n)) {
+                return (
+                    Some(true),
+                    format!("{who}: internal, a DDI of tenant {}{asserted}", t.name),
+                );
+            }
         }
     }
-    if rules.networks.domain_is_onnet(p.host) {
-        return (true, format!("{who}: internal, domain {} is onnet", p.host));
-    }
-    if rules.networks.addr_is_onnet(p.addr) {
+    if let Some(k) = known
+        .iter()
+        .find(|k| numbers().any(|n| same_number(&k.number, n)))
+    {
+        let what = if k.internal { "internal" } else { "external" };
         return (
-            true,
-            format!("{who}: internal, address {} is onnet", p.addr),
+            Some(k.internal),
+            format!(
+                "{who}: {what}, as on leg {} of the same conversation",
+                k.leg
+            ),
         );
     }
-    (
-        false,
-        format!("{who}: external (not a known endpoint, number, domain or address)"),
-    )
+    let shape = shape(p.number);
+    let public = shape == Shape::Public;
+    if public && p.server == Some(ServerEvidence::PutThrough) {
+        return (
+            Some(false),
+            format!("{who}: external, a public number put through by a transfer"),
+        );
+    }
+    let hop = match p.server {
+        Some(ServerEvidence::PutThrough) => "put through by a transfer".to_string(),
+        Some(why) => format!("signalled through {}, {}", p.addr, why.describe()),
+        None if !public => {
+            if rules.networks.domain_is_onnet(p.host) {
+                return (
+                    Some(true),
+                    format!("{who}: internal, domain {} is onnet", p.host),
+                );
+            }
+            if rules.networks.addr_is_onnet(p.addr) {
+                return (
+                    Some(true),
+                    format!("{who}: internal, address {} is onnet", p.addr),
+                );
+            }
+            return (
+                Some(false),
+                format!("{who}: external (not a known endpoint, number, domain or address)"),
+            );
+        }
+        None if !rules.networks.addr_is_onnet(p.addr) => {
+            return (
+                Some(false),
+                format!(
+                    "{who}: external (a public number at offnet address {})",
+                    p.addr
+                ),
+            );
+        }
+        None => format!(
+            "a public number at onnet address {} (a PBX or gateway there)",
+            p.addr
+        ),
+    };
+    // A remote extension's audio may come from anywhere; a public number's from offnet says
+    // the far end is outside.
+    if let Some(m) = p.media
+        && public
+        && m != p.addr
+        && !m.is_unspecified()
+        && !rules.networks.servers.iter().any(|n| n.contains(m))
+        && !rules.networks.addr_is_onnet(m)
+    {
+        return (
+            Some(false),
+            format!("{who}: external, {hop}; its audio comes from offnet address {m}"),
+        );
+    }
+    match shape {
+        Shape::Short => (
+            Some(true),
+            format!("{who}: internal, a short number {hop}: an extension"),
+        ),
+        Shape::Hidden => (
+            Some(false),
+            format!("{who}: external, a hidden number {hop}"),
+        ),
+        Shape::Name if rules.networks.domain_is_onnet(p.host) => (
+            Some(true),
+            format!("{who}: internal, a user of onnet domain {}, {hop}", p.host),
+        ),
+        Shape::Name => (
+            Some(false),
+            format!("{who}: external, a user of domain {}, {hop}", p.host),
+        ),
+        Shape::Public => (None, hop),
+    }
 }
 
 /// Classifies a call: its tenant, the endpoint on each side and its direction.
 pub fn classify<'r>(rules: &'r Rules, facts: &CallFacts<'_>) -> CallClass<'r> {
+    classify_in(rules, facts, &[])
+}
+
+/// [`classify`], knowing how the parties of the conversation's other legs were judged.
+///
+/// A public number behind a server that nothing else identifies is settled by the other
+/// party: the far end of a call one of ours makes or receives through the PBX is external,
+/// and the number of a call that crosses from an external party to the PBX is ours (a DDI,
+/// or the caller ID the PBX presents outbound). A forwarded call's caller (Diversion,
+/// History-Info) is the original caller: external.
+pub fn classify_in<'r>(
+    rules: &'r Rules,
+    facts: &CallFacts<'_>,
+    known: &[KnownParty],
+) -> CallClass<'r> {
     let parties = views(facts);
     let mut trace = Vec::new();
-    let tenant = match find_tenant(rules, &parties) {
+    let tenant = match find_tenant(rules, &parties).or_else(|| {
+        // A leg the PBX makes for a forward or transfer: the tenant of whoever it forwards
+        // for, or of the conversation's other legs.
+        let others = facts
+            .diverted_from
+            .into_iter()
+            .chain(known.iter().map(|k| k.number.as_str()));
+        others.into_iter().find_map(|n| {
+            let belongs = |t: &&Tenant| {
+                owns_number(t, n)
+                    || t.users
+                        .iter()
+                        .any(|u| u.extensions.iter().any(|e| same_number(e, n)))
+            };
+            rules.tenants.iter().find(belongs).map(|t| {
+                (
+                    t,
+                    format!(
+                        "{n}, a party of the conversation, is a number of tenant {}",
+                        t.name
+                    ),
+                )
+            })
+        })
+    }) {
         Some((t, why)) => {
             trace.push(format!("tenant {}: {why}", t.name));
             Some(t)
@@ -326,10 +523,61 @@ pub fn classify<'r>(rules: &'r Rules, facts: &CallFacts<'_>) -> CallClass<'r> {
     let endpoint = |p: &PartyView<'_>| tenant.map(|t| find_endpoint(t, p)).unwrap_or_default();
     let [caller, callee] = &parties;
     let (caller_endpoint, callee_endpoint) = (endpoint(caller), endpoint(callee));
-    let (caller_internal, why) = is_internal(rules, tenant, caller, &caller_endpoint);
-    trace.push(why);
-    let (callee_internal, why) = is_internal(rules, tenant, callee, &callee_endpoint);
-    trace.push(why);
+    let (c1, why_caller) = is_internal(rules, tenant, caller, &caller_endpoint, known);
+    let (c2, why_callee) = is_internal(rules, tenant, callee, &callee_endpoint, known);
+    let settle = |p: &PartyView<'_>, hop: &str, other: Option<bool>| -> (bool, String) {
+        let who = format!("{} {}", p.side.as_str(), p.number);
+        if p.side == Side::Caller
+            && let Some(from) = facts.diverted_from
+        {
+            return (
+                false,
+                format!(
+                    "{who}: external, the original caller of a call forwarded from {from}, {hop}"
+                ),
+            );
+        }
+        match other {
+            Some(true) => (
+                false,
+                format!("{who}: external, a public number {hop}, the far end of one of ours"),
+            ),
+            Some(false) => (
+                true,
+                format!(
+                    "{who}: internal, a public number {hop} that an external party's call crosses to: ours"
+                ),
+            ),
+            None => {
+                let onnet = rules.networks.addr_is_onnet(p.addr);
+                let what = if onnet { "internal" } else { "external" };
+                (
+                    onnet,
+                    format!(
+                        "{who}: {what}, a public number {hop}; nothing else tells, so its address decides"
+                    ),
+                )
+            }
+        }
+    };
+    let (caller_internal, callee_internal, why_caller, why_callee) = match (c1, c2) {
+        (Some(a), Some(b)) => (a, b, why_caller, why_callee),
+        (None, Some(b)) => {
+            let (a, why) = settle(caller, &why_caller, Some(b));
+            (a, b, why, why_callee)
+        }
+        (Some(a), None) => {
+            let (b, why) = settle(callee, &why_callee, Some(a));
+            (a, b, why_caller, why)
+        }
+        (None, None) => {
+            let (a, wa) = settle(caller, &why_caller, None);
+            let (b, wb) = settle(callee, &why_callee, None);
+            (a, b, wa, wb)
+        }
+    };
+    trace.push(why_caller);
+    trace.push(why_callee);
     let direction = match (caller_internal, callee_internal) {
         (true, true) => Direction::Internal,
         (true, false) => Direction::Outbound,
@@ -360,11 +608,15 @@ pub(crate) struct Evaluation<'r> {
 
 /// Decides whether to record a call when it is answered.
 pub fn decide(rules: &Rules, facts: &CallFacts<'_>) -> Decision {
-    evaluate(rules, facts).decision
+    evaluate(rules, facts, &[]).decision
 }
 
-pub(crate) fn evaluate<'r>(rules: &'r Rules, facts: &CallFacts<'_>) -> Evaluation<'r> {
-    let class = classify(rules, facts);
+pub(crate) fn evaluate<'r>(
+    rules: &'r Rules,
+    facts: &CallFacts<'_>,
+    known: &[KnownParty],
+) -> Evaluation<'r> {
+    let class = classify_in(rules, facts, known);
     let mut trace = class.trace.clone();
     let mode = match facts.mode_header {
         None => Mode::Auto,
@@ -388,7 +640,7 @@ pub(crate) fn evaluate<'r>(rules: &'r Rules, facts: &CallFacts<'_>) -> Evaluatio
     };
     let settings = applied_settings(&class);
     let on_demand = on_demand_sides(rules, &class, mode);
-    let (record, reason) = auto_decision(rules, facts, &class, mode, &mut trace);
+    let (record, reason) = auto_decision(rules, facts, &class, mode, known, &mut trace);
     trace.push(format!(
         "decision: {} ({reason})",
         if record { "record" } else { "do not record" }
@@ -399,6 +651,7 @@ pub(crate) fn evaluate<'r>(rules: &'r Rules, facts: &CallFacts<'_>) -> Evaluatio
             reason,
             trace,
             settings,
+            direction: Some(class.direction),
         },
         class,
         mode,
@@ -424,6 +677,7 @@ fn auto_decision(
     facts: &CallFacts<'_>,
     class: &CallClass<'_>,
     mode: Mode,
+    known: &[KnownParty],
     trace: &mut Vec<String>,
 ) -> (bool, String) {
     let header = &rules.mode_header;
@@ -441,7 +695,7 @@ fn auto_decision(
     let Some(tenant) = class.tenant else {
         return (false, "no tenant matches the call".into());
     };
-    let decided = ddi_step(tenant, facts, class, trace)
+    let decided = ddi_step(tenant, facts, class, known, trace)
         .or_else(|| settings_step(tenant, class, trace))
         .or_else(|| role_step(rules, class, trace));
     match decided {
@@ -476,10 +730,16 @@ fn auto_decision(
 }
 
 /// The DDI the call went through: dialled on inbound calls, presented on outbound ones.
+///
+/// Behind a PBX the DDI is often not the number on the leg: the PBX puts an inbound call
+/// through to the extension (the DDI stays in To, Diversion or History-Info, or on the
+/// carrier leg of the conversation), and presents the DDI only on the carrier leg of an
+/// outbound call (the caller's asserted identity, the user's or tenant's `outbound_ddi`).
 fn ddi_step(
     tenant: &Tenant,
     facts: &CallFacts<'_>,
     class: &CallClass<'_>,
+    known: &[KnownParty],
     trace: &mut Vec<String>,
 ) -> Option<String> {
     use super::rules::DdiOption;
@@ -488,15 +748,48 @@ fn ddi_step(
     } else {
         facts.request_user
     };
-    let (number, incoming) = match class.direction {
-        Direction::Inbound | Direction::ExternalToExternal => (dialled, true),
-        Direction::Outbound => (facts.caller.user.as_str(), false),
+    let leg = known
+        .iter()
+        .filter(|k| k.internal)
+        .map(|k| k.number.as_str());
+    let (numbers, incoming): (Vec<&str>, bool) = match class.direction {
+        Direction::Inbound | Direction::ExternalToExternal => (
+            [
+                Some(dialled),
+                Some(facts.callee.user.as_str()),
+                facts.parties[1].identity,
+                facts.diverted_from,
+            ]
+            .into_iter()
+            .flatten()
+            .chain(leg)
+            .collect(),
+            true,
+        ),
+        Direction::Outbound => {
+            let user = class
+                .caller_endpoint
+                .user
+                .and_then(|u| u.outbound_ddi.as_deref());
+            (
+                [
+                    facts.parties[0].identity,
+                    Some(facts.caller.user.as_str()),
+                    user,
+                    tenant.outbound_ddi.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .chain(leg)
+                .collect(),
+                false,
+            )
+        }
         Direction::Internal => return None,
     };
-    let ddi = tenant
-        .ddis
+    let ddi = numbers
         .iter()
-        .find(|d| same_number(&d.number, number))?;
+        .find_map(|n| tenant.ddis.iter().find(|d| same_number(&d.number, n)))?;
     let records = match ddi.option {
         DdiOption::All => true,
         DdiOption::Incoming => incoming,
@@ -1051,5 +1344,191 @@ mod tests {
         assert_eq!(s.sample_rate, Some(16000));
         assert_eq!(s.record_min_sec, Some(2));
         assert_eq!(s.record_on, Some(RecordOn::Bridge));
+    }
+
+    fn direction_of(r: &Rules, call: &Call) -> (Direction, Vec<String>) {
+        let c = classify(r, &call.facts());
+        (c.direction, c.trace)
+    }
+
+    /// The mirror between the phones and the PBX: every callee of an outbound call and every
+    /// caller of an inbound one is signalled at the PBX, whether or not it is known as a
+    /// server. The hop's address never makes the far end ours.
+    #[test]
+    fn parties_behind_the_pbx_are_judged_by_identity() {
+        let r = rules();
+        for known in [false, true] {
+            let tag = |c: Call, side| if known { c.via_server(side) } else { c };
+            let out = tag(
+                Call::new(("201", ALICE), ("+34674014728", PBX)),
+                Side::Callee,
+            );
+            let (dir, trace) = direction_of(&r, &out);
+            assert_eq!(dir, Direction::Outbound, "{trace:#?}");
+            assert!(
+                !trace
+                    .iter()
+                    .any(|l| l.contains("address 10.0.0.1 is onnet")),
+                "{trace:#?}"
+            );
+            assert!(
+                trace
+                    .iter()
+                    .any(|l| l.contains("callee +34674014728: external")
+                        && l.contains("the far end of one of ours")),
+                "{trace:#?}"
+            );
+            if known {
+                assert!(
+                    trace
+                        .iter()
+                        .any(|l| l.contains("signalled through 10.0.0.1, a configured server")),
+                    "{trace:#?}"
+                );
+            }
+            let national = tag(Call::new(("201", ALICE), ("0911234567", PBX)), Side::Callee);
+            assert_eq!(direction_of(&r, &national).0, Direction::Outbound);
+            let inbound = tag(Call::new(("+4930555", PBX), ("201", ALICE)), Side::Caller);
+            assert_eq!(direction_of(&r, &inbound).0, Direction::Inbound);
+        }
+        // An unlisted short number behind the PBX is an extension; so is a feature code.
+        for callee in ["250", "*97"] {
+            let c = Call::new(("201", ALICE), (callee, PBX)).via_server(Side::Callee);
+            let (dir, trace) = direction_of(&r, &c);
+            assert_eq!(dir, Direction::Internal, "{callee}: {trace:#?}");
+            assert!(
+                trace.iter().any(|l| l.contains("an extension")),
+                "{trace:#?}"
+            );
+        }
+        // A hidden caller put through by the PBX is from outside.
+        let c = Call::new(("anonymous", PBX), ("201", ALICE)).via_server(Side::Caller);
+        assert_eq!(direction_of(&r, &c).0, Direction::Inbound);
+        // ...unless the network asserts one of our numbers for it.
+        let c = Call::new(("anonymous", PBX), ("202", BOB))
+            .via_server(Side::Caller)
+            .asserted(Side::Caller, "+4940100");
+        let (dir, trace) = direction_of(&r, &c);
+        assert_eq!(dir, Direction::Internal, "{trace:#?}");
+        assert!(
+            trace
+                .iter()
+                .any(|l| l.contains("asserted identity +4940100")),
+            "{trace:#?}"
+        );
+        // Audio from offnet settles a public number the PBX signals for.
+        let c = Call::new(("+4930555", PBX), ("+4940999", CARRIER))
+            .via_server(Side::Caller)
+            .media(Side::Caller, "198.51.100.7");
+        let (dir, trace) = direction_of(&r, &c);
+        assert_eq!(dir, Direction::ExternalToExternal, "{trace:#?}");
+        assert!(
+            trace
+                .iter()
+                .any(|l| l.contains("offnet address 198.51.100.7")),
+            "{trace:#?}"
+        );
+    }
+
+    /// The mirror between the PBX and the carrier: the PBX signals for our side. A public
+    /// number it presents to the carrier, or that the carrier calls it on, is ours even when
+    /// it is not configured; a forward's caller is the original, external caller.
+    #[test]
+    fn parties_between_the_pbx_and_the_carrier() {
+        let r = rules();
+        for (caller, want) in [
+            ("+4940999", Direction::Outbound),
+            ("201", Direction::Outbound),
+        ] {
+            let c = Call::new((caller, PBX), ("+4930555", CARRIER)).via_server(Side::Caller);
+            let (dir, trace) = direction_of(&r, &c);
+            assert_eq!(dir, want, "{caller}: {trace:#?}");
+        }
+        let c = Call::new(("+4930555", CARRIER), ("+4940999", PBX)).via_server(Side::Callee);
+        let (dir, trace) = direction_of(&r, &c);
+        assert_eq!(dir, Direction::Inbound, "{trace:#?}");
+        assert!(
+            trace.iter().any(|l| l.contains("crosses to: ours")),
+            "{trace:#?}"
+        );
+
+        let forward = Call::new(("+4930555", PBX), ("+4930666", CARRIER))
+            .via_server(Side::Caller)
+            .diverted_from("201");
+        let c = classify(&r, &forward.facts());
+        assert_eq!(c.direction, Direction::ExternalToExternal, "{:#?}", c.trace);
+        assert_eq!(
+            c.tenant.map(|t| t.name.as_str()),
+            Some("acme"),
+            "{:#?}",
+            c.trace
+        );
+        assert!(
+            c.trace.iter().any(|l| l.contains("forwarded from 201")),
+            "{:#?}",
+            c.trace
+        );
+        let mut r2 = rules();
+        acme(&mut r2).settings = all(true);
+        let d = decided(&r2, &forward);
+        assert!(!d.record, "{:#?}", d.trace);
+        assert!(
+            d.reason.starts_with("external-to-external call refused"),
+            "{}",
+            d.reason
+        );
+        acme(&mut r2).allow_external_to_external = true;
+        assert!(decided(&r2, &forward).record);
+    }
+
+    /// Another leg of the conversation says who a number is.
+    #[test]
+    fn the_conversation_tells_who_a_number_is() {
+        let r = rules();
+        let known = [KnownParty {
+            number: "+4930555".into(),
+            internal: false,
+            leg: "leg-1@pbx".into(),
+        }];
+        // Without Diversion, a forward's caller would look like our caller ID to the carrier.
+        let forward = Call::new(("+4930555", PBX), ("+4930666", CARRIER)).via_server(Side::Caller);
+        assert_eq!(direction_of(&r, &forward).0, Direction::Outbound);
+        let c = classify_in(&r, &forward.facts(), &known);
+        assert_eq!(c.direction, Direction::ExternalToExternal, "{:#?}", c.trace);
+        assert!(
+            c.trace.iter().any(|l| l.contains("as on leg leg-1@pbx")),
+            "{:#?}",
+            c.trace
+        );
+    }
+
+    /// The DDI of an inbound call is often not on the leg to the phone, and the DDI of an
+    /// outbound call only on the carrier leg: the To user, the asserted identity, the
+    /// conversation and the user's `outbound_ddi` stand in for it.
+    #[test]
+    fn ddi_found_behind_the_pbx() {
+        let mut r = rules();
+        // Inbound: the PBX calls alice's phone; To still names the DDI.
+        let mut c = Call::new(("+4930555", PBX), ("201", ALICE)).via_server(Side::Caller);
+        c.callee.user = "+4940100".into();
+        let d = decided(&r, &c);
+        assert!(d.record, "{:#?}", d.trace);
+        assert_eq!(d.reason, "DDI +4940100 records incoming calls");
+        // Outbound: the phone leg shows 201 only.
+        let c = Call::new(("201", ALICE), ("+4930555", PBX)).via_server(Side::Callee);
+        assert!(!decided(&r, &c).record);
+        alice(&mut r).outbound_ddi = Some("+4940200".into());
+        let d = decided(&r, &c);
+        assert!(d.record, "{:#?}", d.trace);
+        assert_eq!(d.reason, "DDI +4940200 records outgoing calls");
+        // ...or the carrier leg of the same conversation shows it.
+        let r = rules();
+        let known = [KnownParty {
+            number: "+4940300".into(),
+            internal: true,
+            leg: "carrier-leg".into(),
+        }];
+        let d = evaluate(&r, &c.facts(), &known).decision;
+        assert!(d.record, "{:#?}", d.trace);
     }
 }

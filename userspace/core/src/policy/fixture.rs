@@ -4,9 +4,9 @@
 
 use std::net::IpAddr;
 
-use super::CallFacts;
 use super::rules::*;
-use crate::event::{CallHandle, Party, SipTransport};
+use super::{CallFacts, PartyEvidence, ServerEvidence};
+use crate::event::{CallHandle, Party, Side, SipTransport};
 use crate::time::Timestamp;
 
 pub const CARRIER: &str = "192.0.2.1";
@@ -23,6 +23,7 @@ pub fn rules() -> Rules {
         networks: Networks {
             onnet: vec!["10.0.0.0/8".parse().unwrap()],
             onnet_domains: vec!["pbx.acme.test".into()],
+            servers: Vec::new(),
         },
         tenants: vec![Tenant {
             name: "acme".into(),
@@ -83,6 +84,11 @@ pub struct Call {
     pub caller_addr: IpAddr,
     pub callee_addr: IpAddr,
     pub mode: Option<String>,
+    /// Per side: whether its address is a server, its asserted identity, its media address.
+    pub parties: [(Option<ServerEvidence>, Option<String>, Option<IpAddr>); 2],
+    pub diverted_from: Option<String>,
+    pub conversation: Vec<CallHandle>,
+    pub transferred: bool,
 }
 
 fn party(user: &str, host: &str) -> Party {
@@ -103,7 +109,32 @@ impl Call {
             caller_addr: from.1.parse().unwrap(),
             callee_addr: to.1.parse().unwrap(),
             mode: None,
+            parties: Default::default(),
+            diverted_from: None,
+            conversation: Vec::new(),
+            transferred: false,
         }
+    }
+
+    /// The side's signalling address is a configured server.
+    pub fn via_server(mut self, side: Side) -> Call {
+        self.parties[crate::dialog::side_index(side)].0 = Some(ServerEvidence::Configured);
+        self
+    }
+
+    pub fn media(mut self, side: Side, addr: &str) -> Call {
+        self.parties[crate::dialog::side_index(side)].2 = Some(addr.parse().unwrap());
+        self
+    }
+
+    pub fn asserted(mut self, side: Side, user: &str) -> Call {
+        self.parties[crate::dialog::side_index(side)].1 = Some(user.into());
+        self
+    }
+
+    pub fn diverted_from(mut self, user: &str) -> Call {
+        self.diverted_from = Some(user.into());
+        self
     }
 
     pub fn mode(mut self, value: &str) -> Call {
@@ -125,6 +156,17 @@ impl Call {
             caller_contact: None,
             callee_contact: None,
             mode_header: self.mode.as_deref(),
+            parties: self
+                .parties
+                .each_ref()
+                .map(|(server, identity, media)| PartyEvidence {
+                    server: *server,
+                    identity: identity.as_deref(),
+                    media: *media,
+                }),
+            diverted_from: self.diverted_from.as_deref(),
+            conversation: &self.conversation,
+            transferred: self.transferred,
         }
     }
 }

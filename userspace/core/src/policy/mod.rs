@@ -12,6 +12,7 @@ pub mod rules;
 use std::net::IpAddr;
 
 use crate::event::{CallHandle, DtmfSource, Party, Side, SipTransport};
+pub use crate::servers::ServerEvidence;
 use crate::time::Timestamp;
 
 pub use control::RulesPolicy;
@@ -19,7 +20,7 @@ pub use decide::{CallClass, Direction, Endpoint, classify, decide};
 pub use rules::{
     Ddi, DdiOption, Device, InfoRecordHeader, IpNet, IpNetError, LegDirection, Mode, Network,
     Networked, Networks, OnDemand, RecordOn, RoleRule, RuleDirection, RuleOrigin, Rules, Settings,
-    Tenant, User,
+    Tenant, TransferPolicy, User,
 };
 
 /// What a policy knows about a call when it decides.
@@ -42,6 +43,26 @@ pub struct CallFacts<'a> {
     pub callee_contact: Option<&'a str>,
     /// Value of the mode header ([`Rules::mode_header`]) in the INVITE or its 2xx, if any.
     pub mode_header: Option<&'a str>,
+    /// Per side (caller, callee): what else the signalling says of the party.
+    pub parties: [PartyEvidence<'a>; 2],
+    /// The number a forwarded call was first meant for (Diversion, History-Info).
+    pub diverted_from: Option<&'a str>,
+    /// The other legs of this leg's conversation that are still up, oldest first.
+    pub conversation: &'a [CallHandle],
+    /// This leg follows a transfer, a forward by the PBX or a pickup of another leg
+    /// (`crate::conversation::Evidence::is_transfer`).
+    pub transferred: bool,
+}
+
+/// What the signalling says of one party beyond its From or To.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartyEvidence<'a> {
+    /// Its signalling address is a PBX, proxy or SBC: the party is somewhere behind it.
+    pub server: Option<ServerEvidence>,
+    /// The identity the network asserts for it (P-Asserted-Identity, Remote-Party-ID).
+    pub identity: Option<&'a str>,
+    /// Where its audio comes from (the connection address of its SDP).
+    pub media: Option<IpAddr>,
 }
 
 /// A decision and the reason for it, which the catalog keeps.
@@ -55,6 +76,8 @@ pub struct Decision {
     /// The settings that apply to the recording (format, limits, sample rate...), merged from
     /// the device, user and account; unset fields are the engine's defaults.
     pub settings: Settings,
+    /// Which way the call goes, when the policy classified it.
+    pub direction: Option<Direction>,
 }
 
 impl Decision {
@@ -66,6 +89,7 @@ impl Decision {
             trace: vec![reason.clone()],
             reason,
             settings: Settings::default(),
+            direction: None,
         }
     }
 }
@@ -125,6 +149,8 @@ pub struct Command {
     /// The user and device of the side that asked, as the rules classified it.
     pub requested_by_user: Option<String>,
     pub requested_by_device: Option<String>,
+    /// A stop because the call now has two external parties (the catalog's stop reason).
+    pub external_to_external: bool,
 }
 
 pub trait RecordingPolicy: Send {

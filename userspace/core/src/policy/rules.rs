@@ -53,6 +53,9 @@ impl Default for InfoRecordHeader {
 pub struct Networks {
     pub onnet: Vec<IpNet>,
     pub onnet_domains: Vec<String>,
+    /// PBX, proxy, SBC and media relay addresses: infrastructure, never a party. The engine
+    /// learns more from the traffic (`crate::servers`).
+    pub servers: Vec<IpNet>,
 }
 
 impl Networks {
@@ -181,8 +184,42 @@ pub struct Tenant {
     pub on_demand: OnDemand,
     /// Whether a call between two external parties may be recorded.
     pub allow_external_to_external: bool,
+    /// What a transfer between our users does to a recording.
+    pub transfers: TransferPolicy,
+    /// The DDI the PBX presents on outbound calls of users that have none of their own.
+    pub outbound_ddi: Option<String>,
     pub users: Vec<User>,
     pub devices: Vec<Device>,
+}
+
+/// What a transfer, forward or pickup does to the recording of a conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TransferPolicy {
+    /// The recording goes on while the external party is present, whoever of ours takes the
+    /// call, and a new leg to one of ours is recorded as the conversation was
+    /// (IvozProvider's automatic DDI recording).
+    #[default]
+    Inherit,
+    /// The call is decided again with its new party: the new user's settings start or stop
+    /// the recording (PortSIP).
+    Decide,
+}
+
+impl TransferPolicy {
+    pub fn parse(s: &str) -> Option<TransferPolicy> {
+        match s {
+            "inherit" => Some(TransferPolicy::Inherit),
+            "decide" => Some(TransferPolicy::Decide),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferPolicy::Inherit => "inherit",
+            TransferPolicy::Decide => "decide",
+        }
+    }
 }
 
 /// A public number of a tenant and whether calls through it are recorded (IvozProvider).
@@ -244,6 +281,10 @@ pub struct User {
     pub settings: Settings,
     /// Ids of the user's devices (a device may also name its user).
     pub devices: Vec<String>,
+    /// The DDI the PBX presents on this user's outbound calls (Kazoo's external caller ID,
+    /// IvozProvider's outgoing DDI), where the wire between the phones and the PBX never
+    /// shows it.
+    pub outbound_ddi: Option<String>,
 }
 
 /// A phone or softphone, recognised by SIP user, contact or address (any that is set).
