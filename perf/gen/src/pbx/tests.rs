@@ -1,0 +1,1 @@
+//! PBX scenario tests.
