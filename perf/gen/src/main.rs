@@ -101,7 +101,7 @@ fn main() -> anyhow::Result<()> {
     }
     cfg.mirror = args.mirror;
 
-    if !(args.speed.is_finite() && args.speed > 0.0) || !args.clock_ppm.is_finite() {
+    if !(args.speed.is_finite() && args.speed > 0.0 && args.clock_ppm.is_finite()) {
         bail!("--speed must be above 0 and --clock-ppm a number");
     }
     let (mut frames, mut truth) = try_generate(&cfg)?;
@@ -110,7 +110,7 @@ fn main() -> anyhow::Result<()> {
             voxtap_gen::scenario::plan(&cfg).first().cloned(),
             truth.calls.first().and_then(|c| c.answer_ns),
         ) else {
-            bail!("--stall-secs needs a scenario whose first call is answered");
+            bail!("--stall-secs needs a scenario whose first call is answered (and no PBX)");
         };
         let from = answer + (args.stall_at * 1e9) as u64;
         voxtap_gen::timing::stall(&mut frames, spec.callee_rtp_port, from, (secs * 1e9) as u64);

@@ -565,7 +565,7 @@ impl<'a> Conv<'a> {
             legs: Vec::new(),
             bridges: Vec::new(),
             talk: Vec::new(),
-            keep_ssrc: id % 2 == 0,
+            keep_ssrc: id.is_multiple_of(2),
             correlation: Correlation::None,
             dialled: String::new(),
             people_idx: [0, 1],
@@ -1022,7 +1022,7 @@ impl<'a> Conv<'a> {
         self.speak(near, a_near + 5 * MS, t_bye - 10 * MS);
         self.speak(far, a_far + 5 * MS, t_bye - 10 * MS);
         self.bridge(near, far, a_near, t_bye);
-        if self.id % 2 == 0 {
+        if self.id.is_multiple_of(2) {
             self.hangup(near, &[far], t_bye);
         } else {
             self.hangup(far, &[near], t_bye);
@@ -1085,7 +1085,7 @@ impl<'a> Conv<'a> {
         self.speak(l3, a3 + 5 * MS, t_end - 10 * MS);
         self.end_talk(l1, t_end - 10 * MS);
         self.bridge(l1, l3, a3, t_end);
-        if self.id % 2 == 0 {
+        if self.id.is_multiple_of(2) {
             self.hangup(l1, &[l3], t_end);
         } else {
             self.hangup(l3, &[l1], t_end);
@@ -1224,7 +1224,7 @@ impl<'a> Conv<'a> {
         self.speak(l5, a5 + 5 * MS, t_end - 10 * MS);
         self.end_talk(l1, t_end - 10 * MS);
         self.bridge(l1, l5, a5, t_end);
-        if self.id % 2 == 0 {
+        if self.id.is_multiple_of(2) {
             self.hangup(l1, &[l5], t_end);
         } else {
             self.hangup(l5, &[l1], t_end);
@@ -1361,7 +1361,7 @@ impl<'a> Conv<'a> {
         self.speak(l1, a1 + 5 * MS, t_end - 10 * MS);
         self.speak(l3, a3 + 5 * MS, t_end - 10 * MS);
         self.bridge(l1, l3, a1, t_end);
-        if self.id % 2 == 0 {
+        if self.id.is_multiple_of(2) {
             self.hangup(l1, &[l3], t_end);
         } else {
             self.hangup(l3, &[l1], t_end);
@@ -1564,7 +1564,7 @@ impl<'a> Conv<'a> {
                 .map_or(self.people[leg.persons[side]].tone_hz, |s| {
                     self.people[s.1].tone_hz
                 });
-            // Silence: a gap of more than a packet, or no audio for the last 100 ms and more.
+            // Silence: a gap of more than a packet, or no audio for the last 60 ms and more.
             for w in sent.windows(2) {
                 if w[1].0 - w[0].0 > PACKET_NS + 5 * MS {
                     silent_spans.push(SilentSpan {
@@ -1575,7 +1575,7 @@ impl<'a> Conv<'a> {
                 }
             }
             if let Some(&(last, _)) = sent.last()
-                && leg.t_end > last + PACKET_NS + 100 * MS
+                && leg.t_end > last + PACKET_NS + 40 * MS
             {
                 silent_spans.push(SilentSpan {
                     channel: channel.into(),
@@ -1719,11 +1719,11 @@ const CORRELATION_CYCLE: [Correlation; 4] = [
 
 const DISPLAY_NAMES: [&str; 4] = ["Alice Example", "Bob Builder", "Carol Jones", "Dave O'Neil"];
 
-/// Every conversation of a PBX scenario: the mirrored legs' frames (sorted by time), their
-/// truth and the conversations'.
-pub fn generate(
-    cfg: &GenConfig,
-) -> Result<(Vec<Frame>, Vec<CallTruth>, Vec<ConversationTruth>), GenError> {
+/// A PBX capture: the mirrored legs' frames (sorted by time), their truth, the conversations'.
+pub type PbxCapture = (Vec<Frame>, Vec<CallTruth>, Vec<ConversationTruth>);
+
+/// Every conversation of a PBX scenario.
+pub fn generate(cfg: &GenConfig) -> Result<PbxCapture, GenError> {
     let seed = cfg.seed ^ (cfg.scenario as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut ctx = Ctx {
         codec: cfg.codec,
