@@ -23,6 +23,14 @@
 //!   the capture (audio, telephone-event and early media), `lost_*` the
 //!   packets the network "dropped" (seq gaps as tshark counts them);
 //! * `at_secs`, `from_secs`, `to_secs` are seconds relative to the answer.
+//!
+//! The PBX scenarios ([`Scenario::PBX`], built by [`pbx`]) put a B2BUA between the
+//! parties: each `CallTruth` is then one leg (one SIP dialog, the PBX at one end) and
+//! [`GroundTruth::conversations`] groups the legs of each conversation. A leg's caller and
+//! callee are its From and To, and its channels what each side sends on it: the PBX's side
+//! relays the other leg's person, so every answered leg carries both people's tones (a
+//! transfer changes one channel's tone, see `tone_spans`). [`GenConfig::mirror`] keeps only
+//! the phone side or the carrier side of the PBX.
 
 pub mod call;
 pub mod codec;
@@ -131,7 +139,9 @@ pub enum Scenario {
     /// From and `P-Asserted-Identity`. The carrier answers, then the PBX answers A; the PBX
     /// relays the payloads unchanged, keeping the SSRCs on even calls and rewriting them on odd
     /// ones. Correlation per call (cycle of 4): `X-CID` on leg B naming leg A's Call-ID,
-    /// `Session-ID` (RFC 7989) on both legs, none, none. `calls` = conversations (default 4).
+    /// `Session-ID` (RFC 7989) on both legs, none, none. In every PBX scenario odd
+    /// conversations are PCMA, even ones PCMU, and the SSRCs are kept on even conversations.
+    /// `calls` = conversations (default 4).
     PbxOutbound,
     /// Through the PBX: the carrier (E.164 caller `+34912...`) calls our DDI `+3491555NNNN`
     /// (Request-URI and To), the PBX calls the phone (extension 2NNNN in the Request-URI, From
@@ -148,8 +158,8 @@ pub enum Scenario {
     /// the PBX (consultation legs B → PBX and PBX → C), then REFERs its first leg with
     /// `Refer-To: <sip:C@10.0.0.1?Replaces=<B's consultation dialog>>`. The PBX calls C on a
     /// new leg whose `Replaces` names the PBX → C consultation dialog (C answers at once and
-    /// BYEs the replaced one), BYEs both of B's legs and bridges the carrier leg to C.
-    /// `calls` = conversations (default 2).
+    /// BYEs the replaced one), BYEs both of B's legs and bridges the carrier leg to C (a new leg,
+    /// not the consultation leg re-used). `calls` = conversations (default 2).
     AttendedTransfer,
     /// Through the PBX: the carrier calls a DDI that is forwarded unconditionally to an external
     /// mobile; the PBX calls back out through the carrier with the original caller in From,
@@ -159,7 +169,8 @@ pub enum Scenario {
     /// Through the PBX: the carrier calls a DDI, phone X rings (180), phone Y picks the call
     /// up: with `INVITE sip:*8@10.0.0.1` (group pickup) on even calls, with a directed pickup
     /// (`Replaces: <the PBX → X early dialog>;early-only`, RFC 3891) on odd ones. The PBX
-    /// CANCELs X (487), answers Y and then the carrier. `calls` = conversations (default 2).
+    /// CANCELs X (487), answers Y (asserting the caller) and then the carrier.
+    /// `calls` = conversations (default 2).
     Pickup,
 }
 
@@ -195,7 +206,8 @@ impl Scenario {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Mirror {
-    /// Only the phone ↔ PBX legs (the mirror on the phones' switch).
+    /// Only the phone ↔ PBX legs (the mirror on the phones' switch); `forward-external` has
+    /// none, so its capture is empty.
     Phones,
     /// Only the PBX ↔ carrier legs (the mirror on the trunk side).
     Carrier,

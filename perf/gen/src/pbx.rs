@@ -694,14 +694,21 @@ impl<'a> Conv<'a> {
     }
 
     fn answer(&mut self, l: usize, t: u64) {
+        self.answer_with(l, t, &[]);
+    }
+
+    fn answer_with(&mut self, l: usize, t: u64, extra: &[(&str, String)]) {
         let txn = self.invite_txn(l);
         let codec = self.codec;
         let leg = &mut self.legs[l];
-        let m = leg
+        let mut m = leg
             .response(&txn, 200, "OK", false)
             .header("Contact", leg.contact(UAS))
             .header("Allow", ALLOW)
             .header("Supported", "replaces, timer");
+        for (n, v) in extra {
+            m = m.header(n, v.clone());
+        }
         let m = m.sdp(leg.sdp(UAS, Direction::SendRecv, false, codec));
         leg.send(t, UAS, &m);
         leg.t_answer = Some(t);
@@ -1351,7 +1358,13 @@ impl<'a> Conv<'a> {
         let tc = t3 + self.ms(5, 20);
         self.cancel(l2, tc);
         let a3 = tc + self.ms(10, 20);
-        self.answer(l3, a3);
+        // RFC 3325 §9.1: the PBX tells Y whom it picked up.
+        let caller_no = self.legs[l1].users[UAC].clone();
+        self.answer_with(
+            l3,
+            a3,
+            &[("P-Asserted-Identity", Self::pbx_uri(&caller_no))],
+        );
         self.ack_invite(l3, a3 + 3 * MS);
         let a1 = a3 + 2 * MS;
         self.answer(l1, a1);

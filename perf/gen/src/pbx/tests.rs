@@ -664,6 +664,16 @@ fn pickup_cancels_the_ringing_phone_and_answers_the_picker() {
         assert!(cancel.header("Reason").unwrap().contains("cause=200"));
         assert!(firsts.iter().any(|l| l.starts_with("SIP/2.0 487")));
         let inv = g.invite(y);
+        let ok = g
+            .dialog(y)
+            .into_iter()
+            .find(|m| m.text.starts_with("SIP/2.0 200") && m.msg().sdp_body().is_some())
+            .unwrap();
+        assert_eq!(
+            ok.header("P-Asserted-Identity").map(user_of),
+            Some(conv.people[0].as_str()),
+            "the PBX names the caller Y picked up"
+        );
         // The carrier leg is answered only once Y has the call.
         assert!(y.answer_ns.unwrap() < ext.answer_ns.unwrap());
         assert!(
