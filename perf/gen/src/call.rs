@@ -94,10 +94,10 @@ pub enum OnDemandPlan {
 }
 
 /// Collects one call's frames.
-struct Emitter {
-    frames: Vec<Frame>,
-    tags: Vec<VlanTag>,
-    ip_id: u16,
+pub(crate) struct Emitter {
+    pub(crate) frames: Vec<Frame>,
+    pub(crate) tags: Vec<VlanTag>,
+    pub(crate) ip_id: u16,
 }
 
 impl Emitter {
@@ -147,7 +147,7 @@ impl Emitter {
         }
     }
 
-    fn udp(
+    pub(crate) fn udp(
         &mut self,
         t: u64,
         from: SocketAddr,
@@ -518,9 +518,9 @@ enum Protect {
 const OPAQUE_TAG_LEN: usize = 10;
 
 /// One round of SDES keys: the offer's lines (tags 1, 2...) and the answer's line.
-struct KeyEpoch {
-    offer: Vec<CryptoAttr>,
-    answer: CryptoAttr,
+pub(crate) struct KeyEpoch {
+    pub(crate) offer: Vec<CryptoAttr>,
+    pub(crate) answer: CryptoAttr,
 }
 
 fn sdes_attr(tag: u32, suite: SrtpSuite, rng: &mut Rng) -> Result<CryptoAttr, GenError> {
@@ -538,7 +538,11 @@ fn sdes_attr(tag: u32, suite: SrtpSuite, rng: &mut Rng) -> Result<CryptoAttr, Ge
 
 impl KeyEpoch {
     /// RFC 4568 §5.1.2: the answer takes one of the offered tags with its own key.
-    fn new(offer: &[SrtpSuite], pick: usize, rng: &mut Rng) -> Result<KeyEpoch, GenError> {
+    pub(crate) fn new(
+        offer: &[SrtpSuite],
+        pick: usize,
+        rng: &mut Rng,
+    ) -> Result<KeyEpoch, GenError> {
         let offer = offer
             .iter()
             .zip(1u32..)
@@ -552,7 +556,7 @@ impl KeyEpoch {
         Ok(KeyEpoch { offer, answer })
     }
 
-    fn chosen(&self) -> &CryptoAttr {
+    pub(crate) fn chosen(&self) -> &CryptoAttr {
         self.offer
             .iter()
             .find(|a| a.tag == self.answer.tag)
@@ -1115,6 +1119,16 @@ pub fn generate_call(spec: &CallSpec) -> Result<(Vec<Frame>, CallTruth), GenErro
         lost_callee: 0,
         controls: Vec::new(),
         record_mode: spec.record_mode.map(str::to_string),
+        conversation: None,
+        leg: String::new(),
+        segment: String::new(),
+        via_server: [false; 2],
+        parties_internal: [false; 2],
+        expected_direction: String::new(),
+        link_evidence: Vec::new(),
+        relays_ssrc: false,
+        sees_both_parties: false,
+        tone_spans: Vec::new(),
     };
 
     if spec.cancel {

@@ -23,11 +23,20 @@
 //!   the capture (audio, telephone-event and early media), `lost_*` the
 //!   packets the network "dropped" (seq gaps as tshark counts them);
 //! * `at_secs`, `from_secs`, `to_secs` are seconds relative to the answer.
+//!
+//! The PBX scenarios ([`Scenario::PBX`], built by [`pbx`]) put a B2BUA between the
+//! parties: each `CallTruth` is then one leg (one SIP dialog, the PBX at one end) and
+//! [`GroundTruth::conversations`] groups the legs of each conversation. A leg's caller and
+//! callee are its From and To, and its channels what each side sends on it: the PBX's side
+//! relays the other leg's person, so every answered leg carries both people's tones (a
+//! transfer changes one channel's tone, see `tone_spans`). [`GenConfig::mirror`] keeps only
+//! the phone side or the carrier side of the PBX.
 
 pub mod call;
 pub mod codec;
 pub mod g711;
 pub mod net;
+pub mod pbx;
 pub mod pcap;
 pub mod rng;
 pub mod rtp;
@@ -123,13 +132,96 @@ pub enum Scenario {
     /// phone's fixed port), each with new SSRCs and its own tones, the next INVITE a second
     /// after the previous BYE (default 3 calls).
     BackToBack,
+    /// Through a PBX (a B2BUA at 10.0.0.1, `User-Agent: Asterisk PBX 18.0.0`, media anchored on
+    /// its own ports): a phone (10.1.x.x, extension 1NNNN) dials an E.164 number `+4420...`.
+    /// Leg A phone → PBX (Request-URI and To `+4420...@10.0.0.1`, From `1NNNN`); leg B PBX →
+    /// carrier SBC 192.0.2.1, 20-60 ms after A's INVITE, presenting our DDI `+3491555NNNN` in
+    /// From and `P-Asserted-Identity`. The carrier answers, then the PBX answers A; the PBX
+    /// relays the payloads unchanged, keeping the SSRCs on even calls and rewriting them on odd
+    /// ones. Correlation per call (cycle of 4): `X-CID` on leg B naming leg A's Call-ID,
+    /// `Session-ID` (RFC 7989) on both legs, none, none. In every PBX scenario odd
+    /// conversations are PCMA, even ones PCMU, and the SSRCs are kept on even conversations.
+    /// `calls` = conversations (default 4).
+    PbxOutbound,
+    /// Through the PBX: the carrier (E.164 caller `+34912...`) calls our DDI `+3491555NNNN`
+    /// (Request-URI and To), the PBX calls the phone (extension 2NNNN in the Request-URI, From
+    /// the external caller, no `Diversion`). SSRCs and correlation headers as `pbx-outbound`.
+    /// `calls` = conversations (default 4).
+    PbxInbound,
+    /// Through the PBX: the carrier calls a DDI, the PBX rings phone B, B answers, then sends an
+    /// in-dialog REFER (`Refer-To` phone C, `Referred-By` B); the PBX answers 202, NOTIFYs
+    /// (100 Trying, then 200 OK), calls C with `Referred-By: B` and the external caller in
+    /// From, re-INVITEs the carrier leg asserting C (`P-Asserted-Identity`) and BYEs B. The
+    /// external caller talks to C on the same carrier leg. `calls` = conversations (default 2).
+    BlindTransfer,
+    /// Through the PBX: carrier → PBX → phone B; B holds (re-INVITE `sendonly`), calls C through
+    /// the PBX (consultation legs B → PBX and PBX → C), then REFERs its first leg with
+    /// `Refer-To: <sip:C@10.0.0.1?Replaces=<B's consultation dialog>>`. The PBX calls C on a
+    /// new leg whose `Replaces` names the PBX → C consultation dialog (C answers at once and
+    /// BYEs the replaced one), BYEs both of B's legs and bridges the carrier leg to C (a new leg,
+    /// not the consultation leg re-used). `calls` = conversations (default 2).
+    AttendedTransfer,
+    /// Through the PBX: the carrier calls a DDI that is forwarded unconditionally to an external
+    /// mobile; the PBX calls back out through the carrier with the original caller in From,
+    /// `Diversion` (RFC 5806) and `History-Info` (RFC 7044) naming the DDI. The second leg
+    /// connects two external parties. `calls` = conversations (default 2).
+    ForwardExternal,
+    /// Through the PBX: the carrier calls a DDI, phone X rings (180), phone Y picks the call
+    /// up: with `INVITE sip:*8@10.0.0.1` (group pickup) on even calls, with a directed pickup
+    /// (`Replaces: <the PBX → X early dialog>;early-only`, RFC 3891) on odd ones. The PBX
+    /// CANCELs X (487), answers Y (asserting the caller) and then the carrier.
+    /// `calls` = conversations (default 2).
+    Pickup,
+}
+
+impl Scenario {
+    /// The scenarios whose traffic goes through the PBX (several legs per conversation).
+    pub const PBX: [Scenario; 6] = [
+        Scenario::PbxOutbound,
+        Scenario::PbxInbound,
+        Scenario::BlindTransfer,
+        Scenario::AttendedTransfer,
+        Scenario::ForwardExternal,
+        Scenario::Pickup,
+    ];
+
+    /// Whether the scenario's calls go through the PBX.
+    pub fn is_pbx(self) -> bool {
+        Scenario::PBX.contains(&self)
+    }
+}
+
+/// Which legs of PBX traffic a capture holds: where the mirror port is.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mirror {
+    /// Only the phone ↔ PBX legs (the mirror on the phones' switch); `forward-external` has
+    /// none, so its capture is empty.
+    Phones,
+    /// Only the PBX ↔ carrier legs (the mirror on the trunk side).
+    Carrier,
+    /// Every leg (the PBX's own port).
+    #[default]
+    Both,
 }
 
 /// Generator settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GenConfig {
     pub scenario: Scenario,
-    /// Number of calls (for `Mix`: number of rounds of 14 calls).
+    /// Number of calls (for `Mix`: number of rounds of 14 calls; for the PBX scenarios: number
+    /// of conversations, each of several legs).
     pub calls: usize,
     /// Talk time (answer → BYE) in seconds; clamped to at least 0.5 s.
     pub talk_secs: f64,
@@ -144,18 +236,24 @@ pub struct GenConfig {
     /// Every call protects its media with SRTP keyed by SDES (`RTP/SAVP`, `a=crypto`).
     #[serde(default)]
     pub srtp: bool,
+    /// PBX scenarios: which legs the capture holds (the others' scenarios have one leg).
+    #[serde(default)]
+    pub mirror: Mirror,
 }
 
 impl GenConfig {
     /// Defaults: 1 call (Concurrent: 200, FragmentedInvite: 2 so both
-    /// fragment orders are present, Srtp: 5), 4 s talk, seed 1, 2026-01-01T00:00:00Z,
-    /// the scenario's codecs, no SRTP.
+    /// fragment orders are present, Srtp: 5; PbxOutbound and PbxInbound: 4 conversations, the
+    /// other PBX scenarios 2), 4 s talk, seed 1, 2026-01-01T00:00:00Z, the scenario's codecs,
+    /// no SRTP, every leg mirrored.
     pub fn new(scenario: Scenario) -> Self {
         let calls = match scenario {
             Scenario::Concurrent => 200,
             Scenario::FragmentedInvite | Scenario::ModeHeader => 2,
             Scenario::Srtp => scenario::SRTP_ROUND,
             Scenario::BackToBack => 3,
+            Scenario::PbxOutbound | Scenario::PbxInbound => 4,
+            s if s.is_pbx() => 2,
             _ => 1,
         };
         GenConfig {
@@ -166,6 +264,7 @@ impl GenConfig {
             start_unix_secs: DEFAULT_START_UNIX_SECS,
             codec: None,
             srtp: false,
+            mirror: Mirror::Both,
         }
     }
 }
@@ -184,6 +283,53 @@ pub struct GroundTruth {
     pub calls: Vec<CallTruth>,
     /// Number of frames in the capture.
     pub frames: usize,
+    /// PBX scenarios: the conversations, each listing its legs (the calls) in the capture.
+    /// Empty for scenarios without a PBX, where every call is its own conversation.
+    #[serde(default)]
+    pub conversations: Vec<ConversationTruth>,
+}
+
+/// One conversation between people, carried by one or more legs (SIP dialogs) through the PBX.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct ConversationTruth {
+    /// The `conversation` of its legs.
+    pub id: usize,
+    /// "outbound", "inbound", "blind-transfer", "attended-transfer", "forward-external" or
+    /// "pickup".
+    pub kind: String,
+    /// The Call-IDs of its legs present in the capture, in the order of their INVITEs.
+    pub legs: Vec<String>,
+    /// The caller and the callee as people, each by their own number: a phone by its
+    /// extension, an outside party by its E.164 number (the DDI dialled is in `dialled`).
+    pub people: [String; 2],
+    /// The people talking at the end: after a transfer or a pickup, the target instead of the
+    /// person first called; else the same as `people`.
+    pub final_people: [String; 2],
+    /// The number the caller dialled: a DDI of ours, an E.164 number or an extension.
+    pub dialled: String,
+    /// The conversation's direction: "inbound", "outbound", "internal" or
+    /// "external-to-external".
+    pub direction: String,
+    /// What correlation header its legs carry: "x-cid", "session-id" or "none".
+    pub correlation: String,
+    /// Whether the PBX relays the SSRCs unchanged (else it sends with SSRCs of its own).
+    pub relays_ssrc: bool,
+    /// How long the people talked in all: the sum of `talk_spans_ns`, seconds.
+    pub recorded_secs: f64,
+    /// [from, to) absolute ns in which two people were connected through the PBX (a hold,
+    /// a transfer's ringing and a pickup's ringing are not in them).
+    pub talk_spans_ns: Vec<[u64; 2]>,
+}
+
+/// What one channel of a call carries from one time to another, when a transfer changes it.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct ToneSpan {
+    /// "left" (caller) or "right" (callee).
+    pub channel: String,
+    /// Seconds after the answer.
+    pub from_secs: f64,
+    pub to_secs: f64,
+    pub hz: f64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
@@ -258,6 +404,51 @@ pub struct CallTruth {
     /// The `X-Record-Mode` of the INVITE, if it had one.
     #[serde(default)]
     pub record_mode: Option<String>,
+    // ---- PBX legs (scenarios without a PBX leave these at their defaults) ----------------
+    /// The conversation this leg carries (see [`GroundTruth::conversations`]); None for a call
+    /// straight between two endpoints.
+    #[serde(default)]
+    pub conversation: Option<usize>,
+    /// The leg's part in its conversation: "phone" (PBX ↔ a phone), "carrier" (PBX ↔ the
+    /// carrier), "consultation", "transfer-target", "forward" or "pickup".
+    #[serde(default)]
+    pub leg: String,
+    /// Which mirror sees the leg (`--mirror`): "phones" or "carrier".
+    #[serde(default)]
+    pub segment: String,
+    /// Whether the caller's / callee's signalling in this leg is at a server address (the PBX
+    /// 10.0.0.1, the carrier's SBC 192.0.2.1), not a phone.
+    #[serde(default)]
+    pub via_server: [bool; 2],
+    /// Whether the calling / called person is ours: a phone user, or a DDI of ours, is
+    /// internal; an E.164 number we do not own is external. In the order of the call, not of
+    /// the signalling: a pickup leg is placed by the called person (its caller side, left), so
+    /// there `[0]` is its callee side.
+    #[serde(default)]
+    pub parties_internal: [bool; 2],
+    /// The direction a correct recorder gives this leg, from `parties_internal`: "inbound",
+    /// "outbound", "internal" or "external-to-external".
+    #[serde(default)]
+    pub expected_direction: String,
+    /// What ties this leg to an earlier leg of its conversation (empty for the first):
+    /// "header:X-CID", "header:Session-ID", "header:Diversion", "header:History-Info",
+    /// "referred-by", "replaces" (a Replaces, as a header or in a REFER's Refer-To, names this
+    /// dialog or an earlier one), "feature-code" (a group pickup's `*8`), "media:ssrc" (the PBX
+    /// relays an earlier leg's SSRC into it), "numbers" (a caller or dialled number of an
+    /// earlier leg) and "timing" (its INVITE follows an event of an earlier leg by ms).
+    #[serde(default)]
+    pub link_evidence: Vec<String>,
+    /// Whether the PBX sends on this leg the SSRCs it receives on the bridged leg.
+    #[serde(default)]
+    pub relays_ssrc: bool,
+    /// Whether the leg carries both people's audio (with anchored media every answered leg
+    /// does, until it is transferred away).
+    #[serde(default)]
+    pub sees_both_parties: bool,
+    /// When a channel carries more than one person's tone (a transfer), the span of each;
+    /// empty when the channels keep `caller_tone_hz` and `callee_tone_hz` throughout.
+    #[serde(default)]
+    pub tone_spans: Vec<ToneSpan>,
 }
 
 fn rate_8000() -> u32 {
@@ -344,6 +535,19 @@ pub fn try_generate(cfg: &GenConfig) -> Result<(Vec<Frame>, GroundTruth), GenErr
             .encoder_available()
             .map_err(|why| GenError::Codec { codec, why })?;
     }
+    if cfg.scenario.is_pbx() {
+        let (frames, calls, conversations) = pbx::generate(cfg)?;
+        let n = frames.len();
+        return Ok((
+            frames,
+            GroundTruth {
+                scenario: cfg.scenario,
+                calls,
+                frames: n,
+                conversations,
+            },
+        ));
+    }
     let specs = scenario::plan(cfg);
     let mut frames = Vec::new();
     let mut calls = Vec::with_capacity(specs.len());
@@ -360,6 +564,7 @@ pub fn try_generate(cfg: &GenConfig) -> Result<(Vec<Frame>, GroundTruth), GenErr
             scenario: cfg.scenario,
             calls,
             frames: n,
+            conversations: Vec::new(),
         },
     ))
 }

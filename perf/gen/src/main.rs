@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum as _};
-use voxtap_gen::{Codec, GenConfig, Scenario, try_generate, write_pcap};
+use voxtap_gen::{Codec, GenConfig, Mirror, Scenario, try_generate, write_pcap};
 
 /// Generate a deterministic pcap of SIP calls with RTP (a pure sine tone per
 /// direction, in G.711 or any codec of --codec, optionally SRTP) plus a JSON
@@ -17,7 +17,8 @@ struct Args {
     scenario: Scenario,
 
     /// Number of calls (default: 1; concurrent: 200; fragmented-invite: 2; srtp: 5;
-    /// for mix, matrix and codecs: number of rounds).
+    /// for mix, matrix and codecs: number of rounds; for the PBX scenarios: number of
+    /// conversations, default 4 for pbx-outbound and pbx-inbound, else 2).
     #[arg(long)]
     calls: Option<usize>,
 
@@ -29,6 +30,11 @@ struct Args {
     /// Protect every call's media with SRTP keyed by SDES (RTP/SAVP, a=crypto).
     #[arg(long)]
     srtp: bool,
+
+    /// PBX scenarios: which legs the capture holds (phones: phone ↔ PBX legs only; carrier:
+    /// PBX ↔ carrier legs only; both: every leg, the PBX's own port).
+    #[arg(long, value_enum, default_value_t = Mirror::Both)]
+    mirror: Mirror,
 
     /// Talk time per call in seconds, answer to BYE (minimum 0.5).
     #[arg(long, default_value_t = 4.0)]
@@ -90,8 +96,12 @@ fn main() -> anyhow::Result<()> {
     }
     cfg.codec = args.codec;
     cfg.srtp = args.srtp;
+    if args.mirror != Mirror::Both && !args.scenario.is_pbx() {
+        bail!("--mirror chooses legs of a PBX scenario; this one has a single leg per call");
+    }
+    cfg.mirror = args.mirror;
 
-    if !(args.speed.is_finite() && args.speed > 0.0) || !args.clock_ppm.is_finite() {
+    if !(args.speed.is_finite() && args.speed > 0.0 && args.clock_ppm.is_finite()) {
         bail!("--speed must be above 0 and --clock-ppm a number");
     }
     let (mut frames, mut truth) = try_generate(&cfg)?;
@@ -100,7 +110,7 @@ fn main() -> anyhow::Result<()> {
             voxtap_gen::scenario::plan(&cfg).first().cloned(),
             truth.calls.first().and_then(|c| c.answer_ns),
         ) else {
-            bail!("--stall-secs needs a scenario whose first call is answered");
+            bail!("--stall-secs needs a scenario whose first call is answered (and no PBX)");
         };
         let from = answer + (args.stall_at * 1e9) as u64;
         voxtap_gen::timing::stall(&mut frames, spec.callee_rtp_port, from, (secs * 1e9) as u64);
@@ -117,7 +127,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
-        "voxtap-gen: scenario={}{}{} calls={} frames={} out={}{}",
+        "voxtap-gen: scenario={}{}{}{} calls={} frames={} out={}{}",
         args.scenario
             .to_possible_value()
             .map(|v| v.get_name().to_string())
@@ -126,6 +136,18 @@ fn main() -> anyhow::Result<()> {
             .map(|c| format!(" codec={c}"))
             .unwrap_or_default(),
         if args.srtp { " srtp" } else { "" },
+        if args.scenario.is_pbx() {
+            format!(
+                " mirror={} conversations={}",
+                args.mirror
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default(),
+                truth.conversations.len()
+            )
+        } else {
+            String::new()
+        },
         truth.calls.len(),
         frames.len(),
         args.out.display(),

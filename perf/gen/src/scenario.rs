@@ -39,7 +39,7 @@ pub const MATRIX_DOMAIN: &str = "gen.test";
 pub const SRTP_ROUND: usize = 5;
 
 /// The suites every SDES offer lists, as tags 1 and 2 (RFC 4568 §9.1 example, RFC 6188).
-const SDES_OFFER: [SrtpSuite; 2] = [
+pub(crate) const SDES_OFFER: [SrtpSuite; 2] = [
     SrtpSuite::AesCm128HmacSha1_80,
     SrtpSuite::AesCm256HmacSha1_80,
 ];
@@ -70,6 +70,7 @@ pub fn expected_calls(cfg: &GenConfig) -> usize {
         Scenario::Mix => cfg.calls * MIX_ROUND.len(),
         Scenario::Matrix => cfg.calls * MATRIX_ROUND.len(),
         Scenario::Codecs => cfg.calls * Codec::catalog_available().len(),
+        s if s.is_pbx() => cfg.calls * crate::pbx::legs_per_conversation(s, cfg.mirror),
         _ => cfg.calls,
     }
 }
@@ -128,7 +129,7 @@ fn pick_tones_in(
     ((a * 50) as f64, (b * 50) as f64)
 }
 
-fn talk_ns(cfg: &GenConfig) -> u64 {
+pub(crate) fn talk_ns(cfg: &GenConfig) -> u64 {
     let secs = if cfg.talk_secs.is_finite() {
         cfg.talk_secs.max(0.5)
     } else {
@@ -285,8 +286,12 @@ impl Planner {
     }
 }
 
-/// Plan every call of the capture.
+/// Plan every call of the capture (none for the PBX scenarios: [`crate::pbx`] builds their
+/// legs).
 pub fn plan(cfg: &GenConfig) -> Vec<CallSpec> {
+    if cfg.scenario.is_pbx() {
+        return Vec::new();
+    }
     let mut p = Planner {
         rng: Rng::derive(cfg.seed, 0xC0FFEE),
         next_port: 16384,

@@ -37,7 +37,7 @@ const ALL: [Scenario; 24] = [
     Scenario::Srtp,
 ];
 
-fn small(s: Scenario) -> GenConfig {
+pub(crate) fn small(s: Scenario) -> GenConfig {
     let mut c = GenConfig::new(s);
     c.talk_secs = 2.0;
     if s == Scenario::Concurrent {
@@ -47,12 +47,12 @@ fn small(s: Scenario) -> GenConfig {
 }
 
 #[derive(Debug, Clone)]
-struct Udp {
-    t: u64,
-    src: IpAddr,
-    sport: u16,
-    dport: u16,
-    payload: Vec<u8>,
+pub(crate) struct Udp {
+    pub(crate) t: u64,
+    pub(crate) src: IpAddr,
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) payload: Vec<u8>,
     tags: Vec<net::VlanTag>,
 }
 
@@ -67,14 +67,14 @@ struct TcpSeg {
 }
 
 /// Decoded capture: UDP datagrams (fragments reassembled) and TCP segments.
-struct Capture {
-    udp: Vec<Udp>,
+pub(crate) struct Capture {
+    pub(crate) udp: Vec<Udp>,
     tcp: Vec<TcpSeg>,
     /// Number of IPv4 fragments seen.
     fragments: usize,
 }
 
-fn decode_capture(frames: &[Frame]) -> Capture {
+pub(crate) fn decode_capture(frames: &[Frame]) -> Capture {
     let mut cap = Capture {
         udp: Vec::new(),
         tcp: Vec::new(),
@@ -171,7 +171,7 @@ fn is_sip(u: &Udp) -> bool {
     u.sport == 5060 || u.dport == 5060
 }
 
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.split("\r\n\r\n").next()?.lines().find_map(|l| {
         let (n, v) = l.split_once(':')?;
         n.eq_ignore_ascii_case(name).then_some(v.trim())
@@ -179,7 +179,7 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// All SIP messages of the capture as text (UDP + TCP streams).
-fn sip_messages(cap: &Capture) -> Vec<String> {
+pub(crate) fn sip_messages(cap: &Capture) -> Vec<String> {
     let mut msgs: Vec<String> = cap
         .udp
         .iter()
@@ -201,7 +201,7 @@ fn sip_messages(cap: &Capture) -> Vec<String> {
     msgs
 }
 
-fn rtp_of(cap: &Capture) -> Vec<&Udp> {
+pub(crate) fn rtp_of(cap: &Capture) -> Vec<&Udp> {
     cap.udp
         .iter()
         .filter(|u| !is_sip(u) && u.payload.len() >= 12 && u.payload[0] == 0x80)
@@ -221,7 +221,7 @@ fn is_caller_addr(ip: IpAddr) -> bool {
     }
 }
 
-fn goertzel_power(samples: &[f64], freq: f64) -> f64 {
+pub(crate) fn goertzel_power(samples: &[f64], freq: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * freq / 8000.0;
     let coeff = 2.0 * w.cos();
     let (mut s1, mut s2) = (0.0, 0.0);
@@ -233,7 +233,7 @@ fn goertzel_power(samples: &[f64], freq: f64) -> f64 {
     s1 * s1 + s2 * s2 - coeff * s1 * s2
 }
 
-fn check_truth_consistency(cfg: &GenConfig, frames: &[Frame], truth: &GroundTruth) {
+pub(crate) fn check_truth_consistency(cfg: &GenConfig, frames: &[Frame], truth: &GroundTruth) {
     assert_eq!(truth.scenario, cfg.scenario);
     assert_eq!(truth.frames, frames.len());
     assert_eq!(truth.calls.len(), expected_calls(cfg), "{:?}", cfg.scenario);
@@ -992,7 +992,7 @@ fn on_demand_requests_and_modes_are_on_the_wire() {
 }
 
 /// The SDP bodies' lines starting with `prefix`, per message, in capture order.
-fn sdp_lines<'a>(msg: &'a str, prefix: &str) -> Vec<&'a str> {
+pub(crate) fn sdp_lines<'a>(msg: &'a str, prefix: &str) -> Vec<&'a str> {
     msg.split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)
         .lines()
@@ -1027,7 +1027,7 @@ fn audio_of(cap: &Capture, caller: bool) -> Vec<Vec<u8>> {
 }
 
 /// A loud line straight to stderr, past the test harness' capture.
-fn skipped(msg: &str) {
+pub(crate) fn skipped(msg: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {msg} ***\n");
 }
