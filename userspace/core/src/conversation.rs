@@ -9,11 +9,17 @@
 //!    `P-Charging-Vector`, or configured ones): a shared value, or the other leg's Call-ID;
 //! 2. `Replaces` (RFC 3891), naming the dialog it takes over (attended transfer, pickup);
 //! 3. `Referred-By` (RFC 3892) or the target of a REFER seen in another dialog (RFC 3515);
+//!    `Diversion` (RFC 5806) or `History-Info` (RFC 7044) naming the number another leg
+//!    dialled, with the same caller (a forward);
 //! 4. shared media: the same SSRC on two calls (a relay that passes it through);
 //! 5. timing with matching numbers: a leg that starts within seconds of another, through the
-//!    same server (one leg's far end is the other's near end) with the same caller or callee.
+//!    same server (one leg's far end is the other's near end) with the same caller or callee;
+//!    a pickup code (`*8`) dialled while a leg through the same server rings picks up the one
+//!    that has rung longest.
 //!
-//! Every link keeps its evidence, for the catalog. Nothing here reads packets or audio.
+//! A leg tied only by timing or a pickup code that then shares media with another
+//! conversation moves there: the media is the stronger evidence. Every link keeps its
+//! evidence, for the catalog. Nothing here reads packets or audio.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -42,6 +48,8 @@ pub enum Evidence {
     Timing,
     /// A pickup code dialled while another leg rang.
     Pickup,
+    /// Diversion or History-Info names the number the other leg dialled.
+    Forward(&'static str),
 }
 
 impl Evidence {
@@ -54,6 +62,7 @@ impl Evidence {
             Evidence::Media => "media:ssrc".into(),
             Evidence::Timing => "timing".into(),
             Evidence::Pickup => "pickup".into(),
+            Evidence::Forward(h) => format!("header:{h}"),
         }
     }
 
@@ -61,8 +70,17 @@ impl Evidence {
     pub fn is_transfer(&self) -> bool {
         matches!(
             self,
-            Evidence::Replaces | Evidence::ReferredBy | Evidence::Refer | Evidence::Pickup
+            Evidence::Replaces
+                | Evidence::ReferredBy
+                | Evidence::Refer
+                | Evidence::Pickup
+                | Evidence::Forward(_)
         )
+    }
+
+    /// Evidence a shared SSRC outweighs.
+    fn is_weak(&self) -> bool {
+        matches!(self, Evidence::Timing | Evidence::Pickup)
     }
 }
 
@@ -101,6 +119,12 @@ struct PendingRefer {
 #[derive(Default)]
 struct Conversation {
     legs: Vec<CallHandle>,
+    /// Who called and who answered, as the people see it.
+    people: [String; 2],
+    /// A phone answered (not only a PBX or a carrier's number).
+    answered_by_person: bool,
+    /// Each leg's start and signalling addresses (caller, callee).
+    hops: Vec<(CallHandle, Timestamp, IpAddr, IpAddr)>,
 }
 
 #[derive(Default)]
@@ -144,6 +168,104 @@ impl Conversations {
         self.of.get(&call).copied()
     }
 
+    /// The conversation's people: set from its first leg, then from each leg a person
+    /// answers; returns them when they changed. A leg into the B2BUA in the middle (its
+    /// callee is the caller of a later leg of the conversation) is answered by the PBX, not
+    /// a person; a pickup is answered by the phone that picked up, its caller.
+    pub fn on_answered(&mut self, call: &Call, picked_up: bool) -> Option<[String; 2]> {
+        let id = self.of(call.handle)?;
+        let conv = self.convs.get_mut(&id)?;
+        let me = conv.hops.iter().find(|h| h.0 == call.handle).copied()?;
+        let into_middle = conv
+            .hops
+            .iter()
+            .any(|h| h.0 != me.0 && h.1 >= me.1 && h.2 == me.3);
+        let dialled = if call.request_user.is_empty() {
+            call.callee.user.as_str()
+        } else {
+            call.request_user.as_str()
+        };
+        let person = if picked_up {
+            Some(call.caller.user.as_str())
+        } else if into_middle {
+            None
+        } else {
+            Some(dialled)
+        };
+        let callee = match person {
+            Some(p) => {
+                conv.answered_by_person = true;
+                p.to_string()
+            }
+            // No phone has answered yet: the number answered stands in.
+            None if !conv.answered_by_person => {
+                if call.request_user.is_empty() {
+                    call.callee.user.clone()
+                } else {
+                    call.request_user.clone()
+                }
+            }
+            None => return None,
+        };
+        if conv.people[1] == callee {
+            return None;
+        }
+        conv.people[1] = callee;
+        Some(conv.people.clone())
+    }
+
+    /// A group pickup answered: the identity the PBX asserts for the callee (the caller
+    /// whose ringing the phone took) names the leg really picked up. If that leg is in
+    /// another conversation, the pickup leg moves there. `unanswered` says whether a tracked
+    /// call never was answered.
+    pub fn confirm_pickup(
+        &mut self,
+        call: &Call,
+        unanswered: &dyn Fn(CallHandle) -> bool,
+    ) -> Option<(Link, ConversationId)> {
+        if self.links.get(&call.handle)?.evidence != Evidence::Pickup {
+            return None;
+        }
+        let caller = call.evidence.identity[1].as_deref()?;
+        let mine = self.of(call.handle)?;
+        let r = self.recent.iter().rev().find(|r| {
+            r.call != call.handle
+                && unanswered(r.call)
+                && same(&r.caller, caller)
+                && call.started.saturating_since(r.at) <= REFER_WINDOW
+        })?;
+        let (to, theirs) = (r.call, self.of(r.call)?);
+        let link = Link {
+            to,
+            evidence: Evidence::Pickup,
+            detail: format!(
+                "pickup code; the PBX asserts {caller}, the caller of the leg picked up"
+            ),
+        };
+        self.links.insert(call.handle, link.clone());
+        if theirs == mine {
+            return None;
+        }
+        let mut hop = None;
+        if let Some(c) = self.convs.get_mut(&mine) {
+            c.legs.retain(|h| *h != call.handle);
+            hop = c
+                .hops
+                .iter()
+                .position(|h| h.0 == call.handle)
+                .map(|i| c.hops.remove(i));
+            if c.legs.is_empty() {
+                self.convs.remove(&mine);
+            }
+        }
+        let conv = self.convs.entry(theirs).or_default();
+        conv.legs.push(call.handle);
+        conv.legs.sort();
+        conv.hops.extend(hop);
+        self.of.insert(call.handle, theirs);
+        Some((link, theirs))
+    }
+
     /// How a call was tied to an earlier leg.
     pub fn link_of(&self, call: CallHandle) -> Option<&Link> {
         self.links.get(&call)
@@ -169,13 +291,15 @@ impl Conversations {
 
     /// A new dialog: joins the conversation of the leg the evidence ties it to, or starts its
     /// own. `live` says whether a call is still tracked and not over.
+    /// `ringing` says whether a tracked call is still unanswered.
     pub fn on_started(
         &mut self,
         call: &Call,
         ts: Timestamp,
         live: &dyn Fn(CallHandle) -> bool,
+        ringing: &dyn Fn(CallHandle) -> bool,
     ) -> (ConversationId, Option<Link>) {
-        let link = self.find_link(call, ts, live);
+        let link = self.find_link(call, ts, live, ringing);
         let id = match &link {
             Some(l) => match self.of.get(&l.to) {
                 Some(id) => *id,
@@ -183,7 +307,17 @@ impl Conversations {
             },
             None => self.new_id(),
         };
-        self.convs.entry(id).or_default().legs.push(call.handle);
+        let conv = self.convs.entry(id).or_default();
+        if conv.legs.is_empty() {
+            conv.people = [call.caller.user.clone(), call.callee.user.clone()];
+        }
+        conv.legs.push(call.handle);
+        conv.hops.push((
+            call.handle,
+            ts,
+            call.caller_signalling.ip(),
+            call.callee_signalling.ip(),
+        ));
         self.of.insert(call.handle, id);
         if let Some(l) = &link {
             self.links.insert(call.handle, l.clone());
@@ -202,6 +336,7 @@ impl Conversations {
         call: &Call,
         ts: Timestamp,
         live: &dyn Fn(CallHandle) -> bool,
+        ringing: &dyn Fn(CallHandle) -> bool,
     ) -> Option<Link> {
         let ok = |h: &CallHandle| *h != call.handle && live(*h);
         // 1. A correlation value another leg carries, or another leg's Call-ID.
@@ -253,27 +388,57 @@ impl Conversations {
                 detail: format!("REFER to {}", r.target),
             });
         }
+        // A forward: the number first dialled, on a leg from the same caller.
+        let (caller, _) = numbers(call);
+        if let Some(from) = &call.evidence.diverted_from
+            && let Some(r) = self.recent.iter().rev().find(|r| {
+                ok(&r.call)
+                    && ts.saturating_since(r.at) <= REFER_WINDOW
+                    && same(&r.callee, from)
+                    && caller.iter().flatten().any(|n| same(n, &r.caller))
+            })
+        {
+            let header = if call.evidence.diverted_by_history {
+                "History-Info"
+            } else {
+                "Diversion"
+            };
+            return Some(Link {
+                to: r.call,
+                evidence: Evidence::Forward(header),
+                detail: format!("forwarded from {from}"),
+            });
+        }
         // 4 (shared media) comes later, with the streams: see `on_stream`.
         // 5. Timing: through the same server, with the same caller or callee.
         let (caller, callee) = numbers(call);
         let pickup = callee.iter().flatten().any(|n| n.starts_with('*'));
+        if pickup {
+            // The leg through the same server that has rung longest.
+            let rang = self.recent.iter().find(|r| {
+                ts.saturating_since(r.at) <= REFER_WINDOW
+                    && ok(&r.call)
+                    && ringing(r.call)
+                    && (call.callee_signalling.ip() == r.caller_ip
+                        || call.callee_signalling.ip() == r.callee_ip)
+            });
+            if let Some(r) = rang {
+                return Some(Link {
+                    to: r.call,
+                    evidence: Evidence::Pickup,
+                    detail: format!("pickup code while {} rang", r.callee),
+                });
+            }
+        }
         for r in self.recent.iter().rev() {
             if ts.saturating_since(r.at) > TIMING_WINDOW || !ok(&r.call) {
                 continue;
             }
             // One leg's far end is the other's near end: the B2BUA in the middle.
             let through = call.caller_signalling.ip() == r.callee_ip
-                || call.callee_signalling.ip() == r.caller_ip
-                || (pickup && call.callee_signalling.ip() == r.callee_ip);
-            if !through {
+                || call.callee_signalling.ip() == r.caller_ip;
+            if !through || pickup {
                 continue;
-            }
-            if pickup {
-                return Some(Link {
-                    to: r.call,
-                    evidence: Evidence::Pickup,
-                    detail: format!("pickup code while {} rang", r.callee),
-                });
             }
             let caller_match = caller.iter().flatten().any(|n| same(n, &r.caller));
             let callee_match = callee.iter().flatten().any(|n| same(n, &r.callee));
@@ -379,13 +544,18 @@ impl Conversations {
         } else {
             (mine, theirs)
         };
-        let moved = self.convs.remove(&gone).map(|c| c.legs).unwrap_or_default();
-        for h in &moved {
+        let moved = self.convs.remove(&gone).unwrap_or_default();
+        for h in &moved.legs {
             self.of.insert(*h, keep);
         }
-        let legs = &mut self.convs.entry(keep).or_default().legs;
-        legs.extend(moved);
-        legs.sort();
+        let conv = self.convs.entry(keep).or_default();
+        conv.legs.extend(moved.legs);
+        conv.legs.sort();
+        conv.hops.extend(moved.hops);
+        if !conv.answered_by_person && moved.answered_by_person {
+            conv.people[1] = moved.people[1].clone();
+            conv.answered_by_person = true;
+        }
         Some((keep, gone))
     }
 
@@ -402,13 +572,37 @@ impl Conversations {
         self.ssrcs.insert(ssrc, call);
         self.keys.entry(call).or_default().1.push(ssrc);
         let other = other.filter(|o| *o != call && live(*o))?;
-        // The newer conversation folds into the older one.
-        let (keep, gone) = self.join(call, other)?;
         let link = Link {
             to: other,
             evidence: Evidence::Media,
             detail: format!("SSRC {ssrc:#010x} on both"),
         };
+        let (mine, theirs) = (self.of(call)?, self.of(other)?);
+        if mine == theirs {
+            return None;
+        }
+        // A leg tied only by timing or a pickup code was tied to the wrong leg: it moves.
+        let weak = self.links.get(&call).is_some_and(|l| l.evidence.is_weak());
+        if weak && self.legs(mine).len() > 1 {
+            let mut hop = None;
+            if let Some(c) = self.convs.get_mut(&mine) {
+                c.legs.retain(|h| *h != call);
+                hop = c
+                    .hops
+                    .iter()
+                    .position(|h| h.0 == call)
+                    .map(|i| c.hops.remove(i));
+            }
+            let conv = self.convs.entry(theirs).or_default();
+            conv.legs.push(call);
+            conv.legs.sort();
+            conv.hops.extend(hop);
+            self.of.insert(call, theirs);
+            self.links.insert(call, link.clone());
+            return Some((link, theirs, None));
+        }
+        // The newer conversation folds into the older one.
+        let (keep, gone) = self.join(call, other)?;
         self.links.entry(call).or_insert_with(|| link.clone());
         Some((link, keep, Some(gone)))
     }
@@ -431,6 +625,7 @@ impl Conversations {
             && let Some(c) = self.convs.get_mut(&id)
         {
             c.legs.retain(|h| *h != call);
+            c.hops.retain(|h| h.0 != call);
             if c.legs.is_empty() {
                 self.convs.remove(&id);
             }

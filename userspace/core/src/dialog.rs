@@ -71,12 +71,16 @@ pub struct Evidence {
     /// The number a forwarded call was first meant for: Diversion (RFC 5806), else the first
     /// History-Info entry (RFC 7044).
     pub diverted_from: Option<String>,
+    /// `diverted_from` came from History-Info.
+    pub diverted_by_history: bool,
     /// The INVITE came through a proxy: it has Record-Route, or more than one Via.
     pub proxied: bool,
     /// Referred-By (RFC 3892) user of the INVITE: it follows a transfer.
     pub referred_by: Option<String>,
     /// The Call-ID of the dialog the INVITE's Replaces (RFC 3891) takes over.
     pub replaces: Option<String>,
+    /// Its `early-only` flag: it takes over a dialog still ringing (a directed pickup).
+    pub replaces_early: bool,
     /// Correlation tokens: (header, value), values shared by the legs of one conversation or
     /// naming another leg's Call-ID.
     pub correlation: Vec<(String, String)>,
@@ -822,12 +826,21 @@ impl Dialogs {
                 .map(|a| a.chars().take(64).collect::<String>());
         }
         if msg.is_request() && initial {
-            ev.diverted_from = user_of("Diversion").or_else(|| user_of("History-Info"));
+            ev.diverted_from = user_of("Diversion");
+            if ev.diverted_from.is_none() {
+                ev.diverted_from = user_of("History-Info");
+                ev.diverted_by_history = ev.diverted_from.is_some();
+            }
             ev.referred_by = user_of("Referred-By");
-            ev.replaces = msg
-                .header_named("Replaces")
+            let replaces = msg.header_named("Replaces");
+            ev.replaces = replaces
                 .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
                 .filter(|v| !v.is_empty());
+            ev.replaces_early = replaces.is_some_and(|v| {
+                v.split(';')
+                    .skip(1)
+                    .any(|p| p.trim().eq_ignore_ascii_case("early-only"))
+            });
             let vias = msg
                 .headers()
                 .filter(|h| h.is(sip::HeaderName::Via))

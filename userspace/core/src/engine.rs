@@ -192,7 +192,7 @@ pub struct Engine {
 
 /// A leg must outlive the recording leg of its conversation by this much to take over the
 /// recording (a B2BUA hangs its legs up within milliseconds of each other).
-pub const HANDOVER_GRACE: Duration = Duration::from_secs(2);
+pub const HANDOVER_GRACE: Duration = Duration::from_millis(500);
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
@@ -529,6 +529,7 @@ impl Engine {
                             evidence: link.evidence.as_str(),
                             detail: link.detail,
                             merged: merged.map(|m| m.0),
+                            people: None,
                         }));
                     }
                     self.events.push_back(Event::Transfer {
@@ -584,7 +585,15 @@ impl Engine {
         }));
         let dialogs = &self.dialogs;
         let live = |h: CallHandle| dialogs.get(h).is_some();
-        let (id, link) = self.conversations.on_started(c, c.started, &live);
+        let ringing = |h: CallHandle| {
+            dialogs
+                .get(h)
+                .is_some_and(|c| c.answered.is_none() && c.state != CallState::Ended)
+        };
+        let (id, link) = self.conversations.on_started(c, c.started, &live, &ringing);
+        let people = link
+            .is_none()
+            .then(|| [c.caller.user.clone(), c.callee.user.clone()]);
         let (linked_to, evidence, detail) = match link {
             Some(l) => (Some(l.to), l.evidence.as_str(), l.detail),
             None => (None, String::new(), String::new()),
@@ -597,6 +606,7 @@ impl Engine {
             evidence,
             detail,
             merged: None,
+            people,
         }));
     }
 
@@ -612,12 +622,40 @@ impl Engine {
             to_tag: c.to_tag.clone().unwrap_or_default(),
         });
         self.servers.observe(c);
+        let dialogs = &self.dialogs;
+        let unanswered = |h: CallHandle| dialogs.get(h).is_some_and(|o| o.answered.is_none());
+        if let Some((link, conv)) = self.conversations.confirm_pickup(c, &unanswered) {
+            self.events.push_back(Event::Conversation(ConversationLink {
+                call: handle,
+                ts: answered_at,
+                conversation: conv.0,
+                linked_to: Some(link.to),
+                evidence: link.evidence.as_str(),
+                detail: link.detail,
+                merged: None,
+                people: None,
+            }));
+        }
         let legs = self.conversations.others(handle);
-        let transferred = self
-            .conversations
-            .link_of(handle)
-            .is_some_and(|l| l.evidence.is_transfer());
-        let facts = call_facts(c, answered_at, &self.servers, &legs, transferred);
+        let others = other_facts(&self.dialogs, &self.servers, &legs);
+        let link = self.conversations.link_of(handle).map(|l| &l.evidence);
+        let mut facts = call_facts(c, answered_at, &self.servers, &others, link);
+        facts.picked_up = link == Some(&crate::conversation::Evidence::Pickup)
+            || link == Some(&crate::conversation::Evidence::Replaces) && c.evidence.replaces_early;
+        if let Some(people) = self.conversations.on_answered(c, facts.picked_up)
+            && let Some(id) = self.conversations.of(handle)
+        {
+            self.events.push_back(Event::Conversation(ConversationLink {
+                call: handle,
+                ts: answered_at,
+                conversation: id.0,
+                linked_to: None,
+                evidence: String::new(),
+                detail: String::new(),
+                merged: None,
+                people: Some(people),
+            }));
+        }
         let mut decision = self.policy.on_answer(&facts);
         // One recording per conversation: a leg whose conversation another leg already
         // records is covered by it, unless every leg is recorded (and says so).
@@ -658,6 +696,9 @@ impl Engine {
             direction: decision.direction.map(|d| d.as_str()),
             covered_by,
         }));
+        if decision.external_to_external_refused {
+            self.stop_conversation(handle, answered_at, &decision.reason);
+        }
         let mut settings = call_settings(answered_at, &decision.settings);
         if covered_by.is_some() {
             self.media.entry(handle).or_default().settings = settings;
@@ -679,15 +720,36 @@ impl Engine {
         }
     }
 
+    /// A leg connects two external parties the tenant does not record: the conversation's
+    /// other legs carry the same people now, so their recordings stop and nothing takes over.
+    fn stop_conversation(&mut self, call: CallHandle, ts: Timestamp, reason: &str) {
+        for leg in self.conversations.others(call) {
+            self.covered.remove(&leg);
+            if let Some(rec) = self.recording(leg) {
+                let handle = rec.handle;
+                self.push_control(RecordingControl {
+                    rec: handle,
+                    call: leg,
+                    ts,
+                    action: Action::Stop,
+                    reason: reason.to_string(),
+                    requested_by: None,
+                    requested_by_user: None,
+                    requested_by_device: None,
+                    offset_s: None,
+                });
+                self.stop_recording(leg, ts, StopReason::ExternalToExternal);
+            }
+        }
+    }
+
     /// The leg of `call`'s conversation whose recording covers it: another leg recording
     /// (or waiting for its bridge), the oldest first.
     fn recorder_of(&self, call: CallHandle) -> Option<CallHandle> {
         self.conversations.others(call).into_iter().find(|l| {
-            !self.tentative.contains_key(l)
-                && self
-                    .media
-                    .get(l)
-                    .is_some_and(|m| m.recording.is_some() || m.settings.bridge.is_some())
+            self.media
+                .get(l)
+                .is_some_and(|m| m.recording.is_some() || m.settings.bridge.is_some())
         })
     }
 
@@ -762,6 +824,11 @@ impl Engine {
         let Some(next) = next else {
             return;
         };
+        // Another leg of the conversation records it still (legs joined by a transfer each
+        // had theirs): that one goes on.
+        if self.recorder_of(next).is_some() {
+            return;
+        }
         let reason = self.covered.remove(&next).unwrap_or_default();
         let reason = format!("handover from leg {from_id}: {reason}");
         if let Some(r) = self.begin_recording(next, at, reason, None) {
@@ -871,11 +938,11 @@ impl Engine {
             return;
         };
         let legs = self.conversations.others(call);
-        let transferred = self
-            .conversations
-            .link_of(call)
-            .is_some_and(|l| l.evidence.is_transfer());
-        let facts = call_facts(c, answered_at, &self.servers, &legs, transferred);
+        let others = other_facts(&self.dialogs, &self.servers, &legs);
+        let link = self.conversations.link_of(call).map(|l| &l.evidence);
+        let mut facts = call_facts(c, answered_at, &self.servers, &others, link);
+        facts.picked_up = link == Some(&crate::conversation::Evidence::Pickup)
+            || link == Some(&crate::conversation::Evidence::Replaces) && c.evidence.replaces_early;
         let Some(cmd) = self.policy.on_trigger(&facts, &trigger) else {
             return;
         };
@@ -1006,12 +1073,13 @@ impl Engine {
             if by_input || reason != StopReason::CallEnded {
                 self.confirm(call);
             } else {
-                // It ended with the leg it took over from: the earlier recording was all.
+                // It ended with the leg it took over from: the earlier recording was all, or
+                // another covered leg goes on.
                 self.tentative.remove(&call);
                 if let Some(m) = self.media.get_mut(&call) {
                     m.recording = None;
                 }
-                return;
+                return self.hand_over(call, end);
             }
         }
         let Some(media) = self.media.get_mut(&call) else {
@@ -1279,6 +1347,7 @@ impl Engine {
                         evidence: link.evidence.as_str(),
                         detail: link.detail,
                         merged: merged.map(|m| m.0),
+                        people: None,
                     }));
                 }
                 media.streams.len() - 1
@@ -1698,9 +1767,10 @@ fn call_facts<'a>(
     c: &'a Call,
     answered_at: Timestamp,
     servers: &Servers,
-    conversation: &'a [CallHandle],
-    transferred: bool,
+    conversation: &'a [CallFacts<'a>],
+    link: Option<&crate::conversation::Evidence>,
 ) -> CallFacts<'a> {
+    let transferred = link.is_some_and(crate::conversation::Evidence::is_transfer);
     let addrs = [c.caller_signalling.ip(), c.callee_signalling.ip()];
     let parties = [0, 1].map(|i| PartyEvidence {
         server: servers.judge(addrs[i]),
@@ -1724,5 +1794,18 @@ fn call_facts<'a>(
         diverted_from: c.evidence.diverted_from.as_deref(),
         conversation,
         transferred,
+        picked_up: false,
     }
+}
+
+/// The facts of a conversation's other legs, for the policy to judge this one by.
+fn other_facts<'a>(
+    dialogs: &'a Dialogs,
+    servers: &Servers,
+    legs: &[CallHandle],
+) -> Vec<CallFacts<'a>> {
+    legs.iter()
+        .filter_map(|&l| dialogs.get(l))
+        .map(|o| call_facts(o, o.answered.unwrap_or(o.started), servers, &[], None))
+        .collect()
 }

@@ -410,6 +410,9 @@ pub struct ConversationLink {
     pub detail: String,
     /// When shared media joined two conversations: the one folded into this.
     pub merged: Option<u64>,
+    /// The conversation's people as they see it, when this event sets them: who called (the
+    /// first leg's caller) and who answered (the last phone to answer, not a PBX).
+    pub people: Option<[String; 2]>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -525,15 +525,6 @@ impl Store {
             )
             .and_then(|mut s| s.execute(params![row, to_tag, ts.to_string()]))
             .map_err(self.sq())?;
-        // The conversation's callee is whoever answered last: the agent behind a DDI, the
-        // target of a transfer.
-        self.db
-            .prepare_cached(
-                "UPDATE conversations SET callee_user = (SELECT callee_user FROM calls WHERE id = ?1)
-                 WHERE id = (SELECT conversation_id FROM calls WHERE id = ?1)",
-            )
-            .and_then(|mut s| s.execute(params![row]))
-            .map_err(self.sq())?;
         Ok(())
     }
 
@@ -1035,18 +1026,32 @@ impl Store {
             .prepare_cached("UPDATE recordings SET conversation_id = ?2 WHERE call_id = ?1")
             .and_then(|mut s| s.execute(params![call_row, conv_row]))
             .map_err(self.sq())?;
+        // A leg moved from the conversation weak evidence had put it in: both are recounted.
+        let before = self.calls.get(&l.call).and_then(|c| c.conversation);
         if let Some(c) = self.calls.get_mut(&l.call) {
             c.conversation = Some(conv_row);
         }
-        self.db
-            .prepare_cached(
-                "UPDATE conversations SET
-                    legs = (SELECT count(*) FROM calls WHERE conversation_id = ?1),
-                    start_time = (SELECT min(start_time) FROM calls WHERE conversation_id = ?1)
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![conv_row]))
-            .map_err(self.sq())?;
+        for row in std::iter::once(conv_row).chain(before.filter(|&b| b != conv_row)) {
+            self.db
+                .prepare_cached(
+                    "UPDATE conversations SET
+                        legs = (SELECT count(*) FROM calls WHERE conversation_id = ?1),
+                        start_time = coalesce(
+                            (SELECT min(start_time) FROM calls WHERE conversation_id = ?1),
+                            start_time)
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![row]))
+                .map_err(self.sq())?;
+        }
+        if let Some([caller, callee]) = &l.people {
+            self.db
+                .prepare_cached(
+                    "UPDATE conversations SET caller_user = ?2, callee_user = ?3 WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![conv_row, caller, callee]))
+                .map_err(self.sq())?;
+        }
         if l.linked_to.is_some() {
             self.db
                 .prepare_cached(

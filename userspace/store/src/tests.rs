@@ -1466,6 +1466,7 @@ fn link(
         evidence: evidence.into(),
         detail: format!("detail of {evidence}"),
         merged,
+        people: None,
     })
 }
 

@@ -218,7 +218,7 @@ struct UserToml {
     #[serde(default)]
     devices: Vec<Spanned<String>>,
     #[serde(default)]
-    outbound_ddi: Option<String>,
+    ddi: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,7 +413,7 @@ impl RulesSection {
                 roles: u.roles.clone(),
                 settings: settings(loc, &u.settings)?,
                 devices: u.devices.iter().map(|d| d.get_ref().clone()).collect(),
-                outbound_ddi: u.outbound_ddi.clone(),
+                ddi: u.ddi.clone(),
             });
         }
         let mut devices: Vec<Device> = Vec::new();

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::decide::{Direction, KnownParty, classify_in, evaluate};
+use super::decide::{Direction, KnownParty, classify, classify_in, evaluate};
 use super::rules::{Mode, OnDemand, Rules, TransferPolicy};
 use super::{Action, CallFacts, Command, Decision, RecordingPolicy, ServerEvidence, Trigger};
 use crate::dialog::side_index as side_slot;
@@ -35,6 +35,8 @@ struct CallControl {
     transfers: TransferPolicy,
     /// Why the call is recorded (or not), for legs that inherit it.
     reason: String,
+    /// It connects two external parties and its tenant does not record them.
+    external_to_external: bool,
 }
 
 /// The rules-driven policy.
@@ -61,21 +63,32 @@ impl RulesPolicy {
         self.calls.len()
     }
 
-    /// How the parties of the conversation's other legs were judged.
+    /// How the parties of the conversation's other legs were judged: as this policy judged
+    /// them when they were answered (and since, on a transfer), or now for a leg still ringing.
     fn known(&self, facts: &CallFacts<'_>) -> Vec<KnownParty> {
-        facts
-            .conversation
-            .iter()
-            .filter_map(|h| self.calls.get(h))
-            .flat_map(|c| {
-                c.parties.iter().map(|(number, internal)| KnownParty {
-                    number: number.clone(),
-                    internal: *internal,
-                    leg: c.sip_call_id.clone(),
-                })
-            })
-            .filter(|k| !k.number.is_empty())
-            .collect()
+        let mut out = Vec::new();
+        for other in facts.conversation {
+            let parties = match self.calls.get(&other.call) {
+                Some(c) => c.parties.clone(),
+                None => {
+                    let class = classify(&self.rules, other);
+                    [
+                        (other.caller.user.clone(), class.caller_internal),
+                        (dialled(other), class.callee_internal),
+                    ]
+                }
+            };
+            for (number, internal) in parties {
+                if !number.is_empty() {
+                    out.push(KnownParty {
+                        number,
+                        internal,
+                        leg: other.sip_call_id.to_string(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn control(&mut self, facts: &CallFacts<'_>) -> (&mut CallControl, Option<Decision>) {
@@ -84,11 +97,8 @@ impl RulesPolicy {
             let known = self.known(facts);
             let mut eval = evaluate(&self.rules, facts, &known);
             self.inherit(facts, &mut eval);
-            let callee_number = if facts.request_user.is_empty() {
-                facts.callee.user.clone()
-            } else {
-                facts.request_user.to_string()
-            };
+            self.refuse_if_external_conversation(facts, &mut eval);
+            let callee_number = dialled(facts);
             let c = CallControl {
                 mode: eval.mode,
                 on_demand: eval.on_demand,
@@ -117,6 +127,7 @@ impl RulesPolicy {
                 sip_call_id: facts.sip_call_id.to_string(),
                 transfers: eval.class.tenant.map(|t| t.transfers).unwrap_or_default(),
                 reason: eval.decision.reason.clone(),
+                external_to_external: eval.decision.external_to_external_refused,
             };
             self.calls.insert(facts.call, c);
             decision = Some(eval.decision);
@@ -129,6 +140,33 @@ impl RulesPolicy {
 }
 
 impl RulesPolicy {
+    /// A leg of a conversation another leg of which already connects two external parties
+    /// (a forward or transfer out, refused there) carries those same people: refused too.
+    fn refuse_if_external_conversation(
+        &self,
+        facts: &CallFacts<'_>,
+        eval: &mut super::decide::Evaluation<'_>,
+    ) {
+        if !eval.decision.record || eval.mode != Mode::Auto {
+            return;
+        }
+        let Some(other) = facts.conversation.iter().find(|f| {
+            self.calls
+                .get(&f.call)
+                .is_some_and(|c| c.external_to_external)
+        }) else {
+            return;
+        };
+        let reason = format!(
+            "external-to-external conversation refused: leg {} connects two external parties and its tenant does not allow recording them",
+            other.sip_call_id
+        );
+        eval.decision.trace.push(reason.clone());
+        eval.decision.record = false;
+        eval.decision.reason = reason;
+        eval.decision.external_to_external_refused = true;
+    }
+
     /// A leg that follows a transfer, forward or pickup in a tenant whose transfers inherit:
     /// recorded as the conversation's recorded leg is, unless the decision refused it for a
     /// reason of its own (a mode, or two external parties).
@@ -151,7 +189,7 @@ impl RulesPolicy {
         let Some(from) = facts
             .conversation
             .iter()
-            .filter_map(|h| self.calls.get(h))
+            .filter_map(|f| self.calls.get(&f.call))
             .find(|c| c.recording)
         else {
             return;
@@ -200,6 +238,7 @@ impl CallControl {
 
     fn became_external_to_external(&mut self) -> Option<Command> {
         self.on_demand = [false; 2];
+        self.external_to_external |= !self.external_to_external_allowed;
         if self.external_to_external_allowed || self.mode == Mode::Force || !self.recording {
             return None;
         }
@@ -237,6 +276,15 @@ impl CallControl {
             Action::Start
         });
         self.request(side, action, &format!("code {code} ({source})"))
+    }
+}
+
+/// The callee's number: the one dialled, else the To user.
+fn dialled(facts: &CallFacts<'_>) -> String {
+    if facts.request_user.is_empty() {
+        facts.callee.user.clone()
+    } else {
+        facts.request_user.to_string()
     }
 }
 
@@ -489,7 +537,7 @@ mod tests {
             // A new leg the PBX makes to bob after alice transferred the caller.
             let mut leg = Call::new(("+4930555", PBX), ("202", BOB)).via_server(Side::Caller);
             leg.handle = 2;
-            leg.conversation = vec![CallHandle(1)];
+            leg.conversation = vec![inbound()];
             leg.transferred = true;
             let d = p.on_answer(&leg.facts());
             match transfers {
@@ -507,7 +555,7 @@ mod tests {
             let mut out =
                 Call::new(("+4930555", PBX), ("+4930666", CARRIER)).via_server(Side::Caller);
             out.handle = 3;
-            out.conversation = vec![CallHandle(1)];
+            out.conversation = vec![inbound()];
             out.transferred = true;
             let d = p.on_answer(&out.facts());
             assert!(!d.record, "{:#?}", d.trace);

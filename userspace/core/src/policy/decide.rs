@@ -113,6 +113,8 @@ pub struct CallClass<'r> {
     pub callee_endpoint: Endpoint<'r>,
     /// Why each party was classified as it was.
     pub trace: Vec<String>,
+    /// A pickup leg: its callee side is the person who called (see `CallFacts::picked_up`).
+    pub picked_up: bool,
 }
 
 impl<'r> CallClass<'r> {
@@ -121,6 +123,18 @@ impl<'r> CallClass<'r> {
             Side::Caller => &self.caller_endpoint,
             Side::Callee => &self.callee_endpoint,
         }
+    }
+
+    /// The legs whose settings decide, on this call's signalling sides.
+    pub fn legs(&self) -> Vec<(Side, LegDirection, Network)> {
+        self.direction
+            .legs()
+            .iter()
+            .map(|&(side, dir, net)| {
+                let side = if self.picked_up { side.other() } else { side };
+                (side, dir, net)
+            })
+            .collect()
     }
 
     pub fn is_internal(&self, side: Side) -> bool {
@@ -486,31 +500,37 @@ pub fn classify_in<'r>(
 ) -> CallClass<'r> {
     let parties = views(facts);
     let mut trace = Vec::new();
-    let tenant = match find_tenant(rules, &parties).or_else(|| {
-        // A leg the PBX makes for a forward or transfer: the tenant of whoever it forwards
-        // for, or of the conversation's other legs.
-        let others = facts
-            .diverted_from
-            .into_iter()
-            .chain(known.iter().map(|k| k.number.as_str()));
-        others.into_iter().find_map(|n| {
-            let belongs = |t: &&Tenant| {
-                owns_number(t, n)
-                    || t.users
-                        .iter()
-                        .any(|u| u.extensions.iter().any(|e| same_number(e, n)))
-            };
-            rules.tenants.iter().find(belongs).map(|t| {
-                (
-                    t,
-                    format!(
-                        "{n}, a party of the conversation, is a number of tenant {}",
-                        t.name
-                    ),
-                )
+    let tenant = match find_tenant(rules, &parties)
+        .or_else(|| {
+            // A leg the PBX makes for a forward or transfer: the tenant of whoever it forwards
+            // for, or of the conversation's other legs.
+            let others = facts
+                .diverted_from
+                .into_iter()
+                .chain(known.iter().map(|k| k.number.as_str()));
+            others.into_iter().find_map(|n| {
+                let belongs = |t: &&Tenant| {
+                    owns_number(t, n)
+                        || t.users
+                            .iter()
+                            .any(|u| u.extensions.iter().any(|e| same_number(e, n)))
+                };
+                rules.tenants.iter().find(belongs).map(|t| {
+                    (
+                        t,
+                        format!(
+                            "{n}, a party of the conversation, is a number of tenant {}",
+                            t.name
+                        ),
+                    )
+                })
             })
         })
-    }) {
+        .or_else(|| match rules.tenants.as_slice() {
+            // One PBX, one account: behind it the wire need not show a number the rules list.
+            [only] => Some((only, "the only tenant".to_string())),
+            _ => None,
+        }) {
         Some((t, why)) => {
             trace.push(format!("tenant {}: {why}", t.name));
             Some(t)
@@ -578,7 +598,14 @@ pub fn classify_in<'r>(
     };
     trace.push(why_caller);
     trace.push(why_callee);
-    let direction = match (caller_internal, callee_internal) {
+    // Who called whom: on a pickup leg the caller is on the callee side.
+    let (from, to) = if facts.picked_up {
+        trace.push("a pickup: the person who called is on the callee side of this leg".into());
+        (callee_internal, caller_internal)
+    } else {
+        (caller_internal, callee_internal)
+    };
+    let direction = match (from, to) {
         (true, true) => Direction::Internal,
         (true, false) => Direction::Outbound,
         (false, true) => Direction::Inbound,
@@ -593,6 +620,7 @@ pub fn classify_in<'r>(
         caller_endpoint,
         callee_endpoint,
         trace,
+        picked_up: facts.picked_up,
     }
 }
 
@@ -641,6 +669,10 @@ pub(crate) fn evaluate<'r>(
     let settings = applied_settings(&class);
     let on_demand = on_demand_sides(rules, &class, mode);
     let (record, reason) = auto_decision(rules, facts, &class, mode, known, &mut trace);
+    let external_to_external_refused = !record
+        && mode == Mode::Auto
+        && class.direction == Direction::ExternalToExternal
+        && class.tenant.is_some_and(|t| !t.allow_external_to_external);
     trace.push(format!(
         "decision: {} ({reason})",
         if record { "record" } else { "do not record" }
@@ -652,6 +684,7 @@ pub(crate) fn evaluate<'r>(
             trace,
             settings,
             direction: Some(class.direction),
+            external_to_external_refused,
         },
         class,
         mode,
@@ -663,7 +696,6 @@ pub(crate) fn evaluate<'r>(
 fn applied_settings(class: &CallClass<'_>) -> Settings {
     let account = class.tenant.map(|t| t.settings.clone()).unwrap_or_default();
     class
-        .direction
         .legs()
         .iter()
         .map(|(side, ..)| class.endpoint(*side))
@@ -734,7 +766,8 @@ fn auto_decision(
 /// Behind a PBX the DDI is often not the number on the leg: the PBX puts an inbound call
 /// through to the extension (the DDI stays in To, Diversion or History-Info, or on the
 /// carrier leg of the conversation), and presents the DDI only on the carrier leg of an
-/// outbound call (the caller's asserted identity, the user's or tenant's `outbound_ddi`).
+/// outbound call (the caller's asserted identity, the user's `ddi` or the tenant's
+/// `outbound_ddi`). A call from outside to a user with a `ddi` came through it.
 fn ddi_step(
     tenant: &Tenant,
     facts: &CallFacts<'_>,
@@ -759,6 +792,7 @@ fn ddi_step(
                 Some(facts.callee.user.as_str()),
                 facts.parties[1].identity,
                 facts.diverted_from,
+                class.callee_endpoint.user.and_then(|u| u.ddi.as_deref()),
             ]
             .into_iter()
             .flatten()
@@ -767,10 +801,7 @@ fn ddi_step(
             true,
         ),
         Direction::Outbound => {
-            let user = class
-                .caller_endpoint
-                .user
-                .and_then(|u| u.outbound_ddi.as_deref());
+            let user = class.caller_endpoint.user.and_then(|u| u.ddi.as_deref());
             (
                 [
                     facts.parties[0].identity,
@@ -817,7 +848,7 @@ fn settings_step(
     class: &CallClass<'_>,
     trace: &mut Vec<String>,
 ) -> Option<String> {
-    for &(side, dir, net) in class.direction.legs() {
+    for &(side, dir, net) in &class.legs() {
         let cell = format!("{}.{}", dir.as_str(), net.as_str());
         let ep = class.endpoint(side);
         let endpoint = ep.records(dir, net, trace);
@@ -845,7 +876,7 @@ fn settings_step(
 }
 
 fn role_step(rules: &Rules, class: &CallClass<'_>, trace: &mut Vec<String>) -> Option<String> {
-    for &(side, dir, net) in class.direction.legs() {
+    for &(side, dir, net) in &class.legs() {
         let Some(user) = class.endpoint(side).user else {
             continue;
         };
@@ -899,7 +930,6 @@ fn on_demand_sides(rules: &Rules, class: &CallClass<'_>, mode: Mode) -> [bool; 2
             return false;
         };
         class
-            .direction
             .legs()
             .iter()
             .filter(|(s, ..)| *s == side)
@@ -1517,7 +1547,7 @@ mod tests {
         // Outbound: the phone leg shows 201 only.
         let c = Call::new(("201", ALICE), ("+4930555", PBX)).via_server(Side::Callee);
         assert!(!decided(&r, &c).record);
-        alice(&mut r).outbound_ddi = Some("+4940200".into());
+        alice(&mut r).ddi = Some("+4940200".into());
         let d = decided(&r, &c);
         assert!(d.record, "{:#?}", d.trace);
         assert_eq!(d.reason, "DDI +4940200 records outgoing calls");

@@ -87,8 +87,10 @@ pub struct Call {
     /// Per side: whether its address is a server, its asserted identity, its media address.
     pub parties: [(Option<ServerEvidence>, Option<String>, Option<IpAddr>); 2],
     pub diverted_from: Option<String>,
-    pub conversation: Vec<CallHandle>,
+    /// The conversation's other legs.
+    pub conversation: Vec<Call>,
     pub transferred: bool,
+    pub picked_up: bool,
 }
 
 fn party(user: &str, host: &str) -> Party {
@@ -113,6 +115,7 @@ impl Call {
             diverted_from: None,
             conversation: Vec::new(),
             transferred: false,
+            picked_up: false,
         }
     }
 
@@ -165,8 +168,16 @@ impl Call {
                     media: *media,
                 }),
             diverted_from: self.diverted_from.as_deref(),
-            conversation: &self.conversation,
+            // Tests only: the other legs' facts live as long as the test.
+            conversation: Box::leak(
+                self.conversation
+                    .iter()
+                    .map(Call::facts)
+                    .collect::<Vec<_>>()
+                    .into_boxed_slice(),
+            ),
             transferred: self.transferred,
+            picked_up: self.picked_up,
         }
     }
 }

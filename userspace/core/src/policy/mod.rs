@@ -47,11 +47,16 @@ pub struct CallFacts<'a> {
     pub parties: [PartyEvidence<'a>; 2],
     /// The number a forwarded call was first meant for (Diversion, History-Info).
     pub diverted_from: Option<&'a str>,
-    /// The other legs of this leg's conversation that are still up, oldest first.
-    pub conversation: &'a [CallHandle],
+    /// The other legs of this leg's conversation that are still up, oldest first (their own
+    /// `conversation` is empty).
+    pub conversation: &'a [CallFacts<'a>],
     /// This leg follows a transfer, a forward by the PBX or a pickup of another leg
     /// (`crate::conversation::Evidence::is_transfer`).
     pub transferred: bool,
+    /// This leg picks up another that rang (a pickup code, or `Replaces` of an unanswered
+    /// dialog): the person who called is on its callee side, so who called whom is the
+    /// other way round from its signalling.
+    pub picked_up: bool,
 }
 
 /// What the signalling says of one party beyond its From or To.
@@ -78,6 +83,9 @@ pub struct Decision {
     pub settings: Settings,
     /// Which way the call goes, when the policy classified it.
     pub direction: Option<Direction>,
+    /// Not recorded because it connects two external parties and the tenant does not allow
+    /// that: the other legs of its conversation, which now carry the same two people, stop.
+    pub external_to_external_refused: bool,
 }
 
 impl Decision {
@@ -90,6 +98,7 @@ impl Decision {
             reason,
             settings: Settings::default(),
             direction: None,
+            external_to_external_refused: false,
         }
     }
 }

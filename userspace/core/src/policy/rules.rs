@@ -281,10 +281,10 @@ pub struct User {
     pub settings: Settings,
     /// Ids of the user's devices (a device may also name its user).
     pub devices: Vec<String>,
-    /// The DDI the PBX presents on this user's outbound calls (Kazoo's external caller ID,
-    /// IvozProvider's outgoing DDI), where the wire between the phones and the PBX never
-    /// shows it.
-    pub outbound_ddi: Option<String>,
+    /// The user's own DDI: calls from outside to it reach this user, and the PBX presents it
+    /// on the user's outbound calls (Kazoo's external caller ID, IvozProvider's outgoing
+    /// DDI). Between the phones and the PBX the wire shows neither; this says it.
+    pub ddi: Option<String>,
 }
 
 /// A phone or softphone, recognised by SIP user, contact or address (any that is set).
