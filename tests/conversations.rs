@@ -658,3 +658,91 @@ fn transfers_inherit_or_decide_per_tenant() {
         assert_eq!(recorded, target_recorded, "{what}: C's leg recorded");
     }
 }
+
+/// The real captures that show a B2BUA, a REFER or a relay are linked as their SIP says:
+/// `erspan-refer-hold` is a call to 20008909 and, 13 s later, a consultation call from
+/// 20008909 to 20008910 through the OmniPCX (two dialogs 9 ms apart, each seen on both faces
+/// of an SBC that keeps the Call-ID), with an attended-transfer REFER the PBX refuses (407,
+/// then 488): two conversations, and a failed transfer. `sip-call-rtp-g711` (a relay passing
+/// SSRCs through for one call, a second call 24 s later) and `sip-dtmf-rfc2833` (a rejected
+/// call and a call 16 s later) have no ties.
+#[test]
+fn real_captures_are_linked_as_their_sip_says() {
+    let Some(dir) = voxtap_tests::shared_captures("real_captures_are_linked_as_their_sip_says")
+    else {
+        return;
+    };
+    let group = |name: &str| {
+        let scratch = voxtap_tests::Scratch::new(&format!("conv-real-{name}"));
+        let out = scratch.path().join("out");
+        voxtap_tests::replay_ok(&out, &[&dir.join(name)]);
+        let db = catalog(&out);
+        let mut by_conv: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+        let mut s = db
+            .prepare("SELECT conversation_id, sip_call_id FROM calls")
+            .unwrap();
+        for row in s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap() {
+            let (c, id): (i64, String) = row.unwrap();
+            by_conv.entry(c).or_default().insert(id);
+        }
+        let links: Vec<String> = db
+            .prepare("SELECT evidence FROM conversation_links ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let transfers: Vec<(String, String, String)> = db
+            .prepare(
+                "SELECT kind, value, source FROM events WHERE kind LIKE 'transfer%' ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let groups: BTreeSet<Vec<String>> = by_conv
+            .into_values()
+            .map(|ids| ids.into_iter().map(|i| i[..8].to_string()).collect())
+            .collect();
+        (groups, links, transfers, scratch)
+    };
+    let set = |v: &[&[&str]]| -> BTreeSet<Vec<String>> {
+        v.iter()
+            .map(|g| g.iter().map(|s| s.to_string()).collect())
+            .collect()
+    };
+
+    let (groups, links, transfers, _s) = group("erspan-refer-hold.pcapng");
+    assert_eq!(groups, set(&[&["ddd141f1"], &["bf3880-0", "cdfef7c7"]]));
+    assert!(links.iter().any(|e| e == "timing"), "{links:?}");
+    assert!(
+        !links.iter().any(|e| e == "replaces"),
+        "a refused REFER ties nothing: {links:?}"
+    );
+    assert!(!transfers.is_empty());
+    for (kind, target, source) in &transfers {
+        assert_eq!(
+            (kind.as_str(), target.as_str()),
+            ("transfer-failed", "20008910")
+        );
+        assert!(
+            source == "refer-replaces/407" || source == "refer-replaces/488",
+            "{source}"
+        );
+    }
+
+    let (groups, links, transfers, _s) = group("sip-call-rtp-g711.pcap");
+    assert_eq!(groups, set(&[&["12013223"], &["12015624"]]));
+    assert!(
+        links.is_empty() && transfers.is_empty(),
+        "{links:?} {transfers:?}"
+    );
+
+    let (groups, links, transfers, _s) = group("sip-dtmf-rfc2833.pcap");
+    assert_eq!(groups, set(&[&["5514@192"], &["25672@19"]]));
+    assert!(
+        links.is_empty() && transfers.is_empty(),
+        "{links:?} {transfers:?}"
+    );
+}

@@ -189,6 +189,9 @@ pub struct Call {
     pub media_version: u32,
     /// What the signalling says of infrastructure, identities and other legs.
     pub evidence: Evidence,
+    /// A REFER awaiting its final response: its CSeq, the side that sent it, the target and
+    /// the dialog it replaces.
+    pending_refer: Option<(u32, Side, String, Option<String>)>,
     /// When an ended call is reported and forgotten.
     linger_until: Option<Timestamp>,
 }
@@ -307,6 +310,8 @@ pub enum DialogEvent {
         side: Side,
         target: String,
         replaces: Option<String>,
+        /// The final response: 2xx accepted it, anything else refused it.
+        status: u16,
     },
 }
 
@@ -572,13 +577,9 @@ impl Dialogs {
                                     .to_string()
                             })
                             .filter(|v| !v.is_empty());
-                        out.push(DialogEvent::Refer {
-                            call: handle,
-                            ts,
-                            side: sender,
-                            target: target.to_string(),
-                            replaces,
-                        });
+                        // Nothing happens until the other side accepts it (202): a PBX may
+                        // refuse a transfer (403, 488) or challenge it (401, 407).
+                        call.pending_refer = Some((cseq, sender, target.to_string(), replaces));
                     }
                 }
                 Method::Message => {
@@ -595,6 +596,23 @@ impl Dialogs {
                     }
                 }
                 _ => {}
+            }
+        } else if let (Some(code), Method::Refer) = (msg.status(), cseq_method) {
+            if code >= 200
+                && let Some((refer_cseq, side, target, replaces)) = call.pending_refer.take()
+            {
+                if refer_cseq == cseq {
+                    out.push(DialogEvent::Refer {
+                        call: handle,
+                        ts,
+                        side,
+                        target,
+                        replaces,
+                        status: code,
+                    });
+                } else {
+                    call.pending_refer = Some((refer_cseq, side, target, replaces));
+                }
             }
         } else if let (Some(code), Method::Invite) = (msg.status(), cseq_method) {
             let initial = cseq == call.invite_cseq;
@@ -699,6 +717,7 @@ impl Dialogs {
             asserted: Default::default(),
             media_version: 0,
             evidence: Evidence::default(),
+            pending_refer: None,
             linger_until: None,
         };
         self.calls.insert(handle, call);

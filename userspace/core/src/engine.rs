@@ -514,7 +514,19 @@ impl Engine {
                     side,
                     ref target,
                     ref replaces,
+                    status,
                 } => {
+                    if !(200..300).contains(&status) {
+                        self.events.push_back(Event::Transfer {
+                            call,
+                            ts,
+                            side,
+                            target: target.clone(),
+                            replaces: replaces.clone(),
+                            status,
+                        });
+                        continue;
+                    }
                     let dialogs = &self.dialogs;
                     let live = |h: CallHandle| dialogs.get(h).is_some();
                     if let Some((link, keep, merged)) =
@@ -538,6 +550,7 @@ impl Engine {
                         side,
                         target: target.clone(),
                         replaces: replaces.clone(),
+                        status,
                     });
                     // The party who asked is being replaced by the target (RFC 3515 §2.4.1).
                     self.on_trigger(
@@ -713,10 +726,10 @@ impl Engine {
             return;
         }
         self.media.entry(handle).or_default().settings = settings;
-        if decision.record {
-            if let Some(r) = self.begin_recording(handle, answered_at, decision.reason, repeats) {
-                self.events.push_back(Event::RecordingStarted(r));
-            }
+        if decision.record
+            && let Some(r) = self.begin_recording(handle, answered_at, decision.reason, repeats)
+        {
+            self.events.push_back(Event::RecordingStarted(r));
         }
     }
 

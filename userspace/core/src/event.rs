@@ -470,6 +470,8 @@ pub enum Event {
         target: String,
         /// An attended transfer names the consultation dialog it replaces.
         replaces: Option<String>,
+        /// The REFER's final response: 2xx accepted; a refused transfer changes nothing.
+        status: u16,
     },
     /// An RTP endpoint a call's SDP announced became live (`active`) or was forgotten with its
     /// call. A live capture uses these to keep the kernel's media filter (the XDP endpoint map)

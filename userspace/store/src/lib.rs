@@ -359,9 +359,10 @@ impl Store {
                 side,
                 target,
                 replaces,
+                status,
             } => {
                 self.begin()?;
-                self.transfer(call, ts, side, &target, replaces.as_deref())?;
+                self.transfer(call, ts, side, &target, replaces.as_deref(), status)?;
                 false
             }
             // For live capture's kernel filter; nothing to catalog.
@@ -1073,8 +1074,9 @@ impl Store {
         Ok(())
     }
 
-    /// A REFER: an `events` row of kind `transfer`, the target in `value`, `source` saying
-    /// whether it was blind (`refer`) or attended (`refer-replaces`).
+    /// A REFER: an `events` row of kind `transfer` (accepted) or `transfer-failed` (refused),
+    /// the target in `value` and `user`, `source` saying whether it was blind (`refer`) or
+    /// attended (`refer-replaces`) and, when refused, the status (`refer-replaces/488`).
     fn transfer(
         &mut self,
         call: CallHandle,
@@ -1082,6 +1084,7 @@ impl Store {
         side: voxtap_core::event::Side,
         target: &str,
         replaces: Option<&str>,
+        status: u16,
     ) -> Result<(), StoreError> {
         let Some(state) = self.calls.get(&call) else {
             self.report.orphan_events += 1;
@@ -1091,15 +1094,21 @@ impl Store {
             .open_rec
             .and_then(|h| self.recs.get(&h))
             .map(|r| (r.row, ts.saturating_since(r.start).as_secs_f64()));
-        let source = if replaces.is_some() {
+        let how = if replaces.is_some() {
             "refer-replaces"
         } else {
             "refer"
         };
+        let accepted = (200..300).contains(&status);
+        let (kind, source) = if accepted {
+            ("transfer", how.to_string())
+        } else {
+            ("transfer-failed", format!("{how}/{status}"))
+        };
         self.db
             .prepare_cached(
                 "INSERT INTO events (call_id, recording_id, time, offset_s, kind, value, source, side, user)
-                 VALUES (?1, ?2, ?3, ?4, 'transfer', ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1111,6 +1120,7 @@ impl Store {
                     source,
                     side.as_str(),
                     target,
+                    kind,
                 ])
             })
             .map_err(self.sq())?;

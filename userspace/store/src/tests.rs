@@ -1518,6 +1518,7 @@ fn conversations_tie_legs_and_fold_when_media_joins_them() {
             side: Side::Callee,
             target: "2002".into(),
             replaces: None,
+            status: 202,
         })
         .unwrap();
     store.handle(ended(3, 5000, EndReason::Bye, None)).unwrap();

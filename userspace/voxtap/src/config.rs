@@ -365,6 +365,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn conversations_and_servers_reach_the_engine_and_bad_values_name_their_line() {
+        let c = Config::parse(
+            "[conversations]\ncorrelation_headers = [\"X-Asterisk-Linkedid\"]\nrecord_each_leg = true\n\n[rules.networks]\nservers = [\"10.0.0.1\", \"192.0.2.0/28\"]\n\n[[rules.tenants]]\nname = \"a\"\ntransfers = \"decide\"\n",
+        )
+        .unwrap();
+        let e = c.engine_config();
+        assert_eq!(e.correlation_headers, ["X-Asterisk-Linkedid"]);
+        assert!(e.record_each_leg);
+        assert_eq!(e.servers.len(), 2);
+        let rules = c.compiled_rules.as_ref().unwrap();
+        assert_eq!(
+            rules.tenants[0].transfers,
+            voxtap_core::policy::TransferPolicy::Decide
+        );
+        let d = Config::default().engine_config();
+        assert_eq!(
+            d.correlation_headers,
+            ["Session-ID", "X-CID", "P-Charging-Vector"]
+        );
+        assert!(!d.record_each_leg && d.servers.is_empty());
+
+        let bad = |text: &str| format!("{:#}", Config::parse(text).expect_err("refused"));
+        let e =
+            bad("[conversations]\ncorrelation_headers = [\n  \"X-CID\",\n  \"bad header\",\n]\n");
+        assert!(e.contains("line 4"), "{e}");
+        let e = bad("[rules.networks]\nservers = [\"pbx\"]\n");
+        assert!(e.contains("line 2") && e.contains("servers"), "{e}");
+        let e = bad("[[rules.tenants]]\nname = \"a\"\ntransfers = \"maybe\"\n");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
     fn recording_format_rate_and_length_reach_the_engine() {
         let c = Config::parse(
             "[recording]\nformat = \"opus\"\nsample_rate = 16000\nmax_length_h = 2.5\n[engine]\nstall_ms = 8000\n",

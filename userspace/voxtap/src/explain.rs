@@ -81,6 +81,69 @@ struct Rec {
     size: Option<i64>,
 }
 
+/// The call's direction, its conversation's people and every leg of it, with the evidence
+/// that tied each leg in.
+fn explain_conversation(db: &Connection, id: i64, out: &mut String) -> Result<()> {
+    let (direction, conv): (Option<String>, Option<i64>) = db.query_row(
+        "SELECT direction, conversation_id FROM calls WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if let Some(d) = direction {
+        writeln!(out, "  direction {d}")?;
+    }
+    let Some(conv) = conv else {
+        return Ok(());
+    };
+    let (caller, callee, legs): (String, String, i64) = db.query_row(
+        "SELECT caller_user, callee_user, legs FROM conversations WHERE id = ?1",
+        [conv],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    writeln!(
+        out,
+        "conversation {conv}: {caller} with {callee}, {legs} leg{}",
+        if legs == 1 { "" } else { "s" }
+    )?;
+    if legs <= 1 {
+        return Ok(());
+    }
+    let mut stmt = db.prepare(
+        "SELECT c.id, c.sip_call_id, c.caller_user, c.callee_user, c.start_time, c.direction,
+                (SELECT count(*) FROM recordings r WHERE r.call_id = c.id AND r.state IN ('complete', 'partial')),
+                (SELECT l.evidence || ': ' || l.detail || coalesce(' (to call ' || l.linked_call_id || ')', '')
+                   FROM conversation_links l WHERE l.call_id = c.id ORDER BY l.id DESC LIMIT 1)
+         FROM calls c WHERE c.conversation_id = ?1 ORDER BY c.start_time, c.id",
+    )?;
+    let rows = stmt
+        .query_map([conv], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (leg, cid, from, to, start, dir, recs, link) in rows {
+        let me = if leg == id { "*" } else { " " };
+        writeln!(
+            out,
+            " {me} call {leg}  {start}  {from} -> {to}  {}{}  {cid}",
+            dir.as_deref().unwrap_or("not decided"),
+            if recs > 0 { ", recorded" } else { "" },
+        )?;
+        if let Some(l) = link {
+            writeln!(out, "      tied by {l}")?;
+        }
+    }
+    Ok(())
+}
+
 fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
     type Row = (
         String,
@@ -138,6 +201,7 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
     if let Some(d) = duration {
         writeln!(out, "  talked   {d:.1} s")?;
     }
+    explain_conversation(db, id, out)?;
 
     let mut stmt = db.prepare(
         "SELECT time, record, reason, trace FROM decisions WHERE call_id = ?1 ORDER BY id",

@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// voxtap records calls it sees on a mirror (SPAN) port or in a capture file. It never takes
-/// part in a call: it reads copies of SIP and RTP and writes one stereo WAV per answered call
-/// (caller left, callee right) and an SQLite catalog of every call, stream and DTMF digit.
+/// part in a call: it reads copies of SIP and RTP and writes one stereo recording per answered
+/// conversation (caller left, callee right; the legs a PBX makes of it tied together) and an
+/// SQLite catalog of every call, conversation, stream and DTMF digit.
 #[derive(Parser, Debug)]
 #[command(name = "voxtap", version, propagate_version = true)]
 struct Cli {
