@@ -279,18 +279,50 @@ fn every_codec_capture_gives_its_audio() {
     }
 }
 
-/// The SRTP capture: four PCMU streams under SDES keys. Decrypted, each is speech (flatness
-/// far from noise) and the PBX relays the audio unchanged between its two legs, so each
-/// direction decrypted under one key is the same audio as under the other.
+/// The SRTP capture: four PCMU streams under SDES keys, two legs of one conversation through
+/// a PBX. Decrypted, each is speech (flatness far from noise) and the PBX relays the audio
+/// unchanged between its two legs, so each direction decrypted under one key is the same audio
+/// as under the other. By default the conversation is recorded once; with `record_each_leg`
+/// both legs are, the second saying it repeats the first.
 #[test]
 fn srtp_capture_is_speech_not_noise() {
     let Some(dir) = shared_captures("srtp_capture_is_speech_not_noise") else {
         return;
     };
     let scratch = Scratch::new("audio-srtp");
+    let once = scratch.path().join("once");
+    replay_ok(&once, &[&dir.join("voipshark-srtp-call.pcap")]);
+    let db = catalog(&once);
+    let (recs, convs): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM recordings WHERE state = 'complete'),
+                    (SELECT count(DISTINCT conversation_id) FROM calls)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((recs, convs), (1, 1), "one conversation, recorded once");
+    let config = scratch.path().join("each-leg.toml");
+    std::fs::write(&config, "[conversations]\nrecord_each_leg = true\n").unwrap();
     let out = scratch.path().join("out");
-    replay_ok(&out, &[&dir.join("voipshark-srtp-call.pcap")]);
+    let o = voxtap_tests::replay_configured(
+        &out,
+        Some(&config),
+        &[&dir.join("voipshark-srtp-call.pcap")],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let db = catalog(&out);
+    let repeats: i64 = db
+        .query_row(
+            "SELECT count(*) FROM recordings WHERE repeats_recording_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        repeats, 1,
+        "the second leg's recording says it repeats the first"
+    );
     let security: Vec<(String, i64)> = db
         .prepare("SELECT security, decrypt_failures FROM streams")
         .unwrap()
