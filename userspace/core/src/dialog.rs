@@ -823,52 +823,55 @@ impl Dialogs {
             return;
         }
         let ev = &mut call.evidence;
-        let user_of = |name: &str| {
-            msg.header_named(name)
-                .and_then(sip::parse_name_addr)
+        let i = side_index(sender);
+        let request = msg.is_request();
+        let first_request = request && initial;
+        if !first_request && ev.identity[i].is_some() && ev.agent[i].is_some() {
+            // A response seen before: only correlation headers can add anything.
+            if self.headers.correlation.is_empty() {
+                return;
+            }
+        }
+        let user_of = |value: &str| {
+            sip::parse_name_addr(value)
                 .and_then(|na| sip::parse_uri(na.uri).and_then(|u| u.user))
                 .filter(|u| !u.is_empty())
                 .map(str::to_string)
         };
-        let i = side_index(sender);
-        if ev.identity[i].is_none() {
-            ev.identity[i] = user_of("P-Asserted-Identity").or_else(|| user_of("Remote-Party-ID"));
-        }
-        if ev.agent[i].is_none() {
-            let agent = if msg.is_request() {
-                "User-Agent"
-            } else {
-                "Server"
-            };
-            ev.agent[i] = msg
-                .header_named(agent)
-                .map(|a| a.chars().take(64).collect::<String>());
-        }
-        if msg.is_request() && initial {
-            ev.diverted_from = user_of("Diversion");
-            if ev.diverted_from.is_none() {
-                ev.diverted_from = user_of("History-Info");
-                ev.diverted_by_history = ev.diverted_from.is_some();
+        // One pass over the headers (a message has a dozen or two; each name compared once).
+        let (mut pai, mut rpid, mut agent) = (None, None, None);
+        let (mut diversion, mut history, mut referred, mut replaces) = (None, None, None, None);
+        let (mut vias, mut record_route) = (0usize, false);
+        for h in msg.headers() {
+            let n = h.name;
+            let is = |x: &str| n.eq_ignore_ascii_case(x);
+            if is("P-Asserted-Identity") {
+                pai = pai.or(Some(h.value));
+            } else if is("Remote-Party-ID") {
+                rpid = rpid.or(Some(h.value));
+            } else if (request && is("User-Agent")) || (!request && is("Server")) {
+                agent = agent.or(Some(h.value));
+            } else if first_request {
+                if is("Via") || is("v") {
+                    vias += h.value.split(',').count();
+                } else if is("Record-Route") {
+                    record_route = true;
+                } else if is("Diversion") {
+                    diversion = diversion.or(Some(h.value));
+                } else if is("History-Info") {
+                    history = history.or(Some(h.value));
+                } else if is("Referred-By") || is("b") {
+                    referred = referred.or(Some(h.value));
+                } else if is("Replaces") {
+                    replaces = replaces.or(Some(h.value));
+                }
             }
-            ev.referred_by = user_of("Referred-By");
-            let replaces = msg.header_named("Replaces");
-            ev.replaces = replaces
-                .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
-                .filter(|v| !v.is_empty());
-            ev.replaces_early = replaces.is_some_and(|v| {
-                v.split(';')
-                    .skip(1)
-                    .any(|p| p.trim().eq_ignore_ascii_case("early-only"))
-            });
-            let vias = msg
-                .headers()
-                .filter(|h| h.is(sip::HeaderName::Via))
-                .map(|h| h.value.split(',').count())
-                .sum::<usize>();
-            ev.proxied = vias > 1 || msg.header_named("Record-Route").is_some();
-        }
-        for name in &self.headers.correlation {
-            for h in msg.headers().filter(|h| h.name_eq(name)) {
+            if let Some(name) = self
+                .headers
+                .correlation
+                .iter()
+                .find(|c| n.eq_ignore_ascii_case(c))
+            {
                 for token in correlation_tokens(name, h.value) {
                     if ev.correlation.len() < MAX_TOKENS
                         && !ev.correlation.iter().any(|(_, t)| *t == token)
@@ -877,6 +880,29 @@ impl Dialogs {
                     }
                 }
             }
+        }
+        if ev.identity[i].is_none() {
+            ev.identity[i] = pai.and_then(user_of).or_else(|| rpid.and_then(user_of));
+        }
+        if ev.agent[i].is_none() {
+            ev.agent[i] = agent.map(|a| a.chars().take(64).collect::<String>());
+        }
+        if first_request {
+            ev.diverted_from = diversion.and_then(user_of);
+            if ev.diverted_from.is_none() {
+                ev.diverted_from = history.and_then(user_of);
+                ev.diverted_by_history = ev.diverted_from.is_some();
+            }
+            ev.referred_by = referred.and_then(user_of);
+            ev.replaces = replaces
+                .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+                .filter(|v| !v.is_empty());
+            ev.replaces_early = replaces.is_some_and(|v| {
+                v.split(';')
+                    .skip(1)
+                    .any(|p| p.trim().eq_ignore_ascii_case("early-only"))
+            });
+            ev.proxied = vias > 1 || record_route;
         }
     }
 

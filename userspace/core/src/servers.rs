@@ -101,6 +101,8 @@ struct Seen {
     users: Vec<u64>,
     forwards: bool,
     product: Option<&'static str>,
+    /// A User-Agent or Server header was looked at already (one is enough per address).
+    agent_seen: bool,
 }
 
 /// Configured and learned servers.
@@ -191,8 +193,11 @@ impl Servers {
             }
         }
         s.forwards |= forwards;
-        if s.product.is_none() {
-            s.product = agent.and_then(server_product);
+        if !s.agent_seen
+            && let Some(a) = agent
+        {
+            s.agent_seen = true;
+            s.product = server_product(a);
         }
     }
 }

@@ -68,11 +68,42 @@ impl Request {
     }
 }
 
+/// The longest path a Unix socket address holds (`sun_path` is 108 bytes, NUL included).
+const SUN_PATH_MAX: usize = 107;
+
+/// Runs `f` on `path`, or, when `path` is too long for a socket address (a deep `--out`),
+/// on the same file reached through `/proc/self/fd/N/` of its open directory.
+fn with_short_path<T>(
+    path: &Path,
+    f: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    if path.as_os_str().as_bytes().len() <= SUN_PATH_MAX {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dir = std::fs::File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    if short.as_os_str().as_bytes().len() > SUN_PATH_MAX {
+        return f(path);
+    }
+    f(&short)
+}
+
 impl ControlSocket {
     /// Binds the socket, replacing a stale one left by a killed run.
     pub fn bind(path: &Path) -> Result<ControlSocket> {
         if path.exists() {
-            if UnixStream::connect(path).is_ok() {
+            if with_short_path(path, |p| UnixStream::connect(p)).is_ok() {
                 bail!(
                     "{} is in use: is another voxtap running on this directory?",
                     path.display()
@@ -81,7 +112,7 @@ impl ControlSocket {
             std::fs::remove_file(path)
                 .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
         }
-        let listener = UnixListener::bind(path)
+        let listener = with_short_path(path, |p| UnixListener::bind(p))
             .with_context(|| format!("cannot bind the control socket {}", path.display()))?;
         listener.set_nonblocking(true)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
@@ -122,7 +153,7 @@ impl Drop for ControlSocket {
 
 /// `voxtap control`: sends one request and prints the answer.
 pub fn client(socket: &Path, action: &str, call: &str) -> Result<()> {
-    let mut stream = UnixStream::connect(socket).with_context(|| {
+    let mut stream = with_short_path(socket, |p| UnixStream::connect(p)).with_context(|| {
         format!(
             "cannot connect to {}: is voxtap run running with this --out?",
             socket.display()
@@ -166,5 +197,46 @@ mod tests {
                 .unwrap_err()
                 .contains("one action")
         );
+    }
+
+    #[test]
+    fn a_socket_deeper_than_sun_path_still_binds_and_answers() {
+        let mut dir = std::env::temp_dir().join(format!("voxtap-sun-{}", std::process::id()));
+        while dir.as_os_str().len() < 180 {
+            dir = dir.join("a-deep-recording-directory");
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        assert!(path.as_os_str().len() > SUN_PATH_MAX);
+        let socket = ControlSocket::bind(&path).unwrap();
+        assert!(path.exists(), "the socket is at the path asked for");
+        let again = ControlSocket::bind(&path)
+            .err()
+            .expect("a live socket is not replaced");
+        assert!(format!("{again:#}").contains("in use"), "{again:#}");
+        let server = std::thread::spawn(move || {
+            loop {
+                let mut served = false;
+                socket.poll(|r| {
+                    served = true;
+                    if r.sip_call_id == "abc@host" {
+                        Ok(())
+                    } else {
+                        Err("no such call".into())
+                    }
+                });
+                if served {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        client(&path, "pause", "abc@host").unwrap();
+        server.join().unwrap();
+        assert!(!path.exists(), "dropping the socket removes it");
+        std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("voxtap-sun-{}", std::process::id())),
+        )
+        .unwrap();
     }
 }
