@@ -25,11 +25,12 @@ use rusqlite::{Connection, params};
 use voxtap_core::Timestamp;
 use voxtap_core::event::{
     CallDecision, CallHandle, CallStarted, ConversationLink, DtmfEvent, EndReason, Event,
-    RecordingControl, RecordingHandle, RecordingOutcome, RecordingStarted, RecordingState,
-    StopReason, StreamReport,
+    RecordingControl, RecordingFormat, RecordingHandle, RecordingOutcome, RecordingStarted,
+    RecordingState, StopReason, StreamReport,
 };
 use voxtap_core::policy::Action;
 
+pub use audio::sink::{PoolStats, pool_stats, set_pool_capacity};
 pub use schema::SCHEMA_VERSION;
 
 /// Mode of every directory the store creates: recordings are personal data.
@@ -135,6 +136,22 @@ pub struct StoreReport {
     pub calls: u64,
     /// Events naming a handle the store did not know (or had forgotten); they were dropped.
     pub orphan_events: u64,
+    /// Recordings whose file could not be created or written (a full disk, an I/O error):
+    /// each row is `partial` with what reached the disk, or `missing`, and says why.
+    pub recordings_write_failed: u64,
+    /// Milliseconds of audio that arrived for those recordings after they failed, dropped.
+    pub ms_after_write_failure: u64,
+}
+
+/// How the recordings being written stand with the disk, for the live figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteHealth {
+    /// Open recordings whose last write the disk refused (their bytes are held in memory).
+    pub refused: u64,
+    /// Bytes the disk refused, held in memory until it takes them.
+    pub held_bytes: u64,
+    /// Recordings given up on in this run.
+    pub failed: u64,
 }
 
 /// What `Store::open` repaired from earlier runs that did not finish.
@@ -199,7 +216,29 @@ struct OpenRecording {
     /// `record_min_sec`: a shorter finished recording is deleted.
     min_secs: Option<u32>,
     rel: PathBuf,
+    format: RecordingFormat,
+    channels: u16,
     file: Box<dyn audio::AudioFile>,
+}
+
+/// What `Store::salvage` needs of a recording whose writer is gone.
+struct Salvage<'a> {
+    row: i64,
+    rel: &'a Path,
+    format: RecordingFormat,
+    channels: u16,
+    sample_rate: u32,
+    frames: u64,
+}
+
+/// A recording whose file could not be written: its row says what reached the disk; later
+/// audio for it is counted and dropped.
+struct FailedRecording {
+    row: i64,
+    sample_rate: u32,
+    /// Its state now (`partial` or `missing`) and why.
+    state: &'static str,
+    reason: String,
 }
 
 pub struct Store {
@@ -214,6 +253,7 @@ pub struct Store {
     calls: HashMap<CallHandle, CallState>,
     ended: VecDeque<CallHandle>,
     recs: HashMap<RecordingHandle, OpenRecording>,
+    failed: HashMap<RecordingHandle, FailedRecording>,
     /// Engine conversation id -> `conversations.id`, oldest first in `conv_order`.
     conversations: HashMap<u64, i64>,
     conv_order: VecDeque<u64>,
@@ -257,6 +297,7 @@ impl Store {
             calls: HashMap::new(),
             ended: VecDeque::new(),
             recs: HashMap::new(),
+            failed: HashMap::new(),
             conversations: HashMap::new(),
             conv_order: VecDeque::new(),
             rec_rows: HashMap::new(),
@@ -385,6 +426,11 @@ impl Store {
             let secs = rec.file.frames() as f64 / f64::from(rec.sample_rate.max(1));
             let end = rec.start + Duration::from_secs_f64(secs);
             self.finalise(rec, end, "end-of-run", None)?;
+        }
+        let mut failed: Vec<_> = self.failed.drain().collect();
+        failed.sort_by_key(|(h, _)| *h);
+        for (_, f) in failed {
+            self.failed_stopped(f, summary.ended_ts.unwrap_or_default(), "end-of-run")?;
         }
         let (run_id, db) = (self.run_id, &self.db);
         let sq = |source| StoreError::Sqlite {
@@ -651,16 +697,15 @@ impl Store {
         let mut n = call.recordings;
 
         let day = names::day_dir(call_start);
-        for d in [
+        // A directory the disk refuses fails this recording (below), not the run.
+        let made = [
             day.parent().and_then(Path::parent),
             day.parent(),
             Some(day.as_path()),
         ]
         .into_iter()
         .flatten()
-        {
-            create_private_dir(&self.dir.join(d))?;
-        }
+        .try_for_each(|d| create_private_dir(&self.dir.join(d)));
         // Never reuse a name, even if rows were deleted by hand and ids reused.
         let rel = loop {
             let rel = day.join(names::file_name(
@@ -709,20 +754,38 @@ impl Store {
         // The row is durable before the file exists, so recovery always finds the file.
         self.commit()?;
 
-        let file = match audio::create(
-            r.format,
-            self.dir.join(&rel),
-            channels,
-            r.sample_rate,
-            self.opts.wav_flush_secs,
-        ) {
+        let file = match made.and_then(|()| {
+            audio::create(
+                r.format,
+                self.dir.join(&rel),
+                channels,
+                r.sample_rate,
+                self.opts.wav_flush_secs,
+            )
+        }) {
             Ok(f) => f,
             Err(e) => {
-                let _ = self.db.execute(
-                    "UPDATE recordings SET state = 'missing', stop_reason = 'error' WHERE id = ?1",
-                    params![row],
+                self.report.recordings += 1;
+                let reason = format!("write-failed: {e}");
+                self.db
+                    .prepare_cached(
+                        "UPDATE recordings SET state = 'missing', stop_reason = 'error',
+                            state_reason = ?2, size_bytes = 0
+                         WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![row, reason]))
+                    .map_err(self.sq())?;
+                self.report.recordings_write_failed += 1;
+                self.failed.insert(
+                    r.rec,
+                    FailedRecording {
+                        row,
+                        sample_rate: r.sample_rate,
+                        state: "missing",
+                        reason,
+                    },
                 );
-                return Err(e);
+                return Ok(());
             }
         };
         self.report.recordings += 1;
@@ -738,6 +801,8 @@ impl Store {
                 sample_rate: r.sample_rate,
                 min_secs: r.min_secs,
                 rel,
+                format: r.format,
+                channels,
                 file,
             },
         );
@@ -745,12 +810,143 @@ impl Store {
     }
 
     fn audio(&mut self, rec: RecordingHandle, samples: &[i16]) -> Result<(), StoreError> {
-        match self.recs.get_mut(&rec) {
+        let written = match self.recs.get_mut(&rec) {
             Some(open) => open.file.write(samples),
+            None if self.failed.contains_key(&rec) => {
+                self.dropped_after_failure(rec, samples.len() as u64 / 2);
+                return Ok(());
+            }
             None => {
                 self.report.orphan_events += 1;
-                Ok(())
+                return Ok(());
             }
+        };
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) => self.write_failed(rec, &e),
+        }
+    }
+
+    /// A recording whose file the disk will not take: what reached the disk is kept and
+    /// catalogued (`partial`, or `missing` if nothing did), the run goes on.
+    fn write_failed(&mut self, rec: RecordingHandle, e: &StoreError) -> Result<(), StoreError> {
+        let Some(open) = self.recs.remove(&rec) else {
+            return Ok(());
+        };
+        if let Some(call) = self.calls.get_mut(&open.call)
+            && call.open_rec == Some(rec)
+        {
+            call.open_rec = None;
+        }
+        let frames = open.file.frames();
+        // Dropping the writer lets go of what the disk refused.
+        drop(open.file);
+        let f = self.salvage(
+            &Salvage {
+                row: open.row,
+                rel: &open.rel,
+                format: open.format,
+                channels: open.channels,
+                sample_rate: open.sample_rate,
+                frames,
+            },
+            e,
+        )?;
+        self.failed.insert(rec, f);
+        Ok(())
+    }
+
+    /// The .part on disk is cut to its last whole frame and renamed, as after a crash, and
+    /// the row says what reached the disk.
+    fn salvage(&mut self, open: &Salvage, e: &StoreError) -> Result<FailedRecording, StoreError> {
+        let at = open.frames as f64 / f64::from(open.sample_rate.max(1));
+        let abs = self.dir.join(open.rel);
+        let part = audio::part_path(&abs);
+        let saved = if part.exists() {
+            audio::recover(open.format, &part, &abs, open.channels, open.sample_rate).ok()
+        } else {
+            None
+        };
+        let reason = format!("write-failed at {at:.1} s: {e}");
+        let (state, frames, size) = match &saved {
+            Some(done) if done.frames > 0 => ("partial", done.frames, done.size_bytes),
+            Some(_) => {
+                let _ = fs::remove_file(&abs);
+                ("missing", 0, 0)
+            }
+            None => {
+                let _ = fs::remove_file(&part);
+                ("missing", 0, 0)
+            }
+        };
+        let duration = frames as f64 / f64::from(open.sample_rate.max(1));
+        self.begin()?;
+        self.db
+            .prepare_cached(
+                "UPDATE recordings SET state = ?2, state_reason = ?3, duration_s = ?4,
+                    size_bytes = ?5
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![open.row, state, reason, duration, int(size)]))
+            .map_err(self.sq())?;
+        self.commit()?;
+        self.report.recordings_write_failed += 1;
+        if state == "partial" {
+            self.report.recordings_partial += 1;
+            self.report
+                .recordings_finalised
+                .push(open.rel.to_path_buf());
+        }
+        Ok(FailedRecording {
+            row: open.row,
+            sample_rate: open.sample_rate,
+            state,
+            reason,
+        })
+    }
+
+    /// Ends the row of a recording that failed earlier: its stop time and reason.
+    fn failed_stopped(
+        &mut self,
+        f: FailedRecording,
+        end: Timestamp,
+        stop_reason: &str,
+    ) -> Result<(), StoreError> {
+        self.db
+            .prepare_cached(
+                "UPDATE recordings SET end_time = ?2, stop_reason = ?3, state = ?4,
+                    state_reason = ?5
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    f.row,
+                    end.to_string(),
+                    stop_reason,
+                    f.state,
+                    f.reason
+                ])
+            })
+            .map_err(self.sq())?;
+        Ok(())
+    }
+
+    fn dropped_after_failure(&mut self, rec: RecordingHandle, frames: u64) {
+        if let Some(f) = self.failed.get(&rec) {
+            self.report.ms_after_write_failure += frames * 1000 / u64::from(f.sample_rate.max(1));
+        }
+    }
+
+    /// The disk as the open recordings see it.
+    pub fn write_health(&self) -> WriteHealth {
+        WriteHealth {
+            refused: self
+                .recs
+                .values()
+                .filter(|r| r.file.refused().is_some())
+                .count() as u64,
+            held_bytes: audio::sink::pool_stats().refused_bytes as u64,
+            failed: self.report.recordings_write_failed,
         }
     }
 
@@ -758,13 +954,19 @@ impl Store {
     fn silence(&mut self, rec: RecordingHandle, frames: u64) -> Result<(), StoreError> {
         static ZEROS: [i16; 8192] = [0; 8192];
         let Some(open) = self.recs.get_mut(&rec) else {
-            self.report.orphan_events += 1;
+            if self.failed.contains_key(&rec) {
+                self.dropped_after_failure(rec, frames);
+            } else {
+                self.report.orphan_events += 1;
+            }
             return Ok(());
         };
         let mut samples = frames.saturating_mul(2);
         while samples > 0 {
             let n = samples.min(ZEROS.len() as u64) as usize;
-            open.file.write(&ZEROS[..n])?;
+            if let Err(e) = open.file.write(&ZEROS[..n]) {
+                return self.write_failed(rec, &e);
+            }
             samples -= n as u64;
         }
         Ok(())
@@ -777,6 +979,9 @@ impl Store {
         reason: StopReason,
         outcome: &RecordingOutcome,
     ) -> Result<(), StoreError> {
+        if let Some(f) = self.failed.remove(&rec) {
+            return self.failed_stopped(f, ts, reason.as_str());
+        }
         let Some(open) = self.recs.remove(&rec) else {
             self.report.orphan_events += 1;
             return Ok(());
@@ -799,7 +1004,24 @@ impl Store {
         stop_reason: &str,
         outcome: Option<&RecordingOutcome>,
     ) -> Result<(), StoreError> {
-        let done = open.file.finish()?;
+        let frames = open.file.frames();
+        let done = match open.file.finish() {
+            Ok(done) => done,
+            Err(e) => {
+                let f = self.salvage(
+                    &Salvage {
+                        row: open.row,
+                        rel: &open.rel,
+                        format: open.format,
+                        channels: open.channels,
+                        sample_rate: open.sample_rate,
+                        frames,
+                    },
+                    &e,
+                )?;
+                return self.failed_stopped(f, end, stop_reason);
+            }
+        };
         let stop_reason = if done.truncated {
             "size-limit"
         } else {
@@ -1318,6 +1540,12 @@ fn recover(dir: &Path, catalog: &Path, db: &Connection) -> Result<Recovery, Stor
     for (id, rel, channels, rate, format) in open {
         let abs = dir.join(&rel);
         let part = audio::part_path(&abs);
+        // A kill during a file's first write leaves its hidden temporary name, never an
+        // empty .part: what it holds never became the recording's.
+        let tmp = audio::sink::tmp_path(&part);
+        if tmp.exists() {
+            let _ = fs::remove_file(&tmp);
+        }
         let result = audio::format_named(&format, &part).and_then(|format| {
             if part.exists() {
                 audio::recover(format, &part, &abs, channels, rate).map(Some)

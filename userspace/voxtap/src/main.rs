@@ -153,8 +153,25 @@ fn rules_check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Raises the soft descriptor limit to the hard one (systemd's default soft limit is 1,024):
+/// recordings share a pool sized from it, so a higher limit keeps more of them open.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_nofile_limit();
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),

@@ -118,6 +118,13 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         report.recordings_no_audio,
         stats.recordings_cut
     );
+    if report.recordings_write_failed > 0 {
+        println!(
+            "  write failed    {:>10}  recordings the disk refused (their rows say why; {:.1} s of audio arrived after and was dropped)",
+            report.recordings_write_failed,
+            report.ms_after_write_failure as f64 / 1000.0
+        );
+    }
     println!(
         "  malformed       {:>10}{}",
         stats.malformed_total(),

@@ -16,7 +16,7 @@ use voxtap_capture::live::{LiveCapture, QueueStats};
 use voxtap_capture::promisc::Promiscuous;
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
 use voxtap_core::{Engine, Event, Timestamp};
-use voxtap_store::{RunSummary, Store};
+use voxtap_store::{RunSummary, Store, WriteHealth};
 
 use crate::config::Config;
 use crate::control::ControlSocket;
@@ -91,7 +91,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             reload_rules(args, &mut engine);
         }
         if report.due() || report_now.swap(false, Ordering::Relaxed) {
-            report.print(&engine, &mut live, endpoint_errors);
+            report.print(&engine, &mut live, endpoint_errors, store.write_health());
         }
     }
 
@@ -103,7 +103,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         live.xdp.as_mut(),
         &mut endpoint_errors,
     )?;
-    report.print(&engine, &mut live, endpoint_errors);
+    report.print(&engine, &mut live, endpoint_errors, store.write_health());
     let stats = engine.stats().clone();
     let summary = RunSummary::from_stats(&stats, engine.now());
     let done = store
@@ -112,12 +112,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     // Detach before reporting success.
     drop(live);
     println!(
-        "voxtap run: stopped: {} calls seen, {} answered, {} recorded ({} partial, {} without audio), {} frames, {} malformed, {} unmatched RTP, {} late, {} SRTP failed, {} undecodable streams, {} encrypted streams",
+        "voxtap run: stopped: {} calls seen, {} answered, {} recorded ({} partial, {} without audio, {} the disk refused), {} frames, {} malformed, {} unmatched RTP, {} late, {} SRTP failed, {} undecodable streams, {} encrypted streams",
         stats.calls_seen,
         stats.calls_answered,
         done.recordings,
         done.recordings_partial,
         done.recordings_no_audio,
+        done.recordings_write_failed,
         stats.frames,
         stats.malformed_total(),
         stats.rtp_unmatched,
@@ -269,7 +270,7 @@ impl Reporter {
         self.last.elapsed() >= self.interval
     }
 
-    fn print(&mut self, engine: &Engine, live: &mut Live, endpoint_errors: u64) {
+    fn print(&mut self, engine: &Engine, live: &mut Live, endpoint_errors: u64, disk: WriteHealth) {
         let secs = self.last.elapsed().as_secs_f64().max(1e-3);
         self.last = Instant::now();
         let queues: Vec<QueueStats> = live.capture.stats();
@@ -313,6 +314,14 @@ impl Reporter {
             s.encrypted_streams,
             s.recordings_cut
         );
+        if disk.refused > 0 || disk.failed > 0 {
+            line += &format!(
+                " | disk refused {} recordings ({:.1} MiB held in memory), write failed {}",
+                disk.refused,
+                disk.held_bytes as f64 / 1048576.0,
+                disk.failed
+            );
+        }
         eprintln!("{line}");
     }
 }

@@ -12,12 +12,13 @@
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::sink::PooledFile;
 use super::{
-    AudioError, AudioFile, Finished, Interleave, audio_err, create_private_file,
-    flush_every_frames, invalid, io_err, part_path,
+    AudioError, AudioFile, Finished, Interleave, audio_err, flush_every_frames, invalid, io_err,
+    part_path,
 };
 use crate::StoreError;
 
@@ -118,8 +119,8 @@ mod ffi {
 
 /// Where libFLAC's callbacks write: the `.part`, buffered between flushes.
 struct Sink {
-    out: BufWriter<File>,
-    /// Where the next byte goes; kept here because asking BufWriter would flush it.
+    out: PooledFile,
+    /// Where the next byte goes.
     pos: u64,
     /// The first write or seek error, reported by the call that made libFLAC fail.
     error: Option<io::Error>,
@@ -258,9 +259,9 @@ impl FlacFile {
                 },
             ));
         }
-        let file = create_private_file(&part)?;
+        let file = PooledFile::create(&part).map_err(io_err(&part))?;
         let mut sink = Box::new(Sink {
-            out: BufWriter::with_capacity(64 * 1024, file),
+            out: file,
             pos: 0,
             error: None,
             samples_since_flush: 0,
@@ -369,6 +370,10 @@ impl AudioFile for FlacFile {
         self.frames
     }
 
+    fn refused(&self) -> Option<String> {
+        self.sink.out.refused().map(ToString::to_string)
+    }
+
     fn finish(mut self: Box<Self>) -> Result<Finished, StoreError> {
         if let Some(frame) = self.interleave.take_padded() {
             self.encode(&frame)?;
@@ -380,11 +385,11 @@ impl AudioFile for FlacFile {
             return Err(self.failed());
         }
         let part = self.part.clone();
-        self.sink.out.flush().map_err(io_err(&part))?;
-        let file = self.sink.out.get_ref();
-        file.sync_data().map_err(io_err(&part))?;
-        let size_bytes = file.metadata().map_err(io_err(&part))?.len();
-        fs::rename(&part, &self.final_path).map_err(io_err(&self.final_path))?;
+        let size_bytes = self
+            .sink
+            .out
+            .finish_as(&self.final_path)
+            .map_err(io_err(&part))?;
         Ok(Finished {
             frames: self.frames,
             size_bytes,

@@ -20,12 +20,12 @@ mod mp3;
 mod ogg;
 mod opus;
 mod resample;
+pub mod sink;
 pub mod wav;
 
 use std::borrow::Cow;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use voxtap_core::event::RecordingFormat;
@@ -54,6 +54,9 @@ pub trait AudioFile: Send {
     /// Completes a split frame with silence, writes the trailer, syncs, renames `.part` to the
     /// final name.
     fn finish(self: Box<Self>) -> Result<Finished, StoreError>;
+    /// Why the disk refuses this file's bytes, while it does: they are kept in memory (up to
+    /// [`sink::HELD_PER_FILE`]) and written when it takes them again.
+    fn refused(&self) -> Option<String>;
     /// Lowers the size limit, for tests of the WAV 4 GiB limit.
     #[cfg(test)]
     fn set_max_samples(&mut self, _n: u64) {
@@ -212,20 +215,6 @@ pub(crate) fn invalid(path: &Path, format: &'static str, what: impl Into<String>
             what: what.into(),
         },
     )
-}
-
-/// Creates `path` (never replacing an existing file) with mode 0640 regardless of the umask.
-pub fn create_private_file(path: &Path) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(io_err(path))?;
-    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .map_err(io_err(path))?;
-    Ok(file)
 }
 
 fn sync_path(path: &Path) -> Result<(), StoreError> {

@@ -15,13 +15,14 @@
 
 use std::ffi::{CStr, c_int};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::sink::PooledFile;
 use super::{
-    AudioError, AudioFile, Finished, Interleave, audio_err, create_private_file,
-    flush_every_frames, invalid, io_err, part_path,
+    AudioError, AudioFile, Finished, Interleave, audio_err, flush_every_frames, invalid, io_err,
+    part_path,
 };
 use crate::StoreError;
 
@@ -291,7 +292,7 @@ fn lame_version() -> String {
 pub struct Mp3File {
     part: PathBuf,
     final_path: PathBuf,
-    out: BufWriter<File>,
+    out: PooledFile,
     lame: Lame,
     layout: Layout,
     kbps: u32,
@@ -365,7 +366,7 @@ impl Mp3File {
         if status < 0 {
             return Err(lame_err(&format!("lame_init_params failed ({status})")));
         }
-        let mut file = create_private_file(&part)?;
+        let mut file = PooledFile::create(&part).map_err(io_err(&part))?;
         let id3 = id3v2();
         // SAFETY: an initialised context.
         let (delay, lowpass) = unsafe {
@@ -395,11 +396,12 @@ impl Mp3File {
         let silent = frame.repeat(SILENT_FRAMES as usize);
         // The tag, the Info frame and a frame reach the file now: it plays from creation on.
         file.write_all(&[id3.as_slice(), &info, &silent].concat())
+            .and_then(|()| file.flush())
             .map_err(io_err(&part))?;
         Ok(Mp3File {
             part,
             final_path,
-            out: BufWriter::with_capacity(64 * 1024, file),
+            out: file,
             lame,
             layout,
             kbps,
@@ -489,6 +491,10 @@ impl AudioFile for Mp3File {
         self.frames
     }
 
+    fn refused(&self) -> Option<String> {
+        self.out.refused().map(ToString::to_string)
+    }
+
     fn finish(mut self: Box<Self>) -> Result<Finished, StoreError> {
         if let Some(frame) = self.interleave.take_padded() {
             self.encode(&frame)?;
@@ -520,12 +526,13 @@ impl AudioFile for Mp3File {
                 music_crc: self.music_crc,
             },
         );
-        let file = self.out.get_ref();
-        file.write_all_at(&info, self.info_at)
+        self.out
+            .write_all_at(&info, self.info_at)
             .map_err(io_err(&self.part))?;
-        file.sync_data().map_err(io_err(&self.part))?;
-        let size_bytes = file.metadata().map_err(io_err(&self.part))?.len();
-        fs::rename(&self.part, &self.final_path).map_err(io_err(&self.final_path))?;
+        let size_bytes = self
+            .out
+            .finish_as(&self.final_path)
+            .map_err(io_err(&self.part))?;
         Ok(Finished {
             frames: self.frames,
             size_bytes,

@@ -25,9 +25,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::ogg::{self, PageWriter};
 use super::resample::Resampler;
+use super::sink::PooledFile;
 use super::{
-    AudioError, AudioFile, Finished, Interleave, audio_err, create_private_file,
-    flush_every_frames, invalid, io_err, part_path,
+    AudioError, AudioFile, Finished, Interleave, audio_err, flush_every_frames, invalid, io_err,
+    part_path,
 };
 use crate::StoreError;
 
@@ -130,7 +131,7 @@ impl Encoder {
 pub struct OpusFile {
     part: PathBuf,
     final_path: PathBuf,
-    file: File,
+    file: PooledFile,
     encoder: Encoder,
     pages: PageWriter,
     channels: usize,
@@ -246,7 +247,7 @@ impl OpusFile {
         tags.extend_from_slice(&1u32.to_le_bytes());
         tags.extend_from_slice(&(comment.len() as u32).to_le_bytes());
         tags.extend_from_slice(comment);
-        let file = create_private_file(&part)?;
+        let file = PooledFile::create(&part).map_err(io_err(&part))?;
         let mut f = OpusFile {
             part,
             final_path,
@@ -279,6 +280,7 @@ impl OpusFile {
         let silence = vec![0i16; f.frame_len * f.channels];
         f.encode(&silence)?;
         f.flush_page(0)?;
+        f.file.flush().map_err(io_err(&f.part))?;
         Ok(f)
     }
 
@@ -344,12 +346,17 @@ impl AudioFile for OpusFile {
         if self.frames_since_flush >= self.flush_every {
             self.frames_since_flush = 0;
             self.flush_page(0)?;
+            self.file.flush().map_err(io_err(&self.part))?;
         }
         Ok(())
     }
 
     fn frames(&self) -> u64 {
         self.frames
+    }
+
+    fn refused(&self) -> Option<String> {
+        self.file.refused().map(ToString::to_string)
     }
 
     fn finish(mut self: Box<Self>) -> Result<Finished, StoreError> {
@@ -378,9 +385,10 @@ impl AudioFile for OpusFile {
         // Pre-skip exceeds the silent packet, so the loop above always left a packet to write.
         let page = last.ok_or_else(|| invalid(&self.part, NAME, "no packet for the last page"))?;
         self.file.write_all(&page).map_err(io_err(&self.part))?;
-        self.file.sync_data().map_err(io_err(&self.part))?;
-        let size_bytes = self.file.metadata().map_err(io_err(&self.part))?.len();
-        fs::rename(&self.part, &self.final_path).map_err(io_err(&self.final_path))?;
+        let size_bytes = self
+            .file
+            .finish_as(&self.final_path)
+            .map_err(io_err(&self.part))?;
         Ok(Finished {
             frames: self.frames,
             size_bytes,

@@ -1,11 +1,12 @@
 //! One recording on disk: a `.wav.part` written as audio arrives, made valid every
 //! `flush_every_frames`, renamed to `.wav` when finished. Also repairs `.part` files a crash left.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{AudioFile, Finished, create_private_file, flush_every_frames, io_err, part_path};
+use super::sink::PooledFile;
+use super::{AudioFile, Finished, flush_every_frames, io_err, part_path};
 use crate::StoreError;
 
 const BITS: u16 = 16;
@@ -23,11 +24,8 @@ fn wav_err(path: &Path) -> impl FnOnce(hound::Error) -> StoreError + '_ {
 }
 
 pub struct WavFile {
-    part: PathBuf,
     final_path: PathBuf,
-    writer: hound::WavWriter<BufWriter<File>>,
-    /// A second handle on the same open file, for `sync_data` and the final size.
-    file: File,
+    out: PooledFile,
     channels: u16,
     samples: u64,
     max_samples: u64,
@@ -44,28 +42,20 @@ impl WavFile {
         flush_secs: f64,
     ) -> Result<WavFile, StoreError> {
         let part = part_path(&final_path);
-        let file = create_private_file(&part)?;
-        let clone = file.try_clone().map_err(io_err(&part))?;
-        let spec = hound::WavSpec {
-            channels,
-            sample_rate,
-            bits_per_sample: BITS,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut writer = hound::WavWriter::new(BufWriter::with_capacity(64 * 1024, file), spec)
-            .map_err(wav_err(&part))?;
-        // The header (no data yet) reaches the file now: a crash never leaves an empty file.
-        writer.flush().map_err(wav_err(&part))?;
-        let block = u64::from(channels.max(1)) * BYTES_PER_SAMPLE;
+        let mut out = PooledFile::create(&part).map_err(io_err(&part))?;
+        let channels = channels.max(1);
+        // The header (no data yet) is the file's first bytes: it is valid from the start.
+        out.write_all(&header(channels, sample_rate, 0))
+            .map_err(io_err(&part))?;
+        out.flush().map_err(io_err(&part))?;
+        let block = u64::from(channels) * BYTES_PER_SAMPLE;
         let flush_every_frames = flush_every_frames(flush_secs, sample_rate);
         Ok(WavFile {
-            part,
             final_path,
-            writer,
-            file: clone,
-            channels: channels.max(1),
+            out,
+            channels,
             samples: 0,
-            max_samples: MAX_DATA_BYTES / block * u64::from(channels.max(1)),
+            max_samples: MAX_DATA_BYTES / block * u64::from(channels),
             frames_since_flush: 0,
             flush_every_frames,
             truncated: false,
@@ -82,6 +72,18 @@ impl WavFile {
         self.max_samples = n;
     }
 
+    fn part(&self) -> &Path {
+        self.out.path()
+    }
+
+    /// Rewrites the RIFF and data sizes for the whole frames written.
+    fn rewrite_sizes(&mut self) -> io::Result<()> {
+        let data = (self.frames() * u64::from(self.channels) * BYTES_PER_SAMPLE) as u32;
+        self.out
+            .write_all_at(&(data + (HEADER_LEN as u32 - 8)).to_le_bytes(), 4)?;
+        self.out.write_all_at(&data.to_le_bytes(), 40)
+    }
+
     /// Appends interleaved samples; a frame split across calls is completed by the next one.
     pub fn write(&mut self, samples: &[i16]) -> Result<(), StoreError> {
         let room = self.max_samples.saturating_sub(self.samples);
@@ -90,34 +92,47 @@ impl WavFile {
             self.truncated = true;
         }
         let before = self.frames();
-        for &s in &samples[..take] {
-            self.writer.write_sample(s).map_err(wav_err(&self.part))?;
+        let mut bytes = [0u8; 1024];
+        for chunk in samples[..take].chunks(bytes.len() / 2) {
+            for (b, s) in bytes.chunks_exact_mut(2).zip(chunk) {
+                b.copy_from_slice(&s.to_le_bytes());
+            }
+            if let Err(e) = self.out.write_all(&bytes[..chunk.len() * 2]) {
+                return Err(io_err(self.part())(e));
+            }
         }
         self.samples += take as u64;
         self.frames_since_flush += self.frames() - before;
         let aligned = self.samples.is_multiple_of(u64::from(self.channels));
         if aligned && self.frames_since_flush >= self.flush_every_frames {
-            // Rewrites the RIFF and data sizes: the .part is a playable WAV up to here.
-            self.writer.flush().map_err(wav_err(&self.part))?;
+            // The .part is a playable WAV up to here once this reaches the disk.
+            if let Err(e) = self.rewrite_sizes().and_then(|()| self.out.flush()) {
+                return Err(io_err(self.part())(e));
+            }
             self.frames_since_flush = 0;
         }
         Ok(())
     }
 
+    /// Why the disk refuses this file's bytes, while it does (they are kept in memory).
+    pub fn refused(&self) -> Option<String> {
+        self.out.refused().map(ToString::to_string)
+    }
+
     /// Completes a split frame with silence, writes the final header, syncs the data and
     /// renames `.part` to `.wav`.
     pub fn finish(mut self) -> Result<Finished, StoreError> {
+        let part = self.part().to_path_buf();
         while !self.samples.is_multiple_of(u64::from(self.channels)) {
-            self.writer
-                .write_sample(0i16)
-                .map_err(wav_err(&self.part))?;
+            self.out.write_all(&[0, 0]).map_err(io_err(&part))?;
             self.samples += 1;
         }
         let frames = self.frames();
-        self.writer.finalize().map_err(wav_err(&self.part))?;
-        self.file.sync_data().map_err(io_err(&self.part))?;
-        let size_bytes = self.file.metadata().map_err(io_err(&self.part))?.len();
-        fs::rename(&self.part, &self.final_path).map_err(io_err(&self.final_path))?;
+        self.rewrite_sizes().map_err(io_err(&part))?;
+        let size_bytes = self
+            .out
+            .finish_as(&self.final_path)
+            .map_err(io_err(&part))?;
         Ok(Finished {
             frames,
             size_bytes,
@@ -137,6 +152,10 @@ impl AudioFile for WavFile {
 
     fn finish(self: Box<Self>) -> Result<Finished, StoreError> {
         WavFile::finish(*self)
+    }
+
+    fn refused(&self) -> Option<String> {
+        WavFile::refused(self)
     }
 
     #[cfg(test)]
