@@ -8,19 +8,96 @@
 //! answered with `ok\n` or `error: <why>\n`. Requests act on the answered call with that
 //! Call-ID and are recorded in the catalog like any other (source `policy`, reason
 //! `control API`). Only local processes that can open the socket can use it.
+//!
+//! The socket is served off the capture thread: one thread accepts, one thread per connection
+//! reads its line, and parsed requests reach the capture thread through a bounded queue that
+//! it drains without waiting ([`ControlQueue::drain`]). A client is held to [`Limits`]: at
+//! most `connections` at once (one more is told `error: busy, N connections open`), the
+//! whole line within `deadline` (else `error: timed out`), at most [`LINE_MAX`] bytes. So no
+//! client, slow or idle or many, can hold up capture.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use voxtap_core::policy::{Action, Command};
 
+/// The longest request line, newline included.
+pub const LINE_MAX: usize = 4096;
+
+/// What one client may hold of the control socket.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once; each holds a thread and a descriptor until it is answered.
+    pub connections: usize,
+    /// From accept to the end of the request line.
+    pub deadline: Duration,
+    /// How long a connection waits for the capture thread to carry its request out.
+    pub answer_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: 16,
+            deadline: Duration::from_secs(2),
+            answer_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the control socket did since it was bound, for the live figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ControlFigures {
+    /// Request lines read and answered (`ok` or an error).
+    pub requests: u64,
+    /// Turned away at the connection limit, or with the capture thread's queue full.
+    pub busy: u64,
+    /// No whole line within the deadline, or no answer from the capture thread in time.
+    pub timed_out: u64,
+    /// Connections open now.
+    pub open: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    busy: AtomicU64,
+    timed_out: AtomicU64,
+    open: AtomicUsize,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The listening socket and the thread that serves it. Dropping it stops accepting and
+/// removes the socket file.
 pub struct ControlSocket {
-    listener: UnixListener,
     path: PathBuf,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+/// A request on its way to the capture thread, with where its answer goes.
+struct Pending {
+    request: Request,
+    answer: SyncSender<Result<(), String>>,
+}
+
+/// The capture thread's end: requests waiting to be carried out.
+pub struct ControlQueue {
+    requests: Receiver<Pending>,
+    capacity: usize,
 }
 
 /// One parsed request.
@@ -78,7 +155,6 @@ fn with_short_path<T>(
     f: impl FnOnce(&Path) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::io::AsRawFd;
     if path.as_os_str().as_bytes().len() <= SUN_PATH_MAX {
         return f(path);
     }
@@ -100,8 +176,8 @@ fn with_short_path<T>(
 }
 
 impl ControlSocket {
-    /// Binds the socket, replacing a stale one left by a killed run.
-    pub fn bind(path: &Path) -> Result<ControlSocket> {
+    /// Binds the socket, replacing a stale one left by a killed run, and starts serving it.
+    pub fn bind(path: &Path, limits: Limits) -> Result<(ControlSocket, ControlQueue)> {
         if path.exists() {
             if with_short_path(path, |p| UnixStream::connect(p)).is_ok() {
                 bail!(
@@ -116,37 +192,251 @@ impl ControlSocket {
             .with_context(|| format!("cannot bind the control socket {}", path.display()))?;
         listener.set_nonblocking(true)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-        Ok(ControlSocket {
-            listener,
-            path: path.to_path_buf(),
-        })
+        // Each connection has at most one request queued; room for as many again covers the
+        // requests left by connections that gave up waiting.
+        let capacity = limits.connections.max(1) * 2;
+        let (queue, requests) = sync_channel(capacity);
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let acceptor = std::thread::Builder::new()
+            .name("control".into())
+            .spawn({
+                let (stop, counters) = (Arc::clone(&stop), Arc::clone(&counters));
+                move || accept_loop(&listener, &stop, limits, &queue, &counters)
+            })
+            .context("cannot start the control socket's thread")?;
+        Ok((
+            ControlSocket {
+                path: path.to_path_buf(),
+                stop,
+                acceptor: Some(acceptor),
+                counters,
+            },
+            ControlQueue { requests, capacity },
+        ))
     }
 
-    /// Answers every pending request with `handle`; never blocks the capture loop for long.
-    pub fn poll(&self, mut handle: impl FnMut(&Request) -> Result<(), String>) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            let _ = serve(stream, &mut handle);
+    pub fn figures(&self) -> ControlFigures {
+        let c = &self.counters;
+        ControlFigures {
+            requests: c.requests.load(Ordering::Relaxed),
+            busy: c.busy.load(Ordering::Relaxed),
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            open: c.open.load(Ordering::Relaxed) as u64,
         }
     }
 }
 
-fn serve(
+impl ControlQueue {
+    /// Carries out the requests waiting with `handle` and answers them; returns at once when
+    /// there are none. This is all the capture thread does for control: no socket I/O.
+    pub fn drain(&self, mut handle: impl FnMut(&Request) -> Result<(), String>) -> usize {
+        let mut done = 0;
+        // Bounded, so a stream of requests cannot keep the capture thread here.
+        while done < self.capacity {
+            let Ok(p) = self.requests.try_recv() else {
+                break;
+            };
+            // A slot of one, never full: this send cannot block. A client gone is no matter.
+            let _ = p.answer.try_send(handle(&p.request));
+            done += 1;
+        }
+        done
+    }
+}
+
+/// How often the accepting thread looks at the stop flag.
+const ACCEPT_WAKE: Duration = Duration::from_millis(100);
+
+fn accept_loop(
+    listener: &UnixListener,
+    stop: &AtomicBool,
+    limits: Limits,
+    queue: &SyncSender<Pending>,
+    counters: &Arc<Counters>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut fd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the listener we hold; the result is only a hint.
+        unsafe { libc::poll(&mut fd, 1, ACCEPT_WAKE.as_millis() as libc::c_int) };
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => admit(stream, limits, queue, counters),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // Out of descriptors or memory: wait instead of spinning on the backlog.
+                    std::thread::sleep(ACCEPT_WAKE);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Gives a connection its own thread, or, at the limit, tells it so and closes it.
+fn admit(
     stream: UnixStream,
-    handle: &mut impl FnMut(&Request) -> Result<(), String>,
-) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut line = String::new();
-    BufReader::new((&stream).take(4096)).read_line(&mut line)?;
-    let reply = match Request::parse(&line).and_then(|r| handle(&r)) {
-        Ok(()) => "ok\n".to_string(),
-        Err(e) => format!("error: {e}\n"),
+    limits: Limits,
+    queue: &SyncSender<Pending>,
+    counters: &Arc<Counters>,
+) {
+    // Only this thread adds to `open`, so the check and the add do not race.
+    let open = counters.open.load(Ordering::Relaxed);
+    if open >= limits.connections {
+        count(&counters.busy);
+        return refuse(&stream, &format!("busy, {open} connections open"));
+    }
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    let conn = Connection {
+        counters: Arc::clone(counters),
     };
-    (&stream).write_all(reply.as_bytes())
+    let queue = queue.clone();
+    let spawned = std::thread::Builder::new()
+        .name("control-conn".into())
+        .stack_size(64 * 1024)
+        .spawn(move || conn.serve(&stream, limits, &queue));
+    if spawned.is_err() {
+        // The connection was moved into the closure and is closed with it.
+        count(&counters.busy);
+    }
+}
+
+/// Answers without waiting: the line fits in a fresh socket's buffer, or the client loses it.
+fn refuse(stream: &UnixStream, why: &str) {
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write_all(format!("error: {why}\n").as_bytes());
+}
+
+/// One admitted connection; dropping it gives its place back.
+struct Connection {
+    counters: Arc<Counters>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum LineError {
+    TimedOut,
+    TooLong,
+    /// The stream ended inside the line: a client cut off mid-request asks for nothing.
+    Unfinished,
+    NotUtf8,
+    /// The client closed without a byte, or the socket failed: nobody to answer.
+    Gone,
+}
+
+impl Connection {
+    fn serve(self, stream: &UnixStream, limits: Limits, queue: &SyncSender<Pending>) {
+        let deadline = Instant::now() + limits.deadline;
+        let answer = match read_line(stream, deadline) {
+            Ok(line) => {
+                count(&self.counters.requests);
+                Request::parse(&line).and_then(|r| self.ask(r, limits, queue))
+            }
+            Err(LineError::TimedOut) => {
+                count(&self.counters.timed_out);
+                Err(format!(
+                    "timed out: no whole request line within {} ms",
+                    limits.deadline.as_millis()
+                ))
+            }
+            Err(LineError::TooLong) => Err(format!("a request is at most {LINE_MAX} bytes")),
+            Err(LineError::Unfinished) => Err("the request line has no newline".into()),
+            Err(LineError::NotUtf8) => Err("the request is not UTF-8".into()),
+            Err(LineError::Gone) => return,
+        };
+        let reply = match answer {
+            Ok(()) => "ok\n".to_string(),
+            Err(e) => format!("error: {e}\n"),
+        };
+        // A client that does not read cannot keep this thread either.
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+        let _ = (&*stream).write_all(reply.as_bytes());
+    }
+
+    /// Hands the request to the capture thread and waits a bounded time for its answer.
+    fn ask(
+        &self,
+        request: Request,
+        limits: Limits,
+        queue: &SyncSender<Pending>,
+    ) -> Result<(), String> {
+        let (answer, reply) = sync_channel(1);
+        match queue.try_send(Pending { request, answer }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                count(&self.counters.busy);
+                return Err("busy, the capture thread has requests waiting".into());
+            }
+            Err(TrySendError::Disconnected(_)) => return Err("voxtap is stopping".into()),
+        }
+        match reply.recv_timeout(limits.answer_timeout) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                count(&self.counters.timed_out);
+                Err(format!(
+                    "timed out: the capture thread did not answer within {} ms (the request may still be carried out)",
+                    limits.answer_timeout.as_millis()
+                ))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err("voxtap is stopping".into()),
+        }
+    }
+}
+
+/// Reads up to the first newline, all of it before `deadline`.
+fn read_line(stream: &UnixStream, deadline: Instant) -> Result<String, LineError> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(LineError::TimedOut);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|_| LineError::Gone)?;
+        let n = match (&*stream).read(&mut buf[..(LINE_MAX - line.len()).min(512)]) {
+            Ok(0) if line.is_empty() => return Err(LineError::Gone),
+            Ok(0) => return Err(LineError::Unfinished),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(LineError::TimedOut);
+            }
+            Err(_) => return Err(LineError::Gone),
+        };
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&buf[..end]);
+            break;
+        }
+        line.extend_from_slice(&buf[..n]);
+        if line.len() >= LINE_MAX {
+            return Err(LineError::TooLong);
+        }
+    }
+    String::from_utf8(line).map_err(|_| LineError::NotUtf8)
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -199,6 +489,326 @@ mod tests {
         );
     }
 
+    /// A stand-in for the capture loop: drains the queue every millisecond, as `voxtap run`
+    /// does between batches, and keeps how long each drain took.
+    struct Capture {
+        stop: Arc<AtomicBool>,
+        thread: JoinHandle<Vec<Duration>>,
+    }
+
+    fn capture(queue: ControlQueue) -> Capture {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let mut drains = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    queue.drain(|r| {
+                        if r.sip_call_id == "abc@host" {
+                            Ok(())
+                        } else {
+                            Err(format!("no answered call with Call-ID {}", r.sip_call_id))
+                        }
+                    });
+                    drains.push(t0.elapsed());
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                drains
+            }
+        });
+        Capture { stop, thread }
+    }
+
+    impl Capture {
+        /// Stops it; the longest drain and how many there were.
+        fn stop(self) -> (Duration, usize) {
+            self.stop.store(true, Ordering::Relaxed);
+            let drains = self.thread.join().unwrap();
+            (drains.iter().copied().max().unwrap(), drains.len())
+        }
+    }
+
+    /// A socket in a fresh directory; the directory goes with the returned guard.
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn bind(name: &str, limits: Limits) -> (Dir, PathBuf, ControlSocket, ControlQueue) {
+        let dir = std::env::temp_dir().join(format!("voxtap-ctl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let (socket, queue) = ControlSocket::bind(&path, limits).unwrap();
+        (Dir(dir), path, socket, queue)
+    }
+
+    /// One well-behaved request: the answer line and how long it took from connect.
+    fn ask(path: &Path, line: &str) -> (String, Duration) {
+        let t0 = Instant::now();
+        let mut c = UnixStream::connect(path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(format!("{line}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = BufReader::new(&c).read_line(&mut answer);
+        (answer, t0.elapsed())
+    }
+
+    /// Waits until `open` connections are being served, so clients are known to be stuck.
+    fn wait_open(socket: &ControlSocket, open: u64) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while socket.figures().open != open {
+            assert!(
+                Instant::now() < until,
+                "{:?}, expected {open} open",
+                socket.figures()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends one byte every 150 ms, never a newline, reconnecting when the server gives up;
+    /// returns what the server said to each connection.
+    fn drip(path: PathBuf, stop: Arc<AtomicBool>) -> JoinHandle<Vec<(String, Duration)>> {
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let mut c = UnixStream::connect(&path).unwrap();
+                c.set_nonblocking(true).unwrap();
+                let mut bytes = b"pause ".iter().chain(std::iter::repeat(&b'x'));
+                loop {
+                    let mut got = String::new();
+                    match c.read_to_string(&mut got) {
+                        Ok(_) => {
+                            answers.push((got, t0.elapsed()));
+                            break;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => {
+                            answers.push((format!("{got}{e}"), t0.elapsed()));
+                            break;
+                        }
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return answers;
+                    }
+                    let _ = c.write_all(&[*bytes.next().unwrap()]);
+                    std::thread::sleep(Duration::from_millis(150));
+                }
+            }
+            answers
+        })
+    }
+
+    /// The tests that hold hundreds of connections run one at a time, so their timings are
+    /// their own.
+    static CROWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn stuck_clients_delay_neither_a_well_behaved_one_nor_the_capture_thread() {
+        let _crowd = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+        // Room for every stuck client and a deadline past the test, so all of them are being
+        // served while the well-behaved client asks: this is about isolation, not the limit.
+        let limits = Limits {
+            connections: 400,
+            deadline: Duration::from_secs(30),
+            ..Limits::default()
+        };
+        let (_dir, path, socket, queue) = bind("stuck", limits);
+        let capture = capture(queue);
+        let stop = Arc::new(AtomicBool::new(false));
+        let dripper = drip(path.clone(), Arc::clone(&stop));
+        let idle: Vec<UnixStream> = (0..300)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        wait_open(&socket, 301);
+        let mut slowest = Duration::ZERO;
+        for i in 0..20 {
+            let (answer, took) = ask(&path, "pause abc@host");
+            assert_eq!(answer, "ok\n", "request {i}");
+            slowest = slowest.max(took);
+            let (answer, _) = ask(&path, "stop nobody@nowhere");
+            assert_eq!(
+                answer,
+                "error: no answered call with Call-ID nobody@nowhere\n"
+            );
+        }
+        assert!(
+            slowest < Duration::from_millis(100),
+            "with 301 clients stuck, a request took {slowest:?}"
+        );
+        // Still stuck, all of them: nothing was answered to them or closed (the last
+        // well-behaved connection's thread may still be on its way out).
+        wait_open(&socket, 301);
+        assert_eq!(socket.figures().requests, 40);
+        // Drains go on while the slow client drips a few more bytes.
+        std::thread::sleep(Duration::from_millis(500));
+        let (longest_drain, drains) = capture.stop();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(
+            dripper.join().unwrap(),
+            vec![],
+            "the slow client is still being read"
+        );
+        eprintln!(
+            "301 clients stuck: slowest answer {slowest:?}, longest of {drains} drains {longest_drain:?}"
+        );
+        // A drain that waited on any client would take a drip interval (150 ms) at least.
+        assert!(
+            longest_drain < Duration::from_millis(10),
+            "a drain took {longest_drain:?}"
+        );
+        drop(idle);
+    }
+
+    #[test]
+    fn past_the_connection_limit_a_client_is_told_busy_at_once() {
+        let _crowd = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+        let (_dir, path, socket, queue) = bind("busy", Limits::default());
+        let capture = capture(queue);
+        let mut held: Vec<UnixStream> = (0..16)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        wait_open(&socket, 16);
+        let (answer, took) = ask(&path, "pause abc@host");
+        assert_eq!(answer, "error: busy, 16 connections open\n");
+        assert!(took < Duration::from_millis(100), "busy after {took:?}");
+        // 284 more, silent: each is told at once and closed, none waits for its deadline.
+        let t0 = Instant::now();
+        let more: Vec<UnixStream> = (0..284)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        for c in &more {
+            c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut answer = String::new();
+            BufReader::new(c).read_line(&mut answer).unwrap();
+            assert_eq!(answer, "error: busy, 16 connections open\n");
+        }
+        let refused_in = t0.elapsed();
+        assert!(refused_in < Duration::from_millis(500), "{refused_in:?}");
+        assert_eq!(socket.figures().busy, 285);
+        assert_eq!(socket.figures().open, 16);
+        // A client that leaves gives its place back.
+        drop(held.pop());
+        wait_open(&socket, 15);
+        assert_eq!(ask(&path, "pause abc@host").0, "ok\n");
+        eprintln!("284 connections past the limit refused in {refused_in:?}");
+        capture.stop();
+    }
+
+    #[test]
+    fn a_client_that_never_finishes_its_line_is_timed_out() {
+        let limits = Limits {
+            deadline: Duration::from_millis(400),
+            ..Limits::default()
+        };
+        let (_dir, path, socket, queue) = bind("deadline", limits);
+        let capture = capture(queue);
+        let stop = Arc::new(AtomicBool::new(false));
+        let dripper = drip(path.clone(), Arc::clone(&stop));
+        // One that says nothing at all.
+        let silent = UnixStream::connect(&path).unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = String::new();
+        BufReader::new(&silent).read_line(&mut answer).unwrap();
+        assert_eq!(
+            answer,
+            "error: timed out: no whole request line within 400 ms\n"
+        );
+        // The dripper is cut off at its deadline, although a byte came every 150 ms.
+        let until = Instant::now() + Duration::from_secs(5);
+        while socket.figures().timed_out < 3 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Past a drip interval, so the dripper has read its second answer.
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        let answers = dripper.join().unwrap();
+        assert!(answers.len() >= 2, "{answers:?}");
+        for (answer, after) in &answers {
+            assert_eq!(
+                answer,
+                "error: timed out: no whole request line within 400 ms\n"
+            );
+            assert!(
+                *after >= Duration::from_millis(400) && *after < Duration::from_millis(1000),
+                "answered after {after:?}"
+            );
+        }
+        // Places given back: a well-behaved client is served.
+        assert_eq!(ask(&path, "resume abc@host").0, "ok\n");
+        assert!(socket.figures().timed_out >= 3);
+        capture.stop();
+    }
+
+    #[test]
+    fn a_line_past_the_cap_is_refused() {
+        let (_dir, path, socket, queue) = bind("cap", Limits::default());
+        let capture = capture(queue);
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let long = format!("pause {}\n", "x".repeat(LINE_MAX));
+        // The server stops reading at the cap, so the rest may not be taken.
+        let _ = c.write_all(long.as_bytes());
+        let mut answer = String::new();
+        BufReader::new(&c).read_line(&mut answer).unwrap();
+        assert_eq!(answer, "error: a request is at most 4096 bytes\n");
+        // Just under the cap is a request like any other.
+        let call = "x".repeat(LINE_MAX - "pause \n".len());
+        let (answer, _) = ask(&path, &format!("pause {call}"));
+        assert_eq!(
+            answer,
+            format!("error: no answered call with Call-ID {call}\n")
+        );
+        // A line cut off by the end of the stream is not carried out.
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"pause abc@host").unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "error: the request line has no newline\n");
+        assert_eq!(socket.figures().requests, 1);
+        capture.stop();
+    }
+
+    #[test]
+    fn a_capture_thread_that_does_not_drain_times_the_request_out() {
+        let limits = Limits {
+            answer_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let (_dir, path, socket, queue) = bind("answer", limits);
+        let (answer, took) = ask(&path, "pause abc@host");
+        assert!(
+            answer.starts_with("error: timed out: the capture thread did not answer within 200 ms"),
+            "{answer}"
+        );
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        assert_eq!(socket.figures().timed_out, 1);
+        // The request still waits: carried out late, its answer goes nowhere, harmlessly.
+        let mut seen = Vec::new();
+        assert_eq!(
+            queue.drain(|r| {
+                seen.push(r.sip_call_id.clone());
+                Ok(())
+            }),
+            1
+        );
+        assert_eq!(seen, ["abc@host"]);
+        // Once the capture thread is gone, clients are told so rather than left waiting.
+        drop(queue);
+        let (answer, _) = ask(&path, "pause abc@host");
+        assert_eq!(answer, "error: voxtap is stopping\n");
+    }
+
     #[test]
     fn a_socket_deeper_than_sun_path_still_binds_and_answers() {
         let mut dir = std::env::temp_dir().join(format!("voxtap-sun-{}", std::process::id()));
@@ -208,31 +818,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("control.sock");
         assert!(path.as_os_str().len() > SUN_PATH_MAX);
-        let socket = ControlSocket::bind(&path).unwrap();
+        let (socket, queue) = ControlSocket::bind(&path, Limits::default()).unwrap();
         assert!(path.exists(), "the socket is at the path asked for");
-        let again = ControlSocket::bind(&path)
+        let again = ControlSocket::bind(&path, Limits::default())
             .err()
             .expect("a live socket is not replaced");
         assert!(format!("{again:#}").contains("in use"), "{again:#}");
-        let server = std::thread::spawn(move || {
-            loop {
-                let mut served = false;
-                socket.poll(|r| {
-                    served = true;
-                    if r.sip_call_id == "abc@host" {
-                        Ok(())
-                    } else {
-                        Err("no such call".into())
-                    }
-                });
-                if served {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
+        let capture = capture(queue);
         client(&path, "pause", "abc@host").unwrap();
-        server.join().unwrap();
+        let refused = client(&path, "pause", "nobody@nowhere").unwrap_err();
+        assert!(
+            format!("{refused}").contains("no answered call"),
+            "{refused}"
+        );
+        capture.stop();
+        drop(socket);
         assert!(!path.exists(), "dropping the socket removes it");
         std::fs::remove_dir_all(
             std::env::temp_dir().join(format!("voxtap-sun-{}", std::process::id())),

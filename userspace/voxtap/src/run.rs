@@ -1,7 +1,9 @@
 //! `voxtap run`: live capture from an interface into the same engine `voxtap replay` uses.
 //!
 //! One thread: capture batches → engine → store, with the engine's media endpoints mirrored
-//! into the XDP program's map so the kernel passes exactly the RTP of known calls. SIGINT or
+//! into the XDP program's map so the kernel passes exactly the RTP of known calls. The control
+//! socket has threads of its own: the capture thread only takes its parsed requests off a
+//! queue, without waiting. SIGINT or
 //! SIGTERM ends the run cleanly: every open recording and catalog row is finalised and the XDP
 //! program detaches (it is held by a bpf_link, so it also goes away if the process is killed).
 
@@ -19,7 +21,7 @@ use voxtap_core::{Engine, Event, Timestamp};
 use voxtap_store::{RunSummary, Store, WriteHealth};
 
 use crate::config::Config;
-use crate::control::ControlSocket;
+use crate::control::{ControlFigures, ControlSocket, Limits};
 use crate::{CaptureKind, RunArgs};
 
 pub fn run(args: &RunArgs) -> Result<()> {
@@ -53,7 +55,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         .control
         .clone()
         .unwrap_or_else(|| args.out.join("control.sock"));
-    let control = ControlSocket::bind(&control_path)?;
+    let (control, control_queue) = ControlSocket::bind(&control_path, Limits::default())?;
 
     // Everything privileged is done: the program is attached, the sockets are bound, the
     // output is open. Map updates and reads go through file descriptors we already hold.
@@ -80,7 +82,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             live.xdp.as_mut(),
             &mut endpoint_errors,
         )?;
-        control.poll(|req| {
+        control_queue.drain(|req| {
             if engine.control(&req.sip_call_id, wall_clock(), req.command()) {
                 Ok(())
             } else {
@@ -91,7 +93,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             reload_rules(args, &mut engine);
         }
         if report.due() || report_now.swap(false, Ordering::Relaxed) {
-            report.print(&engine, &mut live, endpoint_errors, store.write_health());
+            report.print(
+                &engine,
+                &mut live,
+                endpoint_errors,
+                control.figures(),
+                store.write_health(),
+            );
         }
     }
 
@@ -103,7 +111,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
         live.xdp.as_mut(),
         &mut endpoint_errors,
     )?;
-    report.print(&engine, &mut live, endpoint_errors, store.write_health());
+    report.print(
+        &engine,
+        &mut live,
+        endpoint_errors,
+        control.figures(),
+        store.write_health(),
+    );
     let stats = engine.stats().clone();
     let summary = RunSummary::from_stats(&stats, engine.now());
     let done = store
@@ -250,7 +264,8 @@ fn wall_clock() -> Timestamp {
     Timestamp(d.as_nanos() as u64)
 }
 
-/// Live figures on stderr: per-queue rates, kernel and engine drops, active calls.
+/// Live figures on stderr: per-queue rates, kernel and engine drops, active calls, and the
+/// clients the control socket turned away.
 struct Reporter {
     interval: Duration,
     last: Instant,
@@ -270,7 +285,14 @@ impl Reporter {
         self.last.elapsed() >= self.interval
     }
 
-    fn print(&mut self, engine: &Engine, live: &mut Live, endpoint_errors: u64, disk: WriteHealth) {
+    fn print(
+        &mut self,
+        engine: &Engine,
+        live: &mut Live,
+        endpoint_errors: u64,
+        control: ControlFigures,
+        disk: WriteHealth,
+    ) {
         let secs = self.last.elapsed().as_secs_f64().max(1e-3);
         self.last = Instant::now();
         let queues: Vec<QueueStats> = live.capture.stats();
@@ -322,6 +344,10 @@ impl Reporter {
                 disk.failed
             );
         }
+        line += &format!(
+            " | control requests {}, busy {}, timed out {}, open {}",
+            control.requests, control.busy, control.timed_out, control.open
+        );
         eprintln!("{line}");
     }
 }
