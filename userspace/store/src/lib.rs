@@ -939,13 +939,10 @@ impl Store {
 
     /// The disk as the open recordings see it.
     pub fn write_health(&self) -> WriteHealth {
+        let pool = audio::sink::pool_stats();
         WriteHealth {
-            refused: self
-                .recs
-                .values()
-                .filter(|r| r.file.refused().is_some())
-                .count() as u64,
-            held_bytes: audio::sink::pool_stats().refused_bytes as u64,
+            refused: pool.refused_files as u64,
+            held_bytes: pool.refused_bytes as u64,
             failed: self.report.recordings_write_failed,
         }
     }

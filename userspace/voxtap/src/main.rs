@@ -7,6 +7,7 @@ mod privileges;
 mod replay;
 mod rules_config;
 mod run;
+mod writer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

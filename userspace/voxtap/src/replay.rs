@@ -3,11 +3,13 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use voxtap_capture::CaptureFile;
 use voxtap_core::Engine;
 use voxtap_core::stats::Malformed;
-use voxtap_store::{RunSummary, Store};
+use voxtap_store::RunSummary;
+
+use crate::writer::Writer;
 
 use crate::ReplayArgs;
 use crate::config::Config;
@@ -21,7 +23,8 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let mut store = cfg.open_store(&args.out, source)?;
+    // The store writes on its own thread; the engine's waits when it falls behind.
+    let mut store = Writer::spawn(cfg.open_store(&args.out, source)?);
 
     let started = Instant::now();
     let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
@@ -75,9 +78,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 
     let stats = engine.stats().clone();
     let summary = RunSummary::from_stats(&stats, engine.now());
-    let report = store
-        .finish(&summary)
-        .context("cannot finish the catalog")?;
+    let report = store.finish(&summary)?;
     let elapsed = started.elapsed();
 
     let pps = stats.frames as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -161,11 +162,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
 }
 
-fn drain(engine: &mut Engine, store: &mut Store) -> Result<()> {
+fn drain(engine: &mut Engine, store: &mut Writer) -> Result<()> {
     while let Some(ev) = engine.poll_event() {
-        store
-            .handle(ev)
-            .context("cannot write recording or catalog")?;
+        store.push(ev)?;
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `voxtap run`: live capture from an interface into the same engine `voxtap replay` uses.
 //!
-//! One thread: capture batches → engine → store, with the engine's media endpoints mirrored
-//! into the XDP program's map so the kernel passes exactly the RTP of known calls. The control
+//! The capture thread: capture batches → engine, with the engine's media endpoints mirrored
+//! into the XDP program's map so the kernel passes exactly the RTP of known calls; the store
+//! (files and catalog) runs on its own thread behind a bounded queue ([`crate::writer`]). The control
 //! socket has threads of its own: the capture thread only takes its parsed requests off a
 //! queue, without waiting. SIGINT or
 //! SIGTERM ends the run cleanly: every open recording and catalog row is finalised and the XDP
@@ -18,7 +19,9 @@ use voxtap_capture::live::{LiveCapture, QueueStats};
 use voxtap_capture::promisc::Promiscuous;
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
 use voxtap_core::{Engine, Event, Timestamp};
-use voxtap_store::{RunSummary, Store, WriteHealth};
+use voxtap_store::{RunSummary, WriteHealth};
+
+use crate::writer::Writer;
 
 use crate::config::Config;
 use crate::control::{ControlFigures, ControlSocket, Limits};
@@ -49,7 +52,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     );
 
     let source = format!("{} ({})", args.iface, live.describe());
-    let mut store = cfg.open_store(&args.out, source)?;
+    let store = cfg.open_store(&args.out, source)?;
 
     let control_path = args
         .control
@@ -65,6 +68,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let interval = Duration::from_secs(cfg.capture.stats_interval_s.max(1));
     let mut report = Reporter::new(interval);
     let mut endpoint_errors = 0u64;
+    let mut store = Writer::spawn(store);
     while !term.load(Ordering::Relaxed) {
         let got = live
             .capture
@@ -98,7 +102,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 &mut live,
                 endpoint_errors,
                 control.figures(),
-                store.write_health(),
+                store.health(),
             );
         }
     }
@@ -116,13 +120,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
         &mut live,
         endpoint_errors,
         control.figures(),
-        store.write_health(),
+        store.health(),
     );
     let stats = engine.stats().clone();
     let summary = RunSummary::from_stats(&stats, engine.now());
-    let done = store
-        .finish(&summary)
-        .context("cannot finish the catalog")?;
+    let done = store.finish(&summary)?;
     // Detach before reporting success.
     drop(live);
     println!(
@@ -228,7 +230,7 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
 
 fn drain(
     engine: &mut Engine,
-    store: &mut Store,
+    store: &mut Writer,
     mut xdp: Option<&mut XdpProgram>,
     errors: &mut u64,
 ) -> Result<()> {
@@ -250,11 +252,10 @@ fn drain(
             }
             continue;
         }
-        store
-            .handle(ev)
-            .context("cannot write recording or catalog")?;
+        store.push(ev)?;
     }
-    Ok(())
+    // Live audio is not held back for a full batch.
+    store.send()
 }
 
 fn wall_clock() -> Timestamp {

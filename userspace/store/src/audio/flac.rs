@@ -370,10 +370,6 @@ impl AudioFile for FlacFile {
         self.frames
     }
 
-    fn refused(&self) -> Option<String> {
-        self.sink.out.refused().map(ToString::to_string)
-    }
-
     fn finish(mut self: Box<Self>) -> Result<Finished, StoreError> {
         if let Some(frame) = self.interleave.take_padded() {
             self.encode(&frame)?;

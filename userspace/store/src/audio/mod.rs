@@ -54,9 +54,6 @@ pub trait AudioFile: Send {
     /// Completes a split frame with silence, writes the trailer, syncs, renames `.part` to the
     /// final name.
     fn finish(self: Box<Self>) -> Result<Finished, StoreError>;
-    /// Why the disk refuses this file's bytes, while it does: they are kept in memory (up to
-    /// [`sink::HELD_PER_FILE`]) and written when it takes them again.
-    fn refused(&self) -> Option<String>;
     /// Lowers the size limit, for tests of the WAV 4 GiB limit.
     #[cfg(test)]
     fn set_max_samples(&mut self, _n: u64) {

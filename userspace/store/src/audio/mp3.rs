@@ -491,10 +491,6 @@ impl AudioFile for Mp3File {
         self.frames
     }
 
-    fn refused(&self) -> Option<String> {
-        self.out.refused().map(ToString::to_string)
-    }
-
     fn finish(mut self: Box<Self>) -> Result<Finished, StoreError> {
         if let Some(frame) = self.interleave.take_padded() {
             self.encode(&frame)?;

@@ -355,10 +355,6 @@ impl AudioFile for OpusFile {
         self.frames
     }
 
-    fn refused(&self) -> Option<String> {
-        self.file.refused().map(ToString::to_string)
-    }
-
     fn finish(mut self: Box<Self>) -> Result<Finished, StoreError> {
         if let Some(frame) = self.interleave.take_padded() {
             match &mut self.resampler {

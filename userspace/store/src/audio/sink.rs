@@ -40,8 +40,9 @@ const POOL_MAX: usize = 4096;
 
 /// Bytes waiting in every file, about to be written or refused.
 static HELD: AtomicUsize = AtomicUsize::new(0);
-/// Bytes held by files whose last write the disk refused.
+/// Bytes held by files whose last write the disk refused, and how many files.
 static REFUSED: AtomicUsize = AtomicUsize::new(0);
+static REFUSED_FILES: AtomicUsize = AtomicUsize::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 
@@ -58,8 +59,9 @@ pub struct PoolStats {
     pub evictions: u64,
     /// Bytes held in memory by every file now (about to be written, or refused).
     pub held_bytes: usize,
-    /// Of those, bytes of files whose last write the disk refused.
+    /// Of those, bytes of files whose last write the disk refused, and how many files.
     pub refused_bytes: usize,
+    pub refused_files: usize,
 }
 
 struct Pool {
@@ -180,8 +182,10 @@ pub fn set_pool_capacity(capacity: usize) {
 pub fn pool_stats() -> PoolStats {
     let held_bytes = HELD.load(Ordering::Relaxed);
     let refused_bytes = REFUSED.load(Ordering::Relaxed);
+    let refused_files = REFUSED_FILES.load(Ordering::Relaxed);
     pool(|p| PoolStats {
         refused_bytes,
+        refused_files,
         capacity: p.capacity,
         open: p.open.len(),
         opens: p.opens,
@@ -213,8 +217,9 @@ pub struct PooledFile {
     retry_at: usize,
     /// Why the disk refused the last attempt, while it still does.
     refused: Option<io::Error>,
-    /// What this file adds to [`REFUSED`].
+    /// What this file adds to [`REFUSED`] and [`REFUSED_FILES`].
     counted_refused: usize,
+    counted_file: bool,
 }
 
 impl PooledFile {
@@ -240,6 +245,7 @@ impl PooledFile {
             retry_at: FLUSH_AT,
             refused: None,
             counted_refused: 0,
+            counted_file: false,
         })
     }
 
@@ -248,6 +254,7 @@ impl PooledFile {
     }
 
     /// Why the disk refuses this file's bytes, while it does.
+    #[cfg(test)]
     pub fn refused(&self) -> Option<&io::Error> {
         self.refused.as_ref()
     }
@@ -306,6 +313,15 @@ impl PooledFile {
             REFUSED.fetch_sub(self.counted_refused - now, Ordering::Relaxed);
         }
         self.counted_refused = now;
+        let refused = self.refused.is_some();
+        if refused != self.counted_file {
+            if refused {
+                REFUSED_FILES.fetch_add(1, Ordering::Relaxed);
+            } else {
+                REFUSED_FILES.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.counted_file = refused;
+        }
     }
 
     fn over_budget(&self) -> Option<io::Error> {
@@ -477,6 +493,9 @@ impl Drop for PooledFile {
     fn drop(&mut self) {
         HELD.fetch_sub(self.held_bytes, Ordering::Relaxed);
         REFUSED.fetch_sub(self.counted_refused, Ordering::Relaxed);
+        if self.counted_file {
+            REFUSED_FILES.fetch_sub(1, Ordering::Relaxed);
+        }
         let id = self.id;
         pool(|p| {
             p.open.remove(&id);

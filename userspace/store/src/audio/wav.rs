@@ -114,11 +114,6 @@ impl WavFile {
         Ok(())
     }
 
-    /// Why the disk refuses this file's bytes, while it does (they are kept in memory).
-    pub fn refused(&self) -> Option<String> {
-        self.out.refused().map(ToString::to_string)
-    }
-
     /// Completes a split frame with silence, writes the final header, syncs the data and
     /// renames `.part` to `.wav`.
     pub fn finish(mut self) -> Result<Finished, StoreError> {
@@ -152,10 +147,6 @@ impl AudioFile for WavFile {
 
     fn finish(self: Box<Self>) -> Result<Finished, StoreError> {
         WavFile::finish(*self)
-    }
-
-    fn refused(&self) -> Option<String> {
-        WavFile::refused(self)
     }
 
     #[cfg(test)]

@@ -1,0 +1,137 @@
+//! Writes off the capture thread: the store (WAV files and the SQLite catalog) runs on its
+//! own thread and takes the engine's events in batches through a bounded queue.
+//!
+//! The queue holds at most [`QUEUE_BATCHES`] batches of [`BATCH`] events. When it is full the
+//! engine's thread waits: events are never dropped, and their order is kept, so a run writes
+//! the same files and rows as with the store on the engine's thread. A live capture that
+//! waits here falls behind its ring, and the kernel counts what it drops (ring full); the
+//! live figures show both.
+//!
+//! The first store error ends the writer: the next [`Writer::push`] or [`Writer::finish`]
+//! returns it, and the run stops with it, as before.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result, anyhow};
+use voxtap_core::event::Event;
+use voxtap_store::{RunSummary, Store, StoreReport, WriteHealth};
+
+/// Events per batch: large enough that the hand-off costs little per event, small enough
+/// that audio reaches the writer within a few milliseconds of packet time.
+pub const BATCH: usize = 512;
+/// Batches in flight between the engine and the writer.
+pub const QUEUE_BATCHES: usize = 64;
+
+enum Msg {
+    Events(Vec<Event>),
+    /// Write the run's row, and stop.
+    Finish(RunSummary),
+}
+
+/// What the writer thread shares with the engine's.
+#[derive(Default)]
+struct Shared {
+    health: WriteHealth,
+}
+
+pub struct Writer {
+    tx: Option<SyncSender<Msg>>,
+    batch: Vec<Event>,
+    shared: Arc<Mutex<Shared>>,
+    thread: Option<JoinHandle<Result<StoreReport>>>,
+}
+
+impl Writer {
+    pub fn spawn(store: Store) -> Writer {
+        let (tx, rx) = sync_channel(QUEUE_BATCHES);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("voxtap-writer".into())
+            .spawn(move || write(store, &rx, &s))
+            .expect("spawn the writer thread");
+        Writer {
+            tx: Some(tx),
+            batch: Vec::with_capacity(BATCH),
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues one event; waits when the queue is full.
+    pub fn push(&mut self, ev: Event) -> Result<()> {
+        self.batch.push(ev);
+        if self.batch.len() >= BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Hands over what is batched now (before a pause in the input, so audio is not held).
+    pub fn send(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(Msg::Events(batch)).is_ok());
+        if !sent {
+            // The writer stopped on an error: collect it.
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| anyhow!("the writer thread stopped")));
+        }
+        Ok(())
+    }
+
+    /// How the disk stands, as of the last batch written.
+    pub fn health(&self) -> WriteHealth {
+        self.shared.lock().map(|s| s.health).unwrap_or_default()
+    }
+
+    /// Writes everything queued, finishes the store and returns its report.
+    pub fn finish(mut self, summary: &RunSummary) -> Result<StoreReport> {
+        self.send()?;
+        if let Some(tx) = self.tx.take() {
+            // A failed send means the writer already stopped; join says why.
+            let _ = tx.send(Msg::Finish(summary.clone()));
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<StoreReport> {
+        self.tx = None;
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow!("the writer thread panicked"))?,
+            None => Err(anyhow!("the writer thread already stopped")),
+        }
+    }
+}
+
+fn write(mut store: Store, rx: &Receiver<Msg>, shared: &Mutex<Shared>) -> Result<StoreReport> {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Events(batch) => {
+                for ev in batch {
+                    store
+                        .handle(ev)
+                        .context("cannot write recording or catalog")?;
+                }
+                if let Ok(mut s) = shared.lock() {
+                    s.health = store.write_health();
+                }
+            }
+            Msg::Finish(summary) => {
+                return store.finish(&summary).context("cannot finish the catalog");
+            }
+        }
+    }
+    Err(anyhow!("the run ended before the catalog was finished"))
+}
