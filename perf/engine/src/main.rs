@@ -11,11 +11,55 @@
 //! (`--inband` runs the in-band DTMF detector on every stream, as a tenant with
 //! `on_demand.inband` does).
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
 use voxtap_gen::{GenConfig, Scenario, generate};
 use voxtap_store::{RunSummary, Store, StoreOptions};
+
+/// mimalloc, as in `voxtap`, counting allocations and live bytes while `COUNTING` is set.
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to mimalloc unchanged; the counters are side effects only.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        // SAFETY: the caller's layout, passed on.
+        unsafe { mimalloc::MiMalloc.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: `p` came from `alloc` with this layout.
+        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        if new >= l.size() {
+            let live = LIVE.fetch_add(new - l.size(), Ordering::Relaxed) + new - l.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        } else {
+            LIVE.fetch_sub(l.size() - new, Ordering::Relaxed);
+        }
+        // SAFETY: as in `dealloc`, and `new` is the caller's.
+        unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -49,16 +93,38 @@ fn main() {
 
     println!("| stage | calls | frames | seconds | packets/s | recordings |");
     println!("|---|---:|---:|---:|---:|---:|");
+    let mut memory = None;
+    let mut full_memory = None;
     if stage == "engine" || stage == "both" {
         let mut engine = Engine::new(engine_cfg.clone());
         let t = Instant::now();
         let mut events = 0u64;
-        for f in &frames {
+        let base = LIVE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let mut most_calls = 0usize;
+        // Allocations are counted over the middle half, when every call is up and talking:
+        // what the packets themselves cost, not the calls' setup and teardown.
+        let (from, to) = (frames.len() / 4, frames.len() * 3 / 4);
+        for (i, f) in frames.iter().enumerate() {
+            if i == from {
+                COUNTING.store(true, Ordering::Relaxed);
+            } else if i == to {
+                COUNTING.store(false, Ordering::Relaxed);
+            }
             engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
             while engine.poll_event().is_some() {
                 events += 1;
             }
+            if i % 4096 == 0 {
+                most_calls = most_calls.max(engine.active_recordings());
+            }
         }
+        let peak = PEAK.load(Ordering::Relaxed) - base;
+        memory = Some((
+            ALLOCS.load(Ordering::Relaxed) as f64 / (to - from) as f64,
+            peak,
+            most_calls,
+        ));
         engine.finish();
         while engine.poll_event().is_some() {
             events += 1;
@@ -80,12 +146,19 @@ fn main() {
         let mut store = Store::open(&dir, StoreOptions::default()).expect("open store");
         let mut engine = Engine::new(engine_cfg.clone());
         let t = Instant::now();
-        for f in &frames {
+        let base = LIVE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let mut most = 0usize;
+        for (i, f) in frames.iter().enumerate() {
             engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
             while let Some(e) = engine.poll_event() {
                 store.handle(e).expect("store");
             }
+            if i % 4096 == 0 {
+                most = most.max(engine.active_recordings());
+            }
         }
+        let full_peak = PEAK.load(Ordering::Relaxed) - base;
         engine.finish();
         while let Some(e) = engine.poll_event() {
             store.handle(e).expect("store");
@@ -101,9 +174,24 @@ fn main() {
             frames.len() as f64 / secs,
             report.recordings
         );
+        full_memory = Some((full_peak, most));
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!();
+    if let Some((per_packet, peak, most)) = memory {
+        println!(
+            "engine: {per_packet:.3} allocations per packet while every call talks (events included); heap peak {:.1} MiB with {most} recordings open, {:.1} KiB per recorded call",
+            peak as f64 / 1048576.0,
+            peak as f64 / 1024.0 / most.max(1) as f64
+        );
+    }
+    if let Some((peak, most)) = full_memory {
+        println!(
+            "full: heap peak {:.1} MiB with {most} recordings open, {:.1} KiB per recorded call (engine, WAV buffers, catalog)",
+            peak as f64 / 1048576.0,
+            peak as f64 / 1024.0 / most.max(1) as f64
+        );
+    }
     println!(
         "reproduce: cargo build --release -p voxtap-perf-engine && target/release/engine-bench --calls {calls} --talk-secs {talk}"
     );

@@ -1,5 +1,11 @@
 //! voxtap: a passive SIP/RTP call recorder for mirror ports.
 
+/// mimalloc: per-thread free lists suit the engine's and the writer's threads, each
+/// allocating and freeing its own (the capture path allocates nothing per packet; see
+/// perf/RESULTS.md for allocations per packet).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod config;
 mod control;
 mod explain;

@@ -26,8 +26,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::FILE_MODE;
 
-/// Bytes a file gathers before it writes them out (about a second of 8 kHz stereo WAV).
-pub const FLUSH_AT: usize = 32 * 1024;
+/// Bytes a file gathers before it writes them out (half a second of 8 kHz stereo WAV): its
+/// buffer never grows past this while the disk takes what it is given.
+pub const FLUSH_AT: usize = 16 * 1024;
 /// Bytes one file keeps in memory while the disk refuses them: two minutes of 8 kHz stereo
 /// WAV.
 pub const HELD_PER_FILE: usize = 4 << 20;
@@ -365,7 +366,7 @@ impl PooledFile {
             Ok(()) => {
                 HELD.fetch_sub(self.held_bytes, Ordering::Relaxed);
                 self.held_bytes = 0;
-                // Keep one buffer's room for the next second of audio.
+                // Keep one buffer for what comes next (a small one after a long refusal).
                 let mut first = self
                     .held
                     .drain(..)
@@ -373,6 +374,10 @@ impl PooledFile {
                     .map(|(_, b)| b)
                     .unwrap_or_default();
                 first.clear();
+                if first.capacity() > 2 * FLUSH_AT {
+                    first = Vec::new();
+                }
+                first.reserve_exact(FLUSH_AT);
                 self.held.push((self.len, first));
                 self.refused = None;
                 self.retry_at = FLUSH_AT;
@@ -462,11 +467,12 @@ impl Write for PooledFile {
         if let Some(e) = self.over_budget() {
             return Err(e);
         }
-        self.hold(self.pos, buf);
-        self.pos += buf.len() as u64;
-        if self.held_bytes >= self.retry_at {
+        // Out before the buffer would pass FLUSH_AT, so it never reallocates.
+        if self.held_bytes > 0 && self.held_bytes + buf.len() > self.retry_at {
             self.try_flush();
         }
+        self.hold(self.pos, buf);
+        self.pos += buf.len() as u64;
         Ok(buf.len())
     }
 
