@@ -31,12 +31,15 @@ use crate::policy::{
     Action, CallFacts, Command, InfoRecordHeader, IpNet, PartyEvidence, RecordAnswered, RecordOn,
     RecordingPolicy, Settings, Trigger,
 };
-use crate::reasm::{DefragConfig, Defragmenter, FlowKey, TcpConfig, TcpReassembler};
+use crate::reasm::{
+    self, Budget, DefragConfig, DefragError, Defragmenter, Evict, FlowKey, TcpConfig, TcpError,
+    TcpReassembler,
+};
 use crate::recording::{Limit, Recording};
 use crate::rtp;
 use crate::servers::Servers;
 use crate::sip::{self, Frame, Message};
-use crate::stats::{Malformed, Stats};
+use crate::stats::{Dropped, Malformed, Stats};
 use crate::stream::{Digit, Stream, StreamCtx, StreamStatus};
 use crate::time::Timestamp;
 use crate::wire::{self, Decoded, LinkType, Transport};
@@ -63,6 +66,10 @@ pub struct EngineConfig {
     pub pending_rtp_max_age: Duration,
     /// Upper bound on RTP packets held for a later SDP.
     pub pending_rtp_max_packets: usize,
+    /// Bytes every buffer that waits for more input may hold together: TCP streams, IP
+    /// datagrams in reassembly and RTP held for its SDP. The idlest buffers are evicted to
+    /// make room (counted in `Stats::dropped`); the per-flow limits stay.
+    pub buffer_budget_bytes: usize,
     /// How often timers are checked, in packet time.
     pub sweep_interval: Duration,
     /// Audio is handed out in chunks of at least this many frames.
@@ -101,6 +108,7 @@ impl Default for EngineConfig {
             max_recording: Duration::from_secs(6 * 3600),
             pending_rtp_max_age: Duration::from_secs(2),
             pending_rtp_max_packets: 8192,
+            buffer_budget_bytes: DEFAULT_BUFFER_BUDGET,
             sweep_interval: Duration::from_millis(100),
             audio_chunk_frames: 4000,
             sample_rate: None,
@@ -114,6 +122,12 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// 64 MiB: normal traffic holds a few KiB per flow mid-message and per datagram mid-
+/// reassembly, so this is room for thousands of them at once (and for 256 flows at their 256
+/// KiB limit), while a flood of partial messages costs 64 MiB rather than the 16 GiB that
+/// 65,536 flows at their per-flow limit would.
+pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 
 type FlowTuple = (SocketAddr, SocketAddr);
 
@@ -156,6 +170,92 @@ struct PendingPacket {
     data: Vec<u8>,
 }
 
+/// RTP that matches no call yet, per flow, for an SDP that may claim it: a holder under the
+/// buffer budget.
+#[derive(Default)]
+struct HeldRtp {
+    flows: HashMap<FlowTuple, VecDeque<PendingPacket>>,
+    packets: usize,
+    bytes: usize,
+    /// Packets evicted for memory, since the start.
+    evicted: u64,
+}
+
+impl HeldRtp {
+    fn hold(&mut self, ts: Timestamp, tuple: FlowTuple, payload: &[u8]) {
+        self.packets += 1;
+        self.bytes += payload.len();
+        self.flows
+            .entry(tuple)
+            .or_default()
+            .push_back(PendingPacket {
+                ts,
+                data: payload.to_vec(),
+            });
+    }
+
+    fn take(&mut self, tuple: &FlowTuple) -> Option<VecDeque<PendingPacket>> {
+        let q = self.flows.remove(tuple)?;
+        self.packets -= q.len();
+        self.bytes -= q.iter().map(|p| p.data.len()).sum::<usize>();
+        Some(q)
+    }
+
+    /// Drops packets held longer than `max_age`; returns how many.
+    fn expire(&mut self, now: Timestamp, max_age: Duration) -> usize {
+        let mut dropped = 0usize;
+        let mut bytes = 0usize;
+        self.flows.retain(|_, q| {
+            while q
+                .front()
+                .is_some_and(|p| now.saturating_since(p.ts) > max_age)
+            {
+                bytes += q.pop_front().map_or(0, |p| p.data.len());
+                dropped += 1;
+            }
+            !q.is_empty()
+        });
+        self.packets -= dropped;
+        self.bytes -= bytes;
+        dropped
+    }
+
+    /// Drops everything; returns how many packets.
+    fn clear(&mut self) -> usize {
+        let n = self.packets;
+        self.flows.clear();
+        self.packets = 0;
+        self.bytes = 0;
+        n
+    }
+
+    /// The flow whose oldest packet is oldest (the lower tuple on a tie, so replays agree).
+    fn oldest(&self) -> Option<(Timestamp, FlowTuple)> {
+        self.flows
+            .iter()
+            .filter_map(|(t, q)| q.front().map(|p| (p.ts, *t)))
+            .min()
+    }
+}
+
+impl Evict for HeldRtp {
+    fn held_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn idlest(&self) -> Option<Timestamp> {
+        self.oldest().map(|(ts, _)| ts)
+    }
+
+    fn evict_idlest(&mut self) -> Option<usize> {
+        let (_, tuple) = self.oldest()?;
+        let before = self.bytes;
+        let q = self.take(&tuple)?;
+        self.evicted += q.len() as u64;
+        Some(before - self.bytes)
+    }
+}
+
 /// The engine. See the module documentation.
 pub struct Engine {
     cfg: EngineConfig,
@@ -169,8 +269,7 @@ pub struct Engine {
     /// Where matched flows send to, and who sends there: the answering direction's source.
     peers: HashMap<SocketAddr, (CallHandle, Side)>,
     media: HandleMap<CallHandle, CallMedia>,
-    pending: HashMap<FlowTuple, VecDeque<PendingPacket>>,
-    pending_packets: usize,
+    held_rtp: HeldRtp,
     next_stream: u64,
     next_recording: u64,
     now: Timestamp,
@@ -219,8 +318,7 @@ impl Engine {
             flows: HashMap::new(),
             peers: HashMap::new(),
             media: HandleMap::default(),
-            pending: HashMap::new(),
-            pending_packets: 0,
+            held_rtp: HeldRtp::default(),
             next_stream: 0,
             next_recording: 0,
             now: Timestamp(0),
@@ -259,6 +357,12 @@ impl Engine {
             .count()
     }
 
+    /// Bytes the reassembly and held-RTP buffers hold now (at most
+    /// `EngineConfig::buffer_budget_bytes`).
+    pub fn buffered_bytes(&self) -> usize {
+        self.tcp.held_bytes() + self.defrag.held_bytes() + self.held_rtp.held_bytes()
+    }
+
     /// The latest packet time seen.
     pub fn now(&self) -> Timestamp {
         self.now
@@ -294,7 +398,14 @@ impl Engine {
             }) => self.on_transport(ts, src, dst, transport),
             Ok(Decoded::Fragment(frag)) => {
                 self.stats.ip_fragments += 1;
-                match self.defrag.push(ts, &frag) {
+                let (pushed, peak) = {
+                    let mut others: [&mut dyn Evict; 2] = [&mut self.tcp, &mut self.held_rtp];
+                    let mut budget = Budget::new(self.cfg.buffer_budget_bytes, &mut others);
+                    let pushed = self.defrag.push(ts, &frag, &mut budget);
+                    (pushed, budget.peak())
+                };
+                self.count_buffers(peak);
+                match pushed {
                     Ok(Some(whole)) => {
                         self.stats.ip_reassembled += 1;
                         match wire::decode_transport(whole.protocol, &whole.payload) {
@@ -303,6 +414,7 @@ impl Engine {
                         }
                     }
                     Ok(None) => {}
+                    Err(DefragError::OverBudget) => self.stats.count_dropped(Dropped::OverBudget),
                     Err(_) => self.stats.count_malformed(Malformed::Fragment),
                 }
             }
@@ -401,14 +513,27 @@ impl Engine {
                 return;
             }
         }
-        if self.tcp.push(ts, key, seq, flags, payload).is_err() {
-            self.stats.count_malformed(Malformed::Transport);
+        let (pushed, peak) = {
+            let mut others: [&mut dyn Evict; 2] = [&mut self.defrag, &mut self.held_rtp];
+            let mut budget = Budget::new(self.cfg.buffer_budget_bytes, &mut others);
+            let pushed = self.tcp.push(ts, key, seq, flags, payload, &mut budget);
+            (pushed, budget.peak())
+        };
+        self.count_buffers(peak);
+        let over_budget = pushed == Err(TcpError::OverBudget);
+        match pushed {
+            Ok(()) => {}
+            Err(TcpError::OverBudget) => self.stats.count_dropped(Dropped::OverBudget),
+            Err(_) => self.stats.count_malformed(Malformed::Transport),
         }
+        // A message longer than the flow may buffer could never complete: skip it whole.
+        let max_message = self.cfg.tcp.max_buffered_bytes;
         while let Some(stream) = self.tcp.stream(&key) {
-            if stream.take_resynced() {
+            // Bytes given up for the budget are counted as that, not as malformed.
+            if stream.take_resynced() && !over_budget {
                 self.stats.count_malformed(Malformed::Transport);
             }
-            match sip::frame(stream.data()) {
+            match sip::frame_within(stream.data(), max_message) {
                 Frame::Complete(n) => {
                     self.scratch.clear();
                     self.scratch.extend_from_slice(&stream.data()[..n]);
@@ -420,12 +545,31 @@ impl Engine {
                 Frame::Skip(n) => {
                     stream.consume(n.max(1));
                 }
+                Frame::TooLarge(n) => {
+                    self.stats.count_dropped(Dropped::SipTooLarge);
+                    stream.discard(n.max(1));
+                }
                 Frame::Incomplete => break,
             }
         }
         if self.tcp.stream(&key).is_some_and(|s| s.is_finished()) {
             self.tcp.remove(&key);
+        } else {
+            self.tcp.settle(&key);
         }
+    }
+
+    /// After a push that may have evicted buffers: the eviction counters and the peak.
+    fn count_buffers(&mut self, peak: usize) {
+        let held = self.held_rtp.evicted - self.stats.dropped[Dropped::HeldRtpEvicted as usize];
+        // Evicted held RTP never matched a call: its outcome is unmatched, as on expiry.
+        self.stats.rtp_packets += held;
+        self.stats.rtp_unmatched += held;
+        self.stats.dropped[Dropped::HeldRtpEvicted as usize] = self.held_rtp.evicted;
+        self.stats.dropped[Dropped::TcpEvicted as usize] = self.tcp.evicted_for_memory();
+        self.stats.dropped[Dropped::FragmentsEvicted as usize] = self.defrag.evicted_for_memory();
+        let now = self.buffered_bytes().max(peak) as u64;
+        self.stats.buffered_peak_bytes = self.stats.buffered_peak_bytes.max(now);
     }
 
     fn on_sip_bytes(
@@ -1498,28 +1642,34 @@ impl Engine {
 
     /// Keeps RTP that matches no call yet, for an SDP that may still arrive.
     fn hold_pending(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
-        if self.pending_packets >= self.cfg.pending_rtp_max_packets {
+        if self.held_rtp.packets >= self.cfg.pending_rtp_max_packets {
             self.stats.rtp_packets += 1;
             self.stats.rtp_unmatched += 1;
             return;
         }
-        self.pending_packets += 1;
-        self.pending
-            .entry((src, dst))
-            .or_default()
-            .push_back(PendingPacket {
-                ts,
-                data: payload.to_vec(),
-            });
+        let fits = reasm::budget::fit(
+            self.cfg.buffer_budget_bytes,
+            payload.len(),
+            &mut self.held_rtp,
+            &mut [&mut self.tcp, &mut self.defrag],
+        );
+        if fits {
+            self.held_rtp.hold(ts, (src, dst), payload);
+        } else {
+            self.stats.count_dropped(Dropped::OverBudget);
+            self.stats.rtp_packets += 1;
+            self.stats.rtp_unmatched += 1;
+        }
+        self.count_buffers(0);
     }
 
     /// Replays held RTP that the call's new endpoints now claim.
     fn claim_pending(&mut self, call: CallHandle) {
-        if self.pending.is_empty() {
+        if self.held_rtp.flows.is_empty() {
             return;
         }
         let mut claimed: Vec<(FlowTuple, Flow)> = Vec::new();
-        for &(src, dst) in self.pending.keys() {
+        for &(src, dst) in self.held_rtp.flows.keys() {
             if let Some(flow) = self.match_flow(src, dst)
                 && flow.call == call
             {
@@ -1528,10 +1678,9 @@ impl Engine {
         }
         claimed.sort_by_key(|(t, _)| *t);
         for (tuple, flow) in claimed {
-            let Some(packets) = self.pending.remove(&tuple) else {
+            let Some(packets) = self.held_rtp.take(&tuple) else {
                 continue;
             };
-            self.pending_packets -= packets.len();
             self.add_flow(tuple.0, tuple.1, flow);
             for p in packets {
                 self.on_rtp(p.ts, tuple.0, tuple.1, flow, &p.data);
@@ -1556,19 +1705,7 @@ impl Engine {
         self.stats.malformed[Malformed::Fragment as usize] += expired as u64;
         self.tcp.expire(now);
 
-        let max_age = self.cfg.pending_rtp_max_age;
-        let mut dropped = 0usize;
-        self.pending.retain(|_, q| {
-            while q
-                .front()
-                .is_some_and(|p| now.saturating_since(p.ts) > max_age)
-            {
-                q.pop_front();
-                dropped += 1;
-            }
-            !q.is_empty()
-        });
-        self.pending_packets -= dropped;
+        let dropped = self.held_rtp.expire(now, self.cfg.pending_rtp_max_age);
         self.stats.rtp_packets += dropped as u64;
         self.stats.rtp_unmatched += dropped as u64;
 
@@ -1639,9 +1776,7 @@ impl Engine {
         self.dialogs.finish(&mut out);
         self.apply(&out);
         self.dialog_events = out;
-        let held: usize = self.pending.values().map(VecDeque::len).sum();
-        self.pending.clear();
-        self.pending_packets = 0;
+        let held = self.held_rtp.clear();
         self.stats.rtp_packets += held as u64;
         self.stats.rtp_unmatched += held as u64;
         self.next_sweep = None;

@@ -59,6 +59,7 @@ pub fn sip(data: &[u8]) {
         sip::Frame::Complete(n) | sip::Frame::Skip(n) => {
             assert!(n <= data.len(), "frame past the end")
         }
+        sip::Frame::TooLarge(n) => assert!(n > 0, "a too-large message of no bytes"),
         sip::Frame::Incomplete => {}
     }
     let _ = sip::looks_like_sip(data);

@@ -846,11 +846,22 @@ pub enum Frame {
     Incomplete,
     /// Drop the first n bytes (keep-alives or garbage); n > 0.
     Skip(usize),
+    /// A message too large to wait for: drop its n bytes (n > 0), perhaps more than are here
+    /// yet. A header block past [`MAX_HEADER_BLOCK`] gives its first that many bytes; the
+    /// rest is resynchronised past.
+    TooLarge(usize),
 }
 
 /// Frames SIP on a byte stream (RFC 3261 §18.3): keep-alive CRLFs and garbage are skipped,
 /// a message is complete once its header block and Content-Length body (0 if absent) are in.
 pub fn frame(stream: &[u8]) -> Frame {
+    frame_within(stream, usize::MAX)
+}
+
+/// [`frame`], where a message longer than `max_message` bytes (header block and body) is
+/// [`Frame::TooLarge`] as soon as its header block says so, like one whose body passes
+/// [`MAX_STREAM_BODY`].
+pub fn frame_within(stream: &[u8], max_message: usize) -> Frame {
     // CRLF keep-alives (RFC 5626 §3.5.1) between messages.
     let crlf = stream
         .iter()
@@ -874,7 +885,7 @@ pub fn frame(stream: &[u8]) -> Frame {
     }
     let Some((head_end, body_start)) = find_blank_line(stream, MAX_HEADER_BLOCK) else {
         return if stream.len() > MAX_HEADER_BLOCK {
-            Frame::Skip(MAX_HEADER_BLOCK)
+            Frame::TooLarge(MAX_HEADER_BLOCK)
         } else {
             Frame::Incomplete
         };
@@ -884,10 +895,10 @@ pub fn frame(stream: &[u8]) -> Frame {
         Err(()) => 0,
         Ok(len) => len.unwrap_or(0),
     };
-    if len > MAX_STREAM_BODY {
-        return Frame::Skip(body_start);
+    let total = body_start.saturating_add(len);
+    if len > MAX_STREAM_BODY || total > max_message {
+        return Frame::TooLarge(total);
     }
-    let total = body_start + len;
     if stream.len() >= total {
         Frame::Complete(total)
     } else {
@@ -1496,7 +1507,7 @@ preamble\n--b;1 x\nContent-Type: text/plain\n\nhello\n--b;1 x  \ncontent-type:ap
                     frames.push(Ok(parse(&buf[..n]).status().unwrap_or(0)));
                     buf = &buf[n..];
                 }
-                Frame::Incomplete => break,
+                Frame::Incomplete | Frame::TooLarge(_) => break,
             }
         }
         assert_eq!(frames, vec![Err(4), Ok(0), Ok(200)]);
@@ -1520,9 +1531,17 @@ preamble\n--b;1 x\nContent-Type: text/plain\n\nhello\n--b;1 x  \ncontent-type:ap
         while endless.len() <= MAX_HEADER_BLOCK {
             endless.extend_from_slice(b"X: y\r\n");
         }
-        assert_eq!(frame(&endless), Frame::Skip(MAX_HEADER_BLOCK));
+        assert_eq!(frame(&endless), Frame::TooLarge(MAX_HEADER_BLOCK));
         let oversized = b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 99999999\r\n\r\n";
-        assert_eq!(frame(oversized), Frame::Skip(oversized.len()));
+        assert_eq!(
+            frame(oversized),
+            Frame::TooLarge(oversized.len() + 99_999_999)
+        );
+        // Within a smaller limit: known too large from the header block alone.
+        let msg = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\n0123";
+        let head = msg.len() - 4;
+        assert_eq!(frame_within(msg, head + 9), Frame::TooLarge(head + 10));
+        assert_eq!(frame_within(msg, head + 10), Frame::Incomplete);
         // A folded line mentioning `l:` is not a Content-Length.
         let folded = b"MESSAGE sip:a@b SIP/2.0\r\nSubject: x\r\n l: 5\r\n\r\n";
         assert_eq!(frame(folded), Frame::Complete(folded.len()));
@@ -1552,6 +1571,7 @@ preamble\n--b;1 x\nContent-Type: text/plain\n\nhello\n--b;1 x  \ncontent-type:ap
             fn frame_never_panics_and_progresses(data in proptest::collection::vec(any::<u8>(), 0..600)) {
                 match frame(&data) {
                     Frame::Skip(n) => prop_assert!(n > 0 && n <= data.len()),
+                    Frame::TooLarge(n) => prop_assert!(n > 0),
                     Frame::Complete(n) => prop_assert!(n > 0 && n <= data.len()),
                     Frame::Incomplete => {}
                 }

@@ -38,6 +38,44 @@ impl Malformed {
     }
 }
 
+/// Why well-formed input was dropped to stay within bounds: one message too large, or the
+/// buffers together over the memory budget (`EngineConfig::buffer_budget_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum Dropped {
+    /// SIP messages over TCP longer than a flow may buffer (header block over 64 KiB, body
+    /// over 256 KiB, or both over `TcpConfig::max_buffered_bytes`): skipped whole, unparsed.
+    SipTooLarge,
+    /// TCP flows whose buffered bytes were evicted for memory (idlest first).
+    TcpEvicted,
+    /// Incomplete IP datagrams evicted for memory (oldest first).
+    FragmentsEvicted,
+    /// RTP packets held for their SDP, evicted for memory (oldest first; also unmatched).
+    HeldRtpEvicted,
+    /// Segments, fragments or held RTP refused because nothing idler was left to evict.
+    OverBudget,
+}
+
+impl Dropped {
+    pub const ALL: [Dropped; 5] = [
+        Dropped::SipTooLarge,
+        Dropped::TcpEvicted,
+        Dropped::FragmentsEvicted,
+        Dropped::HeldRtpEvicted,
+        Dropped::OverBudget,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::SipTooLarge => "sip-too-large",
+            Dropped::TcpEvicted => "tcp-evicted-for-memory",
+            Dropped::FragmentsEvicted => "fragments-evicted-for-memory",
+            Dropped::HeldRtpEvicted => "held-rtp-evicted-for-memory",
+            Dropped::OverBudget => "over-budget",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
     pub frames: u64,
@@ -79,6 +117,10 @@ pub struct Stats {
     pub encrypted_streams: u64,
     /// Recordings cut at their maximum length.
     pub recordings_cut: u64,
+    /// Input dropped to stay within bounds, by [`Dropped`] reason.
+    pub dropped: [u64; Dropped::ALL.len()],
+    /// The most bytes the reassembly and held-RTP buffers held at once (never above the budget).
+    pub buffered_peak_bytes: u64,
 }
 
 impl Stats {
@@ -88,5 +130,13 @@ impl Stats {
 
     pub fn malformed_total(&self) -> u64 {
         self.malformed.iter().sum()
+    }
+
+    pub fn count_dropped(&mut self, why: Dropped) {
+        self.dropped[why as usize] += 1;
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
     }
 }

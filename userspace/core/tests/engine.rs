@@ -107,6 +107,50 @@ fn rtp_seen_before_its_sdp_is_claimed_not_lost() {
 }
 
 #[test]
+fn held_rtp_over_the_buffer_budget_is_evicted_and_counted() {
+    use voxtap_core::stats::Dropped;
+    let (mut frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    // As above, the SDP comes 1.5 s late: about 150 RTP packets (26 KB) wait for it.
+    let first_rtp = frames.iter().find(|f| !is_sip(f)).unwrap().ts_ns;
+    for f in frames
+        .iter_mut()
+        .filter(|f| is_sip(f) && f.ts_ns > first_rtp - 1_000_000_000)
+    {
+        f.ts_ns += 1_500_000_000;
+    }
+    frames.sort_by_key(|f| f.ts_ns);
+    let budget = 8 * 1024;
+    let mut engine = Engine::new(EngineConfig {
+        buffer_budget_bytes: budget,
+        ..EngineConfig::default()
+    });
+    let mut started = 0;
+    for f in &frames {
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
+        assert!(
+            engine.buffered_bytes() <= budget,
+            "{}",
+            engine.buffered_bytes()
+        );
+        while let Some(e) = engine.poll_event() {
+            started += u32::from(matches!(e, Event::RecordingStarted(_)));
+        }
+    }
+    engine.finish();
+    let s = engine.stats();
+    let t = &truth.calls[0];
+    let evicted = s.dropped[Dropped::HeldRtpEvicted as usize];
+    assert!(evicted > 0, "{s:?}");
+    // Evicted packets never matched; everything else was claimed. Each packet is counted once.
+    assert_eq!(s.rtp_unmatched, evicted);
+    assert_eq!(s.rtp_packets, t.rtp_packets_caller + t.rtp_packets_callee);
+    assert_eq!(s.rtp_matched + s.rtp_unmatched, s.rtp_packets);
+    assert_eq!(s.dropped[Dropped::OverBudget as usize], 0);
+    assert!(s.buffered_peak_bytes <= budget as u64);
+    assert_eq!(started, 1, "the call is still recorded");
+}
+
+#[test]
 fn rtp_without_signalling_is_counted_as_unmatched() {
     let (frames, truth) = generate(&GenConfig::new(Scenario::Pcma));
     let rtp_only: Vec<Frame> = frames.into_iter().filter(|f| !is_sip(f)).collect();

@@ -37,7 +37,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use voxtap_core::codec::{Decoder, G711};
 use voxtap_core::media::srtp::{CryptoAttr, SrtpContext, SrtpError};
-use voxtap_core::reasm::{DefragConfig, Defragmenter};
+use voxtap_core::reasm::{Budget, DefragConfig, Defragmenter};
 use voxtap_core::wire::{self, Decoded, LinkType, Transport};
 use voxtap_core::{Timestamp, rtp, sdp, sip};
 
@@ -310,7 +310,7 @@ fn decrypts_every_stream_of_the_capture() {
                 dst,
                 transport,
             }) => (src, dst, transport),
-            Ok(Decoded::Fragment(frag)) => match defrag.push(ts, &frag) {
+            Ok(Decoded::Fragment(frag)) => match defrag.push(ts, &frag, &mut Budget::unlimited()) {
                 Ok(Some(whole)) => {
                     reassembled = whole;
                     let t = wire::decode_transport(reassembled.protocol, &reassembled.payload)

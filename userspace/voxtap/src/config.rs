@@ -79,6 +79,8 @@ impl Default for CaptureSection {
     }
 }
 
+const MIB: usize = 1024 * 1024;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
@@ -97,6 +99,8 @@ pub struct EngineSection {
     /// A direction silent this long stops holding the other back; a stall shorter than this
     /// loses no audio, in milliseconds.
     pub stall_ms: u64,
+    /// Mebibytes that TCP reassembly, IP defragmentation and held RTP may buffer together.
+    pub buffer_budget_mib: usize,
 }
 
 impl Default for EngineSection {
@@ -110,6 +114,7 @@ impl Default for EngineSection {
             pending_rtp_ms: e.pending_rtp_max_age.as_millis() as u64,
             max_calls: e.dialog.max_calls,
             stall_ms: e.stall_allowance.as_millis() as u64,
+            buffer_budget_mib: e.buffer_budget_bytes / MIB,
         }
     }
 }
@@ -282,6 +287,13 @@ impl Config {
                 e.stall_ms
             );
         }
+        // At least one TCP flow at its 256 KiB limit must fit; 1 TiB is beyond any sane box.
+        if e.buffer_budget_mib == 0 || e.buffer_budget_mib > 1 << 20 {
+            bail!(
+                "engine.buffer_budget_mib must be between 1 and 1048576, not {}",
+                e.buffer_budget_mib
+            );
+        }
         if self.capture.sip_ports.is_empty() || self.capture.sip_ports.contains(&0) {
             bail!("capture.sip_ports must list at least one port, and port 0 is not one");
         }
@@ -329,6 +341,7 @@ impl Config {
         c.dialog.max_calls = e.max_calls;
         c.pending_rtp_max_age = Duration::from_millis(e.pending_rtp_ms);
         c.stall_allowance = Duration::from_millis(e.stall_ms);
+        c.buffer_budget_bytes = e.buffer_budget_mib * MIB;
         c.format = self.recording.format.format();
         c.sample_rate = self.recording.rate();
         c.max_recording = Duration::from_secs_f64(self.recording.max_length_h.get_ref() * 3600.0);
@@ -488,6 +501,17 @@ mod tests {
     fn out_of_range_values_are_refused() {
         assert!(Config::parse("[engine]\nreorder_window_ms = 0\n").is_err());
         assert!(Config::parse("[recording]\nwav_flush_s = -1.0\n").is_err());
+        assert!(Config::parse("[engine]\nbuffer_budget_mib = 0\n").is_err());
+    }
+
+    #[test]
+    fn buffer_budget_reaches_the_engine() {
+        let c = Config::parse("[engine]\nbuffer_budget_mib = 8\n").expect("parses");
+        assert_eq!(c.engine_config().buffer_budget_bytes, 8 * MIB);
+        assert_eq!(
+            Config::default().engine_config().buffer_budget_bytes,
+            voxtap_core::engine::DEFAULT_BUFFER_BUDGET
+        );
     }
 }
 
@@ -505,6 +529,7 @@ mod example {
         assert_eq!(c.engine.setup_timeout_s, d.engine.setup_timeout_s);
         assert_eq!(c.engine.pending_rtp_ms, d.engine.pending_rtp_ms);
         assert_eq!(c.engine.max_calls, d.engine.max_calls);
+        assert_eq!(c.engine.buffer_budget_mib, d.engine.buffer_budget_mib);
         assert_eq!(c.recording.enabled, d.recording.enabled);
         assert_eq!(c.recording.wav_flush_s, d.recording.wav_flush_s);
         assert_eq!(c.capture.sip_ports, d.capture.sip_ports);

@@ -6,13 +6,15 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use voxtap_capture::CaptureFile;
 use voxtap_core::Engine;
-use voxtap_core::stats::Malformed;
+use voxtap_core::stats::{Dropped, Malformed};
 use voxtap_store::RunSummary;
 
 use crate::writer::Writer;
 
 use crate::ReplayArgs;
 use crate::config::Config;
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let cfg = Config::load_or_default(args.config.as_deref())?;
@@ -134,6 +136,21 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         } else {
             format!("  ({})", malformed.join(", "))
         }
+    );
+    let dropped: Vec<String> = Dropped::ALL
+        .iter()
+        .filter(|d| stats.dropped[**d as usize] > 0)
+        .map(|d| format!("{} {}", d.as_str(), stats.dropped[*d as usize]))
+        .chain([format!(
+            "buffers peaked at {:.1} of {:.0} MiB",
+            stats.buffered_peak_bytes as f64 / MIB,
+            cfg.engine_config().buffer_budget_bytes as f64 / MIB
+        )])
+        .collect();
+    println!(
+        "  dropped         {:>10}  ({})",
+        stats.dropped_total(),
+        dropped.join(", ")
     );
     println!("  not VoIP        {:>10}", stats.ignored);
     if skipped.0 > 0 {

@@ -337,6 +337,19 @@ impl Reporter {
             s.encrypted_streams,
             s.recordings_cut
         );
+        if s.dropped_total() > 0 {
+            let reasons: Vec<String> = voxtap_core::stats::Dropped::ALL
+                .iter()
+                .filter(|d| s.dropped[**d as usize] > 0)
+                .map(|d| format!("{} {}", d.as_str(), s.dropped[*d as usize]))
+                .collect();
+            line += &format!(
+                " | dropped {} ({}; buffers peaked at {:.1} MiB)",
+                s.dropped_total(),
+                reasons.join(", "),
+                s.buffered_peak_bytes as f64 / 1048576.0
+            );
+        }
         if disk.refused > 0 || disk.failed > 0 {
             line += &format!(
                 " | disk refused {} recordings ({:.1} MiB held in memory), write failed {}",

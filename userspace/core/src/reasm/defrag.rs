@@ -1,5 +1,7 @@
-//! IPv4 (RFC 791 §3.2) and IPv6 (RFC 8200 §4.5) fragment reassembly with bounded memory.
+//! IPv4 (RFC 791 §3.2) and IPv6 (RFC 8200 §4.5) fragment reassembly with bounded memory: per
+//! datagram and in count by [`DefragConfig`], in bytes with the other buffers by a [`Budget`].
 
+use super::budget::{self, Budget, Evict};
 use crate::time::Timestamp;
 use crate::wire::Fragment;
 use core::time::Duration;
@@ -43,6 +45,9 @@ pub enum DefragError {
     Overlap,
     /// `max_datagrams` were in flight: the oldest was evicted to admit this one.
     TableFull,
+    /// The memory budget had no room for the fragment even with every idler buffer evicted:
+    /// the datagram was dropped.
+    OverBudget,
 }
 
 impl core::fmt::Display for DefragError {
@@ -51,6 +56,7 @@ impl core::fmt::Display for DefragError {
             DefragError::TooLarge => "datagram too large",
             DefragError::Overlap => "overlapping fragments",
             DefragError::TableFull => "fragment table full",
+            DefragError::OverBudget => "fragments over the memory budget",
         })
     }
 }
@@ -77,9 +83,17 @@ struct Datagram {
     total: Option<usize>,
 }
 
+/// Bytes of one entry of `Datagram::have`.
+const RANGE_BYTES: usize = core::mem::size_of::<(usize, usize)>();
+
 impl Datagram {
     fn complete(&self) -> bool {
         matches!((self.total, self.have.as_slice()), (Some(t), [(0, end)]) if *end == t)
+    }
+
+    /// Buffer bytes allocated: the payload so far and the list of ranges received.
+    fn held(&self) -> usize {
+        self.buf.capacity() + self.have.capacity() * RANGE_BYTES
     }
 }
 
@@ -92,7 +106,44 @@ pub struct Defragmenter {
     datagrams: HashMap<Key, Datagram>,
     by_age: BTreeMap<Age, Key>,
     counter: u64,
+    held: usize,
+    evicted: u64,
 }
+
+/// The datagrams of a defragmenter other than the one being added to, as a budget holder.
+struct Rest<'r> {
+    datagrams: &'r mut HashMap<Key, Datagram>,
+    by_age: &'r mut BTreeMap<Age, Key>,
+    /// Every datagram's bytes, the one being added to included.
+    held: &'r mut usize,
+    evicted: &'r mut u64,
+}
+
+impl Evict for Rest<'_> {
+    fn held_bytes(&self) -> usize {
+        *self.held
+    }
+
+    fn idlest(&self) -> Option<Timestamp> {
+        self.by_age.first_key_value().map(|(age, _)| age.0)
+    }
+
+    fn evict_idlest(&mut self) -> Option<usize> {
+        let (_, key) = self.by_age.pop_first()?;
+        let freed = self.datagrams.remove(&key).map_or(0, |d| d.held());
+        *self.held -= freed;
+        *self.evicted += 1;
+        Some(freed)
+    }
+}
+
+impl budget::Rest for Rest<'_> {
+    fn held_mut(&mut self) -> &mut usize {
+        self.held
+    }
+}
+
+type Room<'r, 'b, 'f> = budget::Room<'r, 'b, Rest<'f>>;
 
 impl Defragmenter {
     pub fn new(cfg: DefragConfig) -> Self {
@@ -101,17 +152,22 @@ impl Defragmenter {
             datagrams: HashMap::new(),
             by_age: BTreeMap::new(),
             counter: 0,
+            held: 0,
+            evicted: 0,
         }
     }
 
     /// Adds one fragment; returns the whole datagram payload (transport header included) when complete.
+    /// Its bytes come out of `budget`, which evicts the oldest datagrams (and the other holders'
+    /// idler buffers) to make room; this datagram goes last.
     ///
     /// On `Err(TableFull)` the fragment *was* stored (the oldest datagram was dropped instead).
-    /// On `TooLarge` and `Overlap` the fragment's datagram is dropped.
+    /// On `TooLarge`, `Overlap` and `OverBudget` the fragment's datagram is dropped.
     pub fn push(
         &mut self,
         ts: Timestamp,
         frag: &Fragment<'_>,
+        budget: &mut Budget<'_>,
     ) -> Result<Option<Reassembled>, DefragError> {
         let key = Key {
             src: frag.src,
@@ -138,42 +194,53 @@ impl Defragmenter {
         }
 
         let mut full = false;
-        if !self.datagrams.contains_key(&key) {
-            if self.datagrams.len() >= self.cfg.max_datagrams {
-                full = true;
-                if let Some((_, oldest)) = self.by_age.pop_first() {
-                    self.datagrams.remove(&oldest);
-                }
-                if self.cfg.max_datagrams == 0 {
-                    return Err(DefragError::TableFull);
-                }
+        // The datagram is out of the tables while it is added to, so that the budget cannot
+        // evict it; its bytes stay counted in `held`.
+        let mut d = match self.datagrams.remove(&key) {
+            Some(d) => {
+                self.by_age.remove(&d.age);
+                d
             }
-            self.counter += 1;
-            let age = (ts, self.counter);
-            self.by_age.insert(age, key);
-            self.datagrams.insert(
-                key,
+            None => {
+                if self.datagrams.len() >= self.cfg.max_datagrams {
+                    full = true;
+                    if let Some((_, oldest)) = self.by_age.pop_first()
+                        && let Some(old) = self.datagrams.remove(&oldest)
+                    {
+                        self.held -= old.held();
+                    }
+                    if self.cfg.max_datagrams == 0 {
+                        return Err(DefragError::TableFull);
+                    }
+                }
+                self.counter += 1;
                 Datagram {
-                    age,
+                    age: (ts, self.counter),
                     buf: Vec::new(),
                     have: Vec::new(),
                     total: None,
-                },
-            );
-        }
+                }
+            }
+        };
 
         let strict = frag.src.is_ipv6();
-        let result = match self.datagrams.get_mut(&key) {
-            Some(d) => add(d, frag, end, strict),
-            None => Err(DefragError::TableFull),
+        let mut room = Room {
+            budget,
+            rest: Rest {
+                datagrams: &mut self.datagrams,
+                by_age: &mut self.by_age,
+                held: &mut self.held,
+                evicted: &mut self.evicted,
+            },
         };
+        let result = add(&mut d, frag, end, strict, &mut room);
         match result {
             Err(e) => {
-                self.remove(&key);
+                self.held -= d.held();
                 Err(e)
             }
-            Ok(()) if self.datagrams.get(&key).is_some_and(Datagram::complete) => {
-                let d = self.remove(&key).ok_or(DefragError::TableFull)?;
+            Ok(()) if d.complete() => {
+                self.held -= d.held();
                 let mut payload = d.buf;
                 payload.truncate(d.total.unwrap_or(0));
                 let done = Reassembled {
@@ -188,8 +255,15 @@ impl Defragmenter {
                     Ok(Some(done))
                 }
             }
-            Ok(()) if full => Err(DefragError::TableFull),
-            Ok(()) => Ok(None),
+            Ok(()) => {
+                self.by_age.insert(d.age, key);
+                self.datagrams.insert(key, d);
+                if full {
+                    Err(DefragError::TableFull)
+                } else {
+                    Ok(None)
+                }
+            }
         }
     }
 
@@ -201,7 +275,9 @@ impl Defragmenter {
                 break;
             }
             if let Some((_, key)) = self.by_age.pop_first() {
-                self.datagrams.remove(&key);
+                if let Some(d) = self.datagrams.remove(&key) {
+                    self.held -= d.held();
+                }
                 dropped += 1;
             }
         }
@@ -223,16 +299,50 @@ impl Defragmenter {
         self.datagrams.is_empty()
     }
 
+    /// Datagrams evicted to keep within the memory budget, since the start.
+    pub fn evicted_for_memory(&self) -> u64 {
+        self.evicted
+    }
+
     fn remove(&mut self, key: &Key) -> Option<Datagram> {
         let d = self.datagrams.remove(key)?;
         self.by_age.remove(&d.age);
+        self.held -= d.held();
         Some(d)
+    }
+}
+
+impl Evict for Defragmenter {
+    /// Buffer bytes of every incomplete datagram.
+    fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// The oldest datagram by its first fragment: the likeliest to be lost already.
+    fn idlest(&self) -> Option<Timestamp> {
+        self.by_age.first_key_value().map(|(age, _)| age.0)
+    }
+
+    fn evict_idlest(&mut self) -> Option<usize> {
+        Rest {
+            datagrams: &mut self.datagrams,
+            by_age: &mut self.by_age,
+            held: &mut self.held,
+            evicted: &mut self.evicted,
+        }
+        .evict_idlest()
     }
 }
 
 /// Merges one fragment into `d`. `strict` applies RFC 5722 §4: any overlap that is not an exact
 /// duplicate drops the datagram. Otherwise overlap is fine when the bytes agree.
-fn add(d: &mut Datagram, frag: &Fragment<'_>, end: usize, strict: bool) -> Result<(), DefragError> {
+fn add(
+    d: &mut Datagram,
+    frag: &Fragment<'_>,
+    end: usize,
+    strict: bool,
+    room: &mut Room<'_, '_, '_>,
+) -> Result<(), DefragError> {
     let start = frag.offset;
     // The last fragment fixes the length; everything must agree with it (RFC 8200 §4.5).
     if !frag.more {
@@ -266,6 +376,14 @@ fn add(d: &mut Datagram, frag: &Fragment<'_>, end: usize, strict: bool) -> Resul
         return Err(DefragError::Overlap);
     }
     if d.buf.len() < end {
+        let cap = d.buf.capacity();
+        if end > cap {
+            if !room.take(end - cap) {
+                return Err(DefragError::OverBudget);
+            }
+            // Exact, so the budget saw the true figure.
+            d.buf.reserve_exact(end - d.buf.len());
+        }
         d.buf.resize(end, 0);
     }
     d.buf[start..end].copy_from_slice(frag.payload);
@@ -280,6 +398,13 @@ fn add(d: &mut Datagram, frag: &Fragment<'_>, end: usize, strict: bool) -> Resul
             true
         }
     });
+    if d.have.len() == d.have.capacity() {
+        let more = d.have.capacity().max(4);
+        if !room.take(more * RANGE_BYTES) {
+            return Err(DefragError::OverBudget);
+        }
+        d.have.reserve_exact(more);
+    }
     let at = d.have.partition_point(|&(s, _)| s < merged.0);
     d.have.insert(at, merged);
     Ok(())
@@ -289,6 +414,16 @@ fn add(d: &mut Datagram, frag: &Fragment<'_>, end: usize, strict: bool) -> Resul
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    impl Defragmenter {
+        fn push_unbounded(
+            &mut self,
+            ts: Timestamp,
+            frag: &Fragment<'_>,
+        ) -> Result<Option<Reassembled>, DefragError> {
+            self.push(ts, frag, &mut Budget::unlimited())
+        }
+    }
 
     const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     const DST: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
@@ -321,10 +456,10 @@ mod tests {
     #[test]
     fn in_order() {
         let mut d = Defragmenter::new(DefragConfig::default());
-        assert_eq!(d.push(t(1), &frag(0, 8, true)), Ok(None));
-        assert_eq!(d.push(t(1), &frag(8, 8, true)), Ok(None));
+        assert_eq!(d.push_unbounded(t(1), &frag(0, 8, true)), Ok(None));
+        assert_eq!(d.push_unbounded(t(1), &frag(8, 8, true)), Ok(None));
         assert_eq!(d.len(), 1);
-        expect_whole(d.push(t(1), &frag(16, 8, false)));
+        expect_whole(d.push_unbounded(t(1), &frag(16, 8, false)));
         assert_eq!(d.len(), 0);
         assert_eq!(d.next_deadline(), None);
     }
@@ -332,24 +467,24 @@ mod tests {
     #[test]
     fn reverse_order() {
         let mut d = Defragmenter::new(DefragConfig::default());
-        assert_eq!(d.push(t(1), &frag(16, 8, false)), Ok(None));
-        assert_eq!(d.push(t(1), &frag(8, 8, true)), Ok(None));
-        expect_whole(d.push(t(1), &frag(0, 8, true)));
+        assert_eq!(d.push_unbounded(t(1), &frag(16, 8, false)), Ok(None));
+        assert_eq!(d.push_unbounded(t(1), &frag(8, 8, true)), Ok(None));
+        expect_whole(d.push_unbounded(t(1), &frag(0, 8, true)));
     }
 
     #[test]
     fn duplicate_is_harmless() {
         let mut d = Defragmenter::new(DefragConfig::default());
-        assert_eq!(d.push(t(1), &frag(0, 16, true)), Ok(None));
-        assert_eq!(d.push(t(1), &frag(0, 16, true)), Ok(None));
-        expect_whole(d.push(t(1), &frag(16, 8, false)));
+        assert_eq!(d.push_unbounded(t(1), &frag(0, 16, true)), Ok(None));
+        assert_eq!(d.push_unbounded(t(1), &frag(0, 16, true)), Ok(None));
+        expect_whole(d.push_unbounded(t(1), &frag(16, 8, false)));
     }
 
     #[test]
     fn overlap() {
         // Conflicting bytes: dropped, for IPv4 too.
         let mut d = Defragmenter::new(DefragConfig::default());
-        assert_eq!(d.push(t(1), &frag(0, 16, true)), Ok(None));
+        assert_eq!(d.push_unbounded(t(1), &frag(0, 16, true)), Ok(None));
         let mut other = *DATAGRAM;
         other[9] = b'X';
         let bad = Fragment {
@@ -357,12 +492,12 @@ mod tests {
             payload: &other[8..16],
             ..frag(8, 8, true)
         };
-        assert_eq!(d.push(t(1), &bad), Err(DefragError::Overlap));
+        assert_eq!(d.push_unbounded(t(1), &bad), Err(DefragError::Overlap));
         assert_eq!(d.len(), 0);
 
         // IPv4 overlap with identical bytes merges.
-        assert_eq!(d.push(t(1), &frag(0, 16, true)), Ok(None));
-        expect_whole(d.push(t(1), &frag(8, 16, false)));
+        assert_eq!(d.push_unbounded(t(1), &frag(0, 16, true)), Ok(None));
+        expect_whole(d.push_unbounded(t(1), &frag(8, 16, false)));
 
         // IPv6: any partial overlap drops the datagram (RFC 5722 §4).
         let six: IpAddr = "2001:db8::1".parse().unwrap();
@@ -371,23 +506,33 @@ mod tests {
             dst: six,
             ..frag(offset, len, more)
         };
-        assert_eq!(d.push(t(1), &f6(0, 16, true)), Ok(None));
-        assert_eq!(d.push(t(1), &f6(0, 16, true)), Ok(None), "exact duplicate");
-        assert_eq!(d.push(t(1), &f6(8, 16, false)), Err(DefragError::Overlap));
+        assert_eq!(d.push_unbounded(t(1), &f6(0, 16, true)), Ok(None));
+        assert_eq!(
+            d.push_unbounded(t(1), &f6(0, 16, true)),
+            Ok(None),
+            "exact duplicate"
+        );
+        assert_eq!(
+            d.push_unbounded(t(1), &f6(8, 16, false)),
+            Err(DefragError::Overlap)
+        );
         assert_eq!(d.len(), 0);
 
         // Two different ends.
-        assert_eq!(d.push(t(1), &frag(16, 8, false)), Ok(None));
-        assert_eq!(d.push(t(1), &frag(8, 8, false)), Err(DefragError::Overlap));
+        assert_eq!(d.push_unbounded(t(1), &frag(16, 8, false)), Ok(None));
+        assert_eq!(
+            d.push_unbounded(t(1), &frag(8, 8, false)),
+            Err(DefragError::Overlap)
+        );
         assert_eq!(d.len(), 0);
     }
 
     #[test]
     fn timeout() {
         let mut d = Defragmenter::new(DefragConfig::default());
-        assert_eq!(d.push(t(100), &frag(0, 8, true)), Ok(None));
+        assert_eq!(d.push_unbounded(t(100), &frag(0, 8, true)), Ok(None));
         assert_eq!(
-            d.push(
+            d.push_unbounded(
                 t(110),
                 &Fragment {
                     id: 8,
@@ -401,7 +546,7 @@ mod tests {
         assert_eq!(d.expire(t(130)), 1);
         assert_eq!(d.next_deadline(), Some(t(140)));
         // A late fragment of the expired datagram starts a new, incomplete one.
-        assert_eq!(d.push(t(131), &frag(8, 16, false)), Ok(None));
+        assert_eq!(d.push_unbounded(t(131), &frag(8, 16, false)), Ok(None));
         assert_eq!(d.expire(t(200)), 2);
         assert!(d.is_empty());
     }
@@ -414,7 +559,7 @@ mod tests {
         };
         let mut d = Defragmenter::new(cfg);
         assert_eq!(
-            d.push(
+            d.push_unbounded(
                 t(1),
                 &Fragment {
                     id: 1,
@@ -424,7 +569,7 @@ mod tests {
             Ok(None)
         );
         assert_eq!(
-            d.push(
+            d.push_unbounded(
                 t(2),
                 &Fragment {
                     id: 2,
@@ -434,7 +579,7 @@ mod tests {
             Ok(None)
         );
         assert_eq!(
-            d.push(
+            d.push_unbounded(
                 t(3),
                 &Fragment {
                     id: 3,
@@ -446,7 +591,7 @@ mod tests {
         assert_eq!(d.len(), 2);
         // id 1 was evicted; id 3 was admitted and completes.
         assert_eq!(
-            d.push(
+            d.push_unbounded(
                 t(4),
                 &Fragment {
                     id: 1,
@@ -456,7 +601,7 @@ mod tests {
             Err(DefragError::TableFull)
         );
         let r = d
-            .push(
+            .push_unbounded(
                 t(4),
                 &Fragment {
                     id: 3,
@@ -475,9 +620,9 @@ mod tests {
             ..DefragConfig::default()
         };
         let mut d = Defragmenter::new(cfg);
-        assert_eq!(d.push(t(1), &frag(0, 8, true)), Ok(None));
+        assert_eq!(d.push_unbounded(t(1), &frag(0, 8, true)), Ok(None));
         assert_eq!(
-            d.push(t(1), &frag(16, 8, false)),
+            d.push_unbounded(t(1), &frag(16, 8, false)),
             Err(DefragError::TooLarge)
         );
         assert_eq!(d.len(), 0, "the whole datagram is dropped");
@@ -485,7 +630,7 @@ mod tests {
             offset: usize::MAX - 2,
             ..frag(0, 8, true)
         };
-        assert_eq!(d.push(t(1), &huge), Err(DefragError::TooLarge));
+        assert_eq!(d.push_unbounded(t(1), &huge), Err(DefragError::TooLarge));
     }
 
     proptest::proptest! {
@@ -510,13 +655,13 @@ mod tests {
                 if !done.is_empty() {
                     break;
                 }
-                if let Some(r) = d.push(t(1), &frags[i.index(frags.len())]).unwrap() {
+                if let Some(r) = d.push_unbounded(t(1), &frags[i.index(frags.len())]).unwrap() {
                     done.push(r.payload);
                 }
             }
             for f in &frags {
                 if done.is_empty()
-                    && let Some(r) = d.push(t(1), f).unwrap()
+                    && let Some(r) = d.push_unbounded(t(1), f).unwrap()
                 {
                     done.push(r.payload);
                 }
@@ -537,10 +682,29 @@ mod tests {
             let mut d = Defragmenter::new(cfg);
             for (id, offset, more, payload) in &frags {
                 let f = Fragment { id: *id, offset: *offset, more: *more, payload, ..frag(0, 0, true) };
-                if let Ok(Some(r)) = d.push(t(1), &f) {
+                if let Ok(Some(r)) = d.push_unbounded(t(1), &f) {
                     proptest::prop_assert!(r.payload.len() <= 120);
                 }
                 proptest::prop_assert!(d.len() <= 3);
+            }
+        }
+
+        /// Garbage under a small budget: the bytes held never pass it, and always add up.
+        #[test]
+        fn budget_holds_under_garbage(
+            frags in proptest::collection::vec(
+                (0u32..6, 0usize..100, proptest::prelude::any::<bool>(), proptest::collection::vec(0u8..2, 0..40)),
+                0..100,
+            ),
+            limit in 0usize..400,
+        ) {
+            let mut d = Defragmenter::new(DefragConfig { max_datagram_bytes: 120, ..DefragConfig::default() });
+            for (n, (id, offset, more, payload)) in frags.iter().enumerate() {
+                let f = Fragment { id: *id, offset: *offset, more: *more, payload, ..frag(0, 0, true) };
+                let _ = d.push(t(n as u64), &f, &mut Budget::new(limit, &mut []));
+                proptest::prop_assert!(d.held_bytes() <= limit);
+                let sum: usize = d.datagrams.values().map(Datagram::held).sum();
+                proptest::prop_assert_eq!(d.held_bytes(), sum);
             }
         }
     }
@@ -548,7 +712,131 @@ mod tests {
     #[test]
     fn unfragmented_passes_through() {
         let mut d = Defragmenter::new(DefragConfig::default());
-        expect_whole(d.push(t(1), &frag(0, 24, false)));
+        expect_whole(d.push_unbounded(t(1), &frag(0, 24, false)));
         assert!(d.is_empty());
+    }
+
+    fn frag_id(id: u32, offset: usize, len: usize, more: bool) -> Fragment<'static> {
+        Fragment {
+            id,
+            ..frag(offset, len, more)
+        }
+    }
+
+    #[test]
+    fn budget_accounts_every_datagram_and_gives_back_on_completion() {
+        let mut d = Defragmenter::new(DefragConfig::default());
+        let limit = 1000;
+        let push = |d: &mut Defragmenter, ts, f: &Fragment<'_>| {
+            let r = d.push(t(ts), f, &mut Budget::new(limit, &mut []));
+            assert!(d.held_bytes() <= limit);
+            r
+        };
+        assert_eq!(push(&mut d, 1, &frag(0, 8, true)), Ok(None));
+        // The payload so far and room for four received ranges.
+        assert_eq!(d.held_bytes(), 8 + 4 * RANGE_BYTES);
+        expect_whole(push(&mut d, 1, &frag(8, 16, false)));
+        assert_eq!(d.held_bytes(), 0, "a whole datagram leaves the budget");
+        // Expiry and drops give back too.
+        assert_eq!(push(&mut d, 2, &frag(0, 8, true)), Ok(None));
+        assert_eq!(d.expire(t(100)), 1);
+        assert_eq!(d.held_bytes(), 0);
+    }
+
+    #[test]
+    fn budget_evicts_the_oldest_datagram_then_refuses() {
+        let mut d = Defragmenter::new(DefragConfig::default());
+        let one = 16 + 4 * RANGE_BYTES; // a datagram holding its first 16 bytes
+        let limit = 2 * one;
+        let push = |d: &mut Defragmenter, ts, f: &Fragment<'_>| {
+            d.push(t(ts), f, &mut Budget::new(limit, &mut []))
+        };
+        assert_eq!(push(&mut d, 1, &frag_id(1, 0, 16, true)), Ok(None));
+        assert_eq!(push(&mut d, 2, &frag_id(2, 0, 16, true)), Ok(None));
+        assert_eq!(push(&mut d, 3, &frag_id(3, 0, 16, true)), Ok(None));
+        assert_eq!((d.len(), d.evicted_for_memory()), (2, 1));
+        // id 1 went. id 1 again at 4 s evicts id 2, the oldest now.
+        assert_eq!(push(&mut d, 4, &frag_id(1, 0, 16, true)), Ok(None));
+        assert_eq!((d.len(), d.evicted_for_memory()), (2, 2));
+        // id 3 is the oldest, but the fragment is its own: id 1 goes, and id 3 completes.
+        let whole = push(&mut d, 5, &frag_id(3, 16, 8, false)).unwrap().unwrap();
+        assert_eq!(whole.payload, DATAGRAM);
+        assert_eq!((d.len(), d.evicted_for_memory(), d.held_bytes()), (0, 3, 0));
+        // One fragment larger than the budget is refused, and its datagram dropped.
+        let big = [0u8; 200];
+        let f = Fragment {
+            payload: &big,
+            ..frag_id(9, 0, 0, true)
+        };
+        assert_eq!(push(&mut d, 6, &f), Err(DefragError::OverBudget));
+        assert!(d.held_bytes() <= limit);
+        assert!(!d.datagrams.contains_key(&Key {
+            src: SRC,
+            dst: DST,
+            protocol: 17,
+            id: 9
+        }));
+    }
+
+    /// Datagrams and TCP flows share one budget: the oldest buffer goes first, whichever holds it.
+    #[test]
+    fn budget_shared_with_tcp_goes_oldest_first() {
+        use crate::reasm::{FlowKey, TcpConfig, TcpReassembler};
+        use crate::wire::TcpFlags;
+        let psh = TcpFlags(TcpFlags::PSH | TcpFlags::ACK);
+        let key = |port| FlowKey {
+            src: std::net::SocketAddr::new(SRC, port),
+            dst: std::net::SocketAddr::new(DST, 5060),
+        };
+        let mut d = Defragmenter::new(DefragConfig::default());
+        let mut tcp = TcpReassembler::new(TcpConfig::default());
+        let one = 16 + 4 * RANGE_BYTES;
+        let limit = one + 100 + one;
+        // A datagram at 1 s, a TCP flow at 2 s, a datagram at 3 s: the budget is full.
+        d.push(
+            t(1),
+            &frag_id(1, 0, 16, true),
+            &mut Budget::new(limit, &mut [&mut tcp]),
+        )
+        .unwrap();
+        tcp.push(
+            t(2),
+            key(1),
+            0,
+            psh,
+            &[7; 100],
+            &mut Budget::new(limit, &mut [&mut d]),
+        )
+        .unwrap();
+        d.push(
+            t(3),
+            &frag_id(2, 0, 16, true),
+            &mut Budget::new(limit, &mut [&mut tcp]),
+        )
+        .unwrap();
+        // A new TCP flow at 4 s needs 50 bytes: the datagram of 1 s goes, not the flow of 2 s.
+        tcp.push(
+            t(4),
+            key(2),
+            0,
+            psh,
+            &[8; 50],
+            &mut Budget::new(limit, &mut [&mut d]),
+        )
+        .unwrap();
+        assert_eq!((d.len(), d.evicted_for_memory(), tcp.len()), (1, 1, 2));
+        // 100 more: the flow of 2 s is next, then the datagram of 3 s is not needed.
+        tcp.push(
+            t(5),
+            key(3),
+            0,
+            psh,
+            &[9; 100],
+            &mut Budget::new(limit, &mut [&mut d]),
+        )
+        .unwrap();
+        assert_eq!((d.len(), tcp.evicted_for_memory()), (1, 1));
+        assert!(tcp.stream(&key(1)).is_none());
+        assert!(d.held_bytes() + tcp.held_bytes() <= limit);
     }
 }
