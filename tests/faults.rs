@@ -165,6 +165,11 @@ fn a_full_recordings_volume_fails_recordings_not_the_run() {
     );
     assert!(failed > 0, "{stdout}");
     assert_eq!(
+        count(&out, "SELECT recordings_write_failed FROM runs"),
+        failed,
+        "the run's row counts them"
+    );
+    assert_eq!(
         failed
             + count(
                 &out,

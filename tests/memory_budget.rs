@@ -191,6 +191,16 @@ fn a_1mb_sip_body_over_tcp_is_counted_and_the_other_calls_are_recorded() {
         .unwrap_or_else(|| panic!("no dropped line:\n{}", r.summary));
     assert!(line.contains("sip-too-large 1"), "{line}");
     assert!(line.contains("of 64 MiB"), "{line}");
+    // And the run's row keeps it.
+    let (too_large, peak): (i64, i64) = voxtap_tests::catalog(&r.out)
+        .query_row(
+            "SELECT sip_too_large, buffered_peak_bytes FROM runs",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(too_large, 1);
+    assert!(peak > 0 && peak <= 64 << 20, "{peak}");
 }
 
 /// 1,000 TCP flows, each sending a 250 KB message it never finishes, in turn, 1,400 bytes at a

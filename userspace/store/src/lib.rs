@@ -29,6 +29,7 @@ use voxtap_core::event::{
     RecordingState, StopReason, StreamReport,
 };
 use voxtap_core::policy::Action;
+use voxtap_core::stats::Dropped;
 
 pub use audio::sink::{PoolStats, pool_stats, set_pool_capacity};
 pub use schema::SCHEMA_VERSION;
@@ -94,6 +95,12 @@ pub struct RunSummary {
     pub encrypted_streams: u64,
     pub recordings_cut: u64,
     pub rtp_after_end: u64,
+    /// What was dropped for size or memory (see `voxtap_core::stats::Dropped`).
+    pub sip_too_large: u64,
+    /// TCP flows, IP datagrams and held RTP evicted for the buffer budget.
+    pub evicted_for_memory: u64,
+    pub over_budget: u64,
+    pub buffered_peak_bytes: u64,
 }
 
 impl RunSummary {
@@ -119,6 +126,17 @@ impl RunSummary {
             encrypted_streams: stats.encrypted_streams,
             recordings_cut: stats.recordings_cut,
             rtp_after_end: stats.rtp_after_end,
+            sip_too_large: stats.dropped[Dropped::SipTooLarge as usize],
+            evicted_for_memory: [
+                Dropped::TcpEvicted,
+                Dropped::FragmentsEvicted,
+                Dropped::HeldRtpEvicted,
+            ]
+            .iter()
+            .map(|d| stats.dropped[*d as usize])
+            .sum(),
+            over_budget: stats.dropped[Dropped::OverBudget as usize],
+            buffered_peak_bytes: stats.buffered_peak_bytes,
         }
     }
 }
@@ -449,7 +467,8 @@ impl Store {
                 calls_answered = ?11, rtp_streams = ?12, late_packets = ?13, concealed_s = ?14,
                 undecodable_streams = ?15, encrypted_streams = ?16, recordings_cut = ?17,
                 rtp_after_end = ?18, duplicate_packets = ?19, decrypt_failures = ?20,
-                state = 'complete'
+                sip_too_large = ?21, evicted_for_memory = ?22, over_budget = ?23,
+                buffered_peak_bytes = ?24, recordings_write_failed = ?25, state = 'complete'
              WHERE id = ?1",
         )
         .and_then(|mut s| {
@@ -474,6 +493,11 @@ impl Store {
                 int(summary.rtp_after_end),
                 int(summary.duplicate_packets),
                 int(summary.decrypt_failures),
+                int(summary.sip_too_large),
+                int(summary.evicted_for_memory),
+                int(summary.over_budget),
+                int(summary.buffered_peak_bytes),
+                int(self.report.recordings_write_failed),
             ])
         })
         .map_err(sq)?;

@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 /// `PRAGMA user_version` of a catalog this code writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Version 1. `IF NOT EXISTS` everywhere so that re-running it on a version-1 catalog is a no-op.
 /// No CHECK constraints on the enumerated TEXT columns: SQLite cannot alter a CHECK, and new
@@ -192,6 +192,16 @@ const V3: &[&str] = &[
     "ALTER TABLE recordings ADD COLUMN repeats_recording_id INTEGER REFERENCES recordings(id)",
 ];
 
+/// Version 4: what a run dropped for memory or size, how high its buffers went, and how many
+/// recordings the disk refused.
+const V4: &[&str] = &[
+    "ALTER TABLE runs ADD COLUMN sip_too_large INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN evicted_for_memory INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN over_budget INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN buffered_peak_bytes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN recordings_write_failed INTEGER NOT NULL DEFAULT 0",
+];
+
 pub enum Migration {
     Current,
     /// The catalog was written by a newer voxtap.
@@ -218,6 +228,11 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
         }
         if found < 3 {
             for stmt in V3 {
+                step = step.and_then(|()| db.execute_batch(stmt));
+            }
+        }
+        if found < 4 {
+            for stmt in V4 {
                 step = step.and_then(|()| db.execute_batch(stmt));
             }
         }
