@@ -10,11 +10,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::CodecSpec;
-use crate::event::{CallHandle, EndReason, HandleMap, Party, Side, SipTransport};
+use crate::event::EndReason;
 use crate::policy::InfoRecordHeader;
 use crate::sdp::{self, Direction, MediaKind};
 use crate::sip::{self, Message, Method};
 use crate::time::Timestamp;
+// At this path too for the engine, which indexes per-side arrays with it.
+pub use crate::vocab::side_index;
+use crate::vocab::{CallHandle, HandleMap, Party, Side, SipTransport};
 
 #[derive(Clone, Debug)]
 pub struct DialogConfig {
@@ -200,13 +203,6 @@ pub struct Call {
 fn asserted_user<'a>(msg: &Message<'a>) -> Option<&'a str> {
     let na = sip::parse_name_addr(msg.header_named("P-Asserted-Identity")?)?;
     sip::parse_uri(na.uri)?.user.filter(|u| !u.is_empty())
-}
-
-pub fn side_index(side: Side) -> usize {
-    match side {
-        Side::Caller => 0,
-        Side::Callee => 1,
-    }
 }
 
 impl Call {

@@ -23,6 +23,7 @@ pub mod sip;
 pub mod stats;
 pub mod stream;
 pub mod time;
+pub mod vocab;
 pub mod wire;
 
 pub use engine::{Engine, EngineConfig};

@@ -11,9 +11,9 @@ pub mod rules;
 
 use std::net::IpAddr;
 
-use crate::event::{CallHandle, DtmfSource, Party, Side, SipTransport};
 pub use crate::servers::ServerEvidence;
 use crate::time::Timestamp;
+use crate::vocab::{Action, CallHandle, DtmfSource, Party, Side, SipTransport};
 
 pub use control::RulesPolicy;
 pub use decide::{CallClass, Direction, Endpoint, classify, decide};
@@ -123,30 +123,6 @@ pub enum Trigger {
     /// transfer through a PBX. [`RulesPolicy`] classifies the call again with that number and,
     /// if both parties are now external, acts as on [`Trigger::BecameExternalToExternal`].
     PartyChanged { side: Side, user: String },
-}
-
-/// What a policy asks of a running call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Action {
-    /// Start recording (or resume, if paused).
-    #[default]
-    Start,
-    /// Stop and finalise the recording; a later `Start` begins a new file.
-    Stop,
-    /// Keep the timeline running but write silence until `Resume`.
-    Pause,
-    Resume,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-        }
-    }
 }
 
 /// A policy's answer to a trigger: the action, why, and which party asked for it.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::event::RecordingFormat;
+use crate::vocab::RecordingFormat;
 
 /// Everything a [`super::RulesPolicy`] decides from.
 #[derive(Clone, Debug, PartialEq, Eq)]
