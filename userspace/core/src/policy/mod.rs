@@ -2,12 +2,15 @@
 //! [`RulesPolicy`] applies [`Rules`] (tenants, users, devices, DDIs, modes, on-demand control,
 //! see `docs/rules.md`). A policy is pure: it sees call facts and in-call triggers, never
 //! packets, and answers with decisions the engine carries out: start, stop, pause and resume.
+//! Its input side, [`signals`], reads the recording commands a SIP message carries (the INFO
+//! record key, media control), which the dialogs hand on as triggers.
 
 mod control;
 pub mod decide;
 #[cfg(test)]
 mod fixture;
 pub mod rules;
+pub mod signals;
 
 use std::net::IpAddr;
 
@@ -18,10 +21,11 @@ use crate::vocab::{Action, CallHandle, DtmfSource, Party, Side, SipTransport};
 pub use control::RulesPolicy;
 pub use decide::{CallClass, Direction, Endpoint, classify, decide};
 pub use rules::{
-    Ddi, DdiOption, Device, InfoRecordHeader, IpNet, IpNetError, LegDirection, Mode, Network,
-    Networked, Networks, OnDemand, RecordOn, RoleRule, RuleDirection, RuleOrigin, Rules, Settings,
-    Tenant, TransferPolicy, User,
+    Ddi, DdiOption, Device, IpNet, IpNetError, LegDirection, Mode, Network, Networked, Networks,
+    OnDemand, RecordOn, RoleRule, RuleDirection, RuleOrigin, Rules, Settings, Tenant,
+    TransferPolicy, User,
 };
+pub use signals::InfoRecordHeader;
 
 /// What a policy knows about a call when it decides.
 #[derive(Clone, Debug)]
