@@ -26,8 +26,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::dialog::Call;
-use crate::event::{CallHandle, HandleMap};
 use crate::time::Timestamp;
+use crate::vocab::{CallHandle, HandleMap};
 
 /// Engine-local id of a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -3,18 +3,23 @@
 //! A call is one INVITE dialog, keyed by Call-ID and the caller's From tag (RFC 3261 §12).
 //! Requests from the callee carry the tags the other way round, so a message's side is found
 //! from its tags. The media index maps every endpoint either party announced in SDP to its
-//! call, so RTP can be tied to a dialog from either address of a packet. No audio lives here.
+//! call, so RTP can be tied to a dialog from either address of a packet. No audio lives here,
+//! nor what a message asks of the recording: [`crate::policy::signals`] reads the INFO record
+//! key and the media-control requests, and the dialogs say which call and side sent them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::codec::CodecSpec;
-use crate::event::{CallHandle, EndReason, HandleMap, Party, Side, SipTransport};
-use crate::policy::InfoRecordHeader;
+use crate::event::EndReason;
+use crate::policy::signals::{self, InfoRecordHeader, SESSION_ID_HEADER};
 use crate::sdp::{self, Direction, MediaKind};
 use crate::sip::{self, Message, Method};
 use crate::time::Timestamp;
+// At this path too for the engine, which indexes per-side arrays with it.
+pub use crate::vocab::side_index;
+use crate::vocab::{CallHandle, HandleMap, Party, Side, SipTransport};
 
 #[derive(Clone, Debug)]
 pub struct DialogConfig {
@@ -89,9 +94,6 @@ pub struct Evidence {
 /// Correlation tokens kept per call, and their length.
 const MAX_TOKENS: usize = 8;
 const MAX_TOKEN_LEN: usize = 128;
-
-/// Ties an out-of-dialog MESSAGE to its call (the media-control JSON's `session_id`).
-pub const SESSION_ID_HEADER: &str = "X-Session-Id";
 
 impl Default for DialogConfig {
     fn default() -> Self {
@@ -200,13 +202,6 @@ pub struct Call {
 fn asserted_user<'a>(msg: &Message<'a>) -> Option<&'a str> {
     let na = sip::parse_name_addr(msg.header_named("P-Asserted-Identity")?)?;
     sip::parse_uri(na.uri)?.user.filter(|u| !u.is_empty())
-}
-
-pub fn side_index(side: Side) -> usize {
-    match side {
-        Side::Caller => 0,
-        Side::Callee => 1,
-    }
 }
 
 impl Call {
@@ -524,7 +519,7 @@ impl Dialogs {
                             duration_ms,
                         });
                     }
-                    if let Some(on) = info_record(msg, &self.headers.info_record) {
+                    if let Some(on) = signals::info_record(msg, &self.headers.info_record) {
                         out.push(DialogEvent::InfoRecord {
                             call: handle,
                             ts,
@@ -583,10 +578,7 @@ impl Dialogs {
                     }
                 }
                 Method::Message => {
-                    if let Some(ct) = msg.content_type()
-                        && ct.eq_ignore_ascii_case("application/x-media-control")
-                        && let Some(pause) = media_control_operation(msg.body.trim_ascii())
-                    {
+                    if let Some(pause) = signals::media_control(msg) {
                         out.push(DialogEvent::MediaControl {
                             call: handle,
                             ts,
@@ -918,20 +910,7 @@ impl Dialogs {
         msg: &Message<'_>,
         out: &mut Vec<DialogEvent>,
     ) {
-        let Some(ct) = msg.content_type() else { return };
-        if !ct.eq_ignore_ascii_case("application/x-media-control+json") {
-            return;
-        }
-        let Ok(body) = std::str::from_utf8(msg.body) else {
-            return;
-        };
-        let (Some(op), Some(id)) = (
-            json_string(body, "operation"),
-            json_string(body, "session_id"),
-        ) else {
-            return;
-        };
-        let Some(pause) = media_control_operation(op.as_bytes()) else {
+        let Some((pause, id)) = signals::media_control_json(msg) else {
             return;
         };
         let Some(call) = self.by_session_id.get(id).and_then(|h| self.calls.get(h)) else {
@@ -1176,53 +1155,6 @@ fn unescape(v: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `Some(true)` for the record key's on value, `Some(false)` for off (case-insensitive).
-fn info_record(msg: &Message<'_>, key: &InfoRecordHeader) -> Option<bool> {
-    let v = msg.header_named(&key.name)?.trim();
-    if v.eq_ignore_ascii_case(&key.on) {
-        Some(true)
-    } else if v.eq_ignore_ascii_case(&key.off) {
-        Some(false)
-    } else {
-        None
-    }
-}
-
-/// `Some(true)` to pause, `Some(false)` to resume the audio recording. The video forms
-/// (`pause-video-recording`...) are ignored: voxtap records audio only.
-fn media_control_operation(op: &[u8]) -> Option<bool> {
-    if op.eq_ignore_ascii_case(b"pause-audio-recording") {
-        Some(true)
-    } else if op.eq_ignore_ascii_case(b"resume-audio-recording") {
-        Some(false)
-    } else {
-        None
-    }
-}
-
-/// The string value of `"key": "value"` in a flat JSON object. Enough for the media-control
-/// body: no escapes are decoded (a value holding one is refused), nesting is not followed.
-fn json_string<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let mut rest = json;
-    loop {
-        let at = rest.find('"')?;
-        let after = &rest[at + 1..];
-        let end = after.find('"')?;
-        let name = &after[..end];
-        let tail = after[end + 1..].trim_start();
-        match tail.strip_prefix(':') {
-            Some(value) if name == key => {
-                let value = value.trim_start().strip_prefix('"')?;
-                let close = value.find('"')?;
-                let v = &value[..close];
-                return (!v.contains('\\')).then_some(v);
-            }
-            // A string that is not this key (another key or a value): skip it.
-            _ => rest = &after[end + 1..],
-        }
-    }
 }
 
 fn party(na: &sip::NameAddr<'_>) -> Party {
@@ -1912,30 +1844,5 @@ mod tests {
         // Forgotten with its call.
         d.remove(h);
         assert!(d.by_session_id.is_empty());
-    }
-
-    #[test]
-    fn json_string_reads_flat_objects_only() {
-        assert_eq!(json_string(r#"{"a":"b","c":"d"}"#, "c"), Some("d"));
-        assert_eq!(json_string(r#"{"a":"c","c":"d"}"#, "c"), Some("d"));
-        assert_eq!(json_string(r#"{"a": 1, "c" :  "d" }"#, "c"), Some("d"));
-        assert_eq!(json_string(r#"{"c":"a\"b"}"#, "c"), None);
-        assert_eq!(json_string(r#"{"c":5}"#, "c"), None);
-        assert_eq!(json_string(r#"{"a":"b"}"#, "c"), None);
-    }
-
-    proptest::proptest! {
-        /// Emit a media-control body, then read it back; arbitrary text never panics.
-        #[test]
-        fn json_string_round_trips(
-            op in "[a-z-]{0,24}",
-            id in "[^\"\\\\]{0,40}",
-            junk in ".{0,80}",
-        ) {
-            let body = format!("{{ \"session_id\" : \"{id}\", \"operation\":\"{op}\" }}");
-            proptest::prop_assert_eq!(json_string(&body, "operation"), Some(op.as_str()));
-            proptest::prop_assert_eq!(json_string(&body, "session_id"), Some(id.as_str()));
-            let _ = json_string(&junk, "operation");
-        }
     }
 }

@@ -22,13 +22,12 @@ use crate::dialog::{
     Call, CallState, DialogConfig, DialogEvent, Dialogs, MediaSecurity, PolicyHeaders, Rejected,
 };
 use crate::event::{
-    CallDecision, CallHandle, CallStarted, ConversationLink, DtmfEvent, DtmfSource, Event,
-    HandleMap, RecordingControl, RecordingFormat, RecordingHandle, RecordingStarted, Side,
-    SipTransport, StopReason, StreamHandle, StreamReport,
+    CallDecision, CallStarted, ConversationLink, DtmfEvent, Event, RecordingControl,
+    RecordingStarted, StopReason, StreamReport,
 };
 use crate::media::TimelineConfig;
 use crate::policy::{
-    Action, CallFacts, Command, InfoRecordHeader, IpNet, PartyEvidence, RecordAnswered, RecordOn,
+    CallFacts, Command, InfoRecordHeader, IpNet, PartyEvidence, RecordAnswered, RecordOn,
     RecordingPolicy, Settings, Trigger,
 };
 use crate::reasm::{
@@ -42,6 +41,10 @@ use crate::sip::{self, Frame, Message};
 use crate::stats::{Dropped, Malformed, Stats};
 use crate::stream::{Digit, Stream, StreamCtx, StreamStatus};
 use crate::time::Timestamp;
+use crate::vocab::{
+    Action, CallHandle, DtmfSource, HandleMap, RecordingFormat, RecordingHandle, Side,
+    SipTransport, StreamHandle,
+};
 use crate::wire::{self, Decoded, LinkType, Transport};
 
 #[derive(Clone, Debug)]

@@ -4,91 +4,10 @@
 use std::net::SocketAddr;
 
 use crate::time::Timestamp;
-
-/// Engine-local handle of one call (one INVITE dialog, keyed by Call-ID and From tag).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallHandle(pub u64);
-
-/// A hasher for the engine's own handles: they are counters the engine hands out, never
-/// chosen by a peer, so a multiplicative hash is safe where SipHash would cost more than the
-/// lookup (maps keyed by peers' addresses keep the collision-resistant default).
-#[derive(Clone, Copy, Default)]
-pub struct HandleHasher(u64);
-
-impl core::hash::Hasher for HandleHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A map keyed by engine handles.
-pub type HandleMap<K, V> =
-    std::collections::HashMap<K, V, core::hash::BuildHasherDefault<HandleHasher>>;
-
-/// Engine-local handle of one recording.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RecordingHandle(pub u64);
-
-/// Engine-local handle of one RTP stream (one SSRC on one 5-tuple).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamHandle(pub u64);
-
-/// Which party of a call: the caller sent the INVITE; the callee answered it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    Caller,
-    Callee,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Caller => "caller",
-            Side::Callee => "callee",
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Caller => Side::Callee,
-            Side::Callee => Side::Caller,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SipTransport {
-    Udp,
-    Tcp,
-}
-
-impl SipTransport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SipTransport::Udp => "udp",
-            SipTransport::Tcp => "tcp",
-        }
-    }
-}
-
-/// A party as named in From or To.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Party {
-    /// User part of the URI (`alice` in `sip:alice@example.com`), or the number of a `tel:` URI.
-    pub user: String,
-    /// Host part of the URI, if any.
-    pub host: String,
-    /// Display name, unquoted, if present.
-    pub display_name: Option<String>,
-}
+use crate::vocab::{
+    Action, CallHandle, DtmfSource, Party, RecordingFormat, RecordingHandle, Side, SipTransport,
+    StreamHandle,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallStarted {
@@ -191,27 +110,6 @@ pub struct StreamReport {
     pub security: String,
 }
 
-/// Where a DTMF digit was seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DtmfSource {
-    /// RFC 4733 telephone-event RTP packets.
-    Rfc4733,
-    /// SIP INFO, `application/dtmf-relay` or `application/dtmf`.
-    SipInfo,
-    /// Dual tones in the decoded audio ([`crate::dtmf`]).
-    InBand,
-}
-
-impl DtmfSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DtmfSource::Rfc4733 => "rfc4733",
-            DtmfSource::SipInfo => "sip-info",
-            DtmfSource::InBand => "inband",
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct DtmfEvent {
     pub call: CallHandle,
@@ -224,52 +122,6 @@ pub struct DtmfEvent {
     pub side: Side,
     /// Where in the open recording's file the digit falls, in seconds (set by the engine).
     pub offset_s: Option<f64>,
-}
-
-/// Audio format of a recording file (the `format` setting, `recording.format` by default).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum RecordingFormat {
-    /// 16-bit PCM WAV.
-    #[default]
-    Wav,
-    /// FLAC, lossless.
-    Flac,
-    /// Opus in Ogg (RFC 7845), the small one.
-    Opus,
-    /// MPEG-1/2 Layer III.
-    Mp3,
-}
-
-impl RecordingFormat {
-    pub const ALL: [RecordingFormat; 4] = [
-        RecordingFormat::Wav,
-        RecordingFormat::Flac,
-        RecordingFormat::Opus,
-        RecordingFormat::Mp3,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordingFormat::Wav => "wav",
-            RecordingFormat::Flac => "flac",
-            RecordingFormat::Opus => "opus",
-            RecordingFormat::Mp3 => "mp3",
-        }
-    }
-
-    /// File name extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            RecordingFormat::Opus => "ogg",
-            other => other.as_str(),
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<RecordingFormat> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.as_str().eq_ignore_ascii_case(name))
-    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -368,7 +220,7 @@ pub struct RecordingControl {
     pub ts: Timestamp,
     /// `Pause` or `Resume`; `Start` (just after the recording started) or `Stop` (just before
     /// it stops) when a party asked for it.
-    pub action: crate::policy::Action,
+    pub action: Action,
     pub reason: String,
     /// The party whose request it was, if one asked.
     pub requested_by: Option<Side>,

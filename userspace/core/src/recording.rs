@@ -5,12 +5,10 @@
 
 use std::collections::VecDeque;
 
-use crate::event::{
-    CallHandle, ChannelReport, Event, RecordingFormat, RecordingHandle, RecordingOutcome,
-    RecordingState, Side, StopReason,
-};
+use crate::event::{ChannelReport, Event, RecordingOutcome, RecordingState, StopReason};
 use crate::media::{AudioSink, Placement, Timeline, TimelineConfig};
 use crate::time::Timestamp;
+use crate::vocab::{CallHandle, RecordingFormat, RecordingHandle, Side};
 
 /// Turns timeline output into events, coalesced into the last event of the same recording.
 struct EventSink<'a> {

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use crate::codec::{self, CodecSpec, Decoder, Undecodable};
 use crate::dtmf::DtmfDetector;
-use crate::event::{DtmfSource, Event, Side, StreamHandle};
+use crate::event::Event;
 use crate::media::Resample;
 use crate::media::srtp::{CryptoAttr, SrtpContext, SrtpError};
 use crate::recording::Recording;
 use crate::rtp::{self, StreamStats, TelephoneEvent};
 use crate::time::Timestamp;
+use crate::vocab::{DtmfSource, Side, StreamHandle};
 
 /// Packets held at most while waiting for a missing one (160 ms of 20 ms packets).
 const DEPTH: usize = 8;

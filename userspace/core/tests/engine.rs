@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use voxtap_core::event::{EndReason, Event, Side, StopReason};
+use voxtap_core::event::{EndReason, Event, StopReason};
+use voxtap_core::vocab::Side;
 use voxtap_core::wire::{self, Decoded, Transport};
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
 use voxtap_gen::{Frame, GenConfig, Scenario, generate};
@@ -325,7 +326,8 @@ impl voxtap_core::policy::RecordingPolicy for Keys {
         _: &voxtap_core::policy::CallFacts<'_>,
         trigger: &voxtap_core::policy::Trigger,
     ) -> Option<voxtap_core::policy::Command> {
-        use voxtap_core::policy::{Action, Command, Trigger};
+        use voxtap_core::policy::{Command, Trigger};
+        use voxtap_core::vocab::Action;
         let Trigger::Dtmf { digit, side, .. } = trigger else {
             return None;
         };
@@ -375,8 +377,8 @@ fn the_policy_pauses_and_resumes_and_the_paused_span_is_silent() {
         })
         .collect();
     assert_eq!(controls.len(), 2, "{controls:?}");
-    assert_eq!(controls[0].action, voxtap_core::policy::Action::Pause);
-    assert_eq!(controls[1].action, voxtap_core::policy::Action::Resume);
+    assert_eq!(controls[0].action, voxtap_core::vocab::Action::Pause);
+    assert_eq!(controls[1].action, voxtap_core::vocab::Action::Resume);
     assert_eq!(controls[0].requested_by, Some(Side::Caller));
     let answer = t.answer_ns.unwrap();
     let secs = |ts: Timestamp| (ts.as_nanos() - answer) as f64 / 1e9;
@@ -500,7 +502,8 @@ impl voxtap_core::policy::RecordingPolicy for Scripted {
         _: &voxtap_core::policy::CallFacts<'_>,
         trigger: &voxtap_core::policy::Trigger,
     ) -> Option<voxtap_core::policy::Command> {
-        use voxtap_core::policy::{Action, Command, Trigger};
+        use voxtap_core::policy::{Command, Trigger};
+        use voxtap_core::vocab::Action;
         let (action, side) = match *trigger {
             Trigger::SipInfoRecord { on, side } => {
                 (if on { Action::Start } else { Action::Stop }, side)

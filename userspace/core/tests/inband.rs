@@ -4,8 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use voxtap_core::event::{DtmfSource, Event, Side};
+use voxtap_core::event::Event;
 use voxtap_core::policy::{CallFacts, Command, Decision, RecordingPolicy, Trigger};
+use voxtap_core::vocab::{DtmfSource, Side};
 use voxtap_core::wire::{self, Decoded, Transport};
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
 use voxtap_gen::{Frame, GenConfig, Scenario, generate};

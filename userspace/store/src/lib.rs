@@ -24,12 +24,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 use voxtap_core::Timestamp;
 use voxtap_core::event::{
-    CallDecision, CallHandle, CallStarted, ConversationLink, DtmfEvent, EndReason, Event,
-    RecordingControl, RecordingFormat, RecordingHandle, RecordingOutcome, RecordingStarted,
-    RecordingState, StopReason, StreamReport,
+    CallDecision, CallStarted, ConversationLink, DtmfEvent, EndReason, Event, RecordingControl,
+    RecordingOutcome, RecordingStarted, RecordingState, StopReason, StreamReport,
 };
-use voxtap_core::policy::Action;
 use voxtap_core::stats::Dropped;
+use voxtap_core::vocab::{Action, CallHandle, RecordingFormat, RecordingHandle, Side};
 
 pub use audio::sink::{PoolStats, pool_stats, set_pool_capacity};
 pub use schema::SCHEMA_VERSION;
@@ -1324,7 +1323,7 @@ impl Store {
         &mut self,
         call: CallHandle,
         ts: Timestamp,
-        side: voxtap_core::event::Side,
+        side: Side,
         target: &str,
         replaces: Option<&str>,
         status: u16,

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
-use voxtap_core::event::{DtmfSource, Party, RecordingFormat, Side, SipTransport, StreamHandle};
+use voxtap_core::vocab::{
+    Action, DtmfSource, Party, RecordingFormat, Side, SipTransport, StreamHandle,
+};
 
 use super::*;
 
@@ -1151,10 +1153,7 @@ fn pause_and_resume_are_on_the_recording_timeline() {
     store.handle(answered(1, 2000)).unwrap();
     store.handle(rec_started(1, 1, 2000)).unwrap();
     feed(&mut store, 1, 0, u64::from(RATE));
-    for (ms, action) in [
-        (2500, voxtap_core::policy::Action::Pause),
-        (2800, voxtap_core::policy::Action::Resume),
-    ] {
+    for (ms, action) in [(2500, Action::Pause), (2800, Action::Resume)] {
         store
             .handle(Event::RecordingControl(RecordingControl {
                 rec: RecordingHandle(1),
@@ -1164,10 +1163,8 @@ fn pause_and_resume_are_on_the_recording_timeline() {
                 reason: "key *48".into(),
                 requested_by: Some(Side::Callee),
                 // Who asked: named on the pause, unknown on the resume.
-                requested_by_user: (action == voxtap_core::policy::Action::Pause)
-                    .then(|| "alice".to_string()),
-                requested_by_device: (action == voxtap_core::policy::Action::Pause)
-                    .then(|| "alice-desk".to_string()),
+                requested_by_user: (action == Action::Pause).then(|| "alice".to_string()),
+                requested_by_device: (action == Action::Pause).then(|| "alice-desk".to_string()),
                 offset_s: None,
             }))
             .unwrap();

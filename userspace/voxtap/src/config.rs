@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use toml::Spanned;
 use voxtap_core::EngineConfig;
-use voxtap_core::event::RecordingFormat;
+use voxtap_core::vocab::RecordingFormat;
 
 use voxtap_core::policy::{RecordAnswered, RecordNothing, RecordingPolicy, Rules, RulesPolicy};
 

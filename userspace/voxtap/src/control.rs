@@ -28,7 +28,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use voxtap_core::policy::{Action, Command};
+use voxtap_core::policy::Command;
+use voxtap_core::vocab::Action;
 
 /// The longest request line, newline included.
 pub const LINE_MAX: usize = 4096;

@@ -25,8 +25,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::event::Side;
 use crate::time::Timestamp;
+use crate::vocab::Side;
 
 /// Where finished audio goes, in order.
 pub trait AudioSink {

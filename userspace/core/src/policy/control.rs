@@ -8,9 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::decide::{Direction, KnownParty, classify, classify_in, evaluate};
 use super::rules::{Mode, OnDemand, Rules, TransferPolicy};
-use super::{Action, CallFacts, Command, Decision, RecordingPolicy, ServerEvidence, Trigger};
-use crate::dialog::side_index as side_slot;
-use crate::event::{CallHandle, DtmfSource, Party, Side};
+use super::{CallFacts, Command, Decision, RecordingPolicy, ServerEvidence, Trigger};
+use crate::vocab::{Action, CallHandle, DtmfSource, Party, Side, side_index as side_slot};
 
 /// Digits kept per side; longer than any sensible code.
 const DIGITS_KEPT: usize = 8;

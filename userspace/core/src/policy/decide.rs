@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use super::rules::{Device, LegDirection, Mode, Network, Rules, Settings, Tenant, User};
 use super::{CallFacts, Decision, ServerEvidence};
-use crate::event::Side;
+use crate::vocab::Side;
 
 /// Who talks to whom, as the networks and the directory say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use super::rules::*;
 use super::{CallFacts, PartyEvidence, ServerEvidence};
-use crate::event::{CallHandle, Party, Side, SipTransport};
 use crate::time::Timestamp;
+use crate::vocab::{CallHandle, Party, Side, SipTransport, side_index};
 
 pub const CARRIER: &str = "192.0.2.1";
 pub const PBX: &str = "10.0.0.1";
@@ -121,17 +121,17 @@ impl Call {
 
     /// The side's signalling address is a configured server.
     pub fn via_server(mut self, side: Side) -> Call {
-        self.parties[crate::dialog::side_index(side)].0 = Some(ServerEvidence::Configured);
+        self.parties[side_index(side)].0 = Some(ServerEvidence::Configured);
         self
     }
 
     pub fn media(mut self, side: Side, addr: &str) -> Call {
-        self.parties[crate::dialog::side_index(side)].2 = Some(addr.parse().unwrap());
+        self.parties[side_index(side)].2 = Some(addr.parse().unwrap());
         self
     }
 
     pub fn asserted(mut self, side: Side, user: &str) -> Call {
-        self.parties[crate::dialog::side_index(side)].1 = Some(user.into());
+        self.parties[side_index(side)].1 = Some(user.into());
         self
     }
 

@@ -2,26 +2,30 @@
 //! [`RulesPolicy`] applies [`Rules`] (tenants, users, devices, DDIs, modes, on-demand control,
 //! see `docs/rules.md`). A policy is pure: it sees call facts and in-call triggers, never
 //! packets, and answers with decisions the engine carries out: start, stop, pause and resume.
+//! Its input side, [`signals`], reads the recording commands a SIP message carries (the INFO
+//! record key, media control), which the dialogs hand on as triggers.
 
 mod control;
 pub mod decide;
 #[cfg(test)]
 mod fixture;
 pub mod rules;
+pub mod signals;
 
 use std::net::IpAddr;
 
-use crate::event::{CallHandle, DtmfSource, Party, Side, SipTransport};
 pub use crate::servers::ServerEvidence;
 use crate::time::Timestamp;
+use crate::vocab::{Action, CallHandle, DtmfSource, Party, Side, SipTransport};
 
 pub use control::RulesPolicy;
 pub use decide::{CallClass, Direction, Endpoint, classify, decide};
 pub use rules::{
-    Ddi, DdiOption, Device, InfoRecordHeader, IpNet, IpNetError, LegDirection, Mode, Network,
-    Networked, Networks, OnDemand, RecordOn, RoleRule, RuleDirection, RuleOrigin, Rules, Settings,
-    Tenant, TransferPolicy, User,
+    Ddi, DdiOption, Device, IpNet, IpNetError, LegDirection, Mode, Network, Networked, Networks,
+    OnDemand, RecordOn, RoleRule, RuleDirection, RuleOrigin, Rules, Settings, Tenant,
+    TransferPolicy, User,
 };
+pub use signals::InfoRecordHeader;
 
 /// What a policy knows about a call when it decides.
 #[derive(Clone, Debug)]
@@ -123,30 +127,6 @@ pub enum Trigger {
     /// transfer through a PBX. [`RulesPolicy`] classifies the call again with that number and,
     /// if both parties are now external, acts as on [`Trigger::BecameExternalToExternal`].
     PartyChanged { side: Side, user: String },
-}
-
-/// What a policy asks of a running call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Action {
-    /// Start recording (or resume, if paused).
-    #[default]
-    Start,
-    /// Stop and finalise the recording; a later `Start` begins a new file.
-    Stop,
-    /// Keep the timeline running but write silence until `Resume`.
-    Pause,
-    Resume,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Start => "start",
-            Action::Stop => "stop",
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-        }
-    }
 }
 
 /// A policy's answer to a trigger: the action, why, and which party asked for it.

@@ -5,7 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::event::RecordingFormat;
+use super::signals::InfoRecordHeader;
+use crate::vocab::RecordingFormat;
 
 /// Everything a [`super::RulesPolicy`] decides from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,24 +27,6 @@ impl Default for Rules {
             role_rules: Vec::new(),
             mode_header: "X-Record-Mode".into(),
             info_record: InfoRecordHeader::default(),
-        }
-    }
-}
-
-/// The header of a SIP INFO that starts or stops recording (the Yealink Record key).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InfoRecordHeader {
-    pub name: String,
-    pub on: String,
-    pub off: String,
-}
-
-impl Default for InfoRecordHeader {
-    fn default() -> Self {
-        Self {
-            name: "Record".into(),
-            on: "on".into(),
-            off: "off".into(),
         }
     }
 }

@@ -28,7 +28,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use voxtap_core::event::RecordingFormat;
+use voxtap_core::vocab::RecordingFormat;
 
 use crate::StoreError;
 

@@ -5,7 +5,7 @@
 use std::f64::consts::PI;
 use std::process::Command;
 
-use voxtap_core::event::RecordingFormat;
+use voxtap_core::vocab::RecordingFormat;
 
 use super::*;
 

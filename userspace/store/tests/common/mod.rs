@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use voxtap_core::Timestamp;
 use voxtap_core::event::{
-    CallHandle, CallStarted, ChannelReport, EndReason, Event, Party, RecordingFormat,
-    RecordingHandle, RecordingOutcome, RecordingStarted, RecordingState, SipTransport, StopReason,
+    CallStarted, ChannelReport, EndReason, Event, RecordingOutcome, RecordingStarted,
+    RecordingState, StopReason,
 };
+use voxtap_core::vocab::{CallHandle, Party, RecordingFormat, RecordingHandle, SipTransport};
 use voxtap_store::Store;
 
 pub const T0: u64 = 1_709_287_200;
