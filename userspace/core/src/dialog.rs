@@ -19,7 +19,7 @@ use crate::sip::{self, Message, Method};
 use crate::time::Timestamp;
 // At this path too for the engine, which indexes per-side arrays with it.
 pub use crate::vocab::side_index;
-use crate::vocab::{CallHandle, HandleMap, Party, Side, SipTransport};
+use crate::vocab::{AddrMap, CallHandle, HandleMap, Party, Side, SipTransport};
 
 #[derive(Clone, Debug)]
 pub struct DialogConfig {
@@ -328,7 +328,7 @@ pub struct Dialogs {
     /// `X-Session-Id` → the call whose INVITE or 2xx carried it.
     by_session_id: HashMap<String, CallHandle>,
     /// Endpoint → the call and the party that announced it.
-    media_index: HashMap<SocketAddr, (CallHandle, Side)>,
+    media_index: AddrMap<SocketAddr, (CallHandle, Side)>,
     /// Bumped whenever an endpoint changes hands (a newer SDP claims it, or its call goes), so
     /// flows tied before can be checked again.
     media_epoch: u64,

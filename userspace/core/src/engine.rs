@@ -12,7 +12,7 @@
 //! that owns its endpoints ([`crate::stream`]), and decisions to the call's recording
 //! ([`crate::recording`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ use crate::stats::{Dropped, Malformed, Stats};
 use crate::stream::{Digit, Stream, StreamCtx, StreamStatus};
 use crate::time::Timestamp;
 use crate::vocab::{
-    Action, CallHandle, DtmfSource, HandleMap, RecordingFormat, RecordingHandle, Side,
+    Action, AddrMap, CallHandle, DtmfSource, HandleMap, RecordingFormat, RecordingHandle, Side,
     SipTransport, StreamHandle,
 };
 use crate::wire::{self, Decoded, LinkType, Transport};
@@ -177,7 +177,7 @@ struct PendingPacket {
 /// buffer budget.
 #[derive(Default)]
 struct HeldRtp {
-    flows: HashMap<FlowTuple, VecDeque<PendingPacket>>,
+    flows: AddrMap<FlowTuple, VecDeque<PendingPacket>>,
     packets: usize,
     bytes: usize,
     /// Packets evicted for memory, since the start.
@@ -268,9 +268,9 @@ pub struct Engine {
     policy: Box<dyn RecordingPolicy>,
     defrag: Defragmenter,
     tcp: TcpReassembler,
-    flows: HashMap<FlowTuple, Flow>,
+    flows: AddrMap<FlowTuple, Flow>,
     /// Where matched flows send to, and who sends there: the answering direction's source.
-    peers: HashMap<SocketAddr, (CallHandle, Side)>,
+    peers: AddrMap<SocketAddr, (CallHandle, Side)>,
     media: HandleMap<CallHandle, CallMedia>,
     held_rtp: HeldRtp,
     next_stream: u64,
@@ -318,8 +318,8 @@ impl Engine {
             stats: Stats::default(),
             events: VecDeque::new(),
             policy,
-            flows: HashMap::new(),
-            peers: HashMap::new(),
+            flows: AddrMap::default(),
+            peers: AddrMap::default(),
             media: HandleMap::default(),
             held_rtp: HeldRtp::default(),
             next_stream: 0,

@@ -32,6 +32,11 @@ impl core::hash::Hasher for HandleHasher {
 pub type HandleMap<K, V> =
     std::collections::HashMap<K, V, core::hash::BuildHasherDefault<HandleHasher>>;
 
+/// A map keyed by what the wire says (addresses, flows): a fast hash with a random per-map
+/// seed (foldhash), so traffic cannot choose colliding keys the way it could against a fixed
+/// multiplicative hash; SipHash, the std default, cost a tenth of the engine's instructions.
+pub type AddrMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Engine-local handle of one recording.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordingHandle(pub u64);
