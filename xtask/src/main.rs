@@ -15,7 +15,8 @@ tasks:
   demo [CAPTURE]
                replay CAPTURE, or a generated capture of sample calls, with voxtap and show
                where the recordings and the catalog are
-  test         install test dependencies (tshark, sox), run every test, then a short fuzz smoke run
+  test         install test dependencies (tshark, sox), run every test, a short run of each
+               benchmark, then a short fuzz smoke run
   fuzz-smoke   replay the fuzz corpus through each cargo-fuzz target (nightly) and fuzz briefly
   deps         only install what the build and the tests need: Debian packages, and for the
                XDP program the nightly toolchain with rust-src and bpf-linker
@@ -275,7 +276,33 @@ fn test(root: &Path) -> Result<()> {
     run(Command::new("cargo")
         .args(["test", "--workspace", "--release"])
         .env("VOXTAP_REQUIRE_CODECS", "1"))?;
+    bench_smoke(root)?;
     fuzz_smoke(root)
+}
+
+/// A short run of every benchmark under perf/, so a change that breaks one shows in CI. They
+/// print figures but assert nothing about speed: CI times nothing.
+fn bench_smoke(root: &Path) -> Result<()> {
+    let bin = root.join("target/release");
+    run(Command::new(bin.join("engine-bench")).args(["--calls", "20", "--talk-secs", "1"]))?;
+    run(Command::new(bin.join("codec-bench")).args(["--secs", "1", "--reps", "1"]))?;
+    run(Command::new("bash").arg(root.join("perf/replay/compare.sh")).args(["20", "1", "1"]))?;
+    // /proc/self belongs to the process's effective user.
+    let root_user = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root_user {
+        run(Command::new(bin.join("live-bench")).args([
+            "--secs",
+            "1",
+            "--rates",
+            "10000",
+        ]))?;
+    } else {
+        eprintln!("xtask: SKIPPED live-bench smoke run: it needs root (veth pairs, XDP)");
+    }
+    eprintln!("xtask: benchmark smoke runs passed");
+    Ok(())
 }
 
 const FUZZ_TARGETS: [&str; 6] = ["frame", "sip", "sdp", "rtp", "engine", "engine_timed"];
