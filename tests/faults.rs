@@ -188,6 +188,70 @@ fn a_full_recordings_volume_fails_recordings_not_the_run() {
 }
 
 #[test]
+fn a_full_disk_shared_by_catalog_and_recordings_still_catalogues_every_call() {
+    let test = "a_full_disk_shared_by_catalog_and_recordings";
+    if !is_root() {
+        eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
+        return;
+    }
+    let scratch = Scratch::new("disk_full_shared");
+    let pcap = pcap_of(&scratch, &concurrent(20, 30.0));
+    let out = scratch.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0750", "tmpfs"])
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("\n*** SKIPPED {test}: cannot mount a tmpfs ***\n");
+        return;
+    }
+    let _mount = Mount(out.clone());
+    let o = Command::new(voxtap())
+        .arg("replay")
+        .arg("--out")
+        .arg(&out)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    // Before the reserve, the first catalog write on the full disk ended the run.
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        count(&out, "SELECT count(*) FROM calls WHERE state = 'ended'"),
+        20
+    );
+    assert_eq!(
+        count(&out, "SELECT count(*) FROM runs WHERE state = 'complete'"),
+        1
+    );
+    assert_eq!(
+        count(&out, "SELECT count(*) FROM streams"),
+        40,
+        "every stream catalogued"
+    );
+    let failed = count(&out, "SELECT recordings_write_failed FROM runs");
+    assert!(failed > 0, "{stdout}");
+    assert_eq!(
+        failed,
+        count(
+            &out,
+            "SELECT count(*) FROM recordings WHERE state_reason LIKE 'write-failed%'"
+        )
+    );
+    assert!(
+        !out.join("catalog.reserve").exists(),
+        "the reserve goes with the run"
+    );
+    for f in files_under(&out.join("recordings")) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with(".wav"), "{name} left on the volume");
+        hound::WavReader::open(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+}
+
+#[test]
 fn kill_dash_nine_leaves_no_empty_or_headless_file_and_the_next_run_repairs_all() {
     let scratch = Scratch::new("kill_nine");
     let pcap = pcap_of(&scratch, &concurrent(300, 20.0));

@@ -286,18 +286,15 @@ fn bench_smoke(root: &Path) -> Result<()> {
     let bin = root.join("target/release");
     run(Command::new(bin.join("engine-bench")).args(["--calls", "20", "--talk-secs", "1"]))?;
     run(Command::new(bin.join("codec-bench")).args(["--secs", "1", "--reps", "1"]))?;
-    run(Command::new("bash").arg(root.join("perf/replay/compare.sh")).args(["20", "1", "1"]))?;
+    run(Command::new("bash")
+        .arg(root.join("perf/replay/compare.sh"))
+        .args(["20", "1", "1"]))?;
     // /proc/self belongs to the process's effective user.
     let root_user = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
     if root_user {
-        run(Command::new(bin.join("live-bench")).args([
-            "--secs",
-            "1",
-            "--rates",
-            "10000",
-        ]))?;
+        run(Command::new(bin.join("live-bench")).args(["--secs", "1", "--rates", "10000"]))?;
     } else {
         eprintln!("xtask: SKIPPED live-bench smoke run: it needs root (veth pairs, XDP)");
     }

@@ -158,6 +158,9 @@ pub struct StoreReport {
     pub recordings_write_failed: u64,
     /// Milliseconds of audio that arrived for those recordings after they failed, dropped.
     pub ms_after_write_failure: u64,
+    /// Times the recordings filled the disk they share with the catalog, and the catalog's
+    /// reserve was given up so it could still be written.
+    pub reserve_released: u64,
 }
 
 /// How the recordings being written stand with the disk, for the live figures.
@@ -279,6 +282,82 @@ pub struct Store {
     rec_order: VecDeque<RecordingHandle>,
     report: StoreReport,
     recovery: Recovery,
+    /// Room kept for the catalog when it shares its file system with the recordings.
+    reserve: Option<Reserve>,
+}
+
+/// A file of zeros next to the catalog, given up when the recordings fill the disk they share
+/// with it, so the catalog can still be written; made again when space returns.
+struct Reserve {
+    path: PathBuf,
+    size: u64,
+    present: bool,
+    /// Events until the next try to make it again.
+    countdown: u32,
+}
+
+/// The reserve's name inside DIR.
+pub const RESERVE_FILE: &str = "catalog.reserve";
+
+impl Reserve {
+    /// A reserve for `dir` if its recordings share its file system: a sixteenth of what is
+    /// free, 1 MiB (the WAL's most) to 16 MiB.
+    fn new(dir: &Path) -> Option<Reserve> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        if dev(dir)? != dev(&dir.join("recordings"))? {
+            return None;
+        }
+        let free = audio::sink::free_bytes(dir)?;
+        let mut r = Reserve {
+            path: dir.join(RESERVE_FILE),
+            size: (free / 16).clamp(1 << 20, 16 << 20),
+            present: false,
+            countdown: 0,
+        };
+        r.make();
+        Some(r)
+    }
+
+    fn make(&mut self) {
+        use std::io::Write;
+        let zeros = [0u8; 64 * 1024];
+        let made = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&self.path)
+            .and_then(|mut f| {
+                let mut left = self.size;
+                while left > 0 {
+                    let n = left.min(zeros.len() as u64) as usize;
+                    f.write_all(&zeros[..n])?;
+                    left -= n as u64;
+                }
+                f.sync_all()
+            });
+        self.present = made.is_ok();
+        if !self.present {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+
+    fn give_up(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        self.present = false;
+        // Recordings wait until there is room for them and the reserve again.
+        audio::sink::hold_back(Some(3 * self.size));
+    }
+}
+
+impl Drop for Reserve {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        if !self.present {
+            audio::sink::hold_back(None);
+        }
+    }
 }
 
 impl Store {
@@ -321,6 +400,7 @@ impl Store {
             rec_order: VecDeque::new(),
             report: StoreReport::default(),
             recovery,
+            reserve: Reserve::new(dir),
         })
     }
 
@@ -346,6 +426,7 @@ impl Store {
     /// Consumes one engine event. Events naming unknown handles are counted in
     /// `StoreReport::orphan_events` and dropped.
     pub fn handle(&mut self, event: Event) -> Result<(), StoreError> {
+        self.watch_disk();
         let commit_now = match event {
             Event::RecordingAudio { rec, samples } => return self.audio(rec, &samples),
             Event::RecordingSilence { rec, frames } => return self.silence(rec, frames),
@@ -960,6 +1041,32 @@ impl Store {
         }
     }
 
+    /// On a disk shared with the recordings: when less than a reserve is left free (or a
+    /// recording is refused), the reserve goes and the recordings hold their bytes back, so
+    /// the catalog keeps room; when there is room for both again, the reserve comes back and
+    /// the recordings write what they held.
+    fn watch_disk(&mut self) {
+        let Some(r) = &mut self.reserve else {
+            return;
+        };
+        let refused = audio::sink::refused_files() > 0;
+        if r.countdown > 0 && !(refused && r.present) {
+            r.countdown -= 1;
+            return;
+        }
+        // A statfs every 16 events: an event holds at most a few KiB of audio.
+        r.countdown = 16;
+        let free = audio::sink::free_bytes(&self.dir).unwrap_or(u64::MAX);
+        if r.present {
+            if refused || free < r.size {
+                r.give_up();
+                self.report.reserve_released += 1;
+            }
+        } else if !audio::sink::holding_back() && !refused && free >= 2 * r.size {
+            r.make();
+        }
+    }
+
     /// The disk as the open recordings see it.
     pub fn write_health(&self) -> WriteHealth {
         let pool = audio::sink::pool_stats();
@@ -1519,6 +1626,12 @@ fn open_catalog(path: &Path) -> Result<Connection, StoreError> {
     db.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sq)?;
     db.pragma_update(None, "foreign_keys", "ON").map_err(sq)?;
+    // The WAL is folded back every 256 pages (1 MiB) and cut back to 1 MiB after: what the
+    // catalog needs on top of its own size stays within the reserve it keeps on a shared disk.
+    db.pragma_update(None, "wal_autocheckpoint", 256)
+        .map_err(sq)?;
+    db.pragma_update(None, "journal_size_limit", 1 << 20)
+        .map_err(sq)?;
     db.set_prepared_statement_cache_capacity(32);
     match schema::migrate(&db).map_err(sq)? {
         schema::Migration::Current => Ok(db),

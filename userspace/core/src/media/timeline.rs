@@ -646,7 +646,10 @@ impl Timeline {
             // buffers only rotate when they have wrapped.
             self.scratch.clear();
             self.scratch.resize(n * 2, 0);
-            let (l, r) = (&left.buf.make_contiguous()[..n], &right.buf.make_contiguous()[..n]);
+            let (l, r) = (
+                &left.buf.make_contiguous()[..n],
+                &right.buf.make_contiguous()[..n],
+            );
             for ((o, &a), &b) in self.scratch.chunks_exact_mut(2).zip(l).zip(r) {
                 o[0] = a;
                 o[1] = b;

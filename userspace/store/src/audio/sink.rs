@@ -22,7 +22,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::FILE_MODE;
 
@@ -45,6 +45,10 @@ static HELD: AtomicUsize = AtomicUsize::new(0);
 static REFUSED: AtomicUsize = AtomicUsize::new(0);
 static REFUSED_FILES: AtomicUsize = AtomicUsize::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// While set, files do not write until their file system has [`RESUME_FREE`] bytes free: the
+/// space the store freed for the catalog on a shared, full disk stays the catalog's.
+static HOLD_BACK: AtomicBool = AtomicBool::new(false);
+static RESUME_FREE: AtomicU64 = AtomicU64::new(0);
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 
 /// What the pool did, for benchmarks and tests.
@@ -170,6 +174,33 @@ fn pool<T>(f: impl FnOnce(&mut Pool) -> T) -> T {
     let mut guard = POOL.lock().unwrap_or_else(|p| p.into_inner());
     let pool = guard.get_or_insert_with(|| Pool::new(default_capacity()));
     f(pool)
+}
+
+/// Holds every file's writes back until its file system has `free` bytes available again
+/// (see [`HOLD_BACK`]); `None` lets them write.
+pub fn hold_back(free: Option<u64>) {
+    RESUME_FREE.store(free.unwrap_or(0), Ordering::Relaxed);
+    HOLD_BACK.store(free.is_some(), Ordering::Relaxed);
+}
+
+/// Files whose last write the disk refused, now.
+pub fn refused_files() -> usize {
+    REFUSED_FILES.load(Ordering::Relaxed)
+}
+
+pub fn holding_back() -> bool {
+    HOLD_BACK.load(Ordering::Relaxed)
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into a zeroed local; `c` is a NUL-terminated path.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    }
 }
 
 /// Sets how many descriptors the pool may hold (closing some now if it holds more).
@@ -355,6 +386,17 @@ impl PooledFile {
     fn try_flush(&mut self) {
         if self.held.is_empty() {
             return;
+        }
+        if HOLD_BACK.load(Ordering::Relaxed) {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            if free_bytes(dir).is_some_and(|f| f >= RESUME_FREE.load(Ordering::Relaxed)) {
+                HOLD_BACK.store(false, Ordering::Relaxed);
+            } else {
+                self.refused = Some(io::Error::from_raw_os_error(28));
+                self.retry_at = self.held_bytes + FLUSH_AT;
+                self.count_refused();
+                return;
+            }
         }
         let result = if self.on_disk {
             let (id, path, held) = (self.id, &self.path, &self.held);
