@@ -114,40 +114,59 @@ impl Drop for Mount {
     }
 }
 
-#[test]
-fn a_full_recordings_volume_fails_recordings_not_the_run() {
-    let test = "a_full_recordings_volume_fails_recordings_not_the_run";
+/// A tmpfs of `size` at `at` for the test `test`, or `None` after a loud SKIPPED line.
+fn tmpfs(test: &str, at: &Path, size: &str) -> Option<Mount> {
     if !is_root() {
         eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
-        return;
+        return None;
     }
-    let scratch = Scratch::new("disk_full_replay");
-    let pcap = pcap_of(&scratch, &concurrent(20, 30.0));
-    let out = scratch.path().join("out");
-    let rec_dir = out.join("recordings");
-    fs::create_dir_all(&rec_dir).unwrap();
+    fs::create_dir_all(at).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m,mode=0750", "tmpfs"])
-        .arg(&rec_dir)
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0750"),
+            "tmpfs",
+        ])
+        .arg(at)
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
         eprintln!("\n*** SKIPPED {test}: cannot mount a tmpfs ***\n");
-        return;
+        return None;
     }
-    let _mount = Mount(rec_dir.clone());
+    Some(Mount(at.to_path_buf()))
+}
+
+/// `voxtap replay --out OUT PCAP`: its stdout, after asserting it exited 0.
+fn replay_through(out: &Path, pcap: &Path, why: &str) -> String {
     let o = Command::new(voxtap())
         .arg("replay")
         .arg("--out")
-        .arg(&out)
-        .arg(&pcap)
+        .arg(out)
+        .arg(pcap)
         .output()
         .unwrap();
     let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
-    assert!(
-        o.status.success(),
-        "a full disk is not the end of the run\n{stdout}\n{stderr}"
-    );
+    assert!(o.status.success(), "{why}\n{stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+fn a_full_recordings_volume_fails_recordings_not_the_run() {
+    let scratch = Scratch::new("disk_full_replay");
+    let out = scratch.path().join("out");
+    let rec_dir = out.join("recordings");
+    let Some(_mount) = tmpfs(
+        "a_full_recordings_volume_fails_recordings_not_the_run",
+        &rec_dir,
+        "1m",
+    ) else {
+        return;
+    };
+    let pcap = pcap_of(&scratch, &concurrent(20, 30.0));
+    let stdout = replay_through(&out, &pcap, "a full disk is not the end of the run");
     // 20 calls of 30 s need 20 MB; 1 MB holds about 1.5 s of each.
     assert!(stdout.contains("write failed"), "{stdout}");
     assert_eq!(
@@ -189,35 +208,14 @@ fn a_full_recordings_volume_fails_recordings_not_the_run() {
 
 #[test]
 fn a_full_disk_shared_by_catalog_and_recordings_still_catalogues_every_call() {
-    let test = "a_full_disk_shared_by_catalog_and_recordings";
-    if !is_root() {
-        eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
-        return;
-    }
     let scratch = Scratch::new("disk_full_shared");
-    let pcap = pcap_of(&scratch, &concurrent(20, 30.0));
     let out = scratch.path().join("out");
-    fs::create_dir_all(&out).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m,mode=0750", "tmpfs"])
-        .arg(&out)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("\n*** SKIPPED {test}: cannot mount a tmpfs ***\n");
+    let Some(_mount) = tmpfs("a_full_disk_shared_by_catalog_and_recordings", &out, "4m") else {
         return;
-    }
-    let _mount = Mount(out.clone());
-    let o = Command::new(voxtap())
-        .arg("replay")
-        .arg("--out")
-        .arg(&out)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    };
+    let pcap = pcap_of(&scratch, &concurrent(20, 30.0));
     // Before the reserve, the first catalog write on the full disk ended the run.
-    assert!(o.status.success(), "{stdout}\n{stderr}");
+    let stdout = replay_through(&out, &pcap, "a full shared disk is not the end of the run");
     assert_eq!(
         count(&out, "SELECT count(*) FROM calls WHERE state = 'ended'"),
         20

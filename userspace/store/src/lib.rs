@@ -242,13 +242,27 @@ struct OpenRecording {
 }
 
 /// What `Store::salvage` needs of a recording whose writer is gone.
-struct Salvage<'a> {
+struct Salvage {
     row: i64,
-    rel: &'a Path,
+    rel: PathBuf,
     format: RecordingFormat,
     channels: u16,
     sample_rate: u32,
     frames: u64,
+}
+
+impl OpenRecording {
+    /// What salvaging its file needs, `frames` into it.
+    fn salvage(&self, frames: u64) -> Salvage {
+        Salvage {
+            row: self.row,
+            rel: self.rel.clone(),
+            format: self.format,
+            channels: self.channels,
+            sample_rate: self.sample_rate,
+            frames,
+        }
+    }
 }
 
 /// A recording whose file could not be written: its row says what reached the disk; later
@@ -942,20 +956,10 @@ impl Store {
         {
             call.open_rec = None;
         }
-        let frames = open.file.frames();
+        let lost = open.salvage(open.file.frames());
         // Dropping the writer lets go of what the disk refused.
-        drop(open.file);
-        let f = self.salvage(
-            &Salvage {
-                row: open.row,
-                rel: &open.rel,
-                format: open.format,
-                channels: open.channels,
-                sample_rate: open.sample_rate,
-                frames,
-            },
-            e,
-        )?;
+        drop(open);
+        let f = self.salvage(&lost, e)?;
         self.failed.insert(rec, f);
         Ok(())
     }
@@ -964,7 +968,7 @@ impl Store {
     /// the row says what reached the disk.
     fn salvage(&mut self, open: &Salvage, e: &StoreError) -> Result<FailedRecording, StoreError> {
         let at = open.frames as f64 / f64::from(open.sample_rate.max(1));
-        let abs = self.dir.join(open.rel);
+        let abs = self.dir.join(&open.rel);
         let part = audio::part_path(&abs);
         let saved = if part.exists() {
             audio::recover(open.format, &part, &abs, open.channels, open.sample_rate).ok()
@@ -997,9 +1001,7 @@ impl Store {
         self.report.recordings_write_failed += 1;
         if state == "partial" {
             self.report.recordings_partial += 1;
-            self.report
-                .recordings_finalised
-                .push(open.rel.to_path_buf());
+            self.report.recordings_finalised.push(open.rel.clone());
         }
         Ok(FailedRecording {
             row: open.row,
@@ -1131,21 +1133,11 @@ impl Store {
         stop_reason: &str,
         outcome: Option<&RecordingOutcome>,
     ) -> Result<(), StoreError> {
-        let frames = open.file.frames();
+        let lost = open.salvage(open.file.frames());
         let done = match open.file.finish() {
             Ok(done) => done,
             Err(e) => {
-                let f = self.salvage(
-                    &Salvage {
-                        row: open.row,
-                        rel: &open.rel,
-                        format: open.format,
-                        channels: open.channels,
-                        sample_rate: open.sample_rate,
-                        frames,
-                    },
-                    &e,
-                )?;
+                let f = self.salvage(&lost, &e)?;
                 return self.failed_stopped(f, end, stop_reason);
             }
         };
