@@ -1028,12 +1028,7 @@ impl<'a> Conv<'a> {
         let t_bye = a_near + talk;
         self.speak(near, a_near + 5 * MS, t_bye - 10 * MS);
         self.speak(far, a_far + 5 * MS, t_bye - 10 * MS);
-        self.bridge(near, far, a_near, t_bye);
-        if self.id.is_multiple_of(2) {
-            self.hangup(near, &[far], t_bye);
-        } else {
-            self.hangup(far, &[near], t_bye);
-        }
+        self.bridge_then_hang_up(near, far, a_near, t_bye);
     }
 
     /// Carrier → PBX → B; B REFERs to C; the PBX calls C with Referred-By, bridges the carrier
@@ -1091,11 +1086,17 @@ impl<'a> Conv<'a> {
         let t_end = a3 + talk * 3 / 5;
         self.speak(l3, a3 + 5 * MS, t_end - 10 * MS);
         self.end_talk(l1, t_end - 10 * MS);
-        self.bridge(l1, l3, a3, t_end);
+        self.bridge_then_hang_up(l1, l3, a3, t_end);
+    }
+
+    /// Bridges legs `a` and `b` from `from` to `to`, then one of them hangs up (which one
+    /// alternates with the conversation's id).
+    fn bridge_then_hang_up(&mut self, a: usize, b: usize, from: u64, to: u64) {
+        self.bridge(a, b, from, to);
         if self.id.is_multiple_of(2) {
-            self.hangup(l1, &[l3], t_end);
+            self.hangup(a, &[b], to);
         } else {
-            self.hangup(l3, &[l1], t_end);
+            self.hangup(b, &[a], to);
         }
     }
 
@@ -1230,12 +1231,7 @@ impl<'a> Conv<'a> {
         let t_end = a5 + talk * 2 / 5;
         self.speak(l5, a5 + 5 * MS, t_end - 10 * MS);
         self.end_talk(l1, t_end - 10 * MS);
-        self.bridge(l1, l5, a5, t_end);
-        if self.id.is_multiple_of(2) {
-            self.hangup(l1, &[l5], t_end);
-        } else {
-            self.hangup(l5, &[l1], t_end);
-        }
+        self.bridge_then_hang_up(l1, l5, a5, t_end);
     }
 
     /// Carrier → PBX to a DDI forwarded unconditionally to an outside mobile: PBX → carrier
@@ -1373,12 +1369,7 @@ impl<'a> Conv<'a> {
         let t_end = a1 + talk;
         self.speak(l1, a1 + 5 * MS, t_end - 10 * MS);
         self.speak(l3, a3 + 5 * MS, t_end - 10 * MS);
-        self.bridge(l1, l3, a1, t_end);
-        if self.id.is_multiple_of(2) {
-            self.hangup(l1, &[l3], t_end);
-        } else {
-            self.hangup(l3, &[l1], t_end);
-        }
+        self.bridge_then_hang_up(l1, l3, a1, t_end);
     }
 
     /// CANCEL of `l`'s INVITE, its 200, the 487 and the ACK (same branch, RFC 3261 §17.1.1.3).
