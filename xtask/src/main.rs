@@ -283,6 +283,21 @@ fn test(root: &Path) -> Result<()> {
 /// A short run of every benchmark under perf/, so a change that breaks one shows in CI. They
 /// print figures but assert nothing about speed: CI times nothing.
 fn bench_smoke(root: &Path) -> Result<()> {
+    // `cargo test` builds only the binaries tests run.
+    run(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "voxtap",
+        "-p",
+        "voxtap-gen",
+        "-p",
+        "voxtap-perf-engine",
+        "-p",
+        "voxtap-perf-codec",
+        "-p",
+        "voxtap-perf-live",
+    ]))?;
     let bin = root.join("target/release");
     run(Command::new(bin.join("engine-bench")).args(["--calls", "20", "--talk-secs", "1"]))?;
     run(Command::new(bin.join("codec-bench")).args(["--secs", "1", "--reps", "1"]))?;
