@@ -948,14 +948,9 @@ impl Store {
     /// A recording whose file the disk will not take: what reached the disk is kept and
     /// catalogued (`partial`, or `missing` if nothing did), the run goes on.
     fn write_failed(&mut self, rec: RecordingHandle, e: &StoreError) -> Result<(), StoreError> {
-        let Some(open) = self.recs.remove(&rec) else {
+        let Some(open) = self.take_open(rec) else {
             return Ok(());
         };
-        if let Some(call) = self.calls.get_mut(&open.call)
-            && call.open_rec == Some(rec)
-        {
-            call.open_rec = None;
-        }
         let lost = open.salvage(open.file.frames());
         // Dropping the writer lets go of what the disk refused.
         drop(open);
@@ -1111,16 +1106,22 @@ impl Store {
         if let Some(f) = self.failed.remove(&rec) {
             return self.failed_stopped(f, ts, reason.as_str());
         }
-        let Some(open) = self.recs.remove(&rec) else {
+        let Some(open) = self.take_open(rec) else {
             self.report.orphan_events += 1;
             return Ok(());
         };
+        self.finalise(open, ts, reason.as_str(), Some(outcome))
+    }
+
+    /// Takes an open recording out, and off its call's DTMF attachment.
+    fn take_open(&mut self, rec: RecordingHandle) -> Option<OpenRecording> {
+        let open = self.recs.remove(&rec)?;
         if let Some(call) = self.calls.get_mut(&open.call)
             && call.open_rec == Some(rec)
         {
             call.open_rec = None;
         }
-        self.finalise(open, ts, reason.as_str(), Some(outcome))
+        Some(open)
     }
 
     /// Ends a recording's file and row. `outcome` says what the engine put in it (none at the

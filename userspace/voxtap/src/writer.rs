@@ -30,32 +30,27 @@ enum Msg {
     Finish(RunSummary),
 }
 
-/// What the writer thread shares with the engine's.
-#[derive(Default)]
-struct Shared {
-    health: WriteHealth,
-}
-
 pub struct Writer {
     tx: Option<SyncSender<Msg>>,
     batch: Vec<Event>,
-    shared: Arc<Mutex<Shared>>,
+    /// How the disk stands, as of the last batch the writer thread wrote.
+    health: Arc<Mutex<WriteHealth>>,
     thread: Option<JoinHandle<Result<StoreReport>>>,
 }
 
 impl Writer {
     pub fn spawn(store: Store) -> Writer {
         let (tx, rx) = sync_channel(QUEUE_BATCHES);
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let s = Arc::clone(&shared);
+        let health = Arc::new(Mutex::new(WriteHealth::default()));
+        let h = Arc::clone(&health);
         let thread = std::thread::Builder::new()
             .name("voxtap-writer".into())
-            .spawn(move || write(store, &rx, &s))
+            .spawn(move || write(store, &rx, &h))
             .expect("spawn the writer thread");
         Writer {
             tx: Some(tx),
             batch: Vec::with_capacity(BATCH),
-            shared,
+            health,
             thread: Some(thread),
         }
     }
@@ -91,7 +86,7 @@ impl Writer {
 
     /// How the disk stands, as of the last batch written.
     pub fn health(&self) -> WriteHealth {
-        self.shared.lock().map(|s| s.health).unwrap_or_default()
+        self.health.lock().map(|h| *h).unwrap_or_default()
     }
 
     /// Writes everything queued, finishes the store and returns its report.
@@ -115,7 +110,7 @@ impl Writer {
     }
 }
 
-fn write(mut store: Store, rx: &Receiver<Msg>, shared: &Mutex<Shared>) -> Result<StoreReport> {
+fn write(mut store: Store, rx: &Receiver<Msg>, health: &Mutex<WriteHealth>) -> Result<StoreReport> {
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Events(batch) => {
@@ -124,8 +119,8 @@ fn write(mut store: Store, rx: &Receiver<Msg>, shared: &Mutex<Shared>) -> Result
                         .handle(ev)
                         .context("cannot write recording or catalog")?;
                 }
-                if let Ok(mut s) = shared.lock() {
-                    s.health = store.write_health();
+                if let Ok(mut h) = health.lock() {
+                    *h = store.write_health();
                 }
             }
             Msg::Finish(summary) => {

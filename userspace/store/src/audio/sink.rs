@@ -125,26 +125,30 @@ impl Pool {
         f: impl FnOnce(&File) -> io::Result<T>,
     ) -> io::Result<T> {
         if !self.open.contains_key(&id) {
-            while self.open.len() >= self.capacity && self.evict_one() {}
-            let file = match OpenOptions::new().write(true).open(path) {
-                Err(e) if too_many_open(&e) => {
-                    // Something else took the descriptors: give back half of ours, once.
-                    let keep = self.open.len() / 2;
-                    while self.open.len() > keep && self.evict_one() {}
-                    OpenOptions::new().write(true).open(path)?
-                }
-                r => r?,
-            };
-            self.opens += 1;
-            self.open.insert(id, (file, 0));
+            let file = self.open_with_room(OpenOptions::new().write(true), path)?;
+            self.adopt(id, file);
+        } else {
+            self.touch(id);
         }
-        self.touch(id);
         f(&self.open[&id].0)
     }
 
-    /// Keeps an already open descriptor (the first write's) under `id`.
-    fn adopt(&mut self, id: u64, file: File) {
+    /// Opens `path` once the pool has room for it; when something else took the
+    /// descriptors (EMFILE), gives back half of its own and tries once more.
+    fn open_with_room(&mut self, opts: &OpenOptions, path: &Path) -> io::Result<File> {
         while self.open.len() >= self.capacity && self.evict_one() {}
+        match opts.open(path) {
+            Err(e) if too_many_open(&e) => {
+                let keep = self.open.len() / 2;
+                while self.open.len() > keep && self.evict_one() {}
+                opts.open(path)
+            }
+            r => r,
+        }
+    }
+
+    /// Keeps a descriptor `open_with_room` gave under `id`.
+    fn adopt(&mut self, id: u64, file: File) {
         self.opens += 1;
         self.open.insert(id, (file, 0));
         self.touch(id);
@@ -435,26 +439,15 @@ impl PooledFile {
     /// The first bytes go to the hidden name, then take the real one.
     fn first_write(&mut self) -> io::Result<()> {
         let tmp = tmp_path(&self.path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .or_else(|e| {
-                if too_many_open(&e) {
-                    pool(|p| {
-                        let keep = p.open.len() / 2;
-                        while p.open.len() > keep && p.evict_one() {}
-                    });
-                    OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(FILE_MODE)
-                        .open(&tmp)
-                } else {
-                    Err(e)
-                }
-            })?;
+        let file = pool(|p| {
+            p.open_with_room(
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(FILE_MODE),
+                &tmp,
+            )
+        })?;
         let written = write_segments(&file, &self.held)
             .and_then(|()| {
                 use std::os::unix::fs::PermissionsExt;
