@@ -132,7 +132,39 @@ impl Default for EngineConfig {
 /// 65,536 flows at their per-flow limit would.
 pub const DEFAULT_BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 
-type FlowTuple = (SocketAddr, SocketAddr);
+/// A UDP flow's source and destination: the key of the flow table and of held RTP, looked up
+/// for every packet. It hashes as one or two integers rather than through `SocketAddr`'s own
+/// `Hash` (a discriminant, a length prefix, the octets and the port, for each address: eight
+/// hasher calls a lookup), while the seeded hasher still keeps traffic from choosing
+/// colliding keys: the integers are the addresses themselves, not a digest of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FlowTuple(SocketAddr, SocketAddr);
+
+impl std::hash::Hash for FlowTuple {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match (self.0, self.1) {
+            (SocketAddr::V4(a), SocketAddr::V4(b)) => {
+                let one = |v: std::net::SocketAddrV4| {
+                    (u64::from(v.ip().to_bits()) << 16) | u64::from(v.port())
+                };
+                state.write_u128((u128::from(one(a)) << 64) | u128::from(one(b)));
+            }
+            (a, b) => {
+                for v in [a, b] {
+                    match v {
+                        SocketAddr::V4(v) => state.write_u64(
+                            (u64::from(v.ip().to_bits()) << 16) | u64::from(v.port()),
+                        ),
+                        SocketAddr::V6(v) => {
+                            state.write_u128(v.ip().to_bits());
+                            state.write_u16(v.port());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// A UDP flow tied to a call, as of a media epoch ([`Dialogs::media_epoch`]): when endpoints
 /// change hands the tie is checked again.
@@ -460,12 +492,13 @@ impl Engine {
     }
 
     fn on_udp(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
-        if let Some(flow) = self.flows.get(&(src, dst)).copied()
+        let known = self.flows.get(&FlowTuple(src, dst)).copied();
+        if let Some(flow) = known
             && let Some(kind) = zrtp_message(payload)
         {
             return self.on_zrtp(ts, flow, kind);
         }
-        if let Some(flow) = self.flows.get(&(src, dst)).copied()
+        if let Some(flow) = known
             && rtp::looks_like_rtp(payload)
         {
             match self.route(flow, src, dst, payload) {
@@ -1322,13 +1355,13 @@ impl Engine {
             self.events
                 .push_back(Event::StreamEnded(stream_report(&s, handle, &status)));
         }
-        for (src, dst) in media.flows {
+        for FlowTuple(src, dst) in media.flows {
             if self
                 .flows
-                .get(&(src, dst))
+                .get(&FlowTuple(src, dst))
                 .is_some_and(|f| f.call == handle)
             {
-                self.flows.remove(&(src, dst));
+                self.flows.remove(&FlowTuple(src, dst));
             }
             if self.peers.get(&dst).is_some_and(|(c, _)| *c == handle) {
                 self.peers.remove(&dst);
@@ -1377,12 +1410,12 @@ impl Engine {
             None if live => Route::To(Flow { epoch, ..flow }),
             None if own => Route::AfterEnd,
             None => {
-                self.flows.remove(&(src, dst));
+                self.flows.remove(&FlowTuple(src, dst));
                 Route::Hold
             }
         };
         if let Route::To(f) = route
-            && let Some(kept) = self.flows.get_mut(&(src, dst))
+            && let Some(kept) = self.flows.get_mut(&FlowTuple(src, dst))
             && kept.call == f.call
         {
             kept.epoch = epoch;
@@ -1625,12 +1658,12 @@ impl Engine {
     }
 
     fn add_flow(&mut self, src: SocketAddr, dst: SocketAddr, flow: Flow) {
-        self.flows.insert((src, dst), flow);
+        self.flows.insert(FlowTuple(src, dst), flow);
         self.media
             .entry(flow.call)
             .or_default()
             .flows
-            .push((src, dst));
+            .push(FlowTuple(src, dst));
         let peer = self.peers.entry(dst).or_insert((flow.call, flow.sender));
         // A peer left by an ended call is the new call's now.
         if peer.0 != flow.call
@@ -1657,7 +1690,7 @@ impl Engine {
             &mut [&mut self.tcp, &mut self.defrag],
         );
         if fits {
-            self.held_rtp.hold(ts, (src, dst), payload);
+            self.held_rtp.hold(ts, FlowTuple(src, dst), payload);
         } else {
             self.stats.count_dropped(Dropped::OverBudget);
             self.stats.rtp_packets += 1;
@@ -1672,11 +1705,11 @@ impl Engine {
             return;
         }
         let mut claimed: Vec<(FlowTuple, Flow)> = Vec::new();
-        for &(src, dst) in self.held_rtp.flows.keys() {
+        for &FlowTuple(src, dst) in self.held_rtp.flows.keys() {
             if let Some(flow) = self.match_flow(src, dst)
                 && flow.call == call
             {
-                claimed.push(((src, dst), flow));
+                claimed.push((FlowTuple(src, dst), flow));
             }
         }
         claimed.sort_by_key(|(t, _)| *t);
