@@ -19,6 +19,7 @@ pub mod engine;
 pub mod event;
 pub mod fuzz;
 pub mod media;
+pub mod net;
 pub mod policy;
 pub mod reasm;
 pub mod recording;

@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use crate::dialog::Call;
-use crate::policy::IpNet;
+use crate::net::IpNet;
 
 /// Distinct users an address signals for before it counts as a server.
 pub const SERVER_USERS: usize = 3;
