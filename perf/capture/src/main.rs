@@ -164,6 +164,9 @@ struct Survey {
     skipped: usize,
 }
 
+/// pcap-file's iterator, either reader: `Ok(None)` for a block that is not a frame.
+type NextFrame = Box<dyn FnMut() -> Option<Result<Option<Vec<u8>>, String>>>;
+
 fn survey(reader: Reader, path: &Path) -> Survey {
     let mut s = Survey {
         frames: Vec::new(),
@@ -198,37 +201,36 @@ fn survey(reader: Reader, path: &Path) -> Survey {
             // The library's iterator: `None` at the end, `Some(Err)` for a bad record. A
             // caller that wants the rest of a damaged file can only call again.
             let file = File::open(path).expect("open");
-            let mut next: Box<dyn FnMut() -> Option<Result<Option<Vec<u8>>, String>>> =
-                if is_pcapng(path) {
-                    match PcapNgReader::new(file) {
-                        Ok(mut r) => Box::new(move || {
-                            r.next_block().map(|b| match b {
-                                Ok(Block::EnhancedPacket(p)) => Ok(Some(p.data.to_vec())),
-                                Ok(Block::Packet(p)) => Ok(Some(p.data.to_vec())),
-                                Ok(Block::SimplePacket(p)) => Ok(Some(p.data.to_vec())),
-                                Ok(_) => Ok(None),
-                                Err(e) => Err(e.to_string()),
-                            })
-                        }),
-                        Err(e) => {
-                            s.error = Some(e.to_string());
-                            return s;
-                        }
+            let mut next: NextFrame = if is_pcapng(path) {
+                match PcapNgReader::new(file) {
+                    Ok(mut r) => Box::new(move || {
+                        r.next_block().map(|b| match b {
+                            Ok(Block::EnhancedPacket(p)) => Ok(Some(p.data.to_vec())),
+                            Ok(Block::Packet(p)) => Ok(Some(p.data.to_vec())),
+                            Ok(Block::SimplePacket(p)) => Ok(Some(p.data.to_vec())),
+                            Ok(_) => Ok(None),
+                            Err(e) => Err(e.to_string()),
+                        })
+                    }),
+                    Err(e) => {
+                        s.error = Some(e.to_string());
+                        return s;
                     }
-                } else {
-                    match PcapReader::new(file) {
-                        Ok(mut r) => Box::new(move || {
-                            r.next_packet().map(|p| match p {
-                                Ok(p) => Ok(Some(p.data.to_vec())),
-                                Err(e) => Err(e.to_string()),
-                            })
-                        }),
-                        Err(e) => {
-                            s.error = Some(e.to_string());
-                            return s;
-                        }
+                }
+            } else {
+                match PcapReader::new(file) {
+                    Ok(mut r) => Box::new(move || {
+                        r.next_packet().map(|p| match p {
+                            Ok(p) => Ok(Some(p.data.to_vec())),
+                            Err(e) => Err(e.to_string()),
+                        })
+                    }),
+                    Err(e) => {
+                        s.error = Some(e.to_string());
+                        return s;
                     }
-                };
+                }
+            };
             let mut errors_in_a_row = 0;
             while let Some(r) = next() {
                 match r {
