@@ -297,10 +297,22 @@ fn bench_smoke(root: &Path) -> Result<()> {
         "voxtap-perf-codec",
         "-p",
         "voxtap-perf-live",
+        "-p",
+        "voxtap-perf-capture",
     ]))?;
     let bin = root.join("target/release");
     run(Command::new(bin.join("engine-bench")).args(["--calls", "20", "--talk-secs", "1"]))?;
     run(Command::new(bin.join("codec-bench")).args(["--secs", "1", "--reps", "1"]))?;
+    run(Command::new(bin.join("capture-bench")).args([
+        "--calls",
+        "20",
+        "--talk-secs",
+        "1",
+        "--reps",
+        "1",
+        "--damage-frames",
+        "2000",
+    ]))?;
     run(Command::new("bash")
         .arg(root.join("perf/replay/compare.sh"))
         .args(["20", "1", "1"]))?;

@@ -442,8 +442,57 @@ impl Drop for ControlSocket {
     }
 }
 
-/// `voxtap control`: sends one request and prints the answer.
+/// How `voxtap control` waits out a busy daemon: this long before the second try, doubling.
+const BUSY_FIRST_WAIT: Duration = Duration::from_millis(50);
+/// ...until the next wait would take the waiting past this (50 + 100 + ... + 800 ms: six
+/// tries over 1.55 s).
+const BUSY_BUDGET: Duration = Duration::from_secs(2);
+
+/// `voxtap control`: sends one request and prints the answer. An `error: busy` answer (the
+/// daemon is at its connection limit, or its capture thread has requests waiting) is asked
+/// again after a short, doubling wait; any other answer is final.
 pub fn client(socket: &Path, action: &str, call: &str) -> Result<()> {
+    let reply = ask_retrying_busy(
+        socket,
+        &format!("{action} {call}"),
+        BUSY_FIRST_WAIT,
+        BUSY_BUDGET,
+    )?;
+    println!("{reply}");
+    Ok(())
+}
+
+fn ask_retrying_busy(
+    socket: &Path,
+    line: &str,
+    first_wait: Duration,
+    budget: Duration,
+) -> Result<String> {
+    let mut wait = first_wait;
+    let mut waited = Duration::ZERO;
+    for attempt in 1.. {
+        let reply = ask_once(socket, line)?;
+        let Some(err) = reply.strip_prefix("error: ") else {
+            return Ok(reply);
+        };
+        if !err.starts_with("busy") {
+            bail!("{err}");
+        }
+        if waited + wait > budget {
+            bail!(
+                "voxtap is busy: asked {attempt} times over {} ms, the last answer was: {err}",
+                waited.as_millis()
+            );
+        }
+        std::thread::sleep(wait);
+        waited += wait;
+        wait *= 2;
+    }
+    unreachable!("the loop returns")
+}
+
+/// One connection, one request line, the answer line (without its newline).
+fn ask_once(socket: &Path, line: &str) -> Result<String> {
     let mut stream = with_short_path(socket, |p| UnixStream::connect(p)).with_context(|| {
         format!(
             "cannot connect to {}: is voxtap run running with this --out?",
@@ -451,15 +500,17 @@ pub fn client(socket: &Path, action: &str, call: &str) -> Result<()> {
         )
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    writeln!(stream, "{action} {call}")?;
+    // A daemon at its limit answers busy and closes without reading: the write can fail while
+    // the answer is already waiting to be read.
+    let sent = writeln!(stream, "{line}");
     let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply)?;
-    let reply = reply.trim();
-    if let Some(err) = reply.strip_prefix("error: ") {
-        bail!("{err}");
+    let read = BufReader::new(&stream).read_line(&mut reply);
+    if reply.is_empty() {
+        sent.context("cannot send the request")?;
+        read.context("no answer from voxtap")?;
+        bail!("voxtap closed the connection without an answer");
     }
-    println!("{reply}");
-    Ok(())
+    Ok(reply.trim().to_string())
 }
 
 #[cfg(test)]
@@ -553,7 +604,9 @@ mod tests {
         let t0 = Instant::now();
         let mut c = UnixStream::connect(path).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c.write_all(format!("{line}\n").as_bytes()).unwrap();
+        // At the limit the daemon answers busy and closes without reading the line: the write
+        // can then fail (EPIPE) with the answer already there to read.
+        let _ = c.write_all(format!("{line}\n").as_bytes());
         let mut answer = String::new();
         let _ = BufReader::new(&c).read_line(&mut answer);
         (answer, t0.elapsed())
@@ -839,5 +892,111 @@ mod tests {
             std::env::temp_dir().join(format!("voxtap-sun-{}", std::process::id())),
         )
         .unwrap();
+    }
+
+    /// A stand-in daemon that answers its connections with `answers` in turn (each after
+    /// reading the request line; the last answer repeats) until the client stops coming for
+    /// 3 s; returns the request lines and when each connection was accepted.
+    fn scripted(
+        name: &str,
+        answers: &'static [&'static str],
+    ) -> (Dir, PathBuf, JoinHandle<Vec<(String, Instant)>>) {
+        let dir = std::env::temp_dir().join(format!("voxtap-ctl-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut last = Instant::now();
+            while last.elapsed() < Duration::from_secs(3) {
+                let Ok((c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                };
+                last = Instant::now();
+                c.set_nonblocking(false).unwrap();
+                let mut line = String::new();
+                BufReader::new(&c).read_line(&mut line).unwrap();
+                seen.push((line, last));
+                let answer = answers[(seen.len() - 1).min(answers.len() - 1)];
+                (&c).write_all(answer.as_bytes()).unwrap();
+            }
+            seen
+        });
+        (Dir(dir), path, server)
+    }
+
+    #[test]
+    fn the_client_asks_again_while_the_daemon_is_busy() {
+        const BUSY: &str = "error: busy, 16 connections open\n";
+        let (_dir, path, server) = scripted("retry", &[BUSY, BUSY, "ok\n"]);
+        let t0 = Instant::now();
+        client(&path, "pause", "abc@host").unwrap();
+        let took = t0.elapsed();
+        let seen = server.join().unwrap();
+        assert_eq!(seen.len(), 3, "two busy answers, then ok: {seen:?}");
+        assert!(
+            seen.iter().all(|(line, _)| line == "pause abc@host\n"),
+            "{seen:?}"
+        );
+        // 50 ms, then 100 ms.
+        let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        assert!(gaps[0] >= Duration::from_millis(50), "{gaps:?}");
+        assert!(gaps[1] >= Duration::from_millis(100), "{gaps:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[test]
+    fn the_client_gives_up_on_a_daemon_that_stays_busy_and_says_so() {
+        let (_dir, path, server) =
+            scripted("busy-forever", &["error: busy, 16 connections open\n"]);
+        let t0 = Instant::now();
+        let err = client(&path, "pause", "abc@host").unwrap_err().to_string();
+        let took = t0.elapsed();
+        assert_eq!(
+            err,
+            "voxtap is busy: asked 6 times over 1550 ms, the last answer was: busy, 16 connections open"
+        );
+        assert!(
+            took >= Duration::from_millis(1550) && took < Duration::from_millis(2500),
+            "{took:?}"
+        );
+        assert_eq!(server.join().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn any_other_error_is_final() {
+        let (_dir, path, server) = scripted("final", &["error: no answered call with Call-ID x\n"]);
+        let err = client(&path, "pause", "x").unwrap_err().to_string();
+        assert_eq!(err, "no answered call with Call-ID x");
+        assert_eq!(server.join().unwrap().len(), 1, "not asked again");
+    }
+
+    /// The real daemon at its connection limit: the client waits until a place is free.
+    #[test]
+    fn the_client_gets_in_when_a_place_frees_up() {
+        let _crowd = CROWD.lock().unwrap_or_else(|e| e.into_inner());
+        let (_dir, path, socket, queue) = bind("frees-up", Limits::default());
+        let capture = capture(queue);
+        let mut held: Vec<UnixStream> = (0..16)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        wait_open(&socket, 16);
+        let asker = {
+            let path = path.clone();
+            std::thread::spawn(move || client(&path, "pause", "abc@host"))
+        };
+        // Let it be told busy at least once, then free a place.
+        let until = Instant::now() + Duration::from_secs(5);
+        while socket.figures().busy == 0 {
+            assert!(Instant::now() < until, "{:?}", socket.figures());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(held.pop());
+        asker.join().unwrap().unwrap();
+        assert!(socket.figures().busy >= 1);
+        capture.stop();
     }
 }
