@@ -319,11 +319,21 @@ pub enum Rejected {
     BadSdp,
 }
 
+/// A call's dialog and what its owner keeps beside it (the engine: the call's streams, its
+/// recording and what the decision asked), dropped together.
+struct Entry<X> {
+    call: Call,
+    ext: X,
+}
+
+/// The SIP side of every call, and the index that finds a call from a Call-ID, a session id
+/// or a media endpoint. Each call is one entry: its dialog and the owner's `X` beside it, so
+/// that [`Dialogs::remove`] hands back everything the call had.
 #[derive(Default)]
-pub struct Dialogs {
+pub struct Dialogs<X = ()> {
     cfg: DialogConfig,
     headers: PolicyHeaders,
-    calls: HandleMap<CallHandle, Call>,
+    calls: HandleMap<CallHandle, Entry<X>>,
     by_call_id: HashMap<String, Vec<CallHandle>>,
     /// `X-Session-Id` → the call whose INVITE or 2xx carried it.
     by_session_id: HashMap<String, CallHandle>,
@@ -336,7 +346,7 @@ pub struct Dialogs {
     evicted: u64,
 }
 
-impl Dialogs {
+impl<X: Default> Dialogs<X> {
     pub fn new(cfg: DialogConfig) -> Self {
         Self::with_headers(cfg, PolicyHeaders::default())
     }
@@ -350,8 +360,28 @@ impl Dialogs {
     }
 
     pub fn get(&self, call: CallHandle) -> Option<&Call> {
-        self.calls.get(&call)
+        self.calls.get(&call).map(|e| &e.call)
     }
+
+    /// What the owner keeps beside the call.
+    pub fn ext(&self, call: CallHandle) -> Option<&X> {
+        self.calls.get(&call).map(|e| &e.ext)
+    }
+
+    pub fn ext_mut(&mut self, call: CallHandle) -> Option<&mut X> {
+        self.calls.get_mut(&call).map(|e| &mut e.ext)
+    }
+
+    /// The call's dialog, and what the owner keeps beside it to change.
+    pub fn entry(&mut self, call: CallHandle) -> Option<(&Call, &mut X)> {
+        self.calls.get_mut(&call).map(|e| (&e.call, &mut e.ext))
+    }
+
+    /// Every call's handle and what its owner keeps, in no order.
+    pub fn exts(&self) -> impl Iterator<Item = (CallHandle, &X)> {
+        self.calls.iter().map(|(h, e)| (*h, &e.ext))
+    }
+
 
     pub fn len(&self) -> usize {
         self.calls.len()
@@ -378,8 +408,7 @@ impl Dialogs {
             .rev()
             .copied()
             .find(|h| {
-                self.calls
-                    .get(h)
+                self.get(*h)
                     .is_some_and(|c| c.state == CallState::Answered)
             })
     }
@@ -395,8 +424,7 @@ impl Dialogs {
     /// where one side's SDP address is private and its RTP comes from elsewhere.
     pub fn lookup_media(&self, src: SocketAddr, dst: SocketAddr) -> Option<(CallHandle, Side)> {
         let live = |c: &CallHandle| {
-            self.calls
-                .get(c)
+            self.get(*c)
                 .is_some_and(|c| c.state != CallState::Ended)
         };
         if let Some(&(call, owner)) = self.media_index.get(&dst)
@@ -414,7 +442,7 @@ impl Dialogs {
 
     /// Notes activity (RTP) on a call so the media timeout does not fire.
     pub fn touch(&mut self, call: CallHandle, ts: Timestamp) {
-        if let Some(c) = self.calls.get_mut(&call) {
+        if let Some(c) = self.calls.get_mut(&call).map(|e| &mut e.call) {
             c.last_activity = c.last_activity.max(ts);
         }
     }
@@ -449,7 +477,7 @@ impl Dialogs {
             // Out-of-dialog traffic (REGISTER, OPTIONS...) or a dialog we never saw start.
             None => return Ok(()),
         };
-        let call = self.calls.get_mut(&handle).expect("found handles are live");
+        let call = self.calls.get_mut(&handle).map(|e| &mut e.call).expect("found handles are live");
         call.last_activity = call.last_activity.max(ts);
         // The party that sent this message.
         let sender = if msg.is_request() {
@@ -477,7 +505,7 @@ impl Dialogs {
                 Err(_) => sdp_error = true,
             }
         }
-        let call = self.calls.get_mut(&handle).expect("found handles are live");
+        let call = self.calls.get_mut(&handle).map(|e| &mut e.call).expect("found handles are live");
 
         if msg.is_request() {
             match method {
@@ -661,7 +689,7 @@ impl Dialogs {
             .iter()
             .rev()
             .copied()
-            .find(|h| self.calls.get(h).is_some_and(matches))
+            .find(|h| self.get(*h).is_some_and(matches))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -712,7 +740,13 @@ impl Dialogs {
             pending_refer: None,
             linger_until: None,
         };
-        self.calls.insert(handle, call);
+        self.calls.insert(
+            handle,
+            Entry {
+                call,
+                ext: X::default(),
+            },
+        );
         self.by_call_id
             .entry(call_id.to_string())
             .or_default()
@@ -728,18 +762,20 @@ impl Dialogs {
         let victim = self
             .calls
             .values()
+            .map(|e| &e.call)
             .filter(|c| c.state == CallState::Ended && c.linger_until.is_some())
             .min_by_key(|c| c.last_activity)
             .or_else(|| {
                 self.calls
                     .values()
+                    .map(|e| &e.call)
                     .filter(|c| c.answered.is_none() && c.state != CallState::Ended)
                     .min_by_key(|c| c.started)
             })
             .map(|c| c.handle);
         let Some(h) = victim else { return };
         let cfg = self.cfg.clone();
-        let call = self.calls.get_mut(&h).expect("chosen from the table");
+        let call = self.calls.get_mut(&h).map(|e| &mut e.call).expect("chosen from the table");
         if call.state != CallState::Ended {
             end(call, now, EndReason::Evicted, &cfg, out);
         }
@@ -759,7 +795,7 @@ impl Dialogs {
         cseq: u32,
         initial: bool,
     ) {
-        let Some(call) = self.calls.get_mut(&handle) else {
+        let Some(call) = self.calls.get_mut(&handle).map(|e| &mut e.call) else {
             return;
         };
         if call.answered.is_some() || method != Method::Invite {
@@ -808,7 +844,7 @@ impl Dialogs {
         sender: Side,
         initial: bool,
     ) {
-        let Some(call) = self.calls.get_mut(&handle) else {
+        let Some(call) = self.calls.get_mut(&handle).map(|e| &mut e.call) else {
             return;
         };
         if method != Method::Invite || call.answered.is_some() && msg.is_request() {
@@ -913,7 +949,7 @@ impl Dialogs {
         let Some((pause, id)) = signals::media_control_json(msg) else {
             return;
         };
-        let Some(call) = self.by_session_id.get(id).and_then(|h| self.calls.get(h)) else {
+        let Some(call) = self.by_session_id.get(id).and_then(|h| self.get(*h)) else {
             return;
         };
         if call.state == CallState::Ended {
@@ -944,7 +980,7 @@ impl Dialogs {
         side: Side,
         sd: &sdp::SessionDescription,
     ) -> Vec<SocketAddr> {
-        let Some(call) = self.calls.get_mut(&handle) else {
+        let Some(call) = self.calls.get_mut(&handle).map(|e| &mut e.call) else {
             return Vec::new();
         };
         call.media_version = call.media_version.wrapping_add(1);
@@ -1001,7 +1037,7 @@ impl Dialogs {
     pub fn sweep(&mut self, now: Timestamp, out: &mut Vec<DialogEvent>) {
         let cfg = self.cfg.clone();
         let mut reap = Vec::new();
-        for call in self.calls.values_mut() {
+        for call in self.calls.values_mut().map(|e| &mut e.call) {
             match call.state {
                 CallState::Ended => {
                     if call.linger_until.is_some_and(|t| now >= t) {
@@ -1034,7 +1070,7 @@ impl Dialogs {
         let mut all: Vec<_> = self.calls.keys().copied().collect();
         all.sort();
         for h in &all {
-            let call = self.calls.get_mut(h).expect("listed");
+            let call = self.calls.get_mut(&h).map(|e| &mut e.call).expect("listed");
             if call.state != CallState::Ended {
                 let at = call.last_activity;
                 end(call, at, EndReason::EndOfInput, &cfg, out);
@@ -1045,9 +1081,9 @@ impl Dialogs {
         }
     }
 
-    /// Forgets a call and its endpoints.
-    pub fn remove(&mut self, handle: CallHandle) -> Option<Call> {
-        let call = self.calls.remove(&handle)?;
+    /// Forgets a call and its endpoints; hands back its dialog and what the owner kept.
+    pub fn remove(&mut self, handle: CallHandle) -> Option<(Call, X)> {
+        let Entry { call, ext } = self.calls.remove(&handle)?;
         if let Some(id) = &call.session_id
             && self.by_session_id.get(id) == Some(&handle)
         {
@@ -1067,7 +1103,7 @@ impl Dialogs {
                 }
             }
         }
-        Some(call)
+        Some((call, ext))
     }
 }
 

@@ -42,7 +42,7 @@ use crate::stats::{Dropped, Malformed, Stats};
 use crate::stream::{Digit, Stream, StreamCtx, StreamStatus};
 use crate::time::Timestamp;
 use crate::vocab::{
-    Action, AddrMap, CallHandle, DtmfSource, HandleMap, RecordingFormat, RecordingHandle, Side,
+    Action, AddrMap, CallHandle, DtmfSource, RecordingFormat, RecordingHandle, Side,
     SipTransport, StreamHandle,
 };
 use crate::wire::{self, Decoded, LinkType, Transport};
@@ -188,8 +188,9 @@ struct CallRecording {
     bridge: Option<(String, [bool; 2])>,
 }
 
-/// The media side of one call: its streams, its recording and what the decision asked. The
-/// dialog (SIP state) lives in [`Dialogs`] under the same handle.
+/// Everything a call owns beside its dialog: its streams, its recording, what the decision
+/// asked, the flows tied to it and its part in its conversation's recording. It is kept in
+/// [`Dialogs`] with the dialog, as one entry: a reap drops both together.
 #[derive(Default)]
 struct CallMedia {
     streams: Vec<Stream>,
@@ -198,6 +199,13 @@ struct CallMedia {
     flows: Vec<FlowTuple>,
     /// When the parties agreed ZRTP keys in the media path, if they did.
     zrtp: Option<Timestamp>,
+    /// An answered leg the policy would record whose conversation another leg's recording
+    /// already covers: the reason it gave, for a handover.
+    covered: Option<String>,
+    /// A recording handed over to this leg when the conversation's recording leg ended: held
+    /// back (no events, no audio written) until the leg outlives [`HANDOVER_GRACE`], so legs
+    /// that end together leave one recording.
+    tentative: Option<(Timestamp, RecordingStarted)>,
 }
 
 struct PendingPacket {
@@ -296,14 +304,14 @@ pub struct Engine {
     cfg: EngineConfig,
     stats: Stats,
     events: VecDeque<Event>,
-    dialogs: Dialogs,
+    /// Every call: its dialog and its [`CallMedia`], one entry each.
+    dialogs: Dialogs<CallMedia>,
     policy: Box<dyn RecordingPolicy>,
     defrag: Defragmenter,
     tcp: TcpReassembler,
     flows: AddrMap<FlowTuple, Flow>,
     /// Where matched flows send to, and who sends there: the answering direction's source.
     peers: AddrMap<SocketAddr, (CallHandle, Side)>,
-    media: HandleMap<CallHandle, CallMedia>,
     held_rtp: HeldRtp,
     next_stream: u64,
     next_recording: u64,
@@ -315,13 +323,9 @@ pub struct Engine {
     digits: Vec<Digit>,
     conversations: Conversations,
     servers: Servers,
-    /// Answered legs the policy would record whose conversation another leg's recording
-    /// already covers: the reason it gave, for a handover.
-    covered: HandleMap<CallHandle, String>,
-    /// Recordings handed over to a leg when the conversation's recording leg ended: held back
-    /// (no events, no audio written) until the leg outlives [`HANDOVER_GRACE`], so legs that
-    /// end together leave one recording.
-    tentative: HandleMap<CallHandle, (Timestamp, RecordingStarted)>,
+    /// How many legs are covered ([`CallMedia::covered`]): a call's end looks for a handover
+    /// only when some are.
+    covered_legs: usize,
 }
 
 /// A leg must outlive the recording leg of its conversation by this much to take over the
@@ -352,7 +356,6 @@ impl Engine {
             policy,
             flows: AddrMap::default(),
             peers: AddrMap::default(),
-            media: HandleMap::default(),
             held_rtp: HeldRtp::default(),
             next_stream: 0,
             next_recording: 0,
@@ -363,8 +366,7 @@ impl Engine {
             digits: Vec::new(),
             conversations: Conversations::default(),
             servers,
-            covered: HandleMap::default(),
-            tentative: HandleMap::default(),
+            covered_legs: 0,
         }
     }
 
@@ -386,9 +388,9 @@ impl Engine {
 
     /// Recordings open now.
     pub fn active_recordings(&self) -> usize {
-        self.media
-            .values()
-            .filter(|m| m.recording.is_some())
+        self.dialogs
+            .exts()
+            .filter(|(_, m)| m.recording.is_some())
             .count()
     }
 
@@ -894,18 +896,18 @@ impl Engine {
         }
         let mut settings = call_settings(answered_at, &decision.settings);
         if covered_by.is_some() {
-            self.media.entry(handle).or_default().settings = settings;
-            self.covered.insert(handle, decision.reason);
+            self.set_settings(handle, settings);
+            self.set_covered(handle, decision.reason);
             self.follow_recorder(handle);
             return;
         }
         let bridge = decision.settings.record_on == Some(RecordOn::Bridge);
         if decision.record && bridge {
             settings.bridge = Some((decision.reason, [false; 2]));
-            self.media.entry(handle).or_default().settings = settings;
+            self.set_settings(handle, settings);
             return;
         }
-        self.media.entry(handle).or_default().settings = settings;
+        self.set_settings(handle, settings);
         if decision.record
             && let Some(r) = self.begin_recording(handle, answered_at, decision.reason, repeats)
         {
@@ -917,7 +919,7 @@ impl Engine {
     /// other legs carry the same people now, so their recordings stop and nothing takes over.
     fn stop_conversation(&mut self, call: CallHandle, ts: Timestamp, reason: &str) {
         for leg in self.conversations.others(call) {
-            self.covered.remove(&leg);
+            self.take_covered(leg);
             if let Some(rec) = self.recording(leg) {
                 let handle = rec.handle;
                 self.push_control(RecordingControl {
@@ -940,8 +942,8 @@ impl Engine {
     /// (or waiting for its bridge), the oldest first.
     fn recorder_of(&self, call: CallHandle) -> Option<CallHandle> {
         self.conversations.others(call).into_iter().find(|l| {
-            self.media
-                .get(l)
+            self.dialogs
+                .ext(*l)
                 .is_some_and(|m| m.recording.is_some() || m.settings.bridge.is_some())
         })
     }
@@ -949,7 +951,7 @@ impl Engine {
     /// A covered leg's packets are matched again, so audio its SDP shares with the recording
     /// leg (a PBX passing the phone's and the carrier's SDP through) reaches that recording.
     fn follow_recorder(&mut self, call: CallHandle) {
-        let Some(m) = self.media.get(&call) else {
+        let Some(m) = self.dialogs.ext(call) else {
             return;
         };
         for key in &m.flows {
@@ -962,7 +964,7 @@ impl Engine {
     /// A flow of a covered leg whose endpoints the recording leg's SDP also names belongs
     /// to the recording leg.
     fn redirect(&self, flow: Flow, src: SocketAddr, dst: SocketAddr) -> Flow {
-        if !self.covered.contains_key(&flow.call) {
+        if !self.is_covered(flow.call) {
             return flow;
         }
         let Some(r) = self.recorder_of(flow.call) else {
@@ -999,7 +1001,7 @@ impl Engine {
             .get(from)
             .and_then(|c| c.ended)
             .is_some_and(|(_, r)| r == crate::event::EndReason::EndOfInput);
-        if ended_by_input || self.covered.is_empty() {
+        if ended_by_input || self.covered_legs == 0 {
             return;
         }
         let from_id = self
@@ -1008,7 +1010,7 @@ impl Engine {
             .map(|c| c.sip_call_id.clone())
             .unwrap_or_default();
         let next = self.conversations.others(from).into_iter().find(|l| {
-            self.covered.contains_key(l)
+            self.is_covered(*l)
                 && self
                     .dialogs
                     .get(*l)
@@ -1022,22 +1024,24 @@ impl Engine {
         if self.recorder_of(next).is_some() {
             return;
         }
-        let reason = self.covered.remove(&next).unwrap_or_default();
+        let reason = self.take_covered(next).unwrap_or_default();
         let reason = format!("handover from leg {from_id}: {reason}");
         if let Some(r) = self.begin_recording(next, at, reason, None) {
-            self.tentative.insert(next, (at + HANDOVER_GRACE, r));
+            if let Some(m) = self.dialogs.ext_mut(next) {
+                m.tentative = Some((at + HANDOVER_GRACE, r));
+            }
         }
     }
 
     /// A handed-over recording whose leg outlived the grace: it starts for real.
     fn confirm(&mut self, call: CallHandle) {
-        if let Some((_, r)) = self.tentative.remove(&call) {
+        if let Some((_, r)) = self.dialogs.ext_mut(call).and_then(|m| m.tentative.take()) {
             self.events.push_back(Event::RecordingStarted(r));
         }
     }
 
     fn start_recording(&mut self, call: CallHandle, ts: Timestamp, reason: String) {
-        self.covered.remove(&call);
+        self.take_covered(call);
         if let Some(r) = self.begin_recording(call, ts, reason, None) {
             self.events.push_back(Event::RecordingStarted(r));
         }
@@ -1051,7 +1055,7 @@ impl Engine {
         reason: String,
         repeats: Option<RecordingHandle>,
     ) -> Option<RecordingStarted> {
-        let media = self.media.entry(call).or_default();
+        let (c, media) = self.dialogs.entry(call)?;
         if media.recording.is_some() {
             return None;
         }
@@ -1062,15 +1066,8 @@ impl Engine {
         if s.deadline.is_some_and(|d| ts >= d) {
             return None;
         }
-        let primary = self
-            .dialogs
-            .get(call)
-            .and_then(Call::primary_codec)
-            .cloned();
-        let rate = match self.dialogs.get(call) {
-            Some(c) => recording_rate(&self.cfg, &s, c),
-            None => s.sample_rate.or(self.cfg.sample_rate).unwrap_or(8000),
-        };
+        let primary = c.primary_codec().cloned();
+        let rate = recording_rate(&self.cfg, &s, c);
         let format = s.format.unwrap_or(self.cfg.format);
         self.next_recording += 1;
         let rec = RecordingHandle(self.next_recording);
@@ -1167,7 +1164,7 @@ impl Engine {
     }
 
     fn recording(&self, call: CallHandle) -> Option<&Recording> {
-        self.media.get(&call)?.recording.as_ref()
+        self.dialogs.ext(call)?.recording.as_ref()
     }
 
     /// A request from outside the wire (the local control API of `voxtap run`): start, stop,
@@ -1196,7 +1193,7 @@ impl Engine {
             }
             (Action::Stop, None) => {
                 // A recording still waiting for the bridge is called off.
-                if let Some(m) = self.media.get_mut(&call) {
+                if let Some(m) = self.dialogs.ext_mut(call) {
                     m.settings.bridge = None;
                 }
                 return;
@@ -1206,7 +1203,7 @@ impl Engine {
             // Nothing to do: already in the state asked for.
             _ => return,
         };
-        let Some(rec) = self.media.get_mut(&call).and_then(|m| m.recording.as_mut()) else {
+        let Some(rec) = self.dialogs.ext_mut(call).and_then(|m| m.recording.as_mut()) else {
             return;
         };
         if pause {
@@ -1257,7 +1254,11 @@ impl Engine {
 
     /// Finishes a call's recording: the streams give up what they hold, then the file ends.
     fn stop_recording(&mut self, call: CallHandle, end: Timestamp, reason: StopReason) {
-        if self.tentative.contains_key(&call) {
+        if self
+            .dialogs
+            .ext(call)
+            .is_some_and(|m| m.tentative.is_some())
+        {
             let by_input = self
                 .dialogs
                 .get(call)
@@ -1268,20 +1269,20 @@ impl Engine {
             } else {
                 // It ended with the leg it took over from: the earlier recording was all, or
                 // another covered leg goes on.
-                self.tentative.remove(&call);
-                if let Some(m) = self.media.get_mut(&call) {
+                if let Some(m) = self.dialogs.ext_mut(call) {
+                    m.tentative = None;
                     m.recording = None;
                 }
                 return self.hand_over(call, end);
             }
         }
-        let Some(media) = self.media.get_mut(&call) else {
+        let Some((c, media)) = self.dialogs.entry(call) else {
             return;
         };
         if media.recording.is_none() {
             return;
         }
-        if let Some(c) = self.dialogs.get(call) {
+        {
             let events = &mut self.events;
             let digits = &mut self.digits;
             let (window, inband) = (self.cfg.reorder_window, false);
@@ -1319,12 +1320,40 @@ impl Engine {
         }
     }
 
-    /// Reports a call's streams and its end, then forgets it.
+    fn set_settings(&mut self, call: CallHandle, settings: CallRecording) {
+        if let Some(m) = self.dialogs.ext_mut(call) {
+            m.settings = settings;
+        }
+    }
+
+    fn is_covered(&self, call: CallHandle) -> bool {
+        self.dialogs.ext(call).is_some_and(|m| m.covered.is_some())
+    }
+
+    fn set_covered(&mut self, call: CallHandle, reason: String) {
+        if let Some(m) = self.dialogs.ext_mut(call)
+            && m.covered.replace(reason).is_none()
+        {
+            self.covered_legs += 1;
+        }
+    }
+
+    fn take_covered(&mut self, call: CallHandle) -> Option<String> {
+        let reason = self.dialogs.ext_mut(call)?.covered.take()?;
+        self.covered_legs -= 1;
+        Some(reason)
+    }
+
+    /// Reports a call's streams and its end, then forgets it: one entry, its dialog and
+    /// everything it owned.
     fn reap(&mut self, handle: CallHandle) {
         self.stop_recording(handle, self.call_end(handle), StopReason::CallEnded);
-        let Some(call) = self.dialogs.remove(handle) else {
+        let Some((call, media)) = self.dialogs.remove(handle) else {
             return;
         };
+        if media.covered.is_some() {
+            self.covered_legs -= 1;
+        }
         for side in &call.media {
             for &endpoint in &side.endpoints {
                 // Another call may have announced the same endpoint since: it keeps it.
@@ -1337,7 +1366,6 @@ impl Engine {
                 }
             }
         }
-        let media = self.media.remove(&handle).unwrap_or_default();
         let mut streams = media.streams;
         streams.sort_by_key(|s| s.handle);
         for s in streams {
@@ -1372,8 +1400,6 @@ impl Engine {
             .unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
         self.policy.on_call_ended(handle);
         self.conversations.forget(handle);
-        self.covered.remove(&handle);
-        self.tentative.remove(&handle);
         self.events.push_back(Event::CallEnded {
             call: handle,
             ts,
@@ -1395,7 +1421,7 @@ impl Engine {
             return Route::To(flow);
         }
         let ssrc = rtp::Packet::new_checked(payload).map_or(0, |p| p.ssrc());
-        let own = self.media.get(&flow.call).is_some_and(|m| {
+        let own = self.dialogs.ext(flow.call).is_some_and(|m| {
             m.streams
                 .iter()
                 .any(|s| s.src == src && s.dst == dst && s.ssrc == ssrc)
@@ -1440,13 +1466,12 @@ impl Engine {
         };
         self.stats.rtp_packets += 1;
         self.stats.rtp_matched += 1;
-        let Some(call) = self.dialogs.get(flow.call) else {
+        let Some((call, media)) = self.dialogs.entry(flow.call) else {
             return;
         };
         let pt = pkt.payload_type();
         let tev_pt = call.telephone_event_pt();
         let answered = call.answered.is_some();
-        let media = self.media.entry(flow.call).or_default();
         if answered
             && Some(pt) != tev_pt
             && pt != rtp::PT_CN
@@ -1473,7 +1498,9 @@ impl Engine {
         if !matches!(&kind, b"Confirm1" | b"Confirm2" | b"Conf2ACK") {
             return;
         }
-        let media = self.media.entry(flow.call).or_default();
+        let Some(media) = self.dialogs.ext_mut(flow.call) else {
+            return;
+        };
         if media.zrtp.is_some() {
             return;
         }
@@ -1494,10 +1521,9 @@ impl Engine {
         pkt: &rtp::Packet<&[u8]>,
         packet: &[u8],
     ) {
-        let Some(call) = self.dialogs.get(flow.call) else {
+        let Some(media) = self.dialogs.ext_mut(flow.call) else {
             return;
         };
-        let media = self.media.entry(flow.call).or_default();
         let ssrc = pkt.ssrc();
         let idx = match media
             .streams
@@ -1527,6 +1553,7 @@ impl Engine {
                     s.carry_on_from(old);
                 }
                 media.streams.push(s);
+                let idx = media.streams.len() - 1;
                 let dialogs = &self.dialogs;
                 let live = |h: CallHandle| dialogs.get(h).is_some();
                 if let Some((link, keep, merged)) =
@@ -1543,8 +1570,12 @@ impl Engine {
                         people: None,
                     }));
                 }
-                media.streams.len() - 1
+                idx
             }
+        };
+        // Found again: a new stream's conversation check reads the other calls.
+        let Some((call, media)) = self.dialogs.entry(flow.call) else {
+            return;
         };
         let answered = call.answered.is_some();
         let stream = &mut media.streams[idx];
@@ -1659,11 +1690,9 @@ impl Engine {
 
     fn add_flow(&mut self, src: SocketAddr, dst: SocketAddr, flow: Flow) {
         self.flows.insert(FlowTuple(src, dst), flow);
-        self.media
-            .entry(flow.call)
-            .or_default()
-            .flows
-            .push(FlowTuple(src, dst));
+        if let Some(m) = self.dialogs.ext_mut(flow.call) {
+            m.flows.push(FlowTuple(src, dst));
+        }
         let peer = self.peers.entry(dst).or_insert((flow.call, flow.sender));
         // A peer left by an ended call is the new call's now.
         if peer.0 != flow.call
@@ -1745,14 +1774,12 @@ impl Engine {
         self.stats.rtp_packets += dropped as u64;
         self.stats.rtp_unmatched += dropped as u64;
 
-        let mut handles: Vec<CallHandle> = self.media.keys().copied().collect();
-        handles.sort();
+        let handles = self.dialogs.handles();
         let mut stop: Vec<(CallHandle, Timestamp, StopReason)> = Vec::new();
         for h in handles {
-            let Some(call) = self.dialogs.get(h) else {
+            let Some((call, media)) = self.dialogs.entry(h) else {
                 continue;
             };
-            let media = self.media.get_mut(&h).expect("listed");
             let answered = call.answered.is_some();
             for stream in media.streams.iter_mut().filter(|s| s.holds_packets()) {
                 let sender = stream.sender;
@@ -1771,12 +1798,12 @@ impl Engine {
                 };
                 stream.expire(now, &mut ctx);
             }
-            if let Some(&(due, _)) = self.tentative.get(&h) {
-                if now < due {
+            if let Some((due, _)) = &media.tentative {
+                if now < *due {
                     continue;
                 }
                 // Reported before any of its audio.
-                if let Some((_, r)) = self.tentative.remove(&h) {
+                if let Some((_, r)) = media.tentative.take() {
                     self.events.push_back(Event::RecordingStarted(r));
                 }
             }
@@ -1983,8 +2010,8 @@ fn call_facts<'a>(
 }
 
 /// The facts of a conversation's other legs, for the policy to judge this one by.
-fn other_facts<'a>(
-    dialogs: &'a Dialogs,
+fn other_facts<'a, X: Default>(
+    dialogs: &'a Dialogs<X>,
     servers: &Servers,
     legs: &[CallHandle],
 ) -> Vec<CallFacts<'a>> {
