@@ -87,7 +87,9 @@ pub enum Scenario {
     CancelBeforeAnswer,
     /// 183 Session Progress with SDP and ~1 s of early media before the 200 OK.
     EarlyMedia,
-    /// Many overlapping PCMU/PCMA calls, all up at the same time (default 200).
+    /// Many overlapping PCMU/PCMA calls, all up at the same time (default 200): a call every
+    /// 20-50 ms. Each call's phones have addresses of their own (10.1.0.0/16 calling
+    /// 10.2.0.0/16, up to 63,750 calls).
     Concurrent,
     /// The callee presses the Yealink Record key: SIP INFO `Record: off` at 30% of the talk
     /// time, `Record: on` at 60%.
