@@ -900,6 +900,50 @@ fn fifty_thousand_concurrent_calls_have_distinct_media_endpoints() {
     assert!(wa.is_disjoint(&wb));
 }
 
+/// `ramp_ms`: the calls start within about the ramp and hang up over as long, all of them
+/// up at once; the same calls as at the default pace, only sooner.
+#[test]
+fn a_short_ramp_overlaps_every_call() {
+    let mut cfg = GenConfig::new(Scenario::Concurrent);
+    cfg.calls = 1_000;
+    cfg.talk_secs = 1.0;
+    cfg.ramp_ms = Some(500.0);
+    let (frames, truth) = generate(&cfg);
+    check_truth_consistency(&cfg, &frames, &truth);
+    let ms = |a: u64, b: u64| (b - a) as f64 / 1e6;
+    let starts: Vec<u64> = truth.calls.iter().map(|c| c.start_ns).collect();
+    let ramp = ms(*starts.iter().min().unwrap(), *starts.iter().max().unwrap());
+    assert!((450.0..=550.0).contains(&ramp), "INVITEs over {ramp} ms");
+    let last_answer = truth.calls.iter().map(|c| c.answer_ns.unwrap()).max();
+    let ends: Vec<u64> = truth.calls.iter().map(|c| c.end_ns).collect();
+    let (first_end, last_end) = (*ends.iter().min().unwrap(), *ends.iter().max().unwrap());
+    assert!(Some(first_end) > last_answer, "all calls up at once");
+    assert!((first_end - last_answer.unwrap()) as f64 / 1e9 >= 1.0);
+    let hang_up = ms(first_end, last_end);
+    assert!((450.0..=550.0).contains(&hang_up), "BYEs over {hang_up} ms");
+    for c in &truth.calls {
+        assert!(c.start_ns % 1_000 == 0 && c.end_ns % 1_000 == 0);
+    }
+    // The default pace: a call every 20-50 ms; the same calls apart from their times.
+    cfg.ramp_ms = None;
+    let paced = crate::scenario::plan(&cfg);
+    let last = paced.last().unwrap().start_ns - paced[0].start_ns;
+    assert!(last > 30_000_000_000, "{last} ns");
+    let key = |s: &CallSpec| {
+        (
+            s.codec,
+            s.caller_tone_hz as u64,
+            s.callee_tone_hz as u64,
+            s.caller_rtp_port,
+            s.callee_rtp_port,
+            s.ring_ns,
+        )
+    };
+    cfg.ramp_ms = Some(500.0);
+    let ramped = crate::scenario::plan(&cfg);
+    assert!(paced.iter().map(key).eq(ramped.iter().map(key)));
+}
+
 #[test]
 fn mix_contains_every_feature() {
     let (frames, truth) = generate(&GenConfig::new(Scenario::Mix));
