@@ -20,7 +20,8 @@
 //! on every stream, as a tenant with `on_demand.inband` does). The frames are held in memory,
 //! about 140 MB per 1,000 calls at `--talk-secs 3 --ramp-ms 2000`. Memory per call at scale:
 //! `engine-bench --calls 50000 --talk-secs 3 --ramp-ms 2000` (about 7 GB of frames and 8 GB
-//! of WAV files in the temporary directory).
+//! of WAV files in the temporary directory). Build with `--features system-alloc` to run it
+//! under valgrind's dhat or massif, which see only malloc.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,14 +32,21 @@ use voxtap_gen::{GenConfig, Scenario, generate};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
 /// mimalloc, as in `voxtap`, counting allocations and live bytes while `COUNTING` is set.
+/// With the `system-alloc` feature, the system allocator instead (for valgrind's heap
+/// profilers).
 struct Counting;
+
+#[cfg(not(feature = "system-alloc"))]
+const INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "system-alloc")]
+const INNER: std::alloc::System = std::alloc::System;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: forwards every call to mimalloc unchanged; the counters are side effects only.
+// SAFETY: forwards every call to the inner allocator unchanged; the counters are side effects only.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
@@ -47,12 +55,12 @@ unsafe impl GlobalAlloc for Counting {
         let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
         PEAK.fetch_max(live, Ordering::Relaxed);
         // SAFETY: the caller's layout, passed on.
-        unsafe { mimalloc::MiMalloc.alloc(l) }
+        unsafe { INNER.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         // SAFETY: `p` came from `alloc` with this layout.
-        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+        unsafe { INNER.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
@@ -65,7 +73,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_sub(l.size() - new, Ordering::Relaxed);
         }
         // SAFETY: as in `dealloc`, and `new` is the caller's.
-        unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
+        unsafe { INNER.realloc(p, l, new) }
     }
 }
 
