@@ -19,8 +19,8 @@
 //! 5 ms, which takes 350 s of ramp for 10,000 calls; `--inband` runs the in-band DTMF detector
 //! on every stream, as a tenant with `on_demand.inband` does). The frames are held in memory,
 //! about 140 MB per 1,000 calls at `--talk-secs 3 --ramp-ms 2000`. Memory per call at scale:
-//! `engine-bench --calls 50000 --talk-secs 3 --ramp-ms 2000` (about 7 GB of frames and 8 GB
-//! of WAV files in the temporary directory). Build with `--features system-alloc` to run it
+//! `engine-bench --calls 50000 --talk-secs 3 --ramp-ms 2000` (6.9 GiB of frames, 8.9 GB of
+//! WAV files in the temporary directory). Build with `--features system-alloc` to run it
 //! under valgrind's dhat or massif, which see only malloc.
 
 use std::alloc::{GlobalAlloc, Layout};
