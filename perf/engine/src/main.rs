@@ -7,9 +7,21 @@
 //! machine's load, run it under callgrind with `--toggle-collect` on `Engine::handle` (the
 //! command is printed) and divide the instructions by the packets.
 //!
-//! Usage: engine-bench [--calls N] [--talk-secs S] [--stage engine|full|both] [--inband]
-//! (`--inband` runs the in-band DTMF detector on every stream, as a tenant with
-//! `on_demand.inband` does).
+//! The heap is counted by a wrapper around the allocator: its peak from the first packet to the
+//! last, over what was live once the frames were generated, so the figure is what the engine
+//! (and the store) hold, not the bench's frames; per recorded call, over the most recordings
+//! open at once.
+//!
+//! Usage: engine-bench [--calls N] [--talk-secs S] [--ramp-ms MS] [--stage engine|full|both]
+//! [--inband]
+//! (`--talk-secs`: talk time once every call is up, default 10; `--ramp-ms`: the calls start
+//! within about MS ms and hang up over as long, instead of one every 20-50 ms and a BYE every
+//! 5 ms, which takes 350 s of ramp for 10,000 calls; `--inband` runs the in-band DTMF detector
+//! on every stream, as a tenant with `on_demand.inband` does). The frames are held in memory,
+//! about 140 MB per 1,000 calls at `--talk-secs 3 --ramp-ms 2000`. Memory per call at scale:
+//! `engine-bench --calls 50000 --talk-secs 3 --ramp-ms 2000` (6.9 GiB of frames, 8.9 GB of
+//! WAV files in the temporary directory). Build with `--features system-alloc` to run it
+//! under valgrind's dhat or massif, which see only malloc.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,14 +32,21 @@ use voxtap_gen::{GenConfig, Scenario, generate};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
 /// mimalloc, as in `voxtap`, counting allocations and live bytes while `COUNTING` is set.
+/// With the `system-alloc` feature, the system allocator instead (for valgrind's heap
+/// profilers).
 struct Counting;
+
+#[cfg(not(feature = "system-alloc"))]
+const INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(feature = "system-alloc")]
+const INNER: std::alloc::System = std::alloc::System;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: forwards every call to mimalloc unchanged; the counters are side effects only.
+// SAFETY: forwards every call to the inner allocator unchanged; the counters are side effects only.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
@@ -36,12 +55,12 @@ unsafe impl GlobalAlloc for Counting {
         let live = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
         PEAK.fetch_max(live, Ordering::Relaxed);
         // SAFETY: the caller's layout, passed on.
-        unsafe { mimalloc::MiMalloc.alloc(l) }
+        unsafe { INNER.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         // SAFETY: `p` came from `alloc` with this layout.
-        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+        unsafe { INNER.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
@@ -54,7 +73,7 @@ unsafe impl GlobalAlloc for Counting {
             LIVE.fetch_sub(l.size() - new, Ordering::Relaxed);
         }
         // SAFETY: as in `dealloc`, and `new` is the caller's.
-        unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
+        unsafe { INNER.realloc(p, l, new) }
     }
 }
 
@@ -72,6 +91,7 @@ fn main() {
     let calls: usize = arg("--calls").map_or(1000, |v| v.parse().expect("--calls N"));
     let talk: f64 = arg("--talk-secs").map_or(10.0, |v| v.parse().expect("--talk-secs S"));
     let stage = arg("--stage").unwrap_or_else(|| "both".into());
+    let ramp_ms: Option<f64> = arg("--ramp-ms").map(|v| v.parse().expect("--ramp-ms MS"));
     let engine_cfg = EngineConfig {
         inband_dtmf: std::env::args().any(|a| a == "--inband"),
         ..EngineConfig::default()
@@ -80,16 +100,19 @@ fn main() {
     let mut cfg = GenConfig::new(Scenario::Concurrent);
     cfg.calls = calls;
     cfg.talk_secs = talk;
+    cfg.ramp_ms = ramp_ms;
     let t = Instant::now();
     let (frames, truth) = generate(&cfg);
     let bytes: usize = frames.iter().map(|f| f.data.len()).sum();
     eprintln!(
-        "engine-bench: generated {} calls, {} frames, {:.1} MB in {:.1} s",
+        "engine-bench: generated {} calls, {} frames, {:.1} MB in {:.1} s (the bench's heap: {:.1} MiB, not counted below)",
         truth.calls.len(),
         frames.len(),
         bytes as f64 / 1e6,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        LIVE.load(Ordering::Relaxed) as f64 / 1048576.0
     );
+    let ramp = ramp_ms.map_or_else(String::new, |ms| format!(" --ramp-ms {ms}"));
 
     println!("| stage | calls | frames | seconds | packets/s | recordings |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -120,6 +143,11 @@ fn main() {
             }
         }
         let peak = PEAK.load(Ordering::Relaxed) - base;
+        // Said now too: a large run's store stage may still fail (a full disk).
+        eprintln!(
+            "engine-bench: engine: heap peak {:.1} MiB with {most_calls} recordings open",
+            peak as f64 / 1048576.0
+        );
         memory = Some((
             ALLOCS.load(Ordering::Relaxed) as f64 / (to - from) as f64,
             peak,
@@ -159,6 +187,10 @@ fn main() {
             }
         }
         let full_peak = PEAK.load(Ordering::Relaxed) - base;
+        eprintln!(
+            "engine-bench: full: heap peak {:.1} MiB with {most} recordings open",
+            full_peak as f64 / 1048576.0
+        );
         engine.finish();
         while let Some(e) = engine.poll_event() {
             store.handle(e).expect("store");
@@ -193,9 +225,9 @@ fn main() {
         );
     }
     println!(
-        "reproduce: cargo build --release -p voxtap-perf-engine && target/release/engine-bench --calls {calls} --talk-secs {talk}"
+        "reproduce: cargo build --release -p voxtap-perf-engine && target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp}"
     );
     println!(
-        "instructions: valgrind --tool=callgrind --toggle-collect='*Engine::handle*' target/release/engine-bench --calls {calls} --talk-secs {talk} --stage engine  (then Ir / frames)"
+        "instructions: valgrind --tool=callgrind --toggle-collect='*Engine::handle*' target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp} --stage engine  (then Ir / frames)"
     );
 }

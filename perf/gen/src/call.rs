@@ -822,31 +822,49 @@ fn us_floor(ns: u64) -> u64 {
     ns / US * US
 }
 
+/// The caller's and the callee's own addresses in call `spec` (what their signalling comes
+/// from and, without NAT, their media). Onnet parties of every call have addresses of their
+/// own: 10.1.0.0/16 (callers) and 10.2.0.0/16 (callees), 255 × 250 of each; IPv6 ones
+/// fd00:1::n and fd00:2::n. Offnet parties (198.51.100.x calling, 192.0.2.x called) take
+/// the same 250 addresses in turn.
+///
+/// # Panics
+///
+/// From the 63,751st call on (`spec.idx` ≥ 63,750): there are no more addresses.
+pub fn party_ips(spec: &CallSpec) -> (IpAddr, IpAddr) {
+    let i = spec.idx;
+    assert!(
+        i < 255 * 250,
+        "at most 63,750 calls have addresses of their own"
+    );
+    let (hi, lo) = ((1 + i / 250) as u8, (1 + i % 250) as u8);
+    if spec.ipv6 {
+        return (
+            Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, (i + 1) as u16).into(),
+            Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, (i + 1) as u16).into(),
+        );
+    }
+    let [caller_off, callee_off] = spec.offnet;
+    (
+        if caller_off {
+            Ipv4Addr::new(198, 51, 100, lo).into()
+        } else {
+            Ipv4Addr::new(10, 1, hi, lo).into()
+        },
+        if callee_off {
+            Ipv4Addr::new(192, 0, 2, lo).into()
+        } else {
+            Ipv4Addr::new(10, 2, hi, lo).into()
+        },
+    )
+}
+
 /// Generate one call's frames and truth.
 pub fn generate_call(spec: &CallSpec) -> Result<(Vec<Frame>, CallTruth), GenError> {
     let mut rng = Rng::derive(spec.seed, 0x1000 + spec.idx as u64);
     let i = spec.idx;
-    let (hi, lo) = ((1 + i / 250) as u8, (1 + i % 250) as u8);
-    let (caller_ip, callee_ip): (IpAddr, IpAddr) = if spec.ipv6 {
-        (
-            Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, (i + 1) as u16).into(),
-            Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, (i + 1) as u16).into(),
-        )
-    } else {
-        let [caller_off, callee_off] = spec.offnet;
-        (
-            if caller_off {
-                Ipv4Addr::new(198, 51, 100, lo).into()
-            } else {
-                Ipv4Addr::new(10, 1, hi, lo).into()
-            },
-            if callee_off {
-                Ipv4Addr::new(192, 0, 2, lo).into()
-            } else {
-                Ipv4Addr::new(10, 2, hi, lo).into()
-            },
-        )
-    };
+    let lo = (1 + i % 250) as u8;
+    let (caller_ip, callee_ip) = party_ips(spec);
     let (caller_adv, caller_wire_ip): (IpAddr, IpAddr) = if spec.nat {
         (
             Ipv4Addr::new(192, 168, 1, 10 + (i % 200) as u8).into(),

@@ -87,7 +87,9 @@ pub enum Scenario {
     CancelBeforeAnswer,
     /// 183 Session Progress with SDP and ~1 s of early media before the 200 OK.
     EarlyMedia,
-    /// Many overlapping PCMU/PCMA calls, all up at the same time (default 200).
+    /// Many overlapping PCMU/PCMA calls, all up at the same time (default 200): a call every
+    /// 20-50 ms, or all within [`GenConfig::ramp_ms`]. Each call's phones have addresses of
+    /// their own (10.1.0.0/16 calling 10.2.0.0/16, up to 63,750 calls).
     Concurrent,
     /// The callee presses the Yealink Record key: SIP INFO `Record: off` at 30% of the talk
     /// time, `Record: on` at 60%.
@@ -239,13 +241,19 @@ pub struct GenConfig {
     /// PBX scenarios: which legs the capture holds (the others' scenarios have one leg).
     #[serde(default)]
     pub mirror: Mirror,
+    /// `Concurrent`: about this many milliseconds from the first INVITE to the last (the
+    /// same jitter between calls, scaled), and as long again from the first BYE to the last.
+    /// `None` (the default): a call every 20-50 ms and a BYE every 5 ms, as always; at that
+    /// pace 10,000 calls take 350 s to ramp up.
+    #[serde(default)]
+    pub ramp_ms: Option<f64>,
 }
 
 impl GenConfig {
     /// Defaults: 1 call (Concurrent: 200, FragmentedInvite: 2 so both
     /// fragment orders are present, Srtp: 5; PbxOutbound and PbxInbound: 4 conversations, the
     /// other PBX scenarios 2), 4 s talk, seed 1, 2026-01-01T00:00:00Z, the scenario's codecs,
-    /// no SRTP, every leg mirrored.
+    /// no SRTP, every leg mirrored, the concurrent calls' own ramp.
     pub fn new(scenario: Scenario) -> Self {
         let calls = match scenario {
             Scenario::Concurrent => 200,
@@ -265,6 +273,7 @@ impl GenConfig {
             codec: None,
             srtp: false,
             mirror: Mirror::Both,
+            ramp_ms: None,
         }
     }
 }

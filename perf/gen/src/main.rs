@@ -40,6 +40,12 @@ struct Args {
     #[arg(long, default_value_t = 4.0)]
     talk_secs: f64,
 
+    /// concurrent: start the calls within about this many milliseconds (first INVITE to
+    /// last) and hang them up over as long again (default: a call every 20-50 ms, a BYE
+    /// every 5 ms).
+    #[arg(long)]
+    ramp_ms: Option<f64>,
+
     /// Seed for every random choice; same seed, same bytes.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -100,6 +106,15 @@ fn main() -> anyhow::Result<()> {
         bail!("--mirror chooses legs of a PBX scenario; this one has a single leg per call");
     }
     cfg.mirror = args.mirror;
+    if let Some(ms) = args.ramp_ms {
+        if args.scenario != Scenario::Concurrent {
+            bail!("--ramp-ms paces the concurrent scenario's calls");
+        }
+        if !(ms.is_finite() && ms >= 0.0) {
+            bail!("--ramp-ms must be a number >= 0");
+        }
+        cfg.ramp_ms = Some(ms);
+    }
 
     if !(args.speed.is_finite() && args.speed > 0.0 && args.clock_ppm.is_finite()) {
         bail!("--speed must be above 0 and --clock-ppm a number");

@@ -158,10 +158,16 @@ struct Planner {
 }
 
 impl Planner {
+    /// The next RTP port: they count up by two from 16384 across the capture (24,575 ports),
+    /// and past 65532 start again at 16384, as each phone's own range would. In a capture of
+    /// more than 12,287 two-party calls the port numbers repeat, the media endpoints do not:
+    /// each call's parties have addresses of their own ([`crate::call::party_ips`]).
     fn port(&mut self) -> u16 {
+        if self.next_port >= 65534 {
+            self.next_port = 16384;
+        }
         let p = self.next_port;
         self.next_port += 2;
-        assert!(p < 65534, "out of RTP ports");
         p as u16
     }
 
@@ -314,11 +320,27 @@ pub fn plan(cfg: &GenConfig) -> Vec<CallSpec> {
     match cfg.scenario {
         Scenario::Concurrent => {
             let n = cfg.calls;
+            // `ramp_ms`: the 20-50 ms between INVITEs (35 ms on average) scaled so that the
+            // n - 1 gaps take about the ramp, and the BYEs as far apart on average.
+            let ramp_us = cfg
+                .ramp_ms
+                .map(|ms| (ms.clamp(0.0, 86_400_000.0) * 1000.0).round() as u64);
+            let gaps = n.saturating_sub(1).max(1) as u64;
             let mut start = base;
             for i in 0..n {
                 specs.push(p.spec(i, Scenario::Concurrent, i, start, talk));
-                start += p.rng.range(20_000, 50_000) * US;
+                let gap_us = p.rng.range(20_000, 50_000);
+                start += match ramp_us {
+                    None => gap_us,
+                    Some(r) => {
+                        (u128::from(gap_us) * u128::from(r) / u128::from(35_000 * gaps)) as u64
+                    }
+                } * US;
             }
+            let bye_gap = match ramp_us {
+                None => 5 * MS,
+                Some(r) => r / gaps * US,
+            };
             // Align the hang-ups: everyone is up from the last answer for `talk`,
             // then calls end a few ms apart.
             let all_up = specs
@@ -327,7 +349,7 @@ pub fn plan(cfg: &GenConfig) -> Vec<CallSpec> {
                 .max()
                 .unwrap_or(base);
             for (i, s) in specs.iter_mut().enumerate() {
-                let bye = all_up + talk + i as u64 * 5 * MS;
+                let bye = all_up + talk + i as u64 * bye_gap;
                 s.talk_ns = bye - (s.start_ns + s.ring_ns);
             }
         }

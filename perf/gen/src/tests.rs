@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
+use crate::call::{CallSpec, generate_call, party_ips};
 use crate::g711::tests::{alaw_to_linear, ulaw_to_linear};
 use crate::net::{self, decode};
 use crate::scenario::{MIX_ROUND, expected_calls};
@@ -850,6 +851,97 @@ fn concurrent_calls_overlap() {
         .map(|c| c.caller_tone_hz as u64)
         .collect();
     assert!(tones.len() > 20);
+}
+
+/// More calls than the RTP ports give two parties each (12,287): the port numbers start
+/// again, the media endpoints never repeat, and the RTP on the wire comes from the endpoints
+/// planned.
+#[test]
+fn fifty_thousand_concurrent_calls_have_distinct_media_endpoints() {
+    let mut cfg = GenConfig::new(Scenario::Concurrent);
+    cfg.calls = 50_000;
+    let specs = crate::scenario::plan(&cfg);
+    assert_eq!(specs.len(), 50_000);
+    let endpoints = |s: &CallSpec| {
+        let (caller, callee) = party_ips(s);
+        [(caller, s.caller_rtp_port), (callee, s.callee_rtp_port)]
+    };
+    let mut seen = HashSet::new();
+    let mut ports = HashSet::new();
+    for s in &specs {
+        for e in endpoints(s) {
+            assert!(seen.insert(e), "call {}: {e:?} again", s.idx);
+            ports.insert(e.1);
+        }
+    }
+    assert_eq!(seen.len(), 100_000);
+    assert!(ports.len() <= 24_575, "the ports repeat");
+    // Two calls on the same two ports, generated (a second of talk is enough): each one's
+    // RTP comes from its own phones.
+    let short = |s: &CallSpec| CallSpec {
+        talk_ns: 1_000_000_000,
+        ..s.clone()
+    };
+    let (a, b) = (&short(&specs[7]), &short(&specs[7 + 24_575]));
+    assert_eq!(
+        (a.caller_rtp_port, a.callee_rtp_port),
+        (b.caller_rtp_port, b.callee_rtp_port)
+    );
+    let wire = |s: &CallSpec| -> HashSet<(IpAddr, u16)> {
+        let (frames, _) = generate_call(s).unwrap();
+        rtp_of(&decode_capture(&frames))
+            .iter()
+            .map(|u| (u.src, u.sport))
+            .collect()
+    };
+    let (wa, wb) = (wire(a), wire(b));
+    assert_eq!(wa, HashSet::from(endpoints(a)));
+    assert_eq!(wb, HashSet::from(endpoints(b)));
+    assert!(wa.is_disjoint(&wb));
+}
+
+/// `ramp_ms`: the calls start within about the ramp and hang up over as long, all of them
+/// up at once; the same calls as at the default pace, only sooner.
+#[test]
+fn a_short_ramp_overlaps_every_call() {
+    let mut cfg = GenConfig::new(Scenario::Concurrent);
+    cfg.calls = 1_000;
+    cfg.talk_secs = 1.0;
+    cfg.ramp_ms = Some(500.0);
+    let (frames, truth) = generate(&cfg);
+    check_truth_consistency(&cfg, &frames, &truth);
+    let ms = |a: u64, b: u64| (b - a) as f64 / 1e6;
+    let starts: Vec<u64> = truth.calls.iter().map(|c| c.start_ns).collect();
+    let ramp = ms(*starts.iter().min().unwrap(), *starts.iter().max().unwrap());
+    assert!((450.0..=550.0).contains(&ramp), "INVITEs over {ramp} ms");
+    let last_answer = truth.calls.iter().map(|c| c.answer_ns.unwrap()).max();
+    let ends: Vec<u64> = truth.calls.iter().map(|c| c.end_ns).collect();
+    let (first_end, last_end) = (*ends.iter().min().unwrap(), *ends.iter().max().unwrap());
+    assert!(Some(first_end) > last_answer, "all calls up at once");
+    assert!((first_end - last_answer.unwrap()) as f64 / 1e9 >= 1.0);
+    let hang_up = ms(first_end, last_end);
+    assert!((450.0..=550.0).contains(&hang_up), "BYEs over {hang_up} ms");
+    for c in &truth.calls {
+        assert!(c.start_ns % 1_000 == 0 && c.end_ns % 1_000 == 0);
+    }
+    // The default pace: a call every 20-50 ms; the same calls apart from their times.
+    cfg.ramp_ms = None;
+    let paced = crate::scenario::plan(&cfg);
+    let last = paced.last().unwrap().start_ns - paced[0].start_ns;
+    assert!(last > 30_000_000_000, "{last} ns");
+    let key = |s: &CallSpec| {
+        (
+            s.codec,
+            s.caller_tone_hz as u64,
+            s.callee_tone_hz as u64,
+            s.caller_rtp_port,
+            s.callee_rtp_port,
+            s.ring_ns,
+        )
+    };
+    cfg.ramp_ms = Some(500.0);
+    let ramped = crate::scenario::plan(&cfg);
+    assert!(paced.iter().map(key).eq(ramped.iter().map(key)));
 }
 
 #[test]
