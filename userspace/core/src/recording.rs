@@ -17,17 +17,23 @@ struct EventSink<'a> {
 }
 
 impl AudioSink for EventSink<'_> {
-    fn audio(&mut self, interleaved: &[i16]) {
-        if let Some(Event::RecordingAudio { rec, samples }) = self.events.back_mut()
-            && *rec == self.rec
-        {
-            samples.extend_from_slice(interleaved);
-            return;
+    fn audio_room(&mut self, n: usize) -> &mut [i16] {
+        let joins = matches!(
+            self.events.back(),
+            Some(Event::RecordingAudio { rec, .. }) if *rec == self.rec
+        );
+        if !joins {
+            self.events.push_back(Event::RecordingAudio {
+                rec: self.rec,
+                samples: Vec::with_capacity(n),
+            });
         }
-        self.events.push_back(Event::RecordingAudio {
-            rec: self.rec,
-            samples: interleaved.to_vec(),
-        });
+        let Some(Event::RecordingAudio { samples, .. }) = self.events.back_mut() else {
+            unreachable!("an audio event was just found or pushed");
+        };
+        let start = samples.len();
+        samples.resize(start + n, 0);
+        &mut samples[start..]
     }
 
     fn silence(&mut self, frames: u64) {

@@ -30,8 +30,10 @@ use crate::vocab::Side;
 
 /// Where finished audio goes, in order.
 pub trait AudioSink {
-    /// Interleaved stereo frames (left caller, right callee).
-    fn audio(&mut self, interleaved: &[i16]);
+    /// Room for `samples` more interleaved stereo samples (left caller, right callee), which
+    /// the timeline fills in place: the audio is interleaved straight into what the sink
+    /// keeps, with no buffer of the timeline's own in between.
+    fn audio_room(&mut self, samples: usize) -> &mut [i16];
     /// `frames` frames of silence on both channels.
     fn silence(&mut self, frames: u64);
 }
@@ -222,7 +224,6 @@ pub struct Timeline {
     channels: [Channel; 2],
     /// Muted spans `[from, to)` in frames (pauses); the last may be open (`to` = `i64::MAX`).
     mutes: Vec<(i64, i64)>,
-    scratch: Vec<i16>,
 }
 
 fn index(side: Side) -> usize {
@@ -241,7 +242,6 @@ impl Timeline {
             emitted: 0,
             channels: [Channel::default(), Channel::default()],
             mutes: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -642,21 +642,19 @@ impl Timeline {
                     ch.buf.resize(n, 0);
                 }
             }
-            // Interleaved from contiguous slices, a loop the compiler vectorises; the ring
-            // buffers only rotate when they have wrapped.
-            self.scratch.clear();
-            self.scratch.resize(n * 2, 0);
+            // Interleaved from contiguous slices into the sink's own room, a loop the
+            // compiler vectorises; the ring buffers only rotate when they have wrapped.
             let (l, r) = (
                 &left.buf.make_contiguous()[..n],
                 &right.buf.make_contiguous()[..n],
             );
-            for ((o, &a), &b) in self.scratch.chunks_exact_mut(2).zip(l).zip(r) {
+            let out = sink.audio_room(n * 2);
+            for ((o, &a), &b) in out.chunks_exact_mut(2).zip(l).zip(r) {
                 o[0] = a;
                 o[1] = b;
             }
             left.buf.drain(..n);
             right.buf.drain(..n);
-            sink.audio(&self.scratch);
             self.emitted += n as i64;
         }
     }
@@ -704,9 +702,10 @@ mod tests {
     }
 
     impl AudioSink for Collect {
-        fn audio(&mut self, interleaved: &[i16]) {
-            self.frames
-                .extend(interleaved.chunks_exact(2).map(|c| [c[0], c[1]]));
+        fn audio_room(&mut self, samples: usize) -> &mut [i16] {
+            let start = self.frames.len();
+            self.frames.resize(start + samples / 2, [0, 0]);
+            self.frames[start..].as_flattened_mut()
         }
         fn silence(&mut self, frames: u64) {
             self.silence_calls += 1;
@@ -926,11 +925,14 @@ mod tests {
     #[derive(Default)]
     struct Counting {
         frames: u64,
+        room: Vec<i16>,
     }
 
     impl AudioSink for Counting {
-        fn audio(&mut self, interleaved: &[i16]) {
-            self.frames += interleaved.len() as u64 / 2;
+        fn audio_room(&mut self, samples: usize) -> &mut [i16] {
+            self.frames += samples as u64 / 2;
+            self.room.resize(samples, 0);
+            &mut self.room
         }
         fn silence(&mut self, frames: u64) {
             self.frames += frames;
