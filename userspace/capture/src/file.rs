@@ -159,7 +159,9 @@ impl CaptureFile {
     }
 
     /// Corrupt stretches of a pcap file skipped to reach the next good record: each one's byte
-    /// offset and length. Every record outside them was read.
+    /// offset and length, adjoining ones as one. Every record outside them was read. (A record
+    /// that lost bytes is handed out with the next one's first bytes as its tail, and the skip
+    /// starts after it.)
     pub fn skipped(&self) -> &[(u64, u64)] {
         &self.skipped
     }
@@ -198,7 +200,7 @@ impl CaptureFile {
             // saying what was skipped, rather than read garbage or give up on the rest.
             match self.resync(&hdr, at, &record)? {
                 Some((found, next)) => {
-                    self.skipped.push((at, found - at));
+                    self.note_skip(at, found - at);
                     at = found;
                     hdr = next;
                 }
@@ -261,9 +263,11 @@ impl CaptureFile {
                 None => eof && next == window.len(),
             };
             if witnessed {
-                // What follows the found header is read again, from the window.
-                self.ahead = window.split_off(p + 16);
-                self.ahead_pos = 0;
+                // What follows the found header is read again, from the window (and then
+                // whatever was read ahead beyond it).
+                let rest = window.split_off(p + 16);
+                self.unread(rest);
+                self.offset = at + p as u64 + 16;
                 return Ok(Some((at + p as u64, h)));
             }
         }
@@ -388,6 +392,21 @@ impl CaptureFile {
                 _ => {} // statistics, name resolution, custom blocks: not frames
             }
         }
+    }
+
+    /// Notes a corrupt stretch skipped; one that continues the last is added to it.
+    fn note_skip(&mut self, at: u64, n: u64) {
+        match self.skipped.last_mut() {
+            Some((a, m)) if *a + *m == at => *m += n,
+            _ => self.skipped.push((at, n)),
+        }
+    }
+
+    /// Puts bytes back in front of whatever is still to be read.
+    fn unread(&mut self, mut bytes: Vec<u8>) {
+        bytes.extend_from_slice(&self.ahead[self.ahead_pos..]);
+        self.ahead = bytes;
+        self.ahead_pos = 0;
     }
 
     /// Reads `n` more bytes of the block that starts at `at` into the buffer.
@@ -583,20 +602,60 @@ mod tests {
     /// The frames' first bytes and lengths, the skipped stretches, and the error it ended with.
     type Outcome = (Vec<(u8, usize)>, Vec<(u64, u64)>, Option<String>);
 
-    /// Reads a capture written to a temporary file.
-    fn read(bytes: &[u8]) -> Outcome {
+    /// A temporary file of its own for each capture a test reads (tests run in parallel).
+    fn scratch_path() -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!("voxtap-file-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!(
-            "{:x}.pcap",
-            bytes.len() * 31 + bytes.first().map_or(0, |b| *b as usize)
-        ));
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dir.join(format!("{n}.cap"))
+    }
+
+    /// Reads a capture written to a temporary file.
+    fn read(bytes: &[u8]) -> Outcome {
+        let path = scratch_path();
         std::fs::write(&path, bytes).unwrap();
         let mut f = CaptureFile::open(&path).unwrap();
         let mut frames = Vec::new();
         let err = loop {
             match f.next_frame() {
                 Ok(Some(fr)) => frames.push((fr.data[0], fr.data.len())),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let skipped = f.skipped().to_vec();
+        let _ = std::fs::remove_file(&path);
+        (frames, skipped, err)
+    }
+
+    /// A frame as read: timestamp (ns), bytes, offset of its record or block.
+    type Frame = (u64, Vec<u8>, u64);
+
+    /// Asserts two frame lists are the same, naming the first difference (not printing
+    /// thousands of bytes).
+    #[track_caller]
+    fn assert_same(got: &[Frame], want: &[Frame]) {
+        let brief = |f: &Frame| (f.0, f.1.len(), f.1.get(..2).map(|b| b.to_vec()), f.2);
+        if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
+            panic!(
+                "frame {i} of {}: got {:?}, want {:?}",
+                want.len(),
+                brief(&got[i]),
+                brief(&want[i])
+            );
+        }
+        assert_eq!(got.len(), want.len(), "frames read, frames wanted");
+    }
+
+    fn read_frames(bytes: &[u8]) -> (Vec<Frame>, Vec<(u64, u64)>, Option<String>) {
+        let path = scratch_path();
+        std::fs::write(&path, bytes).unwrap();
+        let mut f = CaptureFile::open(&path).unwrap();
+        let mut frames = Vec::new();
+        let err = loop {
+            match f.next_frame() {
+                Ok(Some(fr)) => frames.push((fr.ts.0, fr.data.to_vec(), fr.offset)),
                 Ok(None) => break None,
                 Err(e) => break Some(e.to_string()),
             }
@@ -638,6 +697,32 @@ mod tests {
                 "{skipped:?} vs cut at {cut}"
             );
         }
+    }
+
+    /// After a skip, frames are where they are: every later one as in the clean file, at its
+    /// offset less the bytes lost. (The record the bytes went from reads 4 bytes of the next
+    /// header as its own: a pcap record has no trailer to catch that.)
+    #[test]
+    fn offsets_after_a_pcap_skip_are_right() {
+        let bytes = pcap(&records(300));
+        let (clean, _, _) = read_frames(&bytes);
+        let cut = bytes.len() / 2 + 5;
+        let hit = clean.iter().rposition(|f| f.2 <= cut as u64).unwrap();
+        let mut damaged = bytes.clone();
+        damaged.drain(cut..cut + 4);
+        let (frames, skipped, err) = read_frames(&damaged);
+        assert!(err.is_none(), "{err:?}");
+        assert_same(&frames[..hit], &clean[..hit]);
+        assert_eq!(frames[hit].2, clean[hit].2);
+        let after: Vec<Frame> = clean[hit + 2..]
+            .iter()
+            .map(|f| (f.0, f.1.clone(), f.2 - 4))
+            .collect();
+        assert_same(&frames[hit + 1..], &after);
+        // The skip: from where the damaged record was read to end (4 bytes into the next
+        // header) to the record after that one.
+        let from = clean[hit + 1].2;
+        assert_eq!(skipped, vec![(from, clean[hit + 2].2 - 4 - from)]);
     }
 
     #[test]
