@@ -473,6 +473,8 @@ impl CaptureFile {
     /// the next good block and notes the skip; or, if none follows, the error that ends the
     /// file: `why`, and (unless the block was `cut` by the end of the file, which says it all)
     /// that no good block follows.
+    #[cold]
+    #[inline(never)]
     fn ng_recover(
         &mut self,
         at: u64,
@@ -625,6 +627,7 @@ impl CaptureFile {
     }
 
     /// Notes a corrupt stretch skipped; one that continues the last is added to it.
+    #[cold]
     fn note_skip(&mut self, at: u64, n: u64) {
         match self.skipped.last_mut() {
             Some((a, m)) if *a + *m == at => *m += n,
@@ -733,6 +736,9 @@ impl PcapRecord {
     }
 }
 
+// Always inlined: out of line (as LLVM chose once the resync added callers) the pcapng reader
+// ran 8% more instructions a frame on clean input.
+#[inline(always)]
 fn u32_at(b: &[u8], i: usize, be: bool) -> u32 {
     let x = [b[i], b[i + 1], b[i + 2], b[i + 3]];
     if be {
@@ -742,6 +748,7 @@ fn u32_at(b: &[u8], i: usize, be: bool) -> u32 {
     }
 }
 
+#[inline(always)]
 fn u16_at(b: &[u8], i: usize, be: bool) -> u16 {
     let x = [b[i], b[i + 1]];
     if be {
