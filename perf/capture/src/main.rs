@@ -16,8 +16,11 @@
 //!
 //! Then damaged files: the first `--damage-frames` records of the capture, clean, cut inside a
 //! record, with a record's length overwritten, with 4 bytes lost, and (not damage) cut to a
-//! 96-byte snapshot length; for each, how many frames each reader hands out, how many of them
-//! are intact, how it ends, and for pcap-file whether another call gets past an error.
+//! 96-byte snapshot length; as pcapng also cut inside a block header, a length 8 too long,
+//! 1 byte lost, a packet on an undescribed interface, and two sections of either byte order
+//! (the second's header damaged, too). For each, how many frames each reader hands out, how
+//! many of them are intact, how it ends (for voxtap: each stretch skipped, bytes and offset),
+//! and for pcap-file whether another call gets past an error.
 //!
 //! Usage: capture-bench [--calls N] [--talk-secs S] [--reps R] [--damage-frames N]
 //!                      [--input FILE] [--callgrind] [--keep]
@@ -160,8 +163,8 @@ struct Survey {
     after_error: usize,
     /// pcap-file: calling again after the error gave an error again, three times.
     stuck: bool,
-    /// voxtap: corrupt stretches skipped.
-    skipped: usize,
+    /// voxtap: corrupt stretches skipped (byte offset, bytes).
+    skipped: Vec<(u64, u64)>,
 }
 
 /// pcap-file's iterator, either reader: `Ok(None)` for a block that is not a frame.
@@ -173,7 +176,7 @@ fn survey(reader: Reader, path: &Path) -> Survey {
         error: None,
         after_error: 0,
         stuck: false,
-        skipped: 0,
+        skipped: Vec::new(),
     };
     match reader {
         Reader::Voxtap => {
@@ -195,7 +198,7 @@ fn survey(reader: Reader, path: &Path) -> Survey {
                     }
                 }
             }
-            s.skipped = f.skipped().len();
+            s.skipped = f.skipped().to_vec();
         }
         Reader::PcapFile => {
             // The library's iterator: `None` at the end, `Some(Err)` for a bad record. A
@@ -269,20 +272,94 @@ fn pcap_records(bytes: &[u8]) -> Vec<usize> {
     out
 }
 
-/// Offsets of the packet blocks (enhanced, simple, obsolete) of a little-endian pcapng.
-fn pcapng_packet_blocks(bytes: &[u8]) -> Vec<usize> {
+/// The blocks of a little-endian pcapng: offset, type, total length.
+fn pcapng_blocks(bytes: &[u8]) -> Vec<(usize, u32, usize)> {
     let mut at = 0;
     let mut out = Vec::new();
     while at + 12 <= bytes.len() {
         let kind = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        if matches!(kind, 2 | 3 | 6) {
-            out.push(at);
-        }
-        if len < 12 {
+        if len < 12 || at + len > bytes.len() {
             break;
         }
+        out.push((at, kind, len));
         at += len;
+    }
+    out
+}
+
+/// Offsets of the packet blocks (enhanced, simple, obsolete) of a little-endian pcapng.
+fn pcapng_packet_blocks(bytes: &[u8]) -> Vec<usize> {
+    pcapng_blocks(bytes)
+        .into_iter()
+        .filter(|b| matches!(b.1, 2 | 3 | 6))
+        .map(|b| b.0)
+        .collect()
+}
+
+/// A big-endian copy of a little-endian pcapng as editcap writes it: the section header,
+/// the interfaces (link type, snapshot length, if_tsresol, if_tsoffset) and the enhanced
+/// packets; other blocks and options left out.
+fn pcapng_big_endian(le: &[u8]) -> Vec<u8> {
+    let u16le = |b: &[u8], i: usize| u16::from_le_bytes(b[i..i + 2].try_into().unwrap());
+    let u32le = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    let mut block = |kind: u32, body: &[u8]| {
+        let total = 12 + body.len().div_ceil(4) * 4;
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&(total as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        out.resize(out.len() + (total - 12 - body.len()), 0);
+        out.extend_from_slice(&(total as u32).to_be_bytes());
+    };
+    for (at, kind, total) in pcapng_blocks(le) {
+        let b = &le[at + 8..at + total - 4];
+        let mut body = Vec::new();
+        match kind {
+            0x0a0d_0d0a => {
+                body.extend_from_slice(&0x1a2b_3c4du32.to_be_bytes());
+                body.extend_from_slice(&1u16.to_be_bytes());
+                body.extend_from_slice(&0u16.to_be_bytes());
+                body.extend_from_slice(&(-1i64).to_be_bytes());
+            }
+            1 => {
+                body.extend_from_slice(&u16le(b, 0).to_be_bytes());
+                body.extend_from_slice(&0u16.to_be_bytes());
+                body.extend_from_slice(&u32le(b, 4).to_be_bytes());
+                let mut opts = &b[8..];
+                while opts.len() >= 4 {
+                    let (code, len) = (u16le(opts, 0), u16le(opts, 2) as usize);
+                    let Some(value) = opts.get(4..4 + len) else {
+                        break;
+                    };
+                    let value: Vec<u8> = match (code, len) {
+                        (9, 1) => value.to_vec(),
+                        (14, 8) => {
+                            let v = i64::from_le_bytes(value.try_into().unwrap());
+                            v.to_be_bytes().to_vec()
+                        }
+                        _ => Vec::new(),
+                    };
+                    if !value.is_empty() {
+                        body.extend_from_slice(&code.to_be_bytes());
+                        body.extend_from_slice(&(len as u16).to_be_bytes());
+                        body.extend_from_slice(&value);
+                        body.resize(body.len().div_ceil(4) * 4, 0);
+                    }
+                    opts = opts.get(4 + len.div_ceil(4) * 4..).unwrap_or(&[]);
+                }
+                body.extend_from_slice(&[0; 4]);
+            }
+            6 => {
+                for i in 0..5 {
+                    body.extend_from_slice(&u32le(b, 4 * i).to_be_bytes());
+                }
+                let caplen = u32le(b, 12) as usize;
+                body.extend_from_slice(&b[20..20 + caplen]);
+            }
+            _ => continue,
+        }
+        block(kind, &body);
     }
     out
 }
@@ -566,11 +643,17 @@ fn damage(pcap: &Path, work: &Path, n: usize) {
         let ng = std::fs::read(&ng_path).expect("read");
         let blocks = pcapng_packet_blocks(&ng);
         let mid = blocks[blocks.len() / 2];
+        let mid_len = le(&ng, mid + 4) as usize;
         cases.push(("pcapng", "clean".into(), ng.clone()));
         cases.push((
             "pcapng",
             "cut inside a block (the file ends there)".into(),
             ng[..mid + 8 + 7].to_vec(),
+        ));
+        cases.push((
+            "pcapng",
+            "cut inside a block header (the file ends there)".into(),
+            ng[..mid + 5].to_vec(),
         ));
         let mut garbage = ng.clone();
         garbage[mid + 4..mid + 8].copy_from_slice(&0x5a3c_91e8u32.to_le_bytes());
@@ -579,9 +662,45 @@ fn damage(pcap: &Path, work: &Path, n: usize) {
             "mid-file block's length overwritten with garbage".into(),
             garbage,
         ));
+        let mut longer = ng.clone();
+        longer[mid + 4..mid + 8].copy_from_slice(&(mid_len as u32 + 8).to_le_bytes());
+        cases.push((
+            "pcapng",
+            "mid-file block's length 8 too long".into(),
+            longer,
+        ));
         let mut lost = ng.clone();
         lost.drain(mid + 40..mid + 44);
         cases.push(("pcapng", "4 bytes lost mid-file".into(), lost));
+        let mut lost1 = ng.clone();
+        lost1.drain(mid + 41..mid + 42);
+        cases.push((
+            "pcapng",
+            "1 byte lost mid-file (every later block unaligned)".into(),
+            lost1,
+        ));
+        let mut iface = ng.clone();
+        iface[mid + 8..mid + 12].copy_from_slice(&7u32.to_le_bytes());
+        cases.push((
+            "pcapng",
+            "a mid-file packet names interface 7, never described".into(),
+            iface,
+        ));
+        // Two files concatenated, the second big-endian: read as two sections.
+        let mut two = ng.clone();
+        two.extend_from_slice(&pcapng_big_endian(&ng));
+        cases.push((
+            "pcapng",
+            "not damaged: the file, then a big-endian copy (two sections)".into(),
+            two.clone(),
+        ));
+        let mut two_bad = two.clone();
+        two_bad[ng.len() + 4..ng.len() + 8].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+        cases.push((
+            "pcapng",
+            "the same, the big-endian section header's length garbage".into(),
+            two_bad,
+        ));
     }
     let _ = std::fs::remove_file(&ng_path);
 
@@ -603,7 +722,10 @@ fn damage(pcap: &Path, work: &Path, n: usize) {
     for (format, what, bytes) in &cases {
         let path = work.join(format!("damaged.{format}"));
         std::fs::write(&path, bytes).expect("write");
-        let reference = if what.starts_with("not damaged") {
+        let twice: Vec<u64> = clean.iter().chain(&clean).copied().collect();
+        let reference = if what.contains("two sections") || what.starts_with("the same") {
+            &twice
+        } else if what.starts_with("not damaged") {
             &snap_frames
         } else {
             &clean
@@ -626,9 +748,18 @@ fn damage(pcap: &Path, work: &Path, n: usize) {
                     _ => false,
                 })
                 .count();
-            let ends = match (&s.error, s.skipped) {
+            let k = s.skipped.len();
+            let stretches = s
+                .skipped
+                .iter()
+                .map(|(at, n)| format!("{n} bytes at {at}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let ends = match (&s.error, k) {
                 (None, 0) => "clean end".to_string(),
-                (None, k) => format!("clean end, {k} corrupt stretch(es) skipped and reported"),
+                (None, k) => {
+                    format!("clean end, {k} corrupt stretch(es) skipped and reported ({stretches})")
+                }
                 (Some(e), k) => {
                     let e = e.rsplit(": ").take(2).collect::<Vec<_>>();
                     let e = e.into_iter().rev().collect::<Vec<_>>().join(": ");
