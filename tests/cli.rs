@@ -140,6 +140,7 @@ fn summary_reports_the_run() {
         "malformed",
         "elapsed",
         "packets/s",
+        "writer queue",
     ] {
         assert!(text.contains(needle), "summary lacks {needle}:\n{text}");
     }

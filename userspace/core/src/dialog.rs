@@ -1070,7 +1070,7 @@ impl<X: Default> Dialogs<X> {
         let mut all: Vec<_> = self.calls.keys().copied().collect();
         all.sort();
         for h in &all {
-            let call = self.calls.get_mut(&h).map(|e| &mut e.call).expect("listed");
+            let call = self.calls.get_mut(h).map(|e| &mut e.call).expect("listed");
             if call.state != CallState::Ended {
                 let at = call.last_activity;
                 end(call, at, EndReason::EndOfInput, &cfg, out);

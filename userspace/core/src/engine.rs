@@ -1026,10 +1026,10 @@ impl Engine {
         }
         let reason = self.take_covered(next).unwrap_or_default();
         let reason = format!("handover from leg {from_id}: {reason}");
-        if let Some(r) = self.begin_recording(next, at, reason, None) {
-            if let Some(m) = self.dialogs.ext_mut(next) {
-                m.tentative = Some((at + HANDOVER_GRACE, r));
-            }
+        if let Some(r) = self.begin_recording(next, at, reason, None)
+            && let Some(m) = self.dialogs.ext_mut(next)
+        {
+            m.tentative = Some((at + HANDOVER_GRACE, r));
         }
     }
 

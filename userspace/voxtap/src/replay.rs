@@ -80,6 +80,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
 
     let stats = engine.stats().clone();
     let summary = RunSummary::from_stats(&stats, engine.now());
+    let waits = store.waits();
     let report = store.finish(&summary)?;
     let elapsed = started.elapsed();
 
@@ -163,6 +164,11 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         "  elapsed         {:>10.3} s  ({:.0} packets/s)",
         elapsed.as_secs_f64(),
         pps
+    );
+    println!(
+        "  writer queue    {:>10}  times full: the engine waited {:.3} s for the disk and the catalog",
+        waits.times,
+        waits.waited.as_secs_f64()
     );
     println!(
         "  catalog         {}",

@@ -21,7 +21,7 @@ use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
 use voxtap_core::{Engine, Event, Timestamp};
 use voxtap_store::{RunSummary, WriteHealth};
 
-use crate::writer::Writer;
+use crate::writer::{QueueWaits, Writer};
 
 use crate::config::Config;
 use crate::control::{ControlFigures, ControlSocket, Limits};
@@ -103,6 +103,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 endpoint_errors,
                 control.figures(),
                 store.health(),
+                store.waits(),
             );
         }
     }
@@ -121,6 +122,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         endpoint_errors,
         control.figures(),
         store.health(),
+        store.waits(),
     );
     let stats = engine.stats().clone();
     let summary = RunSummary::from_stats(&stats, engine.now());
@@ -293,6 +295,7 @@ impl Reporter {
         endpoint_errors: u64,
         control: ControlFigures,
         disk: WriteHealth,
+        writer: QueueWaits,
     ) {
         let secs = self.last.elapsed().as_secs_f64().max(1e-3);
         self.last = Instant::now();
@@ -358,6 +361,11 @@ impl Reporter {
                 disk.failed
             );
         }
+        line += &format!(
+            " | writer queue full {} times, the engine waited {:.3} s",
+            writer.times,
+            writer.waited.as_secs_f64()
+        );
         line += &format!(
             " | control requests {}, busy {}, timed out {}, open {}",
             control.requests, control.busy, control.timed_out, control.open

@@ -10,9 +10,10 @@
 //! The first store error ends the writer: the next [`Writer::push`] or [`Writer::finish`]
 //! returns it, and the run stops with it, as before.
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use voxtap_core::event::Event;
@@ -27,7 +28,7 @@ pub const QUEUE_BATCHES: usize = 64;
 enum Msg {
     Events(Vec<Event>),
     /// Write the run's row, and stop.
-    Finish(RunSummary),
+    Finish(Box<RunSummary>),
 }
 
 pub struct Writer {
@@ -36,6 +37,15 @@ pub struct Writer {
     /// How the disk stands, as of the last batch the writer thread wrote.
     health: Arc<Mutex<WriteHealth>>,
     thread: Option<JoinHandle<Result<StoreReport>>>,
+    waits: QueueWaits,
+}
+
+/// Times the engine's thread found the writer's queue full and waited for room, and how long
+/// it waited in all: the writer (the disk, SQLite) holding the engine back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueWaits {
+    pub times: u64,
+    pub waited: Duration,
 }
 
 impl Writer {
@@ -52,6 +62,7 @@ impl Writer {
             batch: Vec::with_capacity(BATCH),
             health,
             thread: Some(thread),
+            waits: QueueWaits::default(),
         }
     }
 
@@ -70,10 +81,17 @@ impl Writer {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        let sent = self
-            .tx
-            .as_ref()
-            .is_some_and(|tx| tx.send(Msg::Events(batch)).is_ok());
+        let sent = match self.tx.as_ref().map(|tx| tx.try_send(Msg::Events(batch))) {
+            Some(Ok(())) => true,
+            Some(Err(TrySendError::Full(msg))) => {
+                let since = Instant::now();
+                let sent = self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok());
+                self.waits.times += 1;
+                self.waits.waited += since.elapsed();
+                sent
+            }
+            Some(Err(TrySendError::Disconnected(_))) | None => false,
+        };
         if !sent {
             // The writer stopped on an error: collect it.
             return Err(self
@@ -82,6 +100,11 @@ impl Writer {
                 .unwrap_or_else(|| anyhow!("the writer thread stopped")));
         }
         Ok(())
+    }
+
+    /// How often, and how long, the engine's thread waited for room in the queue.
+    pub fn waits(&self) -> QueueWaits {
+        self.waits
     }
 
     /// How the disk stands, as of the last batch written.
@@ -94,7 +117,7 @@ impl Writer {
         self.send()?;
         if let Some(tx) = self.tx.take() {
             // A failed send means the writer already stopped; join says why.
-            let _ = tx.send(Msg::Finish(summary.clone()));
+            let _ = tx.send(Msg::Finish(Box::new(summary.clone())));
         }
         self.join()
     }
