@@ -124,6 +124,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         store.health(),
         store.waits(),
     );
+    // The last figures are out before the run says it stopped.
+    drop(report);
     let stats = engine.stats().clone();
     let summary = RunSummary::from_stats(&stats, engine.now());
     let done = store.finish(&summary)?;
@@ -269,18 +271,65 @@ fn wall_clock() -> Timestamp {
 
 /// Live figures on stderr: per-queue rates, kernel and engine drops, active calls, and the
 /// clients the control socket turned away.
+///
+/// The capture thread only builds the line; a thread of its own writes it, so a stderr that
+/// nobody reads (a journal that has stalled, a full pipe) never holds capture up. Lines that
+/// find that thread still stuck on an earlier one are not written, and the next line that is
+/// says how many were lost.
 struct Reporter {
     interval: Duration,
     last: Instant,
     last_packets: Vec<u64>,
+    out: Option<std::sync::mpsc::SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    unwritten: u64,
 }
+
+/// Report lines waiting for stderr: a few, so a slow reader loses lines, not capture time.
+const REPORT_LINES_AHEAD: usize = 4;
 
 impl Reporter {
     fn new(interval: Duration) -> Self {
+        let (out, lines) = std::sync::mpsc::sync_channel::<String>(REPORT_LINES_AHEAD);
+        // It ends when the reporter (the sender) goes, after the last line.
+        let writer = std::thread::Builder::new()
+            .name("voxtap-report".into())
+            .spawn(move || {
+                use std::io::Write;
+                for line in lines {
+                    let mut err = std::io::stderr().lock();
+                    let _ = writeln!(err, "{line}");
+                }
+            })
+            .ok();
+        Self::with_output(interval, out, writer)
+    }
+
+    fn with_output(
+        interval: Duration,
+        out: std::sync::mpsc::SyncSender<String>,
+        writer: Option<std::thread::JoinHandle<()>>,
+    ) -> Self {
         Self {
             interval,
             last: Instant::now(),
             last_packets: Vec::new(),
+            out: Some(out),
+            writer,
+            unwritten: 0,
+        }
+    }
+
+    fn emit(&mut self, mut line: String) {
+        if self.unwritten > 0 {
+            line += &format!(
+                " | {} earlier report lines not written (stderr was not read)",
+                self.unwritten
+            );
+        }
+        match self.out.as_ref().map(|o| o.try_send(line)) {
+            Some(Ok(())) => self.unwritten = 0,
+            _ => self.unwritten += 1,
         }
     }
 
@@ -370,6 +419,49 @@ impl Reporter {
             " | control requests {}, busy {}, timed out {}, open {}",
             control.requests, control.busy, control.timed_out, control.open
         );
-        eprintln!("{line}");
+        self.emit(line);
+    }
+}
+
+impl Drop for Reporter {
+    /// The last lines are written before the run ends, unless stderr stays blocked: then the
+    /// run ends after a second without them.
+    fn drop(&mut self) {
+        self.out = None;
+        if let Some(w) = self.writer.take() {
+            let until = Instant::now() + Duration::from_secs(1);
+            while !w.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod reporter_tests {
+    use super::*;
+
+    #[test]
+    fn a_stderr_nobody_reads_loses_report_lines_not_capture_time_and_says_so() {
+        // A writer that is stuck: one line fits, nobody takes it.
+        let (out, lines) = std::sync::mpsc::sync_channel(1);
+        let mut r = Reporter::with_output(Duration::from_secs(10), out, None);
+        // None of these waits: a blocking send would hang here.
+        r.emit("first".into());
+        r.emit("second".into());
+        r.emit("third".into());
+        assert_eq!(r.unwritten, 2);
+        assert_eq!(lines.recv().unwrap(), "first");
+        r.emit("fourth".into());
+        assert_eq!(
+            lines.recv().unwrap(),
+            "fourth | 2 earlier report lines not written (stderr was not read)"
+        );
+        assert_eq!(r.unwritten, 0);
+        r.emit("fifth".into());
+        assert_eq!(lines.recv().unwrap(), "fifth");
     }
 }
