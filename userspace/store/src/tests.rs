@@ -1535,6 +1535,17 @@ fn conversations_tie_legs_and_fold_when_media_joins_them() {
     let (conv, legs, end) = live[0].clone();
     assert_eq!(legs, 3);
     assert_eq!(end.as_deref(), Some("2024-03-01T10:00:06.000Z"));
+    // It starts with its earliest leg, whichever leg joined first.
+    assert_eq!(
+        one::<String>(
+            &db,
+            &format!("SELECT start_time FROM conversations WHERE id = {conv}")
+        ),
+        one::<String>(
+            &db,
+            &format!("SELECT min(start_time) FROM calls WHERE conversation_id = {conv}")
+        )
+    );
     assert_eq!(
         one::<i64>(
             &db,
