@@ -1521,7 +1521,7 @@ impl Engine {
         pkt: &rtp::Packet<&[u8]>,
         packet: &[u8],
     ) {
-        let Some(media) = self.dialogs.ext_mut(flow.call) else {
+        let Some((mut call, mut media)) = self.dialogs.entry(flow.call) else {
             return;
         };
         let ssrc = pkt.ssrc();
@@ -1570,12 +1570,14 @@ impl Engine {
                         people: None,
                     }));
                 }
+                // Found again only for a new stream, whose conversation check read the
+                // other calls; a known stream's packet looks its call up once.
+                let Some((c, m)) = self.dialogs.entry(flow.call) else {
+                    return;
+                };
+                (call, media) = (c, m);
                 idx
             }
-        };
-        // Found again: a new stream's conversation check reads the other calls.
-        let Some((call, media)) = self.dialogs.entry(flow.call) else {
-            return;
         };
         let answered = call.answered.is_some();
         let stream = &mut media.streams[idx];
