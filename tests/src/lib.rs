@@ -76,8 +76,21 @@ pub fn replay(out: &Path, captures: &[&Path]) -> Output {
 
 /// `voxtap replay [--config CONFIG] --out OUT CAPTURES...`.
 pub fn replay_configured(out: &Path, config: Option<&Path>, captures: &[&Path]) -> Output {
+    replay_workers(out, config, captures, None)
+}
+
+/// `voxtap replay [--workers N] [--config CONFIG] --out OUT CAPTURES...`.
+pub fn replay_workers(
+    out: &Path,
+    config: Option<&Path>,
+    captures: &[&Path],
+    workers: Option<&str>,
+) -> Output {
     let mut cmd = Command::new(voxtap());
     cmd.arg("replay");
+    if let Some(n) = workers {
+        cmd.arg("--workers").arg(n);
+    }
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }

@@ -13,7 +13,7 @@
 //! open at once.
 //!
 //! Usage: engine-bench [--calls N] [--talk-secs S] [--ramp-ms MS] [--stage engine|full|both]
-//! [--inband]
+//! [--inband] [--shard I/N]
 //! (`--talk-secs`: talk time once every call is up, default 10; `--ramp-ms`: the calls start
 //! within about MS ms and hang up over as long, instead of one every 20-50 ms and a BYE every
 //! 5 ms, which takes 350 s of ramp for 10,000 calls; `--inband` runs the in-band DTMF detector
@@ -27,6 +27,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use voxtap_core::vocab::Shard;
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
 use voxtap_gen::{GenConfig, Scenario, generate};
 use voxtap_store::{RunSummary, Store, StoreOptions};
@@ -92,8 +93,18 @@ fn main() {
     let talk: f64 = arg("--talk-secs").map_or(10.0, |v| v.parse().expect("--talk-secs S"));
     let stage = arg("--stage").unwrap_or_else(|| "both".into());
     let ramp_ms: Option<f64> = arg("--ramp-ms").map(|v| v.parse().expect("--ramp-ms MS"));
+    // `--shard I/N`: the engine as worker I of N (`voxtap replay --workers N`), which reads
+    // every packet and decodes and records only its calls.
+    let shard = arg("--shard").map_or(Shard::ALL, |v| {
+        let (i, n) = v.split_once('/').expect("--shard I/N");
+        Shard {
+            index: i.parse().expect("--shard I/N"),
+            count: n.parse().expect("--shard I/N"),
+        }
+    });
     let engine_cfg = EngineConfig {
         inband_dtmf: std::env::args().any(|a| a == "--inband"),
+        shard,
         ..EngineConfig::default()
     };
 
@@ -113,6 +124,11 @@ fn main() {
         LIVE.load(Ordering::Relaxed) as f64 / 1048576.0
     );
     let ramp = ramp_ms.map_or_else(String::new, |ms| format!(" --ramp-ms {ms}"));
+    let shard_arg = if shard == Shard::ALL {
+        String::new()
+    } else {
+        format!(" --shard {}/{}", shard.index, shard.count)
+    };
 
     println!("| stage | calls | frames | seconds | packets/s | recordings |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -225,7 +241,7 @@ fn main() {
         );
     }
     println!(
-        "reproduce: cargo build --release -p voxtap-perf-engine && target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp}"
+        "reproduce: cargo build --release -p voxtap-perf-engine && target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp}{shard_arg}"
     );
     println!(
         "instructions: valgrind --tool=callgrind --toggle-collect='*Engine::handle*' target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp} --stage engine  (then Ir / frames)"

@@ -382,7 +382,6 @@ impl<X: Default> Dialogs<X> {
         self.calls.iter().map(|(h, e)| (*h, &e.ext))
     }
 
-
     pub fn len(&self) -> usize {
         self.calls.len()
     }
@@ -407,10 +406,7 @@ impl<X: Default> Dialogs<X> {
             .iter()
             .rev()
             .copied()
-            .find(|h| {
-                self.get(*h)
-                    .is_some_and(|c| c.state == CallState::Answered)
-            })
+            .find(|h| self.get(*h).is_some_and(|c| c.state == CallState::Answered))
     }
 
     pub fn handles(&self) -> Vec<CallHandle> {
@@ -423,10 +419,7 @@ impl<X: Default> Dialogs<X> {
     /// other party sent it), or the source is (that party sent it). Checking both covers NAT,
     /// where one side's SDP address is private and its RTP comes from elsewhere.
     pub fn lookup_media(&self, src: SocketAddr, dst: SocketAddr) -> Option<(CallHandle, Side)> {
-        let live = |c: &CallHandle| {
-            self.get(*c)
-                .is_some_and(|c| c.state != CallState::Ended)
-        };
+        let live = |c: &CallHandle| self.get(*c).is_some_and(|c| c.state != CallState::Ended);
         if let Some(&(call, owner)) = self.media_index.get(&dst)
             && live(&call)
         {
@@ -477,7 +470,11 @@ impl<X: Default> Dialogs<X> {
             // Out-of-dialog traffic (REGISTER, OPTIONS...) or a dialog we never saw start.
             None => return Ok(()),
         };
-        let call = self.calls.get_mut(&handle).map(|e| &mut e.call).expect("found handles are live");
+        let call = self
+            .calls
+            .get_mut(&handle)
+            .map(|e| &mut e.call)
+            .expect("found handles are live");
         call.last_activity = call.last_activity.max(ts);
         // The party that sent this message.
         let sender = if msg.is_request() {
@@ -505,7 +502,11 @@ impl<X: Default> Dialogs<X> {
                 Err(_) => sdp_error = true,
             }
         }
-        let call = self.calls.get_mut(&handle).map(|e| &mut e.call).expect("found handles are live");
+        let call = self
+            .calls
+            .get_mut(&handle)
+            .map(|e| &mut e.call)
+            .expect("found handles are live");
 
         if msg.is_request() {
             match method {
@@ -775,7 +776,11 @@ impl<X: Default> Dialogs<X> {
             .map(|c| c.handle);
         let Some(h) = victim else { return };
         let cfg = self.cfg.clone();
-        let call = self.calls.get_mut(&h).map(|e| &mut e.call).expect("chosen from the table");
+        let call = self
+            .calls
+            .get_mut(&h)
+            .map(|e| &mut e.call)
+            .expect("chosen from the table");
         if call.state != CallState::Ended {
             end(call, now, EndReason::Evicted, &cfg, out);
         }

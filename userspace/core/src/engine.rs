@@ -42,7 +42,7 @@ use crate::stats::{Dropped, Malformed, Stats};
 use crate::stream::{Digit, Stream, StreamCtx, StreamStatus};
 use crate::time::Timestamp;
 use crate::vocab::{
-    Action, AddrMap, CallHandle, DtmfSource, RecordingFormat, RecordingHandle, Side,
+    Action, AddrMap, CallHandle, DtmfSource, RecordingFormat, RecordingHandle, Shard, Side,
     SipTransport, StreamHandle,
 };
 use crate::wire::{self, Decoded, LinkType, Transport};
@@ -96,6 +96,9 @@ pub struct EngineConfig {
     /// PBX, proxy, SBC and media relay addresses (`[rules.networks] servers`); more are
     /// learned from the traffic ([`crate::servers`]).
     pub servers: Vec<IpNet>,
+    /// The calls this engine decodes, records and reports, when several workers share the
+    /// input ([`Shard`]); all of them by default.
+    pub shard: Shard,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +125,7 @@ impl Default for EngineConfig {
             correlation_headers: PolicyHeaders::default().correlation,
             record_each_leg: false,
             servers: Vec::new(),
+            shard: Shard::ALL,
         }
     }
 }
@@ -152,9 +156,8 @@ impl std::hash::Hash for FlowTuple {
             (a, b) => {
                 for v in [a, b] {
                     match v {
-                        SocketAddr::V4(v) => state.write_u64(
-                            (u64::from(v.ip().to_bits()) << 16) | u64::from(v.port()),
-                        ),
+                        SocketAddr::V4(v) => state
+                            .write_u64((u64::from(v.ip().to_bits()) << 16) | u64::from(v.port())),
                         SocketAddr::V6(v) => {
                             state.write_u128(v.ip().to_bits());
                             state.write_u16(v.port());
@@ -326,6 +329,8 @@ pub struct Engine {
     /// How many legs are covered ([`CallMedia::covered`]): a call's end looks for a handover
     /// only when some are.
     covered_legs: usize,
+    /// RTP packets of owned calls handed to their streams.
+    owned_rtp: u64,
 }
 
 /// A leg must outlive the recording leg of its conversation by this much to take over the
@@ -367,6 +372,7 @@ impl Engine {
             conversations: Conversations::default(),
             servers,
             covered_legs: 0,
+            owned_rtp: 0,
         }
     }
 
@@ -405,8 +411,36 @@ impl Engine {
         self.now
     }
 
+    /// The next event. A worker ([`EngineConfig::shard`]) reports only the calls it owns,
+    /// and the first worker what is no call's; the others' events, made alike in every
+    /// worker, are dropped here.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let shard = self.cfg.shard;
+        if shard.count <= 1 {
+            return self.events.pop_front();
+        }
+        while let Some(ev) = self.events.pop_front() {
+            let ours = match &ev {
+                // Only a recording this worker owns hands audio out.
+                Event::RecordingAudio { .. } | Event::RecordingSilence { .. } => true,
+                ev => ev.call().map_or(shard.is_first(), |c| shard.owns(c)),
+            };
+            if ours {
+                return Some(ev);
+            }
+        }
+        None
+    }
+
+    /// The calls this engine owns, when it is one of several workers.
+    pub fn shard(&self) -> Shard {
+        self.cfg.shard
+    }
+
+    /// RTP packets of the calls this engine owns, handed to their streams: a worker's share
+    /// of the audio work.
+    pub fn owned_rtp_packets(&self) -> u64 {
+        self.owned_rtp
     }
 
     pub fn poll_timeout(&self) -> Option<Timestamp> {
@@ -1091,7 +1125,11 @@ impl Engine {
                 end: ts + self.cfg.max_recording,
             },
         };
-        media.recording = Some(Recording::new(rec, call, ts, format, timeline, limit));
+        let mut recording = Recording::new(rec, call, ts, format, timeline, limit);
+        if !self.cfg.shard.owns(call) {
+            recording.set_ghost();
+        }
+        media.recording = Some(recording);
         Some(RecordingStarted {
             rec,
             call,
@@ -1203,7 +1241,11 @@ impl Engine {
             // Nothing to do: already in the state asked for.
             _ => return,
         };
-        let Some(rec) = self.dialogs.ext_mut(call).and_then(|m| m.recording.as_mut()) else {
+        let Some(rec) = self
+            .dialogs
+            .ext_mut(call)
+            .and_then(|m| m.recording.as_mut())
+        else {
             return;
         };
         if pause {
@@ -1300,6 +1342,7 @@ impl Engine {
                     events,
                     digits,
                     reorder_window: window,
+                    shadow: !self.cfg.shard.owns(call),
                 };
                 stream.flush(end, &mut ctx);
             }
@@ -1368,6 +1411,10 @@ impl Engine {
         }
         let mut streams = media.streams;
         streams.sort_by_key(|s| s.handle);
+        // Another worker reports the streams of a call it owns.
+        if !self.cfg.shard.owns(handle) {
+            streams.clear();
+        }
         for s in streams {
             let status = s.status();
             match status {
@@ -1580,6 +1627,8 @@ impl Engine {
             }
         };
         let answered = call.answered.is_some();
+        let owned = self.cfg.shard.owns(flow.call);
+        self.owned_rtp += u64::from(owned);
         let stream = &mut media.streams[idx];
         let sender = stream.sender;
         if stream.keys_version != Some(call.media_version) {
@@ -1610,14 +1659,17 @@ impl Engine {
             events: &mut self.events,
             digits: &mut self.digits,
             reorder_window: self.cfg.reorder_window,
+            shadow: !owned,
         };
         let before = stream.counts;
         stream.on_wire(ts, packet, &mut ctx);
         // Live counts, so the figures of a running capture show what audio is being lost.
-        let after = stream.counts;
-        self.stats.late_packets += after.late - before.late;
-        self.stats.duplicate_packets += after.duplicates - before.duplicates;
-        self.stats.decrypt_failures += after.decrypt_failures - before.decrypt_failures;
+        if owned {
+            let after = stream.counts;
+            self.stats.late_packets += after.late - before.late;
+            self.stats.duplicate_packets += after.duplicates - before.duplicates;
+            self.stats.decrypt_failures += after.decrypt_failures - before.decrypt_failures;
+        }
         let problem = match stream.status() {
             StreamStatus::Decoded | StreamStatus::NoAudio => None,
             s => s.reason().map(str::to_string),
@@ -1797,6 +1849,7 @@ impl Engine {
                     events: &mut self.events,
                     digits: &mut self.digits,
                     reorder_window: self.cfg.reorder_window,
+                    shadow: !self.cfg.shard.owns(h),
                 };
                 stream.expire(now, &mut ctx);
             }

@@ -334,3 +334,25 @@ pub enum Event {
         active: bool,
     },
 }
+
+impl Event {
+    /// The call an event is about; `None` for a recording's audio, which only its recording
+    /// names.
+    pub fn call(&self) -> Option<CallHandle> {
+        match self {
+            Event::CallStarted(c) => Some(c.call),
+            Event::CallAnswered { call, .. }
+            | Event::CallEnded { call, .. }
+            | Event::RecordingStopped { call, .. }
+            | Event::Transfer { call, .. }
+            | Event::MediaEndpoint { call, .. } => Some(*call),
+            Event::StreamEnded(r) => Some(r.call),
+            Event::Decision(d) => Some(d.call),
+            Event::RecordingStarted(r) => Some(r.call),
+            Event::RecordingControl(c) => Some(c.call),
+            Event::Dtmf(d) => Some(d.call),
+            Event::Conversation(c) => Some(c.call),
+            Event::RecordingAudio { .. } | Event::RecordingSilence { .. } => None,
+        }
+    }
+}

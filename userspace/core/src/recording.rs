@@ -63,6 +63,9 @@ pub struct Recording {
     timeline: Timeline,
     /// Why audio of a side could not be used, once per reason.
     problems: Vec<(Side, String)>,
+    /// Another worker records it ([`crate::vocab::Shard`]): this one only knows that it
+    /// runs, for the decisions about the other legs of its conversation.
+    ghost: bool,
 }
 
 /// A recording's length limit: so many frames, for this reason, nominally ending then.
@@ -92,7 +95,13 @@ impl Recording {
             limit,
             timeline: Timeline::new(timeline, start),
             problems: Vec::new(),
+            ghost: false,
         }
+    }
+
+    /// The recording of a call another worker owns: it runs, and hands nothing out.
+    pub fn set_ghost(&mut self) {
+        self.ghost = true;
     }
 
     pub fn is_paused(&self) -> bool {
@@ -179,6 +188,9 @@ impl Recording {
         chunk: u64,
         events: &mut VecDeque<Event>,
     ) {
+        if self.ghost {
+            return;
+        }
         let mut sink = EventSink {
             rec: self.handle,
             events,
@@ -188,6 +200,9 @@ impl Recording {
 
     /// Finishes the file at `end` (or at the limit) and reports what it holds.
     pub fn stop(mut self, end: Timestamp, reason: StopReason, events: &mut VecDeque<Event>) {
+        if self.ghost {
+            return;
+        }
         let end = end.max(self.start);
         let mut sink = EventSink {
             rec: self.handle,

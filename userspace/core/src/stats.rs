@@ -124,6 +124,26 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// One run's figures from its workers' ([`crate::vocab::Shard`]). Every worker reads all
+    /// the input and counts it alike, so those figures are the first worker's; what each
+    /// counts of the audio of its own calls is added up. The sum equals one engine's count.
+    pub fn merge_shards(shards: &[Stats]) -> Stats {
+        let Some((first, rest)) = shards.split_first() else {
+            return Stats::default();
+        };
+        let mut all = first.clone();
+        for s in rest {
+            all.late_packets += s.late_packets;
+            all.duplicate_packets += s.duplicate_packets;
+            all.decrypt_failures += s.decrypt_failures;
+            all.concealed_ms += s.concealed_ms;
+            all.undecodable_streams += s.undecodable_streams;
+            all.encrypted_streams += s.encrypted_streams;
+            all.recordings_cut += s.recordings_cut;
+        }
+        all
+    }
+
     pub fn count_malformed(&mut self, why: Malformed) {
         self.malformed[why as usize] += 1;
     }

@@ -49,6 +49,10 @@ pub struct StreamCtx<'a> {
     pub digits: &'a mut Vec<Digit>,
     /// How long a missing packet is waited for before it counts as lost.
     pub reorder_window: Duration,
+    /// Another worker owns the call ([`crate::vocab::Shard`]): only what every worker must
+    /// know of the stream is kept — its packets' order and its RFC 4733 digits, which are
+    /// policy input — and nothing is decoded, counted for its report or recorded.
+    pub shadow: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -524,6 +528,11 @@ impl Stream {
     /// Feeds one packet as captured: decrypted first when the stream is SRTP. A packet no key
     /// authenticates is dropped and counted, never decoded as noise.
     pub fn on_wire(&mut self, ts: Timestamp, packet: &[u8], ctx: &mut StreamCtx<'_>) {
+        if ctx.shadow && ctx.telephone_event.is_none() {
+            // No digits can come of it: nothing of the stream is policy input.
+            self.last_ts = self.last_ts.max(ts);
+            return;
+        }
         let Some(srtp) = self.srtp.as_mut() else {
             if let Ok(pkt) = rtp::Packet::new_checked(packet) {
                 self.on_packet(ts, &pkt, ctx);
@@ -605,15 +614,17 @@ impl Stream {
     pub fn on_packet(&mut self, ts: Timestamp, pkt: &rtp::Packet<&[u8]>, ctx: &mut StreamCtx<'_>) {
         self.last_ts = self.last_ts.max(ts);
         let pt = pkt.payload_type();
-        let clock = self.clock_of(pt, ctx);
-        self.stats.on_packet(
-            ts.as_nanos(),
-            pkt.sequence_number(),
-            pkt.timestamp(),
-            pt,
-            pkt.marker(),
-            clock,
-        );
+        if !ctx.shadow {
+            let clock = self.clock_of(pt, ctx);
+            self.stats.on_packet(
+                ts.as_nanos(),
+                pkt.sequence_number(),
+                pkt.timestamp(),
+                pt,
+                pkt.marker(),
+                clock,
+            );
+        }
         let ext = self.reorder.extend(pkt.sequence_number());
         match self
             .reorder
@@ -690,6 +701,9 @@ impl Stream {
                     });
                 }
             }
+            return;
+        }
+        if ctx.shadow {
             return;
         }
         if r.pt == rtp::PT_CN || r.pt == rtp::PT_CN_OLD {

@@ -37,6 +37,37 @@ pub type HandleMap<K, V> =
 /// multiplicative hash; SipHash, the std default, cost a tenth of the engine's instructions.
 pub type AddrMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Which part of the calls an engine records, when several engines (workers) share the
+/// input. Every worker reads all of it and keeps the same state for every call — the dialogs,
+/// the conversations, the servers, the decisions, the RTP streams' sequence and events — but
+/// decodes and records only the calls it owns, and reports only theirs. Calls are dealt out
+/// by handle, which every worker hands out alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// One engine, owning every call.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    pub fn owns(self, call: CallHandle) -> bool {
+        self.count <= 1 || call.0 % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Whether this shard reports what is no call's (run-wide events).
+    pub fn is_first(self) -> bool {
+        self.index == 0
+    }
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard::ALL
+    }
+}
+
 /// Engine-local handle of one recording.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordingHandle(pub u64);

@@ -331,6 +331,13 @@ impl Config {
         voxtap_core::Engine::with_policy(self.engine_config(), self.policy())
     }
 
+    /// The engine of one worker of several ([`voxtap_core::vocab::Shard`]).
+    pub fn engine_shard(&self, shard: voxtap_core::vocab::Shard) -> voxtap_core::Engine {
+        let mut c = self.engine_config();
+        c.shard = shard;
+        voxtap_core::Engine::with_policy(c, self.policy())
+    }
+
     pub fn engine_config(&self) -> EngineConfig {
         let mut c = EngineConfig::default();
         let e = &self.engine;

@@ -13,6 +13,7 @@ mod privileges;
 mod replay;
 mod rules_config;
 mod run;
+mod workers;
 mod writer;
 
 use std::path::PathBuf;
@@ -143,6 +144,11 @@ pub struct ReplayArgs {
     /// Do not show the progress line even on a terminal.
     #[arg(long)]
     pub quiet: bool,
+    /// Engine threads, each decoding and recording a share of the calls (every worker reads
+    /// all the input; the output is the same whatever the count). Default: one per core;
+    /// one when a tenant listens for in-band DTMF.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: Option<u32>,
     /// Capture files (pcap or pcapng; Ethernet, Linux cooked SLL/SLL2, raw IP or loopback).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,

@@ -185,7 +185,12 @@ pub(crate) fn be32(b: &[u8]) -> u32 {
 /// (hop-by-hop, routing, destination options, fragment) are walked with a bound.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, Error> {
     let first = match link {
-        LinkType::Ethernet => Layer::Ethernet(frame),
+        LinkType::Ethernet => {
+            if let Some(d) = ethernet_ipv4_udp(frame) {
+                return Ok(d);
+            }
+            Layer::Ethernet(frame)
+        }
         LinkType::LinuxSll | LinkType::LinuxSll2 => {
             let version = if link == LinkType::LinuxSll {
                 sll::Version::V1
@@ -223,6 +228,31 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, Error> {
         LinkType::Unknown(_) => return Err(Error::Unsupported),
     };
     walk(first)
+}
+
+/// The frame nearly every packet is, Ethernet, IPv4 and UDP, read by the same typed views as
+/// [`walk`] but without its steps: `None` for anything else, or anything they refuse, which
+/// the walk then reads (and refuses alike).
+#[inline]
+fn ethernet_ipv4_udp(frame: &[u8]) -> Option<Decoded<'_>> {
+    let f = ethernet::Frame::new_checked(frame).ok()?;
+    if f.ethertype() != EtherType::Ipv4 {
+        return None;
+    }
+    let p = ipv4::Packet::new_checked(f.payload()).ok()?;
+    if p.is_fragment() || p.protocol() != ip_proto::UDP {
+        return None;
+    }
+    let u = udp::Packet::new_checked(p.payload()).ok()?;
+    Some(Decoded::Packet {
+        src: IpAddr::V4(p.src_addr()),
+        dst: IpAddr::V4(p.dst_addr()),
+        transport: Transport::Udp {
+            src_port: u.src_port(),
+            dst_port: u.dst_port(),
+            payload: u.payload(),
+        },
+    })
 }
 
 /// Parses the transport header of a reassembled datagram's payload (after defragmentation).
@@ -467,6 +497,30 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    proptest! {
+        /// The Ethernet/IPv4/UDP shortcut reads every frame as the walk does: an IPv4 UDP
+        /// frame with any byte changed, cut short or padded.
+        #[test]
+        fn shortcut_reads_as_the_walk(at in 0usize..48, byte: u8, cut in 0usize..56, pad in 0usize..8) {
+            let mut frame = ETH_IPV4.to_vec();
+            frame.extend_from_slice(&SIP_UDP4);
+            let at = at % frame.len();
+            frame[at] = byte;
+            frame.truncate(cut.max(1).min(frame.len()));
+            frame.extend(std::iter::repeat_n(0u8, pad));
+            let walked = walk(Layer::Ethernet(&frame));
+            match ethernet_ipv4_udp(&frame) {
+                Some(d) => prop_assert_eq!(Ok(d), walked),
+                None => {
+                    // What the shortcut leaves is no plain IPv4 UDP packet to the walk either.
+                    let plain_udp = frame.get(12..14) == Some(&[0x08, 0x00][..])
+                        && matches!(walked, Ok(Decoded::Packet { transport: Transport::Udp { .. }, .. }));
+                    prop_assert!(!plain_udp);
+                }
+            }
+        }
+    }
 
     const ETH_IPV4: [u8; 14] = [
         0x00, 0x50, 0x56, 0x94, 0x8b, 0x61, 0x48, 0x7a, 0xda, 0x95, 0x87, 0x8d, 0x08, 0x00,
