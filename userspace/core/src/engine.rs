@@ -392,11 +392,11 @@ impl Engine {
         self.dialogs.len()
     }
 
-    /// Recordings open now.
+    /// Recordings open now (of a worker: those of its calls).
     pub fn active_recordings(&self) -> usize {
         self.dialogs
             .exts()
-            .filter(|(_, m)| m.recording.is_some())
+            .filter(|(_, m)| m.recording.as_ref().is_some_and(|r| !r.is_ghost()))
             .count()
     }
 

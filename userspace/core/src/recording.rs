@@ -104,6 +104,10 @@ impl Recording {
         self.ghost = true;
     }
 
+    pub fn is_ghost(&self) -> bool {
+        self.ghost
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused
     }

@@ -131,6 +131,10 @@ pub struct RunArgs {
     /// control`). Default: DIR/control.sock.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Engine threads, each decoding and recording a share of the calls (every worker reads
+    /// all the input). Default: one per core; one when a tenant listens for in-band DTMF.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: Option<u32>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -5,12 +5,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use voxtap_capture::CaptureFile;
-use voxtap_core::stats::{Dropped, Malformed, Stats};
-use voxtap_core::vocab::Shard;
-use voxtap_core::{Engine, LinkType, Timestamp};
+use voxtap_core::stats::{Dropped, Malformed};
 use voxtap_store::RunSummary;
 
-use crate::workers::{Pool, WorkerFigures};
+use crate::workers::{self, Engines};
 use crate::writer::Writer;
 
 use crate::ReplayArgs;
@@ -18,107 +16,9 @@ use crate::config::Config;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// The engine on this thread, or on worker threads.
-enum Engines {
-    One(Box<Engine>),
-    Many(Pool),
-}
-
-impl Engines {
-    fn new(cfg: &Config, workers: u32) -> Engines {
-        if workers <= 1 {
-            return Engines::One(Box::new(cfg.engine()));
-        }
-        let engines = (0..workers)
-            .map(|index| {
-                cfg.engine_shard(Shard {
-                    index,
-                    count: workers,
-                })
-            })
-            .collect();
-        Engines::Many(Pool::spawn(engines))
-    }
-
-    fn handle(
-        &mut self,
-        ts: Timestamp,
-        link: LinkType,
-        data: &[u8],
-        out: &mut Writer,
-    ) -> Result<()> {
-        match self {
-            Engines::One(e) => {
-                e.handle(ts, link, data);
-                drain(e, out)
-            }
-            Engines::Many(p) => p.push(ts, link, data, out),
-        }
-    }
-
-    /// Packets, calls seen, calls active, recordings started, malformed packets.
-    fn progress(&self) -> [u64; 5] {
-        match self {
-            Engines::One(e) => {
-                let s = e.stats();
-                [
-                    s.frames,
-                    s.calls_seen,
-                    e.active_calls() as u64,
-                    s.recordings_started,
-                    s.malformed_total(),
-                ]
-            }
-            Engines::Many(p) => {
-                let p = p.progress();
-                [
-                    &p.frames,
-                    &p.calls_seen,
-                    &p.active_calls,
-                    &p.recordings_started,
-                    &p.malformed,
-                ]
-                .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
-            }
-        }
-    }
-
-    /// End of input: everything is written; the run's figures, and each worker's.
-    fn finish(self, out: &mut Writer) -> Result<(Stats, Timestamp, Vec<WorkerFigures>)> {
-        match self {
-            Engines::One(mut e) => {
-                e.finish();
-                drain(&mut e, out)?;
-                Ok((e.stats().clone(), e.now(), Vec::new()))
-            }
-            Engines::Many(p) => {
-                let figures = p.finish(out)?;
-                let stats: Vec<Stats> = figures.iter().map(|f| f.stats.clone()).collect();
-                let now = figures.iter().map(|f| f.now).max().unwrap_or(Timestamp(0));
-                Ok((Stats::merge_shards(&stats), now, figures))
-            }
-        }
-    }
-}
-
-/// How many workers a run uses: `--workers`, else one per core; one when in-band DTMF is
-/// listened for (the digits heard in one worker's audio are every worker's policy input).
-pub fn workers(asked: Option<u32>, cfg: &Config, command: &str) -> u32 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let n = asked.unwrap_or(cores).max(1);
-    if n > 1 && cfg.engine_config().inband_dtmf {
-        eprintln!(
-            "voxtap {command}: one worker: a tenant listens for in-band DTMF, and digits heard in \
-             one worker's audio are policy input for all (docs/pipeline.md)"
-        );
-        return 1;
-    }
-    n
-}
-
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let cfg = Config::load_or_default(args.config.as_deref())?;
-    let workers = workers(args.workers, &cfg, "replay");
+    let workers = workers::count(args.workers, &cfg, "replay");
     let mut engines = Engines::new(&cfg, workers);
     let source = args
         .captures
@@ -152,7 +52,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         };
         loop {
             match file.next_frame() {
-                Ok(Some(frame)) => engines.handle(frame.ts, frame.link, frame.data, &mut store)?,
+                Ok(Some(frame)) => {
+                    engines.handle(frame.ts, frame.link, frame.data, &mut |ev| store.push(ev))?
+                }
                 Ok(None) => break,
                 Err(e) => {
                     input_error = Some(anyhow::Error::new(e));
@@ -174,7 +76,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         done_bytes += file.len();
     }
     // Whatever happened to the input, everything seen so far is written.
-    let (stats, now, figures) = engines.finish(&mut store)?;
+    let (stats, now, figures) = engines.finish(&mut |ev| store.push(ev))?;
     progress.clear();
 
     let summary = RunSummary::from_stats(&stats, now);
@@ -294,13 +196,6 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     }
 }
 
-fn drain(engine: &mut Engine, store: &mut Writer) -> Result<()> {
-    while let Some(ev) = engine.poll_event() {
-        store.push(ev)?;
-    }
-    Ok(())
-}
-
 /// A one-line progress report on stderr, redrawn at most a few times a second.
 struct Progress {
     enabled: bool,
@@ -333,9 +228,13 @@ impl Progress {
         } else {
             0.0
         };
-        let [frames, calls, active, recorded, malformed] = engines.progress();
+        let (s, active, _, _) = engines.figures();
         eprint!(
-            "\r{pct:5.1}%  {frames} packets  {calls} calls ({active} active)  {recorded} recorded  {malformed} malformed   "
+            "\r{pct:5.1}%  {} packets  {} calls ({active} active)  {} recorded  {} malformed   ",
+            s.frames,
+            s.calls_seen,
+            s.recordings_started,
+            s.malformed_total()
         );
         let _ = std::io::stderr().flush();
     }

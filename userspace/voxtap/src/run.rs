@@ -18,9 +18,11 @@ use voxtap_capture::afxdp::{AfXdp, AfXdpOptions};
 use voxtap_capture::live::{LiveCapture, QueueStats};
 use voxtap_capture::promisc::Promiscuous;
 use voxtap_capture::xdp::{XdpOptions, XdpProgram, rx_queue_count};
-use voxtap_core::{Engine, Event, Timestamp};
+use voxtap_core::stats::Stats;
+use voxtap_core::{Event, Timestamp};
 use voxtap_store::{RunSummary, WriteHealth};
 
+use crate::workers::{self, Engines, Sink};
 use crate::writer::{QueueWaits, Writer};
 
 use crate::config::Config;
@@ -29,7 +31,8 @@ use crate::{CaptureKind, RunArgs};
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let cfg = Config::load_or_default(args.config.as_deref())?;
-    let mut engine = cfg.engine();
+    let workers = workers::count(args.workers, &cfg, "run");
+    let mut engines = Engines::new(&cfg, workers);
 
     let term = Arc::new(AtomicBool::new(false));
     let report_now = Arc::new(AtomicBool::new(false));
@@ -69,36 +72,45 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut report = Reporter::new(interval);
     let mut endpoint_errors = 0u64;
     let mut store = Writer::spawn(store);
+    if engines.count() > 1 {
+        eprintln!("voxtap run: {} workers", engines.count());
+    }
     while !term.load(Ordering::Relaxed) {
+        let mut sink = |ev| route(ev, &mut store, live.xdp.as_mut(), &mut endpoint_errors);
+        let mut failed = None;
         let got = live
             .capture
             .poll(Duration::from_millis(100), &mut |f| {
-                engine.handle(f.ts, f.link, f.data)
+                if failed.is_none()
+                    && let Err(e) = engines.handle_live(f.ts, f.link, f.data, &mut sink)
+                {
+                    failed = Some(e);
+                }
             })
             .context("capture failed")?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if got == 0 {
             // Idle: let packet time advance with the clock so timeouts still fire.
-            engine.handle_timeout(wall_clock());
+            engines.timeout(wall_clock(), &mut sink)?;
         }
-        drain(
-            &mut engine,
-            &mut store,
-            live.xdp.as_mut(),
-            &mut endpoint_errors,
-        )?;
+        engines.flush_live(&mut sink)?;
         control_queue.drain(|req| {
-            if engine.control(&req.sip_call_id, wall_clock(), req.command()) {
-                Ok(())
-            } else {
-                Err(format!("no answered call with Call-ID {}", req.sip_call_id))
+            match engines.control(&req.sip_call_id, wall_clock(), req.command(), &mut sink) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("no answered call with Call-ID {}", req.sip_call_id)),
+                Err(e) => Err(format!("{e:#}")),
             }
         });
         if reload.swap(false, Ordering::Relaxed) {
-            reload_rules(args, &mut engine);
+            reload_rules(args, &mut engines, &mut sink)?;
         }
+        // Live audio is not held back for a full batch.
+        store.send()?;
         if report.due() || report_now.swap(false, Ordering::Relaxed) {
             report.print(
-                &engine,
+                &engines,
                 &mut live,
                 endpoint_errors,
                 control.figures(),
@@ -109,15 +121,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     eprintln!("voxtap run: stopping: finalising open calls and recordings");
-    engine.finish();
-    drain(
-        &mut engine,
-        &mut store,
-        live.xdp.as_mut(),
-        &mut endpoint_errors,
-    )?;
-    report.print(
-        &engine,
+    let (stats, now, _) =
+        engines.finish(&mut |ev| route(ev, &mut store, live.xdp.as_mut(), &mut endpoint_errors))?;
+    store.send()?;
+    report.print_final(
+        &stats,
         &mut live,
         endpoint_errors,
         control.figures(),
@@ -126,8 +134,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     );
     // The last figures are out before the run says it stopped.
     drop(report);
-    let stats = engine.stats().clone();
-    let summary = RunSummary::from_stats(&stats, engine.now());
+    let summary = RunSummary::from_stats(&stats, now);
     let done = store.finish(&summary)?;
     // Detach before reporting success.
     drop(live);
@@ -152,14 +159,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
 /// SIGHUP: re-reads the config file and swaps in its recording rules without touching calls in
 /// flight. A bad file is reported and the running rules stay, so a typo never stops recording.
-fn reload_rules(args: &RunArgs, engine: &mut Engine) {
+fn reload_rules(args: &RunArgs, engines: &mut Engines, sink: &mut Sink<'_>) -> Result<()> {
     let Some(path) = &args.config else {
         eprintln!("voxtap run: SIGHUP: no --config file to reload");
-        return;
+        return Ok(());
     };
     match Config::load(path) {
         Ok(cfg) => {
-            engine.set_policy(cfg.policy());
+            engines.set_policy(&|| cfg.policy(), sink)?;
             eprintln!(
                 "voxtap run: SIGHUP: reloaded the recording rules from {}",
                 path.display()
@@ -167,6 +174,7 @@ fn reload_rules(args: &RunArgs, engine: &mut Engine) {
         }
         Err(e) => eprintln!("voxtap run: SIGHUP: kept the running rules: {e:#}"),
     }
+    Ok(())
 }
 
 /// The capture in use, and the XDP program when there is one.
@@ -232,34 +240,31 @@ fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
     }
 }
 
-fn drain(
-    engine: &mut Engine,
+/// An event to the store, or (a media endpoint) to the XDP program's map.
+fn route(
+    ev: Event,
     store: &mut Writer,
-    mut xdp: Option<&mut XdpProgram>,
+    xdp: Option<&mut XdpProgram>,
     errors: &mut u64,
 ) -> Result<()> {
-    while let Some(ev) = engine.poll_event() {
-        if let Event::MediaEndpoint {
-            endpoint, active, ..
-        } = ev
-        {
-            if let Some(p) = xdp.as_deref_mut() {
-                let r = if active {
-                    p.add_endpoint(endpoint)
-                } else {
-                    p.remove_endpoint(endpoint)
-                };
-                if r.is_err() {
-                    // A full map only costs that call's RTP in the kernel filter; count it.
-                    *errors += 1;
-                }
+    if let Event::MediaEndpoint {
+        endpoint, active, ..
+    } = ev
+    {
+        if let Some(p) = xdp {
+            let r = if active {
+                p.add_endpoint(endpoint)
+            } else {
+                p.remove_endpoint(endpoint)
+            };
+            if r.is_err() {
+                // A full map only costs that call's RTP in the kernel filter; count it.
+                *errors += 1;
             }
-            continue;
         }
-        store.push(ev)?;
+        return Ok(());
     }
-    // Live audio is not held back for a full batch.
-    store.send()
+    store.push(ev)
 }
 
 fn wall_clock() -> Timestamp {
@@ -280,6 +285,8 @@ struct Reporter {
     interval: Duration,
     last: Instant,
     last_packets: Vec<u64>,
+    /// Each worker's RTP packets of its calls at the last line.
+    last_owned: Vec<u64>,
     out: Option<std::sync::mpsc::SyncSender<String>>,
     writer: Option<std::thread::JoinHandle<()>>,
     unwritten: u64,
@@ -314,6 +321,7 @@ impl Reporter {
             interval,
             last: Instant::now(),
             last_packets: Vec::new(),
+            last_owned: Vec::new(),
             out: Some(out),
             writer,
             unwritten: 0,
@@ -339,7 +347,47 @@ impl Reporter {
 
     fn print(
         &mut self,
-        engine: &Engine,
+        engines: &Engines,
+        live: &mut Live,
+        endpoint_errors: u64,
+        control: ControlFigures,
+        disk: WriteHealth,
+        writer: QueueWaits,
+    ) {
+        let (stats, calls, recordings, each) = engines.figures();
+        let secs = self.last.elapsed().as_secs_f64().max(1e-3);
+        let mut workers = String::new();
+        if !each.is_empty() {
+            self.last_owned.resize(each.len(), 0);
+            let (batches, frames) = engines.dropped();
+            workers = format!(
+                " | workers {}: queue full, dropped {batches} batches ({frames} frames)",
+                each.len()
+            );
+            for (i, (f, last)) in each.iter().zip(self.last_owned.iter_mut()).enumerate() {
+                let pps = (f.owned_rtp - (*last).min(f.owned_rtp)) as f64 / secs;
+                *last = f.owned_rtp;
+                workers += &format!(", w{i} {pps:.0} RTP pps of its calls");
+            }
+        }
+        self.line(
+            &stats,
+            calls,
+            recordings,
+            &workers,
+            secs,
+            live,
+            endpoint_errors,
+            control,
+            disk,
+            writer,
+        );
+    }
+
+    /// The last line, once the engines have finished.
+    fn print_final(
+        &mut self,
+        stats: &Stats,
         live: &mut Live,
         endpoint_errors: u64,
         control: ControlFigures,
@@ -347,6 +395,34 @@ impl Reporter {
         writer: QueueWaits,
     ) {
         let secs = self.last.elapsed().as_secs_f64().max(1e-3);
+        self.line(
+            stats,
+            0,
+            0,
+            "",
+            secs,
+            live,
+            endpoint_errors,
+            control,
+            disk,
+            writer,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn line(
+        &mut self,
+        s: &Stats,
+        calls: usize,
+        recordings: usize,
+        workers: &str,
+        secs: f64,
+        live: &mut Live,
+        endpoint_errors: u64,
+        control: ControlFigures,
+        disk: WriteHealth,
+        writer: QueueWaits,
+    ) {
         self.last = Instant::now();
         let queues: Vec<QueueStats> = live.capture.stats();
         self.last_packets.resize(queues.len(), 0);
@@ -371,14 +447,13 @@ impl Reporter {
                 c.redirect_failed
             );
         }
-        let s = engine.stats();
         line += &format!(
             " | engine frames {}, malformed {}, unmatched RTP {}, active calls {}, recording {}, recorded {}, endpoint map errors {} | audio late {}, duplicate {}, SRTP failed {}, concealed {:.1} s, undecodable streams {}, encrypted streams {}, cut {}",
             s.frames,
             s.malformed_total(),
             s.rtp_unmatched,
-            engine.active_calls(),
-            engine.active_recordings(),
+            calls,
+            recordings,
             s.recordings_started,
             endpoint_errors,
             s.late_packets,
@@ -419,6 +494,7 @@ impl Reporter {
             " | control requests {}, busy {}, timed out {}, open {}",
             control.requests, control.busy, control.timed_out, control.open
         );
+        line += workers;
         self.emit(line);
     }
 }

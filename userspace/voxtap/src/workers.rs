@@ -7,30 +7,39 @@
 //! decoding, concealment, resampling, the stereo timeline — is done only by the worker that
 //! owns the call ([`voxtap_core::vocab::Shard`]), and only it reports the call.
 //!
-//! The reading thread packs frames into batches that all workers share (one copy, behind an
-//! [`Arc`]). Each worker answers each batch with the events it caused, tagged with the
-//! packet that caused them; the reading thread merges the answers, packet by packet, and
-//! hands them to the writer in that order. Queues are bounded: at most [`IN_FLIGHT`] batches
-//! are between the reader and the slowest worker, so replay waits on the slowest worker and
-//! drops nothing.
+//! The capture thread packs frames into batches that all workers share (one copy, behind an
+//! [`Arc`]). Everything else a worker is told — timers, control requests, new rules — goes
+//! in the same queues, in order, so every worker sees the same input. Each worker answers
+//! each message with the events it caused, tagged with the packet that caused them; the
+//! capture thread merges the answers, packet by packet, and hands them on in that order.
+//!
+//! At most [`IN_FLIGHT`] messages are between the capture thread and the slowest worker.
+//! Replay then waits for it, and drops nothing. A live capture does not wait: a batch that
+//! finds the queues full is dropped for every worker (so none misses what another saw), and
+//! its frames are counted.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use voxtap_core::event::Event;
+use voxtap_core::policy::{Command, RecordingPolicy};
 use voxtap_core::stats::Stats;
+use voxtap_core::vocab::Shard;
 use voxtap_core::{Engine, LinkType, Timestamp};
 
-use crate::writer::Writer;
+use crate::config::Config;
 
-/// Frames per batch.
+/// Frames per batch (a live capture hands its batches out sooner, at every poll).
 pub const BATCH_FRAMES: usize = 256;
-/// Batches handed out and not yet answered by every worker.
-pub const IN_FLIGHT: usize = 8;
+/// Messages handed out and not yet answered by every worker.
+pub const IN_FLIGHT: usize = 16;
+
+/// Where the merged events go.
+pub type Sink<'a> = dyn FnMut(Event) -> Result<()> + 'a;
 
 struct FrameAt {
     ts: Timestamp,
@@ -48,21 +57,33 @@ struct Batch {
 
 enum Input {
     Frames(Arc<Batch>),
+    Timeout(Timestamp),
+    /// A control request; the first worker says whether the call was found.
+    Control {
+        sip_call_id: Arc<str>,
+        ts: Timestamp,
+        cmd: Command,
+        found: Option<SyncSender<bool>>,
+    },
+    Policy(Box<dyn RecordingPolicy>),
     /// End of input: finish the engine.
     Finish,
 }
 
-/// A worker's events for one batch, each with the index in the batch of the frame that
-/// caused it (`u32::MAX`: the end of input).
+/// A worker's events for one message, each with the index in the batch of the frame that
+/// caused it.
 type Answer = Vec<(u32, Event)>;
 
 /// What a worker did, for the run summary.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct WorkerFigures {
     pub stats: Stats,
     pub now: Timestamp,
     /// RTP packets of the calls it owns: its share of the audio work.
     pub owned_rtp: u64,
+    /// Calls it tracks (all of them) and recordings it makes (its own).
+    pub active_calls: usize,
+    pub active_recordings: usize,
     /// Time spent in the engine (not waiting for input).
     pub busy: Duration,
 }
@@ -70,58 +91,41 @@ pub struct WorkerFigures {
 struct Worker {
     input: SyncSender<Input>,
     answers: Receiver<Answer>,
+    /// Answers taken off the queue, not yet merged (the others' are not all in).
+    ready: VecDeque<Answer>,
+    /// Its figures, as of the last message it answered.
+    figures: Arc<Mutex<WorkerFigures>>,
     thread: JoinHandle<WorkerFigures>,
-}
-
-/// The first worker's running figures (every worker counts the calls alike), for the
-/// progress line.
-#[derive(Default)]
-pub struct Progress {
-    pub frames: AtomicU64,
-    pub calls_seen: AtomicU64,
-    pub active_calls: AtomicU64,
-    pub recordings_started: AtomicU64,
-    pub malformed: AtomicU64,
-}
-
-impl Progress {
-    fn update(&self, e: &Engine) {
-        let s = e.stats();
-        self.frames.store(s.frames, Ordering::Relaxed);
-        self.calls_seen.store(s.calls_seen, Ordering::Relaxed);
-        self.active_calls
-            .store(e.active_calls() as u64, Ordering::Relaxed);
-        self.recordings_started
-            .store(s.recordings_started, Ordering::Relaxed);
-        self.malformed.store(s.malformed_total(), Ordering::Relaxed);
-    }
 }
 
 pub struct Pool {
     workers: Vec<Worker>,
     batch: Batch,
     in_flight: usize,
-    progress: Arc<Progress>,
+    /// Batches (and their frames) a live capture dropped because a worker was behind.
+    dropped: (u64, u64),
 }
 
 impl Pool {
     /// Starts one thread per engine; `engines[i]` must own shard `i` of `engines.len()`.
     pub fn spawn(engines: Vec<Engine>) -> Pool {
-        let progress = Arc::new(Progress::default());
         let workers = engines
             .into_iter()
             .enumerate()
             .map(|(i, engine)| {
                 let (input, rx) = sync_channel(IN_FLIGHT + 1);
                 let (tx, answers) = sync_channel(IN_FLIGHT + 1);
-                let calls = (i == 0).then(|| Arc::clone(&progress));
+                let figures = Arc::new(Mutex::new(WorkerFigures::default()));
+                let f = Arc::clone(&figures);
                 let thread = std::thread::Builder::new()
                     .name(format!("voxtap-worker-{i}"))
-                    .spawn(move || work(engine, &rx, &tx, calls.as_deref()))
+                    .spawn(move || work(engine, &rx, &tx, &f))
                     .expect("spawn a worker thread");
                 Worker {
                     input,
                     answers,
+                    ready: VecDeque::new(),
+                    figures,
                     thread,
                 }
             })
@@ -130,19 +134,11 @@ impl Pool {
             workers,
             batch: Batch::default(),
             in_flight: 0,
-            progress,
+            dropped: (0, 0),
         }
     }
 
-    /// Queues one frame; hands a full batch to the workers, and what they answered to the
-    /// writer.
-    pub fn push(
-        &mut self,
-        ts: Timestamp,
-        link: LinkType,
-        data: &[u8],
-        out: &mut Writer,
-    ) -> Result<()> {
+    fn pack(&mut self, ts: Timestamp, link: LinkType, data: &[u8]) {
         let start = self.batch.data.len();
         self.batch.data.extend_from_slice(data);
         self.batch.frames.push(FrameAt {
@@ -151,79 +147,205 @@ impl Pool {
             start,
             len: data.len(),
         });
-        if self.batch.frames.len() >= BATCH_FRAMES {
-            self.dispatch(out)?;
-        }
-        Ok(())
     }
 
-    fn dispatch(&mut self, out: &mut Writer) -> Result<()> {
+    fn take_batch(&mut self) -> Arc<Batch> {
         let batch = Arc::new(std::mem::take(&mut self.batch));
         self.batch.data.reserve(batch.data.len());
-        self.batch.frames.reserve(BATCH_FRAMES);
-        self.send(&Input::Frames(batch))?;
-        while self.in_flight > IN_FLIGHT {
-            self.collect(out)?;
-        }
-        Ok(())
+        self.batch.frames.reserve(batch.frames.len());
+        batch
     }
 
-    fn send(&mut self, input: &Input) -> Result<()> {
-        for w in &self.workers {
-            let msg = match input {
-                Input::Frames(b) => Input::Frames(Arc::clone(b)),
-                Input::Finish => Input::Finish,
-            };
+    /// Sends a message to every worker; there is room (see [`Pool::make_room`]).
+    fn send(&mut self, make: &mut dyn FnMut(usize) -> Input) -> Result<()> {
+        for (i, w) in self.workers.iter().enumerate() {
             w.input
-                .send(msg)
+                .send(make(i))
                 .map_err(|_| anyhow!("a worker thread stopped"))?;
         }
         self.in_flight += 1;
         Ok(())
     }
 
-    /// Takes every worker's answer to the oldest batch and writes the events in packet
-    /// order; for one packet, the first worker's first.
-    fn collect(&mut self, out: &mut Writer) -> Result<()> {
-        let mut answers = Vec::with_capacity(self.workers.len());
-        for w in &self.workers {
-            let a = w
-                .answers
-                .recv()
-                .map_err(|_| anyhow!("a worker thread stopped"))?;
-            answers.push(a.into_iter().peekable());
-        }
-        self.in_flight -= 1;
-        loop {
-            let next = answers
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(i, a)| a.peek().map(|(frame, _)| (*frame, i)))
-                .min();
-            let Some((_, i)) = next else {
-                break;
-            };
-            let (_, ev) = answers[i].next().expect("peeked");
-            out.push(ev)?;
+    /// Waits until one more message fits in every worker's queue.
+    fn make_room(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        while self.in_flight >= IN_FLIGHT {
+            self.collect(true, sink)?;
         }
         Ok(())
     }
 
-    /// How far the workers are (the progress line).
-    pub fn progress(&self) -> &Progress {
-        &self.progress
+    fn send_batch(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        self.make_room(sink)?;
+        let batch = self.take_batch();
+        self.send(&mut |_| Input::Frames(Arc::clone(&batch)))
     }
 
-    /// End of input: the workers finish their engines, everything is written, and each
-    /// worker's figures come back, in worker order.
-    pub fn finish(mut self, out: &mut Writer) -> Result<Vec<WorkerFigures>> {
-        if !self.batch.frames.is_empty() {
-            let batch = Arc::new(std::mem::take(&mut self.batch));
-            self.send(&Input::Frames(batch))?;
+    /// Replay: queues one frame, and hands full batches out, waiting for the workers.
+    pub fn push(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        self.pack(ts, link, data);
+        if self.batch.frames.len() >= BATCH_FRAMES {
+            self.send_batch(sink)?;
         }
-        self.send(&Input::Finish)?;
+        Ok(())
+    }
+
+    /// Live: queues one frame; a full batch goes out as [`Pool::flush_live`] sends it.
+    pub fn push_live(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        self.pack(ts, link, data);
+        if self.batch.frames.len() >= BATCH_FRAMES {
+            self.flush_live(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Live: hands out what is batched without waiting for a worker. When a worker is
+    /// [`IN_FLIGHT`] messages behind, the batch is dropped for all and counted.
+    pub fn flush_live(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        self.collect(false, sink)?;
+        if self.batch.frames.is_empty() {
+            return Ok(());
+        }
+        if self.in_flight >= IN_FLIGHT {
+            self.dropped.0 += 1;
+            self.dropped.1 += self.batch.frames.len() as u64;
+            self.batch.data.clear();
+            self.batch.frames.clear();
+            return Ok(());
+        }
+        let batch = self.take_batch();
+        self.send(&mut |_| Input::Frames(Arc::clone(&batch)))
+    }
+
+    /// Hands out what is batched, waiting for room (before a timer or a request, which must
+    /// come after the frames before it).
+    fn flush(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        if !self.batch.frames.is_empty() {
+            self.send_batch(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Timers at `ts` (an idle live capture).
+    pub fn timeout(&mut self, ts: Timestamp, sink: &mut Sink<'_>) -> Result<()> {
+        self.flush(sink)?;
+        self.make_room(sink)?;
+        self.send(&mut |_| Input::Timeout(ts))
+    }
+
+    /// A control request, carried out by every worker; whether the call was found.
+    pub fn control(
+        &mut self,
+        sip_call_id: &str,
+        ts: Timestamp,
+        cmd: Command,
+        sink: &mut Sink<'_>,
+    ) -> Result<bool> {
+        self.flush(sink)?;
+        self.make_room(sink)?;
+        let (tx, rx) = sync_channel(1);
+        let id: Arc<str> = Arc::from(sip_call_id);
+        let mut tx = Some(tx);
+        self.send(&mut |i| Input::Control {
+            sip_call_id: Arc::clone(&id),
+            ts,
+            cmd: cmd.clone(),
+            found: if i == 0 { tx.take() } else { None },
+        })?;
+        rx.recv().map_err(|_| anyhow!("a worker thread stopped"))
+    }
+
+    /// New rules for every worker (a reload), each its own copy.
+    pub fn set_policy(
+        &mut self,
+        make: &dyn Fn() -> Box<dyn RecordingPolicy>,
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        self.flush(sink)?;
+        self.make_room(sink)?;
+        self.send(&mut |_| Input::Policy(make()))
+    }
+
+    /// Takes the workers' answers to the oldest messages and hands their events on, in packet
+    /// order; for one packet, the first worker's first. `wait`: for one message at least.
+    fn collect(&mut self, wait: bool, sink: &mut Sink<'_>) -> Result<()> {
+        let mut waited = !wait;
+        loop {
+            for w in &mut self.workers {
+                loop {
+                    match w.answers.try_recv() {
+                        Ok(a) => w.ready.push_back(a),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            return Err(anyhow!("a worker thread stopped"));
+                        }
+                    }
+                }
+            }
+            if self.workers.iter().all(|w| !w.ready.is_empty()) {
+                let answers: Vec<Answer> = self
+                    .workers
+                    .iter_mut()
+                    .map(|w| w.ready.pop_front().expect("checked"))
+                    .collect();
+                self.in_flight -= 1;
+                merge(answers, sink)?;
+                waited = true;
+                continue;
+            }
+            if waited {
+                return Ok(());
+            }
+            // Wait for the slowest: the first worker with nothing ready.
+            let w = self
+                .workers
+                .iter_mut()
+                .find(|w| w.ready.is_empty())
+                .expect("one has nothing ready");
+            let a = w
+                .answers
+                .recv()
+                .map_err(|_| anyhow!("a worker thread stopped"))?;
+            w.ready.push_back(a);
+        }
+    }
+
+    /// The run's figures so far, and each worker's.
+    pub fn figures(&self) -> (Stats, Vec<WorkerFigures>) {
+        let each: Vec<WorkerFigures> = self
+            .workers
+            .iter()
+            .map(|w| w.figures.lock().map(|f| f.clone()).unwrap_or_default())
+            .collect();
+        let stats: Vec<Stats> = each.iter().map(|f| f.stats.clone()).collect();
+        (Stats::merge_shards(&stats), each)
+    }
+
+    /// Batches and frames dropped because a worker was behind (live only).
+    pub fn dropped(&self) -> (u64, u64) {
+        self.dropped
+    }
+
+    /// End of input: the workers finish their engines, everything is handed on, and each
+    /// worker's figures come back, in worker order.
+    pub fn finish(mut self, sink: &mut Sink<'_>) -> Result<Vec<WorkerFigures>> {
+        self.flush(sink)?;
+        self.make_room(sink)?;
+        self.send(&mut |_| Input::Finish)?;
         while self.in_flight > 0 {
-            self.collect(out)?;
+            self.collect(true, sink)?;
         }
         let mut figures = Vec::new();
         for w in self.workers {
@@ -238,44 +360,264 @@ impl Pool {
     }
 }
 
+/// The answers to one message, merged by packet (stable: the first worker's first).
+fn merge(answers: Vec<Answer>, sink: &mut Sink<'_>) -> Result<()> {
+    let mut answers: Vec<_> = answers
+        .into_iter()
+        .map(|a| a.into_iter().peekable())
+        .collect();
+    loop {
+        let next = answers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, a)| a.peek().map(|(frame, _)| (*frame, i)))
+            .min();
+        let Some((_, i)) = next else {
+            return Ok(());
+        };
+        let (_, ev) = answers[i].next().expect("peeked");
+        sink(ev)?;
+    }
+}
+
 fn work(
     mut engine: Engine,
     input: &Receiver<Input>,
     answers: &SyncSender<Answer>,
-    progress: Option<&Progress>,
+    figures: &Mutex<WorkerFigures>,
 ) -> WorkerFigures {
     let mut busy = Duration::ZERO;
+    let snapshot = |engine: &Engine, busy: Duration| WorkerFigures {
+        stats: engine.stats().clone(),
+        now: engine.now(),
+        owned_rtp: engine.owned_rtp_packets(),
+        active_calls: engine.active_calls(),
+        active_recordings: engine.active_recordings(),
+        busy,
+    };
     while let Ok(msg) = input.recv() {
         let since = Instant::now();
         let mut answer = Answer::new();
+        let mut drain = |engine: &mut Engine, at: u32| {
+            while let Some(ev) = engine.poll_event() {
+                answer.push((at, ev));
+            }
+        };
         match msg {
             Input::Frames(batch) => {
                 for (i, f) in batch.frames.iter().enumerate() {
                     engine.handle(f.ts, f.link, &batch.data[f.start..f.start + f.len]);
-                    while let Some(ev) = engine.poll_event() {
-                        answer.push((i as u32, ev));
-                    }
+                    drain(&mut engine, i as u32);
                 }
             }
+            Input::Timeout(ts) => {
+                engine.handle_timeout(ts);
+                drain(&mut engine, 0);
+            }
+            Input::Control {
+                sip_call_id,
+                ts,
+                cmd,
+                found,
+            } => {
+                let ok = engine.control(&sip_call_id, ts, cmd);
+                if let Some(tx) = found {
+                    let _ = tx.send(ok);
+                }
+                drain(&mut engine, 0);
+            }
+            Input::Policy(p) => engine.set_policy(p),
             Input::Finish => {
                 engine.finish();
-                while let Some(ev) = engine.poll_event() {
-                    answer.push((u32::MAX, ev));
-                }
+                drain(&mut engine, 0);
             }
         }
-        if let Some(p) = progress {
-            p.update(&engine);
-        }
         busy += since.elapsed();
+        if let Ok(mut f) = figures.lock() {
+            *f = snapshot(&engine, busy);
+        }
         if answers.send(answer).is_err() {
             break;
         }
     }
-    WorkerFigures {
-        stats: engine.stats().clone(),
-        now: engine.now(),
-        owned_rtp: engine.owned_rtp_packets(),
-        busy,
+    snapshot(&engine, busy)
+}
+
+/// The engine on the capture thread, or on worker threads.
+pub enum Engines {
+    One(Box<Engine>),
+    Many(Pool),
+}
+
+impl Engines {
+    pub fn new(cfg: &Config, workers: u32) -> Engines {
+        if workers <= 1 {
+            return Engines::One(Box::new(cfg.engine()));
+        }
+        let engines = (0..workers)
+            .map(|index| {
+                cfg.engine_shard(Shard {
+                    index,
+                    count: workers,
+                })
+            })
+            .collect();
+        Engines::Many(Pool::spawn(engines))
     }
+
+    pub fn count(&self) -> usize {
+        match self {
+            Engines::One(_) => 1,
+            Engines::Many(p) => p.workers.len(),
+        }
+    }
+
+    /// Replay: one frame; waits for the workers rather than drop.
+    pub fn handle(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        match self {
+            Engines::One(e) => {
+                e.handle(ts, link, data);
+                drain(e, sink)
+            }
+            Engines::Many(p) => p.push(ts, link, data, sink),
+        }
+    }
+
+    /// Live: one frame (see [`Pool::flush_live`]).
+    pub fn handle_live(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        data: &[u8],
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        match self {
+            Engines::One(e) => {
+                e.handle(ts, link, data);
+                drain(e, sink)
+            }
+            Engines::Many(p) => p.push_live(ts, link, data, sink),
+        }
+    }
+
+    /// Live: after a poll, what is batched goes out, and what came back is handed on.
+    pub fn flush_live(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        match self {
+            Engines::One(e) => drain(e, sink),
+            Engines::Many(p) => p.flush_live(sink),
+        }
+    }
+
+    pub fn timeout(&mut self, ts: Timestamp, sink: &mut Sink<'_>) -> Result<()> {
+        match self {
+            Engines::One(e) => {
+                e.handle_timeout(ts);
+                drain(e, sink)
+            }
+            Engines::Many(p) => p.timeout(ts, sink),
+        }
+    }
+
+    pub fn control(
+        &mut self,
+        sip_call_id: &str,
+        ts: Timestamp,
+        cmd: Command,
+        sink: &mut Sink<'_>,
+    ) -> Result<bool> {
+        match self {
+            Engines::One(e) => {
+                let ok = e.control(sip_call_id, ts, cmd);
+                drain(e, sink)?;
+                Ok(ok)
+            }
+            Engines::Many(p) => p.control(sip_call_id, ts, cmd, sink),
+        }
+    }
+
+    pub fn set_policy(
+        &mut self,
+        make: &dyn Fn() -> Box<dyn RecordingPolicy>,
+        sink: &mut Sink<'_>,
+    ) -> Result<()> {
+        match self {
+            Engines::One(e) => {
+                e.set_policy(make());
+                Ok(())
+            }
+            Engines::Many(p) => p.set_policy(make, sink),
+        }
+    }
+
+    /// The run's figures so far, calls tracked, recordings open, and each worker's figures
+    /// (none with one engine).
+    pub fn figures(&self) -> (Stats, usize, usize, Vec<WorkerFigures>) {
+        match self {
+            Engines::One(e) => (
+                e.stats().clone(),
+                e.active_calls(),
+                e.active_recordings(),
+                Vec::new(),
+            ),
+            Engines::Many(p) => {
+                let (stats, each) = p.figures();
+                let calls = each.first().map_or(0, |f| f.active_calls);
+                let recs = each.iter().map(|f| f.active_recordings).sum();
+                (stats, calls, recs, each)
+            }
+        }
+    }
+
+    /// Batches and frames a live capture dropped because a worker was behind.
+    pub fn dropped(&self) -> (u64, u64) {
+        match self {
+            Engines::One(_) => (0, 0),
+            Engines::Many(p) => p.dropped(),
+        }
+    }
+
+    /// End of input: everything is handed on; the run's figures, and each worker's.
+    pub fn finish(self, sink: &mut Sink<'_>) -> Result<(Stats, Timestamp, Vec<WorkerFigures>)> {
+        match self {
+            Engines::One(mut e) => {
+                e.finish();
+                drain(&mut e, sink)?;
+                Ok((e.stats().clone(), e.now(), Vec::new()))
+            }
+            Engines::Many(p) => {
+                let figures = p.finish(sink)?;
+                let stats: Vec<Stats> = figures.iter().map(|f| f.stats.clone()).collect();
+                let now = figures.iter().map(|f| f.now).max().unwrap_or(Timestamp(0));
+                Ok((Stats::merge_shards(&stats), now, figures))
+            }
+        }
+    }
+}
+
+fn drain(engine: &mut Engine, sink: &mut Sink<'_>) -> Result<()> {
+    while let Some(ev) = engine.poll_event() {
+        sink(ev)?;
+    }
+    Ok(())
+}
+
+/// How many workers a run uses: `--workers`, else one per core; one when in-band DTMF is
+/// listened for (the digits heard in one worker's audio are every worker's policy input).
+pub fn count(asked: Option<u32>, cfg: &Config, command: &str) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let n = asked.unwrap_or(cores).max(1);
+    if n > 1 && cfg.engine_config().inband_dtmf {
+        eprintln!(
+            "voxtap {command}: one worker: a tenant listens for in-band DTMF, and digits heard \
+             in one worker's audio are policy input for all (docs/pipeline.md)"
+        );
+        return 1;
+    }
+    n
 }
