@@ -621,3 +621,98 @@ pub fn count(asked: Option<u32>, cfg: &Config, command: &str) -> u32 {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voxtap_core::EngineConfig;
+    use voxtap_core::policy::{CallFacts, Decision};
+    use voxtap_gen::{GenConfig, Scenario};
+
+    /// A policy that takes its time over each answer: its worker falls behind.
+    struct Slow(Duration);
+
+    impl RecordingPolicy for Slow {
+        fn on_answer(&mut self, _facts: &CallFacts<'_>) -> Decision {
+            std::thread::sleep(self.0);
+            Decision::new(true, "slow")
+        }
+    }
+
+    fn pool(slow: Duration) -> Pool {
+        let engines = (0..2)
+            .map(|index| {
+                let cfg = EngineConfig {
+                    shard: Shard { index, count: 2 },
+                    ..EngineConfig::default()
+                };
+                Engine::with_policy(cfg, Box::new(Slow(slow)))
+            })
+            .collect();
+        Pool::spawn(engines)
+    }
+
+    fn frames() -> Vec<voxtap_gen::Frame> {
+        let mut cfg = GenConfig::new(Scenario::Concurrent);
+        cfg.calls = 40;
+        cfg.talk_secs = 1.0;
+        voxtap_gen::generate(&cfg).0
+    }
+
+    /// A live capture never waits for a worker: a batch that finds one too far behind is
+    /// dropped for every worker, so they still read the same input, and it is counted.
+    #[test]
+    fn a_worker_behind_drops_the_batch_for_all_and_counts_it() {
+        let frames = frames();
+        let mut pool = pool(Duration::from_millis(20));
+        let mut events = 0u64;
+        let mut sink = |_ev: Event| -> Result<()> {
+            events += 1;
+            Ok(())
+        };
+        for (i, f) in frames.iter().enumerate() {
+            pool.push_live(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data, &mut sink)
+                .unwrap();
+            if i % 4 == 3 {
+                pool.flush_live(&mut sink).unwrap();
+            }
+        }
+        pool.flush_live(&mut sink).unwrap();
+        let (batches, dropped) = pool.dropped();
+        let figures = pool.finish(&mut sink).unwrap();
+        assert!(
+            batches > 0,
+            "40 answers at 20 ms each keep the workers behind"
+        );
+        let handled = frames.len() as u64 - dropped;
+        for f in &figures {
+            assert_eq!(
+                f.stats.frames, handled,
+                "every worker read what was not dropped"
+            );
+        }
+        assert_eq!(figures[0].stats.calls_seen, figures[1].stats.calls_seen);
+        assert!(events > 0);
+    }
+
+    /// Replay waits for the slowest worker instead, and loses nothing.
+    #[test]
+    fn replay_waits_for_a_worker_behind_and_drops_nothing() {
+        let frames = frames();
+        let mut pool = pool(Duration::from_millis(2));
+        let mut sink = |_ev: Event| -> Result<()> { Ok(()) };
+        for f in &frames {
+            pool.push(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data, &mut sink)
+                .unwrap();
+        }
+        assert_eq!(pool.dropped(), (0, 0));
+        let figures = pool.finish(&mut sink).unwrap();
+        for f in &figures {
+            assert_eq!(f.stats.frames, frames.len() as u64);
+        }
+        assert_eq!(
+            figures.iter().map(|f| f.stats.recordings_started).max(),
+            Some(40)
+        );
+    }
+}
