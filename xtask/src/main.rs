@@ -329,7 +329,15 @@ fn bench_smoke(root: &Path) -> Result<()> {
     Ok(())
 }
 
-const FUZZ_TARGETS: [&str; 6] = ["frame", "sip", "sdp", "rtp", "engine", "engine_timed"];
+const FUZZ_TARGETS: [&str; 7] = [
+    "frame",
+    "sip",
+    "sdp",
+    "rtp",
+    "engine",
+    "engine_timed",
+    "engine_workers",
+];
 
 fn fuzz_smoke(root: &Path) -> Result<()> {
     let nightly = Command::new("rustup")

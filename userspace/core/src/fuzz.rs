@@ -199,3 +199,97 @@ pub fn engine_timed(data: &[u8]) {
     assert!(recs.is_empty(), "every recording is closed at the end");
     let _ = stopped;
 }
+
+/// The engine as workers (`voxtap --workers`, [`crate::vocab::Shard`]) under the input and the
+/// clock of [`engine_timed`]: one engine and two shards of it, fed the same frames, say the
+/// same. Each call's events (audio aside) in the same order, each recording's audio sample for
+/// sample, the same run figures, and each call's RTP decoded by one worker only.
+pub fn engine_workers(data: &[u8]) {
+    use crate::stats::Stats;
+    use crate::vocab::Shard;
+    use std::collections::BTreeMap;
+
+    #[derive(Default, PartialEq, Debug)]
+    struct Said {
+        calls: BTreeMap<u64, Vec<String>>,
+        audio: BTreeMap<u64, (Vec<i16>, u64)>,
+    }
+    fn note(said: &mut Said, ev: Event) {
+        match ev {
+            Event::RecordingAudio { rec, samples } => said
+                .audio
+                .entry(rec.0)
+                .or_default()
+                .0
+                .extend_from_slice(&samples),
+            Event::RecordingSilence { rec, frames } => {
+                said.audio.entry(rec.0).or_default().1 += frames
+            }
+            ev => {
+                let call = ev.call().map_or(u64::MAX, |c| c.0);
+                said.calls.entry(call).or_default().push(format!("{ev:?}"));
+            }
+        }
+    }
+    let engines = |count: u32| -> Vec<Engine> {
+        (0..count)
+            .map(|index| {
+                Engine::new(EngineConfig {
+                    shard: Shard { index, count },
+                    ..EngineConfig::default()
+                })
+            })
+            .collect()
+    };
+    let mut one = engines(1);
+    let mut two = engines(2);
+    let (mut said_one, mut said_two) = (Said::default(), Said::default());
+    let mut ts = 1_700_000_000_000_000_000u64;
+    let mut rest = data;
+    while rest.len() > 5 {
+        let amount = u64::from(u16::from_be_bytes([rest[1], rest[2]]));
+        ts = match rest[0] % 5 {
+            0 => ts.saturating_add(amount * 1_000_000),
+            1 => ts.saturating_sub(amount * 1_000_000),
+            2 => ts,
+            3 => ts.saturating_add(amount * 60_000_000_000),
+            _ => ts.saturating_add(20_000_000),
+        };
+        let len = (u16::from_be_bytes([rest[3], rest[4]]) as usize).min(rest.len() - 5);
+        let frame = &rest[5..5 + len];
+        for (engines, said) in [(&mut one, &mut said_one), (&mut two, &mut said_two)] {
+            for e in engines.iter_mut() {
+                e.handle(Timestamp(ts), LinkType::Ethernet, frame);
+                while let Some(ev) = e.poll_event() {
+                    note(said, ev);
+                }
+            }
+        }
+        rest = &rest[5 + len..];
+    }
+    for (engines, said) in [(&mut one, &mut said_one), (&mut two, &mut said_two)] {
+        for e in engines.iter_mut() {
+            e.finish();
+            while let Some(ev) = e.poll_event() {
+                note(said, ev);
+            }
+        }
+    }
+    assert_eq!(
+        said_one.calls, said_two.calls,
+        "each call's events with two workers"
+    );
+    assert!(
+        said_one.audio == said_two.audio,
+        "the recordings' audio with two workers"
+    );
+    let stats = |e: &[Engine]| {
+        Stats::merge_shards(&e.iter().map(|e| e.stats().clone()).collect::<Vec<_>>())
+    };
+    assert_eq!(stats(&one), stats(&two), "the run figures with two workers");
+    assert_eq!(
+        one[0].owned_rtp_packets(),
+        two.iter().map(Engine::owned_rtp_packets).sum::<u64>(),
+        "each RTP packet of a call is one worker's"
+    );
+}

@@ -50,3 +50,8 @@ fn engine_corpus() {
 fn engine_timed_corpus() {
     replay("engine_timed", voxtap_core::fuzz::engine_timed);
 }
+
+#[test]
+fn engine_workers_corpus() {
+    replay("engine_workers", voxtap_core::fuzz::engine_workers);
+}
