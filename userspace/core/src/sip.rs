@@ -133,6 +133,9 @@ pub enum HeaderName {
 }
 
 impl HeaderName {
+    /// How many names have a variant (all but `Other`, which is the last).
+    pub const KNOWN: usize = HeaderName::Other as usize;
+
     /// Header names are case-insensitive and have compact forms (RFC 3261 §7.3.3, §20).
     pub fn parse(name: &str) -> HeaderName {
         const TABLE: [(&str, &str, HeaderName); 10] = [
@@ -278,6 +281,9 @@ pub struct Message<'a> {
     pub start: StartLine<'a>,
     pub body: &'a [u8],
     headers: &'a [u8],
+    /// The first value of each known header ([`HeaderName`] but `Other`), found by the one
+    /// walk that parsing makes: a lookup of those is an index, not another walk.
+    known: [Option<&'a str>; HeaderName::KNOWN],
 }
 
 impl<'a> Message<'a> {
@@ -303,16 +309,20 @@ impl<'a> Message<'a> {
         let start = parse_start_line(line)?;
         let headers = block;
         let mut walk = headers;
-        let mut content_length = None;
+        let mut known = [None; HeaderName::KNOWN];
         while !walk.is_empty() {
             let (rest, line) = logical_line(walk);
             walk = rest;
             let h = split_header(line).ok_or(Error::BadHeader)?;
-            if content_length.is_none() && h.is(HeaderName::ContentLength) {
-                content_length =
-                    Some(parse_decimal(h.value.as_bytes()).ok_or(Error::BadContentLength)?);
+            let kind = HeaderName::parse(h.name);
+            if kind != HeaderName::Other && known[kind as usize].is_none() {
+                known[kind as usize] = Some(h.value);
             }
         }
+        let content_length = match known[HeaderName::ContentLength as usize] {
+            Some(v) => Some(parse_decimal(v.as_bytes()).ok_or(Error::BadContentLength)?),
+            None => None,
+        };
         let rest = &data[body_start..];
         let body = match content_length {
             Some(n) => rest.get(..n).ok_or(Error::Truncated)?,
@@ -322,6 +332,7 @@ impl<'a> Message<'a> {
             start,
             body,
             headers,
+            known,
         })
     }
 
@@ -336,12 +347,21 @@ impl<'a> Message<'a> {
 
     /// First occurrence, long or compact form.
     pub fn header(&self, name: HeaderName) -> Option<&'a str> {
-        self.headers().find(|h| h.is(name)).map(|h| h.value)
+        match name {
+            HeaderName::Other => self.headers().find(|h| h.is(name)).map(|h| h.value),
+            known => self.known[known as usize],
+        }
     }
 
     /// First occurrence of an arbitrary header, case-insensitive (compact forms match too).
     pub fn header_named(&self, name: &str) -> Option<&'a str> {
-        self.headers().find(|h| h.name_eq(name)).map(|h| h.value)
+        match HeaderName::parse(name) {
+            HeaderName::Other => self
+                .headers()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value),
+            known => self.known[known as usize],
+        }
     }
 
     pub fn call_id(&self) -> Option<&'a str> {
@@ -987,6 +1007,47 @@ fn dtmf_signal(v: &[u8]) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The index parsing builds answers every lookup as a walk of the headers would: first
+    /// occurrence, compact forms, any case, folded values, names it has no variant for.
+    #[test]
+    fn header_lookups_read_as_the_walk() {
+        let raw = "INVITE sip:b@x SIP/2.0\r\ni: first@x\r\nCall-ID: second@x\r\nf: <sip:a@x>;tag=1\r\n\
+                   TO: <sip:b@x>\r\nv: SIP/2.0/UDP x\r\nX-Corr: one,\r\n two\r\nx-corr: again\r\n\
+                   k: timer\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n";
+        let m = Message::parse(raw.as_bytes()).unwrap();
+        let walk = |name: &str| m.headers().find(|h| h.name_eq(name)).map(|h| h.value);
+        for name in [
+            "call-id",
+            "I",
+            "Call-ID",
+            "from",
+            "F",
+            "to",
+            "t",
+            "via",
+            "V",
+            "cseq",
+            "contact",
+            "content-length",
+            "L",
+            "supported",
+            "K",
+            "x-corr",
+            "X-CORR",
+            "max-forwards",
+            "absent",
+        ] {
+            assert_eq!(m.header_named(name), walk(name), "{name}");
+            let kind = HeaderName::parse(name);
+            if kind != HeaderName::Other {
+                assert_eq!(m.header(kind), walk(name), "{name}");
+            }
+        }
+        assert_eq!(m.call_id(), Some("first@x"));
+        assert_eq!(m.header_named("x-corr"), Some("one,\r\n two"));
+        assert_eq!(m.header(HeaderName::Other), Some("one,\r\n two"));
+    }
 
     const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds\r\n\
