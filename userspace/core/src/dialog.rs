@@ -377,6 +377,14 @@ impl<X: Default> Dialogs<X> {
         self.calls.get_mut(&call).map(|e| (&e.call, &mut e.ext))
     }
 
+    /// [`Dialogs::entry`] after [`Dialogs::touch`], in one lookup (a packet of the call).
+    pub fn entry_touched(&mut self, call: CallHandle, ts: Timestamp) -> Option<(&Call, &mut X)> {
+        self.calls.get_mut(&call).map(|e| {
+            e.call.last_activity = e.call.last_activity.max(ts);
+            (&e.call, &mut e.ext)
+        })
+    }
+
     /// Every call's handle and what its owner keeps, in no order.
     pub fn exts(&self) -> impl Iterator<Item = (CallHandle, &X)> {
         self.calls.iter().map(|(h, e)| (*h, &e.ext))

@@ -1513,7 +1513,8 @@ impl Engine {
         };
         self.stats.rtp_packets += 1;
         self.stats.rtp_matched += 1;
-        let Some((call, media)) = self.dialogs.entry(flow.call) else {
+        // The packet is the call's sign of life (its media timeout counts from the last).
+        let Some((call, media)) = self.dialogs.entry_touched(flow.call, ts) else {
             return;
         };
         let pt = pkt.payload_type();
@@ -1528,12 +1529,10 @@ impl Engine {
             seen[crate::dialog::side_index(flow.sender)] = true;
             if *seen == [true, true] {
                 let reason = std::mem::take(reason);
-                self.dialogs.touch(flow.call, ts);
                 self.start_recording(flow.call, ts, reason);
                 return self.on_rtp_stream(ts, src, dst, flow, &pkt, payload);
             }
         }
-        self.dialogs.touch(flow.call, ts);
         self.on_rtp_stream(ts, src, dst, flow, &pkt, payload);
     }
 
@@ -1670,12 +1669,8 @@ impl Engine {
             self.stats.duplicate_packets += after.duplicates - before.duplicates;
             self.stats.decrypt_failures += after.decrypt_failures - before.decrypt_failures;
         }
-        let problem = match stream.status() {
-            StreamStatus::Decoded | StreamStatus::NoAudio => None,
-            s => s.reason().map(str::to_string),
-        };
-        if let (Some(why), Some(rec)) = (problem, media.recording.as_mut()) {
-            rec.note_problem(sender, &why);
+        if let (Some(why), Some(rec)) = (stream.problem(), media.recording.as_mut()) {
+            rec.note_problem(sender, why);
         }
         let at_limit = media
             .recording

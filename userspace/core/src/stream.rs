@@ -28,6 +28,17 @@ const SLOTS: usize = 64;
 /// Loss longer than this is silence, not concealment: concealment of long gaps only rings.
 const MAX_CONCEAL: Duration = Duration::from_millis(120);
 
+/// `v * num / den`, without the 128-bit division when the rates are equal (G.711 and most
+/// codecs: the RTP clock is the audio rate).
+#[inline]
+fn scale(v: i128, num: u32, den: u32) -> i128 {
+    if num == den {
+        v
+    } else {
+        v * i128::from(num) / i128::from(den)
+    }
+}
+
 /// What the engine hands a stream with each packet.
 pub struct StreamCtx<'a> {
     /// What each payload type means for this stream's sender, per its call's SDP.
@@ -431,6 +442,12 @@ impl Stream {
     }
 
     /// What the stream amounted to, for its report.
+    /// Why the stream's audio is (partly) unusable, as [`Stream::status`] would say, without
+    /// a copy: asked for every packet.
+    pub fn problem(&self) -> Option<&str> {
+        self.encrypted.as_deref().or(self.undecodable.as_deref())
+    }
+
     pub fn status(&self) -> StreamStatus {
         if let Some(why) = &self.encrypted {
             return if self.counts.decoded_packets == 0 {
@@ -747,8 +764,7 @@ impl Stream {
             let gap_ticks = ext - end;
             let max_ticks = MAX_CONCEAL.as_millis() as i64 * dec.clock_rate as i64 / 1000;
             if gap_ticks > 0 && gap_ticks <= max_ticks {
-                let samples =
-                    (gap_ticks as i128 * dec.rate as i128 / dec.clock_rate as i128) as usize;
+                let samples = scale(gap_ticks as i128, dec.rate, dec.clock_rate) as usize;
                 // In time order: concealment for all but the last lost frame, then that frame
                 // rebuilt from the next packet's redundancy where the codec has it (Opus FEC).
                 let last = (dec.frame as usize).clamp(1, samples);
@@ -783,7 +799,7 @@ impl Stream {
         }
         let (clock, rate, base, epoch) = (dec.clock_rate, dec.rate, dec.base_ts, dec.epoch);
         if !self.pcm.is_empty() {
-            dec.end_ts = Some(ext + (self.pcm.len() as i128 * clock as i128 / rate as i128) as i64);
+            dec.end_ts = Some(ext + scale(self.pcm.len() as i128, clock, rate) as i64);
         } else if dec.end_ts.is_none_or(|e| e < ext) && self.concealed.is_empty() {
             dec.end_ts = dec.end_ts.or(Some(ext));
         }
@@ -809,7 +825,7 @@ impl Stream {
         let Some(rec) = ctx.recording.as_deref_mut() else {
             return;
         };
-        let to_pos = |ts: i64| (((ts - base) as i128) * rate as i128 / clock as i128) as i64;
+        let to_pos = |ts: i64| scale((ts - base) as i128, rate, clock) as i64;
         let source = (self.source_id << 8) | (epoch & 0xff);
         if let Some(end) = concealed_at {
             place(
