@@ -19,7 +19,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub fn run(args: &ReplayArgs) -> Result<()> {
     let cfg = Config::load_or_default(args.config.as_deref())?;
     let workers = workers::count(args.workers, &cfg, "replay");
-    let mut engines = Engines::new(&cfg, workers);
+    let mut engines = Engines::new(&cfg, workers, false);
     let source = args
         .captures
         .iter()

@@ -32,7 +32,7 @@ use crate::{CaptureKind, RunArgs};
 pub fn run(args: &RunArgs) -> Result<()> {
     let cfg = Config::load_or_default(args.config.as_deref())?;
     let workers = workers::count(args.workers, &cfg, "run");
-    let mut engines = Engines::new(&cfg, workers);
+    let mut engines = Engines::new(&cfg, workers, true);
 
     let term = Arc::new(AtomicBool::new(false));
     let report_now = Arc::new(AtomicBool::new(false));
@@ -95,7 +95,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             // Idle: let packet time advance with the clock so timeouts still fire.
             engines.timeout(wall_clock(), &mut sink)?;
         }
-        engines.flush_live(&mut sink)?;
+        engines.flush_live(got == 0, &mut sink)?;
         control_queue.drain(|req| {
             match engines.control(&req.sip_call_id, wall_clock(), req.command(), &mut sink) {
                 Ok(true) => Ok(()),
@@ -359,10 +359,12 @@ impl Reporter {
         let mut workers = String::new();
         if !each.is_empty() {
             self.last_owned.resize(each.len(), 0);
-            let (batches, frames) = engines.dropped();
+            let d = engines.dropped();
             workers = format!(
-                " | workers {}: queue full, dropped {batches} batches ({frames} frames)",
-                each.len()
+                " | workers {}: behind, shed {} media frames, dropped {} other frames",
+                each.len(),
+                d.media,
+                d.other
             );
             for (i, (f, last)) in each.iter().zip(self.last_owned.iter_mut()).enumerate() {
                 let pps = (f.owned_rtp - (*last).min(f.owned_rtp)) as f64 / secs;

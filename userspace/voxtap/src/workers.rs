@@ -13,10 +13,13 @@
 //! each message with the events it caused, tagged with the packet that caused them; the
 //! capture thread merges the answers, packet by packet, and hands them on in that order.
 //!
-//! At most [`IN_FLIGHT`] messages are between the capture thread and the slowest worker.
-//! Replay then waits for it, and drops nothing. A live capture does not wait: a batch that
-//! finds the queues full is dropped for every worker (so none misses what another saw), and
-//! its frames are counted.
+//! Replay keeps at most [`IN_FLIGHT`] batches between the reader and the slowest worker,
+//! and waits for it: nothing is dropped. A live capture does not wait. Its batches go out at
+//! every poll once they hold [`LIVE_FLUSH_FRAMES`] frames or are [`LIVE_FLUSH_AGE`] old, and
+//! up to [`LIVE_FRAMES`] frames may be in flight. Past that the workers are behind, and the
+//! capture thread sheds media: the RTP and RTCP of the batch are dropped for every worker (so
+//! none misses what another saw) and counted, while SIP and everything else is kept for when
+//! there is room, so no call is lost for it.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
@@ -29,14 +32,23 @@ use voxtap_core::event::Event;
 use voxtap_core::policy::{Command, RecordingPolicy};
 use voxtap_core::stats::Stats;
 use voxtap_core::vocab::Shard;
-use voxtap_core::{Engine, LinkType, Timestamp};
+use voxtap_core::wire::{self, Decoded, Transport};
+use voxtap_core::{Engine, LinkType, Timestamp, rtp, sip};
 
 use crate::config::Config;
 
-/// Frames per batch (a live capture hands its batches out sooner, at every poll).
+/// Frames per batch.
 pub const BATCH_FRAMES: usize = 256;
-/// Messages handed out and not yet answered by every worker.
+/// Replay: messages handed out and not yet answered by every worker.
 pub const IN_FLIGHT: usize = 16;
+/// Live: messages in flight at most (the queues' size).
+pub const LIVE_MESSAGES: usize = 1024;
+/// Live: frames in flight at most, about 30 ms of a loaded 10G port, before media is shed.
+pub const LIVE_FRAMES: usize = 65_536;
+/// Live: a batch goes out at a poll once it holds this many frames...
+pub const LIVE_FLUSH_FRAMES: usize = 64;
+/// ...or its first frame is this old.
+pub const LIVE_FLUSH_AGE: Duration = Duration::from_millis(2);
 
 /// Where the merged events go.
 pub type Sink<'a> = dyn FnMut(Event) -> Result<()> + 'a;
@@ -101,20 +113,40 @@ struct Worker {
 pub struct Pool {
     workers: Vec<Worker>,
     batch: Batch,
+    /// When the batch's first frame came (live).
+    batch_since: Instant,
+    /// Messages in flight, and the frames of each, oldest first.
     in_flight: usize,
-    /// Batches (and their frames) a live capture dropped because a worker was behind.
-    dropped: (u64, u64),
+    frames_in_flight: VecDeque<usize>,
+    frames_total: usize,
+    /// A live capture: shed media rather than wait.
+    live: bool,
+    /// Frames in flight before a live capture sheds media ([`LIVE_FRAMES`]).
+    live_frames: usize,
+    /// Frames a live capture dropped because the workers were behind: media shed, and other
+    /// frames (only when even those overflowed).
+    dropped: Dropped,
+}
+
+/// What a live capture dropped because the workers were behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// RTP and RTCP frames shed.
+    pub media: u64,
+    /// Other frames (SIP...), dropped only when the signalling held back overflowed too.
+    pub other: u64,
 }
 
 impl Pool {
     /// Starts one thread per engine; `engines[i]` must own shard `i` of `engines.len()`.
-    pub fn spawn(engines: Vec<Engine>) -> Pool {
+    /// `live`: shed media when the workers are behind, rather than wait for them.
+    pub fn spawn(engines: Vec<Engine>, live: bool) -> Pool {
         let workers = engines
             .into_iter()
             .enumerate()
             .map(|(i, engine)| {
-                let (input, rx) = sync_channel(IN_FLIGHT + 1);
-                let (tx, answers) = sync_channel(IN_FLIGHT + 1);
+                let (input, rx) = sync_channel(LIVE_MESSAGES + 1);
+                let (tx, answers) = sync_channel(LIVE_MESSAGES + 1);
                 let figures = Arc::new(Mutex::new(WorkerFigures::default()));
                 let f = Arc::clone(&figures);
                 let thread = std::thread::Builder::new()
@@ -133,12 +165,20 @@ impl Pool {
         Pool {
             workers,
             batch: Batch::default(),
+            batch_since: Instant::now(),
             in_flight: 0,
-            dropped: (0, 0),
+            frames_in_flight: VecDeque::new(),
+            frames_total: 0,
+            live,
+            live_frames: LIVE_FRAMES,
+            dropped: Dropped::default(),
         }
     }
 
     fn pack(&mut self, ts: Timestamp, link: LinkType, data: &[u8]) {
+        if self.live && self.batch.frames.is_empty() {
+            self.batch_since = Instant::now();
+        }
         let start = self.batch.data.len();
         self.batch.data.extend_from_slice(data);
         self.batch.frames.push(FrameAt {
@@ -156,20 +196,27 @@ impl Pool {
         batch
     }
 
-    /// Sends a message to every worker; there is room (see [`Pool::make_room`]).
-    fn send(&mut self, make: &mut dyn FnMut(usize) -> Input) -> Result<()> {
+    /// Sends a message of `frames` frames to every worker; there is room (see
+    /// [`Pool::make_room`]).
+    fn send(&mut self, frames: usize, make: &mut dyn FnMut(usize) -> Input) -> Result<()> {
         for (i, w) in self.workers.iter().enumerate() {
             w.input
                 .send(make(i))
                 .map_err(|_| anyhow!("a worker thread stopped"))?;
         }
         self.in_flight += 1;
+        self.frames_in_flight.push_back(frames);
+        self.frames_total += frames;
         Ok(())
+    }
+
+    fn limit(&self) -> usize {
+        if self.live { LIVE_MESSAGES } else { IN_FLIGHT }
     }
 
     /// Waits until one more message fits in every worker's queue.
     fn make_room(&mut self, sink: &mut Sink<'_>) -> Result<()> {
-        while self.in_flight >= IN_FLIGHT {
+        while self.in_flight >= self.limit() {
             self.collect(true, sink)?;
         }
         Ok(())
@@ -178,7 +225,28 @@ impl Pool {
     fn send_batch(&mut self, sink: &mut Sink<'_>) -> Result<()> {
         self.make_room(sink)?;
         let batch = self.take_batch();
-        self.send(&mut |_| Input::Frames(Arc::clone(&batch)))
+        self.send(batch.frames.len(), &mut |_| Input::Frames(Arc::clone(&batch)))
+    }
+
+    /// The workers are behind: the batch keeps what is not media (SIP, TCP, fragments...),
+    /// for when there is room, and its RTP and RTCP are dropped and counted.
+    fn shed_media(&mut self) {
+        let old = std::mem::take(&mut self.batch);
+        let since = self.batch_since;
+        for f in &old.frames {
+            let data = &old.data[f.start..f.start + f.len];
+            if is_media(f.link, data) {
+                self.dropped.media += 1;
+            } else {
+                self.pack(f.ts, f.link, data);
+            }
+        }
+        self.batch_since = since;
+        if self.batch.frames.len() > self.live_frames {
+            self.dropped.other += self.batch.frames.len() as u64;
+            self.batch.frames.clear();
+            self.batch.data.clear();
+        }
     }
 
     /// Replay: queues one frame, and hands full batches out, waiting for the workers.
@@ -206,27 +274,29 @@ impl Pool {
     ) -> Result<()> {
         self.pack(ts, link, data);
         if self.batch.frames.len() >= BATCH_FRAMES {
-            self.flush_live(sink)?;
+            self.flush_live(false, sink)?;
         }
         Ok(())
     }
 
-    /// Live: hands out what is batched without waiting for a worker. When a worker is
-    /// [`IN_FLIGHT`] messages behind, the batch is dropped for all and counted.
-    pub fn flush_live(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+    /// Live: hands what is batched out without waiting for a worker, once it is
+    /// [`LIVE_FLUSH_FRAMES`] frames or [`LIVE_FLUSH_AGE`] old (`now`: whatever it holds).
+    /// When the workers are [`LIVE_FRAMES`] frames behind, media is shed
+    /// ([`Pool::shed_media`]).
+    pub fn flush_live(&mut self, now: bool, sink: &mut Sink<'_>) -> Result<()> {
         self.collect(false, sink)?;
-        if self.batch.frames.is_empty() {
+        let n = self.batch.frames.len();
+        if n == 0
+            || !now && n < LIVE_FLUSH_FRAMES && self.batch_since.elapsed() < LIVE_FLUSH_AGE
+        {
             return Ok(());
         }
-        if self.in_flight >= IN_FLIGHT {
-            self.dropped.0 += 1;
-            self.dropped.1 += self.batch.frames.len() as u64;
-            self.batch.data.clear();
-            self.batch.frames.clear();
+        if self.in_flight + 1 >= LIVE_MESSAGES || self.frames_total + n > self.live_frames {
+            self.shed_media();
             return Ok(());
         }
         let batch = self.take_batch();
-        self.send(&mut |_| Input::Frames(Arc::clone(&batch)))
+        self.send(n, &mut |_| Input::Frames(Arc::clone(&batch)))
     }
 
     /// Hands out what is batched, waiting for room (before a timer or a request, which must
@@ -242,7 +312,7 @@ impl Pool {
     pub fn timeout(&mut self, ts: Timestamp, sink: &mut Sink<'_>) -> Result<()> {
         self.flush(sink)?;
         self.make_room(sink)?;
-        self.send(&mut |_| Input::Timeout(ts))
+        self.send(0, &mut |_| Input::Timeout(ts))
     }
 
     /// A control request, carried out by every worker; whether the call was found.
@@ -258,7 +328,7 @@ impl Pool {
         let (tx, rx) = sync_channel(1);
         let id: Arc<str> = Arc::from(sip_call_id);
         let mut tx = Some(tx);
-        self.send(&mut |i| Input::Control {
+        self.send(0, &mut |i| Input::Control {
             sip_call_id: Arc::clone(&id),
             ts,
             cmd: cmd.clone(),
@@ -275,7 +345,7 @@ impl Pool {
     ) -> Result<()> {
         self.flush(sink)?;
         self.make_room(sink)?;
-        self.send(&mut |_| Input::Policy(make()))
+        self.send(0, &mut |_| Input::Policy(make()))
     }
 
     /// Takes the workers' answers to the oldest messages and hands their events on, in packet
@@ -301,6 +371,7 @@ impl Pool {
                     .map(|w| w.ready.pop_front().expect("checked"))
                     .collect();
                 self.in_flight -= 1;
+                self.frames_total -= self.frames_in_flight.pop_front().unwrap_or(0);
                 merge(answers, sink)?;
                 waited = true;
                 continue;
@@ -333,8 +404,8 @@ impl Pool {
         (Stats::merge_shards(&stats), each)
     }
 
-    /// Batches and frames dropped because a worker was behind (live only).
-    pub fn dropped(&self) -> (u64, u64) {
+    /// What a live capture dropped because the workers were behind.
+    pub fn dropped(&self) -> Dropped {
         self.dropped
     }
 
@@ -343,7 +414,7 @@ impl Pool {
     pub fn finish(mut self, sink: &mut Sink<'_>) -> Result<Vec<WorkerFigures>> {
         self.flush(sink)?;
         self.make_room(sink)?;
-        self.send(&mut |_| Input::Finish)?;
+        self.send(0, &mut |_| Input::Finish)?;
         while self.in_flight > 0 {
             self.collect(true, sink)?;
         }
@@ -357,6 +428,20 @@ impl Pool {
             );
         }
         Ok(figures)
+    }
+}
+
+/// RTP or RTCP: what a live capture sheds first when the workers are behind.
+fn is_media(link: LinkType, frame: &[u8]) -> bool {
+    match wire::decode(link, frame) {
+        Ok(Decoded::Packet {
+            transport: Transport::Udp { payload, .. },
+            ..
+        }) => {
+            !sip::looks_like_sip(payload)
+                && (rtp::looks_like_rtp(payload) || rtp::looks_like_rtcp(payload))
+        }
+        _ => false,
     }
 }
 
@@ -450,7 +535,8 @@ pub enum Engines {
 }
 
 impl Engines {
-    pub fn new(cfg: &Config, workers: u32) -> Engines {
+    /// `live`: a live capture, which sheds media rather than wait for a worker behind.
+    pub fn new(cfg: &Config, workers: u32, live: bool) -> Engines {
         if workers <= 1 {
             return Engines::One(Box::new(cfg.engine()));
         }
@@ -462,7 +548,7 @@ impl Engines {
                 })
             })
             .collect();
-        Engines::Many(Pool::spawn(engines))
+        Engines::Many(Pool::spawn(engines, live))
     }
 
     pub fn count(&self) -> usize {
@@ -506,11 +592,12 @@ impl Engines {
         }
     }
 
-    /// Live: after a poll, what is batched goes out, and what came back is handed on.
-    pub fn flush_live(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+    /// Live: after a poll, what is batched goes out (see [`Pool::flush_live`]), and what
+    /// came back is handed on.
+    pub fn flush_live(&mut self, now: bool, sink: &mut Sink<'_>) -> Result<()> {
         match self {
             Engines::One(e) => drain(e, sink),
-            Engines::Many(p) => p.flush_live(sink),
+            Engines::Many(p) => p.flush_live(now, sink),
         }
     }
 
@@ -574,10 +661,10 @@ impl Engines {
         }
     }
 
-    /// Batches and frames a live capture dropped because a worker was behind.
-    pub fn dropped(&self) -> (u64, u64) {
+    /// What a live capture dropped because the workers were behind.
+    pub fn dropped(&self) -> Dropped {
         match self {
-            Engines::One(_) => (0, 0),
+            Engines::One(_) => Dropped::default(),
             Engines::Many(p) => p.dropped(),
         }
     }
@@ -639,7 +726,7 @@ mod tests {
         }
     }
 
-    fn pool(slow: Duration) -> Pool {
+    fn pool(slow: Duration, live: bool) -> Pool {
         let engines = (0..2)
             .map(|index| {
                 let cfg = EngineConfig {
@@ -649,7 +736,7 @@ mod tests {
                 Engine::with_policy(cfg, Box::new(Slow(slow)))
             })
             .collect();
-        Pool::spawn(engines)
+        Pool::spawn(engines, live)
     }
 
     fn frames() -> Vec<voxtap_gen::Frame> {
@@ -659,12 +746,14 @@ mod tests {
         voxtap_gen::generate(&cfg).0
     }
 
-    /// A live capture never waits for a worker: a batch that finds one too far behind is
-    /// dropped for every worker, so they still read the same input, and it is counted.
+    /// A live capture never waits for a worker: when they are behind, the media of a batch
+    /// is dropped for every worker (so they still read the same input) and counted, and its
+    /// SIP is kept for when there is room, so every call is still followed.
     #[test]
-    fn a_worker_behind_drops_the_batch_for_all_and_counts_it() {
+    fn workers_behind_shed_media_for_all_keep_the_calls_and_count_it() {
         let frames = frames();
-        let mut pool = pool(Duration::from_millis(20));
+        let mut pool = pool(Duration::from_millis(20), true);
+        pool.live_frames = 512;
         let mut events = 0u64;
         let mut sink = |_ev: Event| -> Result<()> {
             events += 1;
@@ -674,24 +763,19 @@ mod tests {
             pool.push_live(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data, &mut sink)
                 .unwrap();
             if i % 4 == 3 {
-                pool.flush_live(&mut sink).unwrap();
+                pool.flush_live(true, &mut sink).unwrap();
             }
         }
-        pool.flush_live(&mut sink).unwrap();
-        let (batches, dropped) = pool.dropped();
+        pool.flush_live(true, &mut sink).unwrap();
+        let dropped = pool.dropped();
         let figures = pool.finish(&mut sink).unwrap();
-        assert!(
-            batches > 0,
-            "40 answers at 20 ms each keep the workers behind"
-        );
-        let handled = frames.len() as u64 - dropped;
+        assert!(dropped.media > 0, "40 answers at 20 ms each keep the workers behind");
+        assert_eq!(dropped.other, 0, "no signalling is dropped");
+        let handled = frames.len() as u64 - dropped.media;
         for f in &figures {
-            assert_eq!(
-                f.stats.frames, handled,
-                "every worker read what was not dropped"
-            );
+            assert_eq!(f.stats.frames, handled, "every worker read what was not dropped");
+            assert_eq!(f.stats.calls_seen, 40, "every call is followed");
         }
-        assert_eq!(figures[0].stats.calls_seen, figures[1].stats.calls_seen);
         assert!(events > 0);
     }
 
@@ -699,13 +783,13 @@ mod tests {
     #[test]
     fn replay_waits_for_a_worker_behind_and_drops_nothing() {
         let frames = frames();
-        let mut pool = pool(Duration::from_millis(2));
+        let mut pool = pool(Duration::from_millis(2), false);
         let mut sink = |_ev: Event| -> Result<()> { Ok(()) };
         for f in &frames {
             pool.push(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data, &mut sink)
                 .unwrap();
         }
-        assert_eq!(pool.dropped(), (0, 0));
+        assert_eq!(pool.dropped(), Dropped::default());
         let figures = pool.finish(&mut sink).unwrap();
         for f in &figures {
             assert_eq!(f.stats.frames, frames.len() as u64);
