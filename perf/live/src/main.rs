@@ -2,28 +2,40 @@
 //! any, for `--capture xdp` and `--capture afpacket`.
 //!
 //! For each capture mode and each rate, a fresh `voxtap run` is attached to the host end of a
-//! veth pair; from the namespace end a call is set up (INVITE, 200 OK, ACK, so the engine and
-//! the XDP map know its media endpoints) and then its RTP is sent at the rate for a fixed time.
-//! After SIGTERM, voxtap's own count of frames is compared with what was sent. The benchmark
-//! prints a table and the command that reproduces it. It needs root; it is not a test.
+//! veth pair; from the namespace end `--calls K` calls are set up, one after another (each its
+//! own INVITE, 200 OK, ACK and media endpoints, so the engine and the XDP map know them), and
+//! then their RTP is sent, interleaved round robin (call 0, 1, ..., K-1, 0, ...), at the total
+//! rate for a fixed time. With `--workers N` voxtap runs N engine threads (calls are dealt out
+//! round robin, so K calls spread the audio work over them); without it voxtap's default
+//! applies. Before SIGTERM a SIGUSR1 asks voxtap for its live figures: the batches a worker
+//! that was behind made it drop count as loss too. After SIGTERM, voxtap's own count of frames
+//! is compared with what was sent. The benchmark prints a table and the command that
+//! reproduces it. It needs root; it is not a test.
 //!
 //! Usage: live-bench [--voxtap PATH] [--secs S] [--modes xdp,afpacket] [--rates 50000,100000,...]
+//!                   [--calls K] [--workers N]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use voxtap_capture::testnet::TestNet;
 use voxtap_core::LinkType;
 use voxtap_core::wire::{self, Decoded, Transport};
-use voxtap_gen::{GenConfig, Scenario, generate};
+use voxtap_gen::call::generate_call;
+use voxtap_gen::{GenConfig, Scenario, scenario};
 
 struct Args {
     voxtap: String,
     secs: f64,
     modes: Vec<String>,
     rates: Vec<u64>,
+    calls: usize,
+    workers: Option<u32>,
 }
+
+/// The generator gives every call addresses of its own up to this many (`party_ips`).
+const MAX_CALLS: usize = 63_750;
 
 fn parse_args() -> Args {
     let mut a = Args {
@@ -31,6 +43,8 @@ fn parse_args() -> Args {
         secs: 2.0,
         modes: vec!["xdp".into(), "afpacket".into()],
         rates: vec![25_000, 50_000, 100_000, 200_000, 400_000, 800_000],
+        calls: 1,
+        workers: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,15 +59,48 @@ fn parse_args() -> Args {
                     .map(|r| r.parse().expect("--rates N,N"))
                     .collect()
             }
+            "--calls" => {
+                a.calls = v.parse().expect("--calls K");
+                assert!(
+                    (1..=MAX_CALLS).contains(&a.calls),
+                    "--calls takes 1 to {MAX_CALLS}"
+                );
+            }
+            "--workers" => a.workers = Some(v.parse().expect("--workers N")),
             _ => panic!("unknown flag {flag}"),
         }
     }
     a
 }
 
-/// The signalling of one generated call up to the ACK, and one RTP frame of it as a template.
-fn call_setup() -> (Vec<Vec<u8>>, Vec<u8>) {
-    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+/// One call as the bench sends it: its signalling up to the ACK, and one RTP frame of it as a
+/// template.
+struct Call {
+    setup: Vec<Vec<u8>>,
+    rtp: Vec<u8>,
+}
+
+/// `count` generated PCMU calls, each with addresses and RTP ports of its own (the generator
+/// gives call `i` 10.1.x.y calling 10.2.x.y). With one call, the same call as `voxtap-gen`'s
+/// `pcmu` scenario.
+fn calls_setup(count: usize) -> Vec<Call> {
+    let cfg = GenConfig {
+        calls: count,
+        ..GenConfig::new(Scenario::Pcmu)
+    };
+    scenario::plan(&cfg)
+        .iter()
+        .map(|spec| {
+            let (mut frames, _) = generate_call(spec).expect("generate a PCMU call");
+            // As `generate` does: stable, so equal stamps keep the call's order.
+            frames.sort_by_key(|f| f.ts_ns);
+            call_setup(&frames)
+        })
+        .collect()
+}
+
+/// The signalling of one call up to the ACK, and one RTP frame of it as a template.
+fn call_setup(frames: &[voxtap_gen::Frame]) -> Call {
     let payload = |d: &[u8]| match wire::decode(LinkType::Ethernet, d) {
         Ok(Decoded::Packet {
             transport: Transport::Udp { payload, .. },
@@ -63,7 +110,7 @@ fn call_setup() -> (Vec<Vec<u8>>, Vec<u8>) {
     };
     let mut setup = Vec::new();
     let mut rtp = None;
-    for f in &frames {
+    for f in frames {
         let p = payload(&f.data).unwrap_or_default();
         if p.starts_with(b"ACK ") {
             setup.push(f.data.clone());
@@ -81,7 +128,10 @@ fn call_setup() -> (Vec<Vec<u8>>, Vec<u8>) {
             .map(|f| f.data.clone())
             .find(|d| payload(d).is_some_and(|p| voxtap_core::rtp::looks_like_rtp(&p)))
     });
-    (setup, rtp.expect("the call has RTP"))
+    Call {
+        setup,
+        rtp: rtp.expect("the call has RTP"),
+    }
 }
 
 /// Where the RTP header starts in the template: Ethernet 14 + IPv4 20 + UDP 8.
@@ -92,23 +142,67 @@ struct Outcome {
     achieved_pps: f64,
     seen: u64,
     describe: String,
+    /// What voxtap's live figures said just before it was stopped (SIGUSR1).
+    figures: Option<Figures>,
 }
 
-fn one_run(
-    voxtap: &str,
-    mode: &str,
-    pps: u64,
-    secs: f64,
-    setup: &[Vec<u8>],
-    rtp: &[u8],
-) -> Outcome {
+/// The parts of a `voxtap run` live figures line the bench uses.
+#[derive(Default)]
+struct Figures {
+    /// Engine threads (the line names them only when there are more than one).
+    workers: usize,
+    /// Batches and frames dropped because a worker was behind (`queue full, dropped B
+    /// batches (F frames)`).
+    worker_dropped_batches: u64,
+    worker_dropped_frames: u64,
+    /// Each worker's RTP packets per second of its own calls.
+    worker_pps: Vec<f64>,
+    active_calls: u64,
+    unmatched_rtp: u64,
+    endpoint_map_errors: u64,
+}
+
+/// The number right after `key` in `line`.
+fn number_after<T: std::str::FromStr>(line: &str, key: &str) -> Option<T> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn parse_figures(line: &str) -> Figures {
+    let mut f = Figures {
+        workers: 1,
+        active_calls: number_after(line, "active calls ").unwrap_or(0),
+        unmatched_rtp: number_after(line, "unmatched RTP ").unwrap_or(0),
+        endpoint_map_errors: number_after(line, "endpoint map errors ").unwrap_or(0),
+        ..Figures::default()
+    };
+    if let Some(at) = line.find("| workers ") {
+        let part = &line[at..];
+        f.workers = number_after(part, "| workers ").unwrap_or(1);
+        f.worker_dropped_batches = number_after(part, "dropped ").unwrap_or(0);
+        f.worker_dropped_frames = number_after(part, " batches (").unwrap_or(0);
+        f.worker_pps = (0..f.workers)
+            .map(|i| number_after(part, &format!(", w{i} ")).unwrap_or(0.0))
+            .collect();
+    }
+    f
+}
+
+fn one_run(args: &Args, mode: &str, pps: u64, calls: &[Call]) -> Outcome {
     let net = TestNet::new("bench").expect("create a veth pair (root needed)");
     let out =
         std::env::temp_dir().join(format!("voxtap-bench-{}-{mode}-{pps}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let mut child = Command::new(voxtap)
-        .args(["run", "--iface", net.host_if(), "--capture", mode, "--out"])
-        .arg(&out)
+    let mut cmd = Command::new(&args.voxtap);
+    cmd.args(["run", "--iface", net.host_if(), "--capture", mode, "--out"])
+        .arg(&out);
+    if let Some(n) = args.workers {
+        cmd.args(["--workers", &n.to_string()]);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -134,24 +228,51 @@ fn one_run(
             break;
         }
     }
-    let refs: Vec<&[u8]> = setup.iter().map(Vec::as_slice).collect();
+    // Every call's INVITE ... ACK, call after call.
+    let refs: Vec<&[u8]> = calls
+        .iter()
+        .flat_map(|c| c.setup.iter().map(Vec::as_slice))
+        .collect();
     net.send_frames(&refs).expect("send the call setup");
     std::thread::sleep(Duration::from_millis(300));
-    let count = (pps as f64 * secs) as u64;
-    let template = rtp.to_vec();
+    let count = (pps as f64 * args.secs) as u64;
+    let templates: Vec<Vec<u8>> = calls.iter().map(|c| c.rtp.clone()).collect();
+    let k = templates.len() as u64;
     let took = net
         .send_at_rate(count, pps, move |i, frame| {
+            // Round robin: frame i is packet i / K of call i % K.
+            let (call, n) = (i % k, i / k);
             frame.clear();
-            frame.extend_from_slice(&template);
-            let seq = (i as u16).wrapping_add(1000);
+            frame.extend_from_slice(&templates[call as usize]);
+            let seq = (n as u16).wrapping_add(1000);
             frame[RTP_AT + 2..RTP_AT + 4].copy_from_slice(&seq.to_be_bytes());
             frame[RTP_AT + 4..RTP_AT + 8]
-                .copy_from_slice(&((i as u32).wrapping_mul(160)).to_be_bytes());
+                .copy_from_slice(&((n as u32).wrapping_mul(160)).to_be_bytes());
             // No UDP checksum (valid for IPv4): the payload changed.
             frame[40..42].copy_from_slice(&[0, 0]);
         })
         .expect("send RTP");
     std::thread::sleep(Duration::from_millis(1500));
+    // The live figures (worker drops are only in them), then stop. A line asked for now is
+    // built after the last frame was handled: nothing more arrives.
+    while rx.try_recv().is_ok() {}
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut figures = None;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("voxtap run:") && line.contains(" | engine frames ") => {
+                figures = Some(parse_figures(&line));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    if figures.is_none() {
+        eprintln!("live-bench: {mode} {pps}: no live figures from voxtap after SIGUSR1");
+    }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let output = child.wait_with_output().expect("wait for voxtap run");
@@ -163,11 +284,24 @@ fn one_run(
         .unwrap_or_else(|| panic!("no frame count in {stdout:?}"));
     let _ = std::fs::remove_dir_all(&out);
     Outcome {
-        sent: count + setup.len() as u64,
+        sent: count + refs.len() as u64,
         achieved_pps: count as f64 / took.as_secs_f64(),
         seen,
         describe,
+        figures,
     }
+}
+
+/// Each worker's share of the RTP of its calls, e.g. `49.8/50.2`.
+fn split(pps: &[f64]) -> String {
+    let total: f64 = pps.iter().sum();
+    if pps.len() < 2 || total <= 0.0 {
+        return "-".into();
+    }
+    pps.iter()
+        .map(|p| format!("{:.0}", 100.0 * p / total))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn main() {
@@ -177,38 +311,97 @@ fn main() {
         eprintln!("SKIPPED: live-bench needs root to create a veth pair and attach XDP");
         std::process::exit(0);
     }
-    let (setup, rtp) = call_setup();
+    let calls = calls_setup(args.calls);
+    let setup_frames: usize = calls.iter().map(|c| c.setup.len()).sum();
+    let calls_text = if args.calls == 1 {
+        "one call".to_string()
+    } else {
+        format!(
+            "{} calls ({setup_frames} SIP frames), their RTP interleaved round robin",
+            args.calls
+        )
+    };
+    let workers_asked = args
+        .workers
+        .map_or_else(|| "voxtap's default".to_string(), |n| n.to_string());
     println!(
-        "live-bench: {} s of RTP per step, one call; rates are offered packets per second",
+        "live-bench: {} s of RTP per step, {calls_text}, workers {workers_asked}; rates are offered packets per second (all calls together)",
         args.secs
     );
-    println!("| capture | offered pps | achieved pps | sent | seen by the engine | lost |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| capture | calls | workers | offered pps | achieved pps | sent | seen by the engine | dropped by a worker behind: frames (batches) | lost | RTP % per worker |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut best = Vec::new();
+    let mut notes = Vec::new();
     for mode in &args.modes {
         let mut zero_loss = None;
         let mut describe = String::new();
+        let mut workers_used = String::from("?");
         for &pps in &args.rates {
-            let o = one_run(&args.voxtap, mode, pps, args.secs, &setup, &rtp);
-            let lost = o.sent.saturating_sub(o.seen);
+            let o = one_run(&args, mode, pps, &calls);
             describe = o.describe.clone();
+            // Frames a worker's full queue dropped never reach the engines, so they are in
+            // sent - seen already; they are also shown on their own.
+            let lost = o.sent.saturating_sub(o.seen);
+            let (workers, dropped, share) = match &o.figures {
+                Some(f) => {
+                    if f.active_calls < args.calls as u64 {
+                        notes.push(format!(
+                            "{mode} {pps}: voxtap tracked {} of {} calls",
+                            f.active_calls, args.calls
+                        ));
+                    }
+                    if f.unmatched_rtp > 0 || f.endpoint_map_errors > 0 {
+                        notes.push(format!(
+                            "{mode} {pps}: {} unmatched RTP, {} endpoint map errors",
+                            f.unmatched_rtp, f.endpoint_map_errors
+                        ));
+                    }
+                    let dropped = if f.workers > 1 {
+                        format!(
+                            "{} ({} batches)",
+                            f.worker_dropped_frames, f.worker_dropped_batches
+                        )
+                    } else {
+                        // One engine runs on the capture thread: there is no queue to drop.
+                        "-".to_string()
+                    };
+                    (f.workers.to_string(), dropped, split(&f.worker_pps))
+                }
+                None => ("?".into(), "?".into(), "?".into()),
+            };
+            workers_used = workers.clone();
             println!(
-                "| {mode} | {pps} | {:.0} | {} | {} | {lost} |",
-                o.achieved_pps, o.sent, o.seen
+                "| {mode} | {} | {workers} | {pps} | {:.0} | {} | {} | {dropped} | {lost} | {share} |",
+                args.calls, o.achieved_pps, o.sent, o.seen
             );
-            if lost == 0 {
+            let worker_drop = o.figures.as_ref().map_or(0, |f| f.worker_dropped_frames);
+            if lost == 0 && worker_drop == 0 && o.figures.is_some() {
                 zero_loss = Some(o.achieved_pps);
             } else {
                 break;
             }
         }
-        best.push((mode.clone(), describe, zero_loss));
+        best.push((mode.clone(), describe, workers_used, zero_loss));
     }
     println!();
-    for (mode, describe, z) in best {
+    for note in &notes {
+        println!("note: {note}");
+    }
+    for (mode, describe, workers, z) in best {
+        let what = format!(
+            "{mode} ({describe}; {}, {workers} worker{})",
+            if args.calls == 1 {
+                "1 call".to_string()
+            } else {
+                format!("{} calls", args.calls)
+            },
+            if workers == "1" { "" } else { "s" }
+        );
         match z {
-            Some(pps) => println!("{mode} ({describe}): zero loss up to {pps:.0} packets/s"),
-            None => println!("{mode} ({describe}): lost packets even at the lowest rate"),
+            Some(pps) => println!("{what}: zero loss up to {pps:.0} packets/s"),
+            None => println!("{what}: lost packets even at the lowest rate"),
         }
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -218,13 +411,18 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
+    let workers_flag = args
+        .workers
+        .map_or_else(String::new, |n| format!(" --workers {n}"));
     println!(
-        "reproduce: cargo build --release -p voxtap -p voxtap-perf-live && sudo target/release/live-bench --secs {} --rates {}",
+        "reproduce: cargo build --release -p voxtap -p voxtap-perf-live && sudo target/release/live-bench --secs {} --modes {} --rates {} --calls {}{workers_flag}",
         args.secs,
+        args.modes.join(","),
         args.rates
             .iter()
             .map(u64::to_string)
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        args.calls
     );
 }
