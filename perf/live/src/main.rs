@@ -7,8 +7,8 @@
 //! then their RTP is sent, interleaved round robin (call 0, 1, ..., K-1, 0, ...), at the total
 //! rate for a fixed time. With `--workers N` voxtap runs N engine threads (calls are dealt out
 //! round robin, so K calls spread the audio work over them); without it voxtap's default
-//! applies. Before SIGTERM a SIGUSR1 asks voxtap for its live figures: the batches a worker
-//! that was behind made it drop count as loss too. After SIGTERM, voxtap's own count of frames
+//! applies. Before SIGTERM a SIGUSR1 asks voxtap for its live figures: the media frames it
+//! shed because the workers were behind (and any other frames it dropped) count as loss too. After SIGTERM, voxtap's own count of frames
 //! is compared with what was sent. The benchmark prints a table and the command that
 //! reproduces it. It needs root; it is not a test.
 //!
@@ -151,10 +151,10 @@ struct Outcome {
 struct Figures {
     /// Engine threads (the line names them only when there are more than one).
     workers: usize,
-    /// Batches and frames dropped because a worker was behind (`queue full, dropped B
-    /// batches (F frames)`).
-    worker_dropped_batches: u64,
-    worker_dropped_frames: u64,
+    /// Frames dropped because the workers were behind (`behind, shed M media frames, dropped
+    /// O other frames`).
+    shed_media: u64,
+    dropped_other: u64,
     /// Each worker's RTP packets per second of its own calls.
     worker_pps: Vec<f64>,
     active_calls: u64,
@@ -182,8 +182,8 @@ fn parse_figures(line: &str) -> Figures {
     if let Some(at) = line.find("| workers ") {
         let part = &line[at..];
         f.workers = number_after(part, "| workers ").unwrap_or(1);
-        f.worker_dropped_batches = number_after(part, "dropped ").unwrap_or(0);
-        f.worker_dropped_frames = number_after(part, " batches (").unwrap_or(0);
+        f.shed_media = number_after(part, "shed ").unwrap_or(0);
+        f.dropped_other = number_after(part, "dropped ").unwrap_or(0);
         f.worker_pps = (0..f.workers)
             .map(|i| number_after(part, &format!(", w{i} ")).unwrap_or(0.0))
             .collect();
@@ -329,7 +329,7 @@ fn main() {
         args.secs
     );
     println!(
-        "| capture | calls | workers | offered pps | achieved pps | sent | seen by the engine | dropped by a worker behind: frames (batches) | lost | RTP % per worker |"
+        "| capture | calls | workers | offered pps | achieved pps | sent | seen by the engine | shed while the workers were behind: media (other) | lost | RTP % per worker |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let mut best = Vec::new();
@@ -341,7 +341,7 @@ fn main() {
         for &pps in &args.rates {
             let o = one_run(&args, mode, pps, &calls);
             describe = o.describe.clone();
-            // Frames a worker's full queue dropped never reach the engines, so they are in
+            // Frames shed while the workers were behind never reach the engines, so they are in
             // sent - seen already; they are also shown on their own.
             let lost = o.sent.saturating_sub(o.seen);
             let (workers, dropped, share) = match &o.figures {
@@ -359,10 +359,7 @@ fn main() {
                         ));
                     }
                     let dropped = if f.workers > 1 {
-                        format!(
-                            "{} ({} batches)",
-                            f.worker_dropped_frames, f.worker_dropped_batches
-                        )
+                        format!("{} ({})", f.shed_media, f.dropped_other)
                     } else {
                         // One engine runs on the capture thread: there is no queue to drop.
                         "-".to_string()
@@ -376,7 +373,10 @@ fn main() {
                 "| {mode} | {} | {workers} | {pps} | {:.0} | {} | {} | {dropped} | {lost} | {share} |",
                 args.calls, o.achieved_pps, o.sent, o.seen
             );
-            let worker_drop = o.figures.as_ref().map_or(0, |f| f.worker_dropped_frames);
+            let worker_drop = o
+                .figures
+                .as_ref()
+                .map_or(0, |f| f.shed_media + f.dropped_other);
             if lost == 0 && worker_drop == 0 && o.figures.is_some() {
                 zero_loss = Some(o.achieved_pps);
             } else {

@@ -225,7 +225,9 @@ impl Pool {
     fn send_batch(&mut self, sink: &mut Sink<'_>) -> Result<()> {
         self.make_room(sink)?;
         let batch = self.take_batch();
-        self.send(batch.frames.len(), &mut |_| Input::Frames(Arc::clone(&batch)))
+        self.send(batch.frames.len(), &mut |_| {
+            Input::Frames(Arc::clone(&batch))
+        })
     }
 
     /// The workers are behind: the batch keeps what is not media (SIP, TCP, fragments...),
@@ -286,9 +288,7 @@ impl Pool {
     pub fn flush_live(&mut self, now: bool, sink: &mut Sink<'_>) -> Result<()> {
         self.collect(false, sink)?;
         let n = self.batch.frames.len();
-        if n == 0
-            || !now && n < LIVE_FLUSH_FRAMES && self.batch_since.elapsed() < LIVE_FLUSH_AGE
-        {
+        if n == 0 || !now && n < LIVE_FLUSH_FRAMES && self.batch_since.elapsed() < LIVE_FLUSH_AGE {
             return Ok(());
         }
         if self.in_flight + 1 >= LIVE_MESSAGES || self.frames_total + n > self.live_frames {
@@ -769,11 +769,17 @@ mod tests {
         pool.flush_live(true, &mut sink).unwrap();
         let dropped = pool.dropped();
         let figures = pool.finish(&mut sink).unwrap();
-        assert!(dropped.media > 0, "40 answers at 20 ms each keep the workers behind");
+        assert!(
+            dropped.media > 0,
+            "40 answers at 20 ms each keep the workers behind"
+        );
         assert_eq!(dropped.other, 0, "no signalling is dropped");
         let handled = frames.len() as u64 - dropped.media;
         for f in &figures {
-            assert_eq!(f.stats.frames, handled, "every worker read what was not dropped");
+            assert_eq!(
+                f.stats.frames, handled,
+                "every worker read what was not dropped"
+            );
             assert_eq!(f.stats.calls_seen, 40, "every call is followed");
         }
         assert!(events > 0);
