@@ -183,14 +183,7 @@ fn srtp_dtmf_and_loss_are_the_same_with_workers() {
 /// workers': which leg records, and which is covered, is the same in every worker.
 #[test]
 fn pbx_conversations_are_the_same_with_workers() {
-    for scenario in [
-        Scenario::PbxOutbound,
-        Scenario::PbxInbound,
-        Scenario::BlindTransfer,
-        Scenario::AttendedTransfer,
-        Scenario::ForwardExternal,
-        Scenario::Pickup,
-    ] {
+    for scenario in Scenario::PBX {
         let mut cfg = GenConfig::new(scenario);
         cfg.mirror = Mirror::Both;
         let (frames, _) = voxtap_gen::generate(&cfg);

@@ -124,6 +124,32 @@ pub fn engine(data: &[u8]) {
     assert_eq!(started, stopped, "every recording is closed at the end");
 }
 
+/// Frames cut from fuzz input, each after a time step: five bytes (the kind of step, its
+/// amount, the frame's length) then the frame. A step goes forward by milliseconds or by
+/// days, backwards, or not at all.
+fn timed_frames(data: &[u8]) -> impl Iterator<Item = (Timestamp, &[u8])> {
+    let mut ts = 1_700_000_000_000_000_000u64;
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.len() <= 5 {
+            return None;
+        }
+        let amount = u64::from(u16::from_be_bytes([rest[1], rest[2]]));
+        ts = match rest[0] % 5 {
+            0 => ts.saturating_add(amount * 1_000_000),
+            1 => ts.saturating_sub(amount * 1_000_000),
+            2 => ts,
+            // Up to 45 days ahead: a BYE stamped days later, a stepped clock, a damaged pcap.
+            3 => ts.saturating_add(amount * 60_000_000_000),
+            _ => ts.saturating_add(20_000_000),
+        };
+        let len = (u16::from_be_bytes([rest[3], rest[4]]) as usize).min(rest.len() - 5);
+        let frame = &rest[5..5 + len];
+        rest = &rest[5 + len..];
+        Some((Timestamp(ts), frame))
+    })
+}
+
 /// The engine under arbitrary packet time: each frame comes with a time step that may go
 /// forward by milliseconds or by days, backwards, or not at all. Whatever the clock does, no
 /// gap is allocated (no audio event is larger than the buffered bound), every recording
@@ -141,7 +167,6 @@ pub fn engine_timed(data: &[u8]) {
     let bound_secs = (cfg.max_buffered + Duration::from_secs(10)).as_secs();
     let max_secs = cfg.max_recording.as_secs();
     let mut engine = Engine::new(cfg);
-    let mut ts = 1_700_000_000_000_000_000u64;
     // Per recording: its rate and the frames handed out so far.
     let mut recs: HashMap<u64, (u64, u64)> = HashMap::new();
     let mut stopped = 0usize;
@@ -178,21 +203,9 @@ pub fn engine_timed(data: &[u8]) {
             }
         }
     };
-    let mut rest = data;
-    while rest.len() > 5 {
-        let amount = u64::from(u16::from_be_bytes([rest[1], rest[2]]));
-        ts = match rest[0] % 5 {
-            0 => ts.saturating_add(amount * 1_000_000),
-            1 => ts.saturating_sub(amount * 1_000_000),
-            2 => ts,
-            // Up to 45 days ahead: a BYE stamped days later, a stepped clock, a damaged pcap.
-            3 => ts.saturating_add(amount * 60_000_000_000),
-            _ => ts.saturating_add(20_000_000),
-        };
-        let len = (u16::from_be_bytes([rest[3], rest[4]]) as usize).min(rest.len() - 5);
-        engine.handle(Timestamp(ts), LinkType::Ethernet, &rest[5..5 + len]);
+    for (ts, frame) in timed_frames(data) {
+        engine.handle(ts, LinkType::Ethernet, frame);
         check(&mut engine, &mut recs);
-        rest = &rest[5 + len..];
     }
     engine.finish();
     check(&mut engine, &mut recs);
@@ -244,28 +257,15 @@ pub fn engine_workers(data: &[u8]) {
     let mut one = engines(1);
     let mut two = engines(2);
     let (mut said_one, mut said_two) = (Said::default(), Said::default());
-    let mut ts = 1_700_000_000_000_000_000u64;
-    let mut rest = data;
-    while rest.len() > 5 {
-        let amount = u64::from(u16::from_be_bytes([rest[1], rest[2]]));
-        ts = match rest[0] % 5 {
-            0 => ts.saturating_add(amount * 1_000_000),
-            1 => ts.saturating_sub(amount * 1_000_000),
-            2 => ts,
-            3 => ts.saturating_add(amount * 60_000_000_000),
-            _ => ts.saturating_add(20_000_000),
-        };
-        let len = (u16::from_be_bytes([rest[3], rest[4]]) as usize).min(rest.len() - 5);
-        let frame = &rest[5..5 + len];
+    for (ts, frame) in timed_frames(data) {
         for (engines, said) in [(&mut one, &mut said_one), (&mut two, &mut said_two)] {
             for e in engines.iter_mut() {
-                e.handle(Timestamp(ts), LinkType::Ethernet, frame);
+                e.handle(ts, LinkType::Ethernet, frame);
                 while let Some(ev) = e.poll_event() {
                     note(said, ev);
                 }
             }
         }
-        rest = &rest[5 + len..];
     }
     for (engines, said) in [(&mut one, &mut said_one), (&mut two, &mut said_two)] {
         for e in engines.iter_mut() {

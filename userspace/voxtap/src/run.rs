@@ -82,7 +82,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             .capture
             .poll(Duration::from_millis(100), &mut |f| {
                 if failed.is_none()
-                    && let Err(e) = engines.handle_live(f.ts, f.link, f.data, &mut sink)
+                    && let Err(e) = engines.handle(f.ts, f.link, f.data, &mut sink)
                 {
                     failed = Some(e);
                 }

@@ -558,7 +558,8 @@ impl Engines {
         }
     }
 
-    /// Replay: one frame; waits for the workers rather than drop.
+    /// One frame. Replay waits for the workers rather than drop; a live capture hands its
+    /// batches out at polls ([`Engines::flush_live`]).
     pub fn handle(
         &mut self,
         ts: Timestamp,
@@ -571,24 +572,8 @@ impl Engines {
                 e.handle(ts, link, data);
                 drain(e, sink)
             }
+            Engines::Many(p) if p.live => p.push_live(ts, link, data, sink),
             Engines::Many(p) => p.push(ts, link, data, sink),
-        }
-    }
-
-    /// Live: one frame (see [`Pool::flush_live`]).
-    pub fn handle_live(
-        &mut self,
-        ts: Timestamp,
-        link: LinkType,
-        data: &[u8],
-        sink: &mut Sink<'_>,
-    ) -> Result<()> {
-        match self {
-            Engines::One(e) => {
-                e.handle(ts, link, data);
-                drain(e, sink)
-            }
-            Engines::Many(p) => p.push_live(ts, link, data, sink),
         }
     }
 
