@@ -8,8 +8,8 @@
 //! rate for a fixed time. With `--workers N` voxtap runs N engine threads (calls are dealt out
 //! round robin, so K calls spread the audio work over them); without it voxtap's default
 //! applies. Before SIGTERM a SIGUSR1 asks voxtap for its live figures: the media frames it
-//! shed because the workers were behind (and any other frames it dropped) count as loss too. After SIGTERM, voxtap's own count of frames
-//! is compared with what was sent. The benchmark prints a table and the command that
+//! shed because the workers were behind (and any other frames it dropped) count as loss
+//! too. After SIGTERM, voxtap's own count of frames is compared with what was sent. The benchmark prints a table and the command that
 //! reproduces it. It needs root; it is not a test.
 //!
 //! Usage: live-bench [--voxtap PATH] [--secs S] [--modes xdp,afpacket] [--rates 50000,100000,...]

@@ -121,7 +121,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     eprintln!("voxtap run: stopping: finalising open calls and recordings");
-    let (stats, now, _) =
+    let shed = engines.dropped();
+    let (stats, now, figures) =
         engines.finish(&mut |ev| route(ev, &mut store, live.xdp.as_mut(), &mut endpoint_errors))?;
     store.send()?;
     report.print_final(
@@ -154,6 +155,20 @@ pub fn run(args: &RunArgs) -> Result<()> {
         stats.undecodable_streams,
         stats.encrypted_streams
     );
+    if !figures.is_empty() {
+        let each: Vec<String> = figures
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("worker {i} {} RTP packets of its calls", f.owned_rtp))
+            .collect();
+        println!(
+            "voxtap run: {} workers: {}; shed while behind: {} media frames, {} other frames",
+            figures.len(),
+            each.join(", "),
+            shed.media,
+            shed.other
+        );
+    }
     Ok(())
 }
 
