@@ -110,7 +110,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         store.send()?;
         if report.due() || report_now.swap(false, Ordering::Relaxed) {
             report.print(
-                &engines,
+                View::Running(&engines),
                 &mut live,
                 endpoint_errors,
                 control.figures(),
@@ -125,8 +125,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let (stats, now, figures) =
         engines.finish(&mut |ev| route(ev, &mut store, live.xdp.as_mut(), &mut endpoint_errors))?;
     store.send()?;
-    report.print_final(
-        &stats,
+    report.print(
+        View::Finished(&stats),
         &mut live,
         endpoint_errors,
         control.figures(),
@@ -307,6 +307,12 @@ struct Reporter {
     unwritten: u64,
 }
 
+/// What a live line reports: the running engines, or a run's final figures.
+enum View<'a> {
+    Running(&'a Engines),
+    Finished(&'a Stats),
+}
+
 /// Report lines waiting for stderr: a few, so a slow reader loses lines, not capture time.
 const REPORT_LINES_AHEAD: usize = 4;
 
@@ -362,84 +368,38 @@ impl Reporter {
 
     fn print(
         &mut self,
-        engines: &Engines,
+        view: View<'_>,
         live: &mut Live,
         endpoint_errors: u64,
         control: ControlFigures,
         disk: WriteHealth,
         writer: QueueWaits,
     ) {
-        let (stats, calls, recordings, each) = engines.figures();
         let secs = self.last.elapsed().as_secs_f64().max(1e-3);
         let mut workers = String::new();
-        if !each.is_empty() {
-            self.last_owned.resize(each.len(), 0);
-            let d = engines.dropped();
-            workers = format!(
-                " | workers {}: behind, shed {} media frames, dropped {} other frames",
-                each.len(),
-                d.media,
-                d.other
-            );
-            for (i, (f, last)) in each.iter().zip(self.last_owned.iter_mut()).enumerate() {
-                let pps = (f.owned_rtp - (*last).min(f.owned_rtp)) as f64 / secs;
-                *last = f.owned_rtp;
-                workers += &format!(", w{i} {pps:.0} RTP pps of its calls");
+        let (stats, calls, recordings) = match view {
+            View::Finished(stats) => (stats.clone(), 0, 0),
+            View::Running(engines) => {
+                let (stats, calls, recordings, each) = engines.figures();
+                if !each.is_empty() {
+                    self.last_owned.resize(each.len(), 0);
+                    let d = engines.dropped();
+                    workers = format!(
+                        " | workers {}: behind, shed {} media frames, dropped {} other frames",
+                        each.len(),
+                        d.media,
+                        d.other
+                    );
+                    for (i, (f, last)) in each.iter().zip(self.last_owned.iter_mut()).enumerate() {
+                        let pps = (f.owned_rtp - (*last).min(f.owned_rtp)) as f64 / secs;
+                        *last = f.owned_rtp;
+                        workers += &format!(", w{i} {pps:.0} RTP pps of its calls");
+                    }
+                }
+                (stats, calls, recordings)
             }
-        }
-        self.line(
-            &stats,
-            calls,
-            recordings,
-            &workers,
-            secs,
-            live,
-            endpoint_errors,
-            control,
-            disk,
-            writer,
-        );
-    }
-
-    /// The last line, once the engines have finished.
-    fn print_final(
-        &mut self,
-        stats: &Stats,
-        live: &mut Live,
-        endpoint_errors: u64,
-        control: ControlFigures,
-        disk: WriteHealth,
-        writer: QueueWaits,
-    ) {
-        let secs = self.last.elapsed().as_secs_f64().max(1e-3);
-        self.line(
-            stats,
-            0,
-            0,
-            "",
-            secs,
-            live,
-            endpoint_errors,
-            control,
-            disk,
-            writer,
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn line(
-        &mut self,
-        s: &Stats,
-        calls: usize,
-        recordings: usize,
-        workers: &str,
-        secs: f64,
-        live: &mut Live,
-        endpoint_errors: u64,
-        control: ControlFigures,
-        disk: WriteHealth,
-        writer: QueueWaits,
-    ) {
+        };
+        let s = &stats;
         self.last = Instant::now();
         let queues: Vec<QueueStats> = live.capture.stats();
         self.last_packets.resize(queues.len(), 0);
@@ -511,7 +471,7 @@ impl Reporter {
             " | control requests {}, busy {}, timed out {}, open {}",
             control.requests, control.busy, control.timed_out, control.open
         );
-        line += workers;
+        line += &workers;
         self.emit(line);
     }
 }
