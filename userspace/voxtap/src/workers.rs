@@ -115,8 +115,8 @@ pub struct Pool {
     batch: Batch,
     /// When the batch's first frame came (live).
     batch_since: Instant,
-    /// Messages in flight, and the frames of each, oldest first.
-    in_flight: usize,
+    /// The frames of each message in flight (handed out, not yet answered by every
+    /// worker), oldest first, and their sum.
     frames_in_flight: VecDeque<usize>,
     frames_total: usize,
     /// A live capture: shed media rather than wait.
@@ -166,7 +166,6 @@ impl Pool {
             workers,
             batch: Batch::default(),
             batch_since: Instant::now(),
-            in_flight: 0,
             frames_in_flight: VecDeque::new(),
             frames_total: 0,
             live,
@@ -204,10 +203,14 @@ impl Pool {
                 .send(make(i))
                 .map_err(|_| anyhow!("a worker thread stopped"))?;
         }
-        self.in_flight += 1;
         self.frames_in_flight.push_back(frames);
         self.frames_total += frames;
         Ok(())
+    }
+
+    /// Messages handed out and not yet answered by every worker.
+    fn in_flight(&self) -> usize {
+        self.frames_in_flight.len()
     }
 
     fn limit(&self) -> usize {
@@ -216,7 +219,7 @@ impl Pool {
 
     /// Waits until one more message fits in every worker's queue.
     fn make_room(&mut self, sink: &mut Sink<'_>) -> Result<()> {
-        while self.in_flight >= self.limit() {
+        while self.in_flight() >= self.limit() {
             self.collect(true, sink)?;
         }
         Ok(())
@@ -291,7 +294,7 @@ impl Pool {
         if n == 0 || !now && n < LIVE_FLUSH_FRAMES && self.batch_since.elapsed() < LIVE_FLUSH_AGE {
             return Ok(());
         }
-        if self.in_flight + 1 >= LIVE_MESSAGES || self.frames_total + n > self.live_frames {
+        if self.in_flight() + 1 >= LIVE_MESSAGES || self.frames_total + n > self.live_frames {
             self.shed_media();
             return Ok(());
         }
@@ -370,7 +373,6 @@ impl Pool {
                     .iter_mut()
                     .map(|w| w.ready.pop_front().expect("checked"))
                     .collect();
-                self.in_flight -= 1;
                 self.frames_total -= self.frames_in_flight.pop_front().unwrap_or(0);
                 merge(answers, sink)?;
                 waited = true;
@@ -415,7 +417,7 @@ impl Pool {
         self.flush(sink)?;
         self.make_room(sink)?;
         self.send(0, &mut |_| Input::Finish)?;
-        while self.in_flight > 0 {
+        while self.in_flight() > 0 {
             self.collect(true, sink)?;
         }
         let mut figures = Vec::new();
