@@ -254,7 +254,8 @@ impl Pool {
         }
     }
 
-    /// Replay: queues one frame, and hands full batches out, waiting for the workers.
+    /// Queues one frame and hands a full batch out: replay waits for the workers, a live
+    /// capture sends it as [`Pool::flush_live`] does.
     pub fn push(
         &mut self,
         ts: Timestamp,
@@ -263,25 +264,14 @@ impl Pool {
         sink: &mut Sink<'_>,
     ) -> Result<()> {
         self.pack(ts, link, data);
-        if self.batch.frames.len() >= BATCH_FRAMES {
-            self.send_batch(sink)?;
+        if self.batch.frames.len() < BATCH_FRAMES {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// Live: queues one frame; a full batch goes out as [`Pool::flush_live`] sends it.
-    pub fn push_live(
-        &mut self,
-        ts: Timestamp,
-        link: LinkType,
-        data: &[u8],
-        sink: &mut Sink<'_>,
-    ) -> Result<()> {
-        self.pack(ts, link, data);
-        if self.batch.frames.len() >= BATCH_FRAMES {
-            self.flush_live(false, sink)?;
+        if self.live {
+            self.flush_live(false, sink)
+        } else {
+            self.send_batch(sink)
         }
-        Ok(())
     }
 
     /// Live: hands what is batched out without waiting for a worker, once it is
@@ -574,7 +564,6 @@ impl Engines {
                 e.handle(ts, link, data);
                 drain(e, sink)
             }
-            Engines::Many(p) if p.live => p.push_live(ts, link, data, sink),
             Engines::Many(p) => p.push(ts, link, data, sink),
         }
     }
@@ -747,7 +736,7 @@ mod tests {
             Ok(())
         };
         for (i, f) in frames.iter().enumerate() {
-            pool.push_live(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data, &mut sink)
+            pool.push(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data, &mut sink)
                 .unwrap();
             if i % 4 == 3 {
                 pool.flush_live(true, &mut sink).unwrap();
