@@ -432,11 +432,6 @@ impl Engine {
         None
     }
 
-    /// The calls this engine owns, when it is one of several workers.
-    pub fn shard(&self) -> Shard {
-        self.cfg.shard
-    }
-
     /// RTP packets of the calls this engine owns, handed to their streams: a worker's share
     /// of the audio work.
     pub fn owned_rtp_packets(&self) -> u64 {
