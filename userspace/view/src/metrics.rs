@@ -1,0 +1,1 @@
+//! The Prometheus exposition of a [`crate::proto::Snapshot`] (docs/metrics.md).

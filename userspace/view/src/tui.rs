@@ -1,0 +1,1 @@
+//! The terminal dashboard: draws [`crate::proto::Snapshot`]s with ratatui (docs/tui.md).
