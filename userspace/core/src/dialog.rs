@@ -448,6 +448,7 @@ impl<X: Default> Dialogs<X> {
         }
     }
 
+    /// Follows one SIP message; returns the call it belongs to, if it belongs to one.
     pub fn on_message(
         &mut self,
         ts: Timestamp,
@@ -456,7 +457,7 @@ impl<X: Default> Dialogs<X> {
         transport: SipTransport,
         msg: &Message<'_>,
         out: &mut Vec<DialogEvent>,
-    ) -> Result<(), Rejected> {
+    ) -> Result<Option<CallHandle>, Rejected> {
         let call_id = msg.call_id().ok_or(Rejected::MissingHeaders)?;
         let from = msg.from().ok_or(Rejected::MissingHeaders)?;
         let to = msg.to().ok_or(Rejected::MissingHeaders)?;
@@ -473,10 +474,10 @@ impl<X: Default> Dialogs<X> {
             }
             None if msg.is_request() && method == Method::Message => {
                 self.out_of_dialog_message(ts, src, &from, msg, out);
-                return Ok(());
+                return Ok(None);
             }
             // Out-of-dialog traffic (REGISTER, OPTIONS...) or a dialog we never saw start.
-            None => return Ok(()),
+            None => return Ok(None),
         };
         let call = self
             .calls
@@ -679,7 +680,7 @@ impl<X: Default> Dialogs<X> {
         if sdp_error {
             Err(Rejected::BadSdp)
         } else {
-            Ok(())
+            Ok(Some(handle))
         }
     }
 

@@ -23,7 +23,7 @@ use crate::dialog::{
 };
 use crate::event::{
     CallDecision, CallStarted, ConversationLink, DtmfEvent, Event, RecordingControl,
-    RecordingStarted, StopReason, StreamReport,
+    RecordingStarted, SipSeen, StopReason, StreamReport,
 };
 use crate::media::TimelineConfig;
 use crate::policy::{
@@ -36,6 +36,7 @@ use crate::reasm::{
 };
 use crate::recording::{Limit, Recording};
 use crate::rtp;
+use crate::sdp::Direction;
 use crate::servers::Servers;
 use crate::sip::{self, Frame, Message};
 use crate::stats::{Dropped, Malformed, Stats};
@@ -99,6 +100,11 @@ pub struct EngineConfig {
     /// The calls this engine decodes, records and reports, when several workers share the
     /// input ([`Shard`]); all of them by default.
     pub shard: Shard,
+    /// For a live view: report each SIP message of a call ([`Event::Sip`]) and, every
+    /// `progress_interval` of packet time, where each call's media stands
+    /// ([`Event::CallProgress`]). Off by default: a run without a viewer pays nothing.
+    pub monitor: bool,
+    pub progress_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -126,6 +132,8 @@ impl Default for EngineConfig {
             record_each_leg: false,
             servers: Vec::new(),
             shard: Shard::ALL,
+            monitor: false,
+            progress_interval: Duration::from_secs(1),
         }
     }
 }
@@ -320,6 +328,8 @@ pub struct Engine {
     next_recording: u64,
     now: Timestamp,
     next_sweep: Option<Timestamp>,
+    /// When the next [`Event::CallProgress`] round is due ([`EngineConfig::monitor`]).
+    next_progress: Timestamp,
     dialog_events: Vec<DialogEvent>,
     scratch: Vec<u8>,
     /// Digits the streams heard while handling one packet.
@@ -366,6 +376,7 @@ impl Engine {
             next_recording: 0,
             now: Timestamp(0),
             next_sweep: None,
+            next_progress: Timestamp(0),
             dialog_events: Vec::new(),
             scratch: Vec::new(),
             digits: Vec::new(),
@@ -661,7 +672,15 @@ impl Engine {
             .dialogs
             .on_message(ts, src, dst, transport, &msg, &mut out)
         {
-            Ok(()) => {}
+            Ok(Some(call)) if self.cfg.monitor => self.events.push_back(Event::Sip(SipSeen {
+                call,
+                ts,
+                src,
+                dst,
+                transport,
+                message: data.into(),
+            })),
+            Ok(_) => {}
             Err(Rejected::MissingHeaders) => self.stats.count_malformed(Malformed::Sip),
             Err(Rejected::BadSdp) => self.stats.count_malformed(Malformed::Sdp),
         }
@@ -1820,10 +1839,29 @@ impl Engine {
 
         let handles = self.dialogs.handles();
         let mut stop: Vec<(CallHandle, Timestamp, StopReason)> = Vec::new();
+        let progress = self.cfg.monitor && now >= self.next_progress;
+        if progress {
+            self.next_progress = now + self.cfg.progress_interval;
+        }
         for h in handles {
             let Some((call, media)) = self.dialogs.entry(h) else {
                 continue;
             };
+            if progress && self.cfg.shard.owns(h) && call.ended.is_none() {
+                self.events.push_back(Event::CallProgress {
+                    call: h,
+                    ts: now,
+                    on_hold: call
+                        .media
+                        .iter()
+                        .any(|m| m.direction != Direction::SendRecv),
+                    streams: media
+                        .streams
+                        .iter()
+                        .map(|s| stream_report(s, h, &s.status()))
+                        .collect(),
+                });
+            }
             let answered = call.answered.is_some();
             for stream in media.streams.iter_mut().filter(|s| s.holds_packets()) {
                 let sender = stream.sender;

@@ -333,6 +333,30 @@ pub enum Event {
         endpoint: SocketAddr,
         active: bool,
     },
+    /// A SIP message of a call, as it was on the wire (only with
+    /// [`crate::engine::EngineConfig::monitor`]): for a live view's ladder. The catalog
+    /// ignores it.
+    Sip(SipSeen),
+    /// Where a live call stands (only with `monitor`), every progress interval of packet
+    /// time: its streams so far, and whether a side has put it on hold (an SDP direction other
+    /// than sendrecv). The catalog ignores it.
+    CallProgress {
+        call: CallHandle,
+        ts: Timestamp,
+        on_hold: bool,
+        streams: Vec<StreamReport>,
+    },
+}
+
+/// A SIP message that belongs to a call ([`Event::Sip`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SipSeen {
+    pub call: CallHandle,
+    pub ts: Timestamp,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub transport: SipTransport,
+    pub message: Box<[u8]>,
 }
 
 impl Event {
@@ -345,7 +369,9 @@ impl Event {
             | Event::CallEnded { call, .. }
             | Event::RecordingStopped { call, .. }
             | Event::Transfer { call, .. }
-            | Event::MediaEndpoint { call, .. } => Some(*call),
+            | Event::MediaEndpoint { call, .. }
+            | Event::CallProgress { call, .. } => Some(*call),
+            Event::Sip(m) => Some(m.call),
             Event::StreamEnded(r) => Some(r.call),
             Event::Decision(d) => Some(d.call),
             Event::RecordingStarted(r) => Some(r.call),

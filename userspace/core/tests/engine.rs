@@ -823,3 +823,94 @@ fn a_policy_sample_rate_gives_a_recording_at_that_rate_of_the_same_length() {
         "a run of {longest_zero_run} silent samples mid-call"
     );
 }
+
+/// The Call-ID of a generated SIP frame.
+fn call_id_of(f: &Frame) -> Option<String> {
+    let msg = voxtap_core::sip::Message::parse(payload(f)?).ok()?;
+    Some(msg.call_id()?.to_string())
+}
+
+#[test]
+fn a_monitor_sees_each_sip_message_of_a_call_and_its_progress() {
+    let cfg = GenConfig::new(Scenario::Concurrent);
+    let (frames, _) = generate(&GenConfig { calls: 20, ..cfg });
+    let monitor = EngineConfig {
+        monitor: true,
+        ..EngineConfig::default()
+    };
+    let (events, _) = run(monitor.clone(), &frames);
+
+    // Every SIP message of a call, in order, byte for byte.
+    let calls: std::collections::HashMap<_, _> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallStarted(c) => Some((c.sip_call_id.clone(), c.call)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 20);
+    let wanted: Vec<(voxtap_core::vocab::CallHandle, Vec<u8>)> = frames
+        .iter()
+        .filter(|f| is_sip(f))
+        .filter_map(|f| Some((*calls.get(&call_id_of(f)?)?, payload(f)?.to_vec())))
+        .collect();
+    let seen: Vec<(voxtap_core::vocab::CallHandle, Vec<u8>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Sip(m) => Some((m.call, m.message.to_vec())),
+            _ => None,
+        })
+        .collect();
+    assert!(wanted.len() >= 20 * 5, "{} SIP messages", wanted.len());
+    assert_eq!(seen, wanted);
+
+    // Each answered call reports its streams about once a second of packet time while it
+    // lasts, with counts that only grow, and nothing after it ended.
+    for &call in calls.values() {
+        let mut packets = Vec::new();
+        let mut ended = false;
+        for e in &events {
+            match e {
+                Event::CallProgress {
+                    call: c, streams, ..
+                } if *c == call => {
+                    assert!(!ended, "progress after the end of {call:?}");
+                    packets.push(streams.iter().map(|s| s.packets).sum::<u64>());
+                }
+                Event::CallEnded { call: c, .. } if *c == call => ended = true,
+                _ => {}
+            }
+        }
+        assert!(
+            packets.len() >= 3,
+            "{call:?}: {} progress reports",
+            packets.len()
+        );
+        assert!(packets.windows(2).all(|w| w[0] <= w[1]), "{packets:?}");
+        assert!(packets.last().is_some_and(|&n| n > 100), "{packets:?}");
+    }
+
+    // Without a monitor, neither is reported; with workers, each call's by its owner alone.
+    let (plain, _) = run(EngineConfig::default(), &frames);
+    assert!(
+        !plain
+            .iter()
+            .any(|e| matches!(e, Event::Sip(_) | Event::CallProgress { .. }))
+    );
+    let monitored = |e: &&Event| matches!(e, Event::Sip(_) | Event::CallProgress { .. });
+    let mut shards: Vec<Event> = (0..2)
+        .flat_map(|index| {
+            let cfg = EngineConfig {
+                shard: voxtap_core::vocab::Shard { index, count: 2 },
+                ..monitor.clone()
+            };
+            run(cfg, &frames).0.into_iter().filter(|e| monitored(&e))
+        })
+        .collect();
+    let mut one: Vec<Event> = events.iter().filter(monitored).cloned().collect();
+    let key = |e: &Event| format!("{e:?}");
+    shards.sort_by_key(key);
+    one.sort_by_key(key);
+    assert_eq!(shards.len(), one.len());
+    assert!(shards == one);
+}

@@ -518,8 +518,10 @@ impl Store {
                 self.transfer(call, ts, side, &target, replaces.as_deref(), status)?;
                 false
             }
-            // For live capture's kernel filter; nothing to catalog.
-            Event::MediaEndpoint { .. } => return Ok(()),
+            // For live capture's kernel filter and a live view; nothing to catalog.
+            Event::MediaEndpoint { .. } | Event::Sip(_) | Event::CallProgress { .. } => {
+                return Ok(());
+            }
         };
         self.events_in_tx += 1;
         if commit_now || self.events_in_tx >= self.opts.commit_every.max(1) {
