@@ -315,8 +315,8 @@ pub enum DialogEvent {
 pub enum Rejected {
     /// Required headers (Call-ID, From, To, CSeq) missing or unreadable.
     MissingHeaders,
-    /// The SDP body could not be parsed.
-    BadSdp,
+    /// The SDP body of a message of this call could not be parsed.
+    BadSdp(CallHandle),
 }
 
 /// A call's dialog and what its owner keeps beside it (the engine: the call's streams, its
@@ -678,7 +678,7 @@ impl<X: Default> Dialogs<X> {
             }
         }
         if sdp_error {
-            Err(Rejected::BadSdp)
+            Err(Rejected::BadSdp(handle))
         } else {
             Ok(Some(handle))
         }

@@ -668,24 +668,35 @@ impl Engine {
         self.stats.sip_messages += 1;
         let mut out = std::mem::take(&mut self.dialog_events);
         out.clear();
-        match self
+        let call = match self
             .dialogs
             .on_message(ts, src, dst, transport, &msg, &mut out)
         {
-            Ok(Some(call)) if self.cfg.monitor => self.events.push_back(Event::Sip(SipSeen {
+            Ok(call) => call,
+            Err(Rejected::MissingHeaders) => {
+                self.stats.count_malformed(Malformed::Sip);
+                None
+            }
+            Err(Rejected::BadSdp(call)) => {
+                self.stats.count_malformed(Malformed::Sdp);
+                Some(call)
+            }
+        };
+        self.apply(&out);
+        self.dialog_events = out;
+        // After what it caused, so a viewer knows the call the first INVITE starts.
+        if self.cfg.monitor
+            && let Some(call) = call
+        {
+            self.events.push_back(Event::Sip(SipSeen {
                 call,
                 ts,
                 src,
                 dst,
                 transport,
                 message: data.into(),
-            })),
-            Ok(_) => {}
-            Err(Rejected::MissingHeaders) => self.stats.count_malformed(Malformed::Sip),
-            Err(Rejected::BadSdp) => self.stats.count_malformed(Malformed::Sdp),
+            }));
         }
-        self.apply(&out);
-        self.dialog_events = out;
     }
 
     /// Acts on what the dialog layer decided.

@@ -298,7 +298,26 @@ pub struct Store {
     recovery: Recovery,
     /// Room kept for the catalog when it shares its file system with the recordings.
     reserve: Option<Reserve>,
+    /// The latest recordings finished, for a live view ([`Store::take_finished`]).
+    finished: VecDeque<FinishedRecording>,
 }
+
+/// A recording the store has finished: what a live view lists ([`Store::take_finished`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedRecording {
+    pub call: CallHandle,
+    /// Relative to DIR.
+    pub path: PathBuf,
+    pub format: RecordingFormat,
+    pub bytes: u64,
+    /// The catalog's `recordings.state`: `complete`, `partial`, `no-audio`, `deleted`, ...
+    pub state: String,
+    pub start: Timestamp,
+    pub duration_s: f64,
+}
+
+/// Finished recordings kept for [`Store::take_finished`] when nobody takes them.
+pub const FINISHED_KEPT: usize = 64;
 
 /// A file of zeros next to the catalog, given up when the recordings fill the disk they share
 /// with it, so the catalog can still be written; made again when space returns.
@@ -415,6 +434,7 @@ impl Store {
             report: StoreReport::default(),
             recovery,
             reserve: Reserve::new(dir),
+            finished: VecDeque::new(),
         })
     }
 
@@ -1009,6 +1029,19 @@ impl Store {
     }
 
     /// Ends the row of a recording that failed earlier: its stop time and reason.
+    /// The recordings finished since the last call, oldest first (at most [`FINISHED_KEPT`]).
+    pub fn take_finished(&mut self) -> Vec<FinishedRecording> {
+        self.finished.drain(..).collect()
+    }
+
+    fn note_finished(&mut self, mut done: FinishedRecording) {
+        if self.finished.len() >= FINISHED_KEPT {
+            self.finished.pop_front();
+        }
+        done.duration_s = done.duration_s.max(0.0);
+        self.finished.push_back(done);
+    }
+
     fn failed_stopped(
         &mut self,
         f: FailedRecording,
@@ -1137,10 +1170,20 @@ impl Store {
         outcome: Option<&RecordingOutcome>,
     ) -> Result<(), StoreError> {
         let lost = open.salvage(open.file.frames());
+        let finished = |bytes: u64, state: &str, duration_s: f64| FinishedRecording {
+            call: open.call,
+            path: open.rel.clone(),
+            format: open.format,
+            bytes,
+            state: state.to_string(),
+            start: open.start,
+            duration_s,
+        };
         let done = match open.file.finish() {
             Ok(done) => done,
             Err(e) => {
                 let f = self.salvage(&lost, &e)?;
+                self.note_finished(finished(0, f.state, 0.0));
                 return self.failed_stopped(f, end, stop_reason);
             }
         };
@@ -1215,6 +1258,7 @@ impl Store {
                     ])
                 })
                 .map_err(self.sq())?;
+            self.note_finished(finished(0, state, duration));
             return Ok(());
         }
         if state == RecordingState::Partial {
@@ -1244,6 +1288,7 @@ impl Store {
                 ])
             })
             .map_err(self.sq())?;
+        self.note_finished(finished(done.size_bytes, state.as_str(), duration));
         self.report.recordings_finalised.push(open.rel);
         Ok(())
     }

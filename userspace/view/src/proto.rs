@@ -48,8 +48,12 @@ pub struct Snapshot {
     pub active_recordings: u64,
     pub recordings: RecordingCounts,
     pub writer: WriterLoad,
-    /// Live calls and those ended within the linger time, oldest first.
+    /// Live calls and those ended within the linger time, oldest first: the newest of them
+    /// when there are more than a snapshot carries ([`Snapshot::calls_total`]).
     pub calls: Vec<CallRow>,
+    /// How many calls the daemon knows now; more than `calls.len()` when the list was cut.
+    #[serde(default)]
+    pub calls_total: u64,
     /// The latest recordings, newest first.
     pub recent: Vec<RecordingRow>,
     /// The detail of the call the viewer asked for, if it is still known.
