@@ -551,7 +551,7 @@ fn drop_returns_promptly_with_clients_attached() {
     let t = Instant::now();
     drop(server);
     assert!(
-        t.elapsed() < Duration::from_millis(300),
+        t.elapsed() < Duration::from_millis(500),
         "drop took {:?}",
         t.elapsed()
     );
