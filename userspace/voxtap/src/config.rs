@@ -25,6 +25,10 @@ pub struct Config {
     pub capture: CaptureSection,
     #[serde(default)]
     pub conversations: ConversationsSection,
+    #[serde(default)]
+    pub status: StatusSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// Which calls are recorded (see docs/rules.md); without it every answered call is.
     #[serde(default)]
     pub rules: Option<RulesSection>,
@@ -55,6 +59,36 @@ impl Default for ConversationsSection {
             record_each_leg: false,
         }
     }
+}
+
+/// The live state `voxtap run` publishes for `voxtap tui` (docs/tui.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusSection {
+    /// Publish it at all: the engine then reports each call's SIP and media progress.
+    pub enabled: bool,
+    /// The socket viewers attach to; `DIR/status.sock` by default.
+    pub socket: Option<std::path::PathBuf>,
+    /// Seconds an ended call stays in the list.
+    pub linger_s: u64,
+}
+
+impl Default for StatusSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: None,
+            linger_s: 60,
+        }
+    }
+}
+
+/// The Prometheus endpoint (docs/metrics.md); off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `127.0.0.1:9477`, say. No authentication: keep it on the loopback or behind a proxy.
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,10 +244,24 @@ impl Config {
         };
         cfg.validate()?;
         cfg.validate_recording(text)?;
+        if let Some(l) = &cfg.metrics.listen
+            && l.get_ref().parse::<std::net::SocketAddr>().is_err()
+        {
+            let (line, col) = line_col(text, l.span().start);
+            bail!(
+                "line {line}, column {col}: metrics.listen must be an address and port such as \"127.0.0.1:9477\", not {:?}",
+                l.get_ref()
+            );
+        }
         if let Some(r) = &cfg.rules {
             cfg.compiled_rules = Some(r.to_rules(text)?);
         }
         Ok(cfg)
+    }
+
+    /// Where the Prometheus endpoint listens, if it is on (checked by [`Config::parse`]).
+    pub fn metrics_listen(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.listen.as_ref()?.get_ref().parse().ok()
     }
 
     /// The policy the config asks for: nothing, the rules, or every answered call.
