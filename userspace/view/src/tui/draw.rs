@@ -366,6 +366,13 @@ impl App {
                     items.push(vec![Span::raw(format!("conversation #{conv}"))]);
                 }
                 if let Some(d) = detail {
+                    let ladder = Ladder::new(d, w);
+                    let legs: Vec<String> = ladder
+                        .legs
+                        .iter()
+                        .map(|l| format!("{} #{l}", ladder.leg_letter(*l)))
+                        .collect();
+                    items.push(vec![Span::raw(format!("legs {}", legs.join(", ")))]);
                     items.push(vec![Span::raw(format!(
                         "{} messages{}",
                         d.messages.len(),
@@ -844,41 +851,58 @@ const LIST_COLS: [(SortKey, &str, bool); 11] = [
     (SortKey::Mos, "MOS", true),
 ];
 
-/// The call list's column widths: a gutter of two cells for the cursor, then the columns.
-fn list_columns(w: u16) -> Vec<usize> {
-    col_widths(
-        w.saturating_sub(2),
-        &[
-            Constraint::Length(8),
-            Constraint::Fill(3),
-            Constraint::Fill(3),
-            Constraint::Length(9),
-            Constraint::Length(12),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Fill(2),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(4),
-        ],
-    )
-}
-
-fn list_header(cols: &[usize], sort: SortKey, arrow: &str) -> Line<'static> {
-    let cells: Vec<String> = LIST_COLS
-        .iter()
-        .map(|(k, name, _)| {
-            if *k == sort {
-                format!("{name}{arrow}")
-            } else {
-                name.to_string()
-            }
+/// The call list's columns that fit in `w` cells (after a gutter of two for the cursor), each
+/// as its index in [`LIST_COLS`] and its width. Narrow screens drop direction first, then codec
+/// and jitter.
+fn list_columns(w: u16) -> Vec<(usize, usize)> {
+    let avail = w.saturating_sub(2);
+    let constraint = |i: usize| match i {
+        0 => Constraint::Length(8),
+        1 | 2 => Constraint::Fill(3),
+        3 => Constraint::Length(9),
+        4 => Constraint::Length(13),
+        5 => Constraint::Length(7),
+        6 => Constraint::Length(6),
+        7 => Constraint::Fill(2),
+        8 | 9 => Constraint::Length(6),
+        _ => Constraint::Length(4),
+    };
+    let shown: Vec<usize> = (0..LIST_COLS.len())
+        .filter(|i| match i {
+            3 => avail >= 110,
+            6 | 9 => avail >= 90,
+            _ => true,
         })
         .collect();
-    let right: Vec<bool> = LIST_COLS.iter().map(|c| c.2).collect();
-    let mut line = row_line(cols, &cells, &right, header_style(), None);
-    line.spans.insert(0, Span::styled("  ", header_style()));
-    line
+    let constraints: Vec<Constraint> = shown.iter().map(|i| constraint(*i)).collect();
+    shown
+        .into_iter()
+        .zip(col_widths(avail, &constraints))
+        .collect()
+}
+
+fn list_header(cols: &[(usize, usize)], sort: SortKey, arrow: &str) -> Line<'static> {
+    let mut spans = vec![Span::styled("  ", header_style())];
+    for (n, (i, w)) in cols.iter().enumerate() {
+        let (k, name, right) = LIST_COLS[*i];
+        let t = if k == sort {
+            format!("{name}{arrow}")
+        } else {
+            name.to_string()
+        };
+        spans.push(Span::styled(
+            if right {
+                fit_right(&t, *w)
+            } else {
+                fit(&t, *w)
+            },
+            header_style(),
+        ));
+        if n + 1 < cols.len() {
+            spans.push(Span::styled(" ", header_style()));
+        }
+    }
+    Line::from(spans)
 }
 
 fn state_style(state: &str) -> Style {
@@ -918,7 +942,7 @@ fn mos_style(mos: f64) -> Style {
     })
 }
 
-fn call_line(cols: &[usize], c: &CallRow, now: f64, selected: bool) -> Line<'static> {
+fn call_line(cols: &[(usize, usize)], c: &CallRow, now: f64, selected: bool) -> Line<'static> {
     let ended = c.state.starts_with("ended");
     let has_rtp = c.mos.is_some();
     let cells = [
@@ -944,14 +968,12 @@ fn call_line(cols: &[usize], c: &CallRow, now: f64, selected: bool) -> Line<'sta
     ];
     let base = if ended { dim() } else { Style::new() };
     let mut spans = vec![Span::styled(if selected { "> " } else { "  " }, base)];
-    for (i, (w, t)) in cols.iter().zip(cells.iter()).enumerate() {
-        if *w == 0 {
-            continue;
-        }
+    for (n, &(i, w)) in cols.iter().enumerate() {
+        let t = &cells[i];
         let text = if LIST_COLS[i].2 {
-            fit_right(t, *w)
+            fit_right(t, w)
         } else {
-            fit(t, *w)
+            fit(t, w)
         };
         let st = match i {
             4 if !ended => state_style(&c.state),
@@ -961,7 +983,7 @@ fn call_line(cols: &[usize], c: &CallRow, now: f64, selected: bool) -> Line<'sta
             _ => base,
         };
         spans.push(Span::styled(text, st));
-        if i + 1 < cols.len() {
+        if n + 1 < cols.len() {
             spans.push(Span::styled(" ", base));
         }
     }
@@ -1137,7 +1159,7 @@ pub const HELP: &[(&str, &str)] = &[
 ];
 
 fn draw_help(frame: &mut Frame, area: Rect) {
-    let w = area.width.saturating_sub(4).min(78);
+    let w = area.width.saturating_sub(4).min(90);
     let h = area.height.saturating_sub(2).min(HELP.len() as u16 + 2);
     let popup = Rect::new(
         area.x + (area.width - w) / 2,

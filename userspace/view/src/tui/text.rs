@@ -99,9 +99,10 @@ pub fn hms(ts: f64) -> String {
 
 /// `HH:MM:SS.mmm` (UTC) of epoch seconds.
 pub fn hms_ms(ts: f64) -> String {
-    match day_seconds(ts) {
+    // Rounded to the millisecond first, so 0.010 shown as .010, not .009.
+    match day_seconds((ts * 1000.0).round() / 1000.0) {
         Some((d, frac)) => {
-            let ms = ((frac * 1000.0).floor() as u64).min(999);
+            let ms = ((frac * 1000.0).round() as u64).min(999);
             format!("{:02}:{:02}:{:02}.{ms:03}", d / 3600, d / 60 % 60, d % 60)
         }
         None => "--:--:--.---".into(),
@@ -110,6 +111,7 @@ pub fn hms_ms(ts: f64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS.uuuuuu` (UTC) of epoch seconds, for the saved text.
 pub fn datetime_us(ts: f64) -> String {
+    let ts = (ts * 1e6).round() / 1e6;
     let Some((d, frac)) = day_seconds(ts) else {
         return "------ --:--:--".into();
     };
@@ -253,6 +255,8 @@ mod tests {
         let t = 1_714_566_896.789;
         assert_eq!(hms(t), "12:34:56");
         assert_eq!(hms_ms(t), "12:34:56.789");
+        assert_eq!(hms_ms(t - 0.789 + 0.010), "12:34:56.010");
+        assert_eq!(hms_ms(t - 0.789 + 0.9996), "12:34:57.000");
         assert_eq!(datetime_us(t), "2024-05-01 12:34:56.789000");
         assert_eq!(datetime_us(0.0), "1970-01-01 00:00:00.000000");
         assert_eq!(hms(f64::NAN), "--:--:--");
