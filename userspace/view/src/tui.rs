@@ -1,1 +1,0 @@
-//! The terminal dashboard: draws [`crate::proto::Snapshot`]s with ratatui (docs/tui.md).
