@@ -9,16 +9,20 @@
 //! [`MESSAGE_BUDGET`] bytes. Messages past a bound are counted, not kept.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use voxtap_capture::live::QueueStats;
 use voxtap_core::Timestamp;
 use voxtap_core::event::{Event, StreamReport};
+use voxtap_core::stats::Stats;
 use voxtap_core::vocab::{Action, CallHandle, Party};
-use voxtap_store::FinishedRecording;
+use voxtap_store::{FinishedRecording, WriteHealth};
 use voxtap_view::proto::{
-    CallDetail, CallRow, MESSAGE_CAP, RecordingRow, SipMessage, Snapshot, StreamRow, TimelineEntry,
-    VERSION,
+    CallDetail, CallRow, Drops, MESSAGE_CAP, Rates, RecordingCounts, RecordingRow, SipMessage,
+    Snapshot, StreamRow, TimelineEntry, Totals, VERSION, WorkerLoad, WriterLoad,
 };
+
+use crate::workers::{self, WorkerFigures};
 
 /// Ended calls kept at most, however recent.
 pub const MAX_ENDED: usize = 2000;
@@ -41,6 +45,8 @@ pub struct Board {
     recent: VecDeque<RecordingRow>,
     /// How long an ended call stays listed.
     pub linger: Duration,
+    /// Ended calls kept at most ([`MAX_ENDED`] by default).
+    pub max_ended: usize,
     now: Timestamp,
     message_bytes: usize,
     /// Figures the run sets; the board adds the calls.
@@ -79,6 +85,7 @@ impl Board {
             conversations: HashMap::new(),
             recent: VecDeque::new(),
             linger,
+            max_ended: MAX_ENDED,
             now: Timestamp(0),
             message_bytes: 0,
             head: Snapshot::default(),
@@ -95,15 +102,18 @@ impl Board {
         self.head = head;
     }
 
+    #[cfg(test)]
     pub fn head_mut(&mut self) -> &mut Snapshot {
         &mut self.head
     }
 
+    #[cfg(test)]
     /// Calls known now, live and lingering.
     pub fn len(&self) -> usize {
         self.calls.len()
     }
 
+    #[cfg(test)]
     /// Bytes of SIP text held for the detail screens.
     pub fn message_bytes(&self) -> usize {
         self.message_bytes
@@ -118,7 +128,7 @@ impl Board {
                 _ => {}
             }
             if let Some(live) = self.calls.get_mut(&r.call.0) {
-                live.row.recording = format!("recorded: {}", r.state);
+                live.row.recording = recorded(&r.state);
             }
             if self.recent.len() >= RECENT {
                 self.recent.pop_back();
@@ -241,7 +251,7 @@ impl Board {
                 ..
             } => {
                 if let Some(l) = self.live(*call) {
-                    l.row.recording = format!("recorded: {}", outcome.state.as_str());
+                    l.row.recording = recorded(outcome.state.as_str());
                     l.timeline.push(TimelineEntry {
                         ts: ts.as_secs_f64(),
                         what: format!(
@@ -365,7 +375,7 @@ impl Board {
     fn expire(&mut self) {
         while let Some(&(end, id)) = self.ended.front() {
             let old = self.now.saturating_since(end) > self.linger;
-            if !old && self.ended.len() <= MAX_ENDED {
+            if !old && self.ended.len() <= self.max_ended {
                 break;
             }
             self.ended.pop_front();
@@ -416,6 +426,10 @@ impl Board {
         s.recordings.written = self.written;
         s.recordings.deleted = self.deleted;
         s.drops.network_rtp_lost = self.network_lost;
+        // The board follows the writer: how far it is behind the capture.
+        if self.now.0 > 0 && self.head.now > 0.0 {
+            s.writer.lag_s = (self.head.now - self.now.as_secs_f64()).max(0.0);
+        }
         s
     }
 
@@ -514,6 +528,15 @@ impl Live {
     }
 }
 
+/// The recording column of a finished recording: `recorded`, or what it is short of.
+fn recorded(state: &str) -> String {
+    match state {
+        "complete" => "recorded".into(),
+        "deleted" => "deleted (shorter than the minimum)".into(),
+        other => format!("recorded: {other}"),
+    }
+}
+
 /// `Alice <alice@example.com>` style, short: the display name if any, else user@host.
 fn party(p: &Party) -> String {
     let uri = if p.host.is_empty() {
@@ -575,6 +598,137 @@ fn mos(r: &StreamReport) -> Option<f64> {
     Some((m.clamp(1.0, 4.5) * 100.0).round() / 100.0)
 }
 
+/// What the run knows of itself at one moment, for [`Meter::head`].
+pub struct HeadInput<'a> {
+    pub source: &'a str,
+    /// `xdp`, `afpacket` or `replay`.
+    pub mode: &'a str,
+    pub stats: &'a Stats,
+    pub active_calls: usize,
+    pub active_recordings: usize,
+    /// Each worker's figures (none with one engine).
+    pub workers: &'a [WorkerFigures],
+    /// What a live capture shed because the workers were behind.
+    pub shed: workers::Dropped,
+    pub queues: &'a [QueueStats],
+    pub progress: Option<f64>,
+    pub finished: bool,
+    pub writer_queued: u64,
+    pub disk: WriteHealth,
+    /// Packet time now (the latest frame, or the clock when idle).
+    pub now: Timestamp,
+}
+
+/// Turns the run's counters into a snapshot's head, with rates measured over about a
+/// second (a head made more often repeats the last ones).
+pub struct Meter {
+    started: Instant,
+    /// When the rates were last measured, and the counts then.
+    last: Option<(Instant, [u64; 3], Vec<u64>)>,
+    /// The rates measured then.
+    rates: (Rates, Vec<f64>),
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter {
+            started: Instant::now(),
+            last: None,
+            rates: (Rates::default(), Vec::new()),
+        }
+    }
+}
+
+impl Meter {
+    pub fn head(&mut self, i: &HeadInput<'_>) -> Snapshot {
+        let s = i.stats;
+        let now = Instant::now();
+        let owned: Vec<u64> = if i.workers.is_empty() {
+            vec![s.rtp_matched]
+        } else {
+            i.workers.iter().map(|w| w.owned_rtp).collect()
+        };
+        let counts = [s.frames, s.sip_messages, s.rtp_packets];
+        let due = self
+            .last
+            .as_ref()
+            .is_none_or(|(t, ..)| now.duration_since(*t) >= Duration::from_millis(900));
+        if due {
+            if let Some((t, c0, w0)) = &self.last {
+                let secs = now.duration_since(*t).as_secs_f64().max(1e-3);
+                let rate = |n: u64, then: u64| n.saturating_sub(then) as f64 / secs;
+                self.rates = (
+                    Rates {
+                        frames: rate(counts[0], c0[0]),
+                        sip: rate(counts[1], c0[1]),
+                        rtp: rate(counts[2], c0[2]),
+                    },
+                    owned
+                        .iter()
+                        .enumerate()
+                        .map(|(k, n)| rate(*n, w0.get(k).copied().unwrap_or(0)))
+                        .collect(),
+                );
+            }
+            self.last = Some((now, counts, owned.clone()));
+        }
+        Snapshot {
+            version: VERSION,
+            source: i.source.to_string(),
+            mode: i.mode.to_string(),
+            now: i.now.as_secs_f64(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            progress: i.progress,
+            finished: i.finished,
+            rates: self.rates.0,
+            totals: Totals {
+                frames: s.frames,
+                bytes: s.bytes,
+                sip_messages: s.sip_messages,
+                rtp_packets: s.rtp_packets,
+                rtcp_packets: s.rtcp_packets,
+                other: s.ignored,
+                calls_seen: s.calls_seen,
+                calls_answered: s.calls_answered,
+            },
+            drops: Drops {
+                kernel_ring_full: i.queues.iter().map(|q| q.rx_ring_full).sum(),
+                kernel_fill_ring_empty: i.queues.iter().map(|q| q.fill_ring_empty).sum(),
+                kernel_dropped: i.queues.iter().map(|q| q.kernel_dropped).sum(),
+                queue_full: i.shed.media + i.shed.other,
+                malformed: s.malformed_total(),
+                bounds: s.dropped_total(),
+                late_audio: s.late_packets + s.duplicate_packets,
+                decrypt_failures: s.decrypt_failures,
+                undecodable_streams: s.undecodable_streams,
+                encrypted_streams: s.encrypted_streams,
+                network_rtp_lost: 0,
+            },
+            workers: owned
+                .iter()
+                .enumerate()
+                .map(|(k, n)| WorkerLoad {
+                    rtp_pps: self.rates.1.get(k).copied().unwrap_or(0.0),
+                    rtp_packets: *n,
+                    queue_fill: i.workers.get(k).map_or(0.0, |w| w.queue_fill),
+                })
+                .collect(),
+            active_calls: i.active_calls as u64,
+            active_recordings: i.active_recordings as u64,
+            recordings: RecordingCounts {
+                failed: i.disk.failed,
+                ..RecordingCounts::default()
+            },
+            writer: WriterLoad {
+                queued_events: i.writer_queued,
+                lag_s: 0.0,
+                refused: i.disk.refused,
+            },
+            ..Snapshot::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,7 +768,7 @@ mod tests {
         let recorded: Vec<&CallRow> = snap
             .calls
             .iter()
-            .filter(|c| c.recording.starts_with("recorded"))
+            .filter(|c| c.recording == "recorded")
             .collect();
         assert_eq!(recorded.len(), 1, "{:?}", snap.calls);
 

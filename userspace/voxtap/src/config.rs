@@ -35,6 +35,10 @@ pub struct Config {
     /// `rules`, converted and checked by [`Config::parse`].
     #[serde(skip)]
     pub compiled_rules: Option<Rules>,
+    /// Set by the command, not the file: a live view follows the run
+    /// ([`EngineConfig::monitor`]).
+    #[serde(skip)]
+    pub monitor: bool,
 }
 
 /// How the legs of one conversation are tied together and recorded.
@@ -388,6 +392,7 @@ impl Config {
 
     pub fn engine_config(&self) -> EngineConfig {
         let mut c = EngineConfig::default();
+        c.monitor = self.monitor;
         let e = &self.engine;
         c.sip_tcp_ports = e.sip_tcp_ports.clone();
         c.reorder_window = Duration::from_millis(e.reorder_window_ms);

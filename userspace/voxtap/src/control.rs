@@ -151,7 +151,7 @@ const SUN_PATH_MAX: usize = 107;
 
 /// Runs `f` on `path`, or, when `path` is too long for a socket address (a deep `--out`),
 /// on the same file reached through `/proc/self/fd/N/` of its open directory.
-fn with_short_path<T>(
+pub(crate) fn with_short_path<T>(
     path: &Path,
     f: impl FnOnce(&Path) -> std::io::Result<T>,
 ) -> std::io::Result<T> {

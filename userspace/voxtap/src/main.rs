@@ -14,6 +14,7 @@ mod privileges;
 mod replay;
 mod rules_config;
 mod run;
+mod status;
 mod workers;
 mod writer;
 
@@ -61,6 +62,10 @@ enum Command {
     /// Start, stop, pause or resume the recording of a running call through the control socket
     /// of `voxtap run` (see its --control option).
     Control(ControlArgs),
+    /// The live dashboard of a running `voxtap run`: calls, SIP ladders, streams, drops and
+    /// workers (see docs/tui.md). It attaches to the run's status socket and, if the run goes
+    /// away, says so and attaches again every second. q quits, F1 or ? lists the keys.
+    Tui(TuiArgs),
     /// Recording rules (see docs/rules.md).
     Rules {
         #[command(subcommand)]
@@ -91,6 +96,20 @@ pub struct ControlArgs {
     /// The SIP Call-ID of the answered call.
     #[arg(value_name = "CALL-ID")]
     pub call: String,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["out", "socket"])))]
+pub struct TuiArgs {
+    /// The output directory of the running voxtap: its status socket is DIR/status.sock.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The status socket itself (the run's [status] socket setting).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Where the keys w and W save a call's SIP (pcap, text). Default: the current directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub save_dir: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -154,9 +173,36 @@ pub struct ReplayArgs {
     /// one when a tenant listens for in-band DTMF.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: Option<u32>,
+    /// Show the live dashboard while replaying (see docs/tui.md); it stays up, browsable,
+    /// when the input is over, until q. The summary is printed after it closes.
+    #[arg(long)]
+    pub tui: bool,
+    /// Replay at the capture's own pace (its timestamps), not as fast as it goes.
+    #[arg(long)]
+    pub realtime: bool,
     /// Capture files (pcap or pcapng; Ethernet, Linux cooked SLL/SLL2, raw IP or loopback).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,
+}
+
+/// `voxtap tui`: the dashboard on this terminal, fed by a running voxtap's status socket.
+fn tui(args: &TuiArgs) -> anyhow::Result<()> {
+    let path = match (&args.socket, &args.out) {
+        (Some(p), _) => p.clone(),
+        (None, Some(out)) => status::default_socket(out),
+        (None, None) => unreachable!("clap requires one"),
+    };
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        anyhow::bail!("voxtap tui needs a terminal (stdout is not one)");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
+    }
+    let mut feed = status::Viewer::new(path);
+    let app = voxtap_view::tui::App::with_save_dir(&args.save_dir);
+    voxtap_view::tui::run_app(app, &mut feed, &stop)?;
+    Ok(())
 }
 
 fn rules_check(path: &std::path::Path) -> anyhow::Result<()> {
@@ -195,6 +241,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Control(args) => control::client(&args.socket, &args.action, &args.call),
+        Command::Tui(args) => tui(&args),
         Command::Rules {
             command: RulesCommand::Check { config },
         } => rules_check(&config),

@@ -1,13 +1,19 @@
 //! `voxtap replay`: capture files → engine → WAV files and the catalog.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use voxtap_capture::CaptureFile;
+use voxtap_core::Timestamp;
 use voxtap_core::stats::{Dropped, Malformed};
 use voxtap_store::RunSummary;
 
+use crate::board::{Board, HeadInput, Meter};
+use crate::status::{LocalFeed, SharedBoard};
 use crate::workers::{self, Engines};
 use crate::writer::Writer;
 
@@ -17,7 +23,11 @@ use crate::config::Config;
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(args: &ReplayArgs) -> Result<()> {
-    let cfg = Config::load_or_default(args.config.as_deref())?;
+    let mut cfg = Config::load_or_default(args.config.as_deref())?;
+    if args.tui && !std::io::stdout().is_terminal() {
+        bail!("--tui needs a terminal (stdout is not one)");
+    }
+    cfg.monitor = args.tui;
     let workers = workers::count(args.workers, &cfg, "replay");
     let mut engines = Engines::new(&cfg, workers, false);
     let source = args
@@ -26,11 +36,16 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
+    let mut dash = args.tui.then(|| Dash::start(source.clone()));
     // The store writes on its own thread; the engine's waits when it falls behind.
-    let mut store = Writer::spawn(cfg.open_store(&args.out, source)?);
+    let mut store = Writer::spawn(
+        cfg.open_store(&args.out, source)?,
+        dash.as_ref().map(|d| Arc::clone(&d.board)),
+    );
 
     let started = Instant::now();
-    let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+    let mut pace = args.realtime.then(Pace::default);
+    let mut progress = Progress::new(!args.quiet && !args.tui && std::io::stderr().is_terminal());
     let total_bytes: u64 = args
         .captures
         .iter()
@@ -53,6 +68,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         loop {
             match file.next_frame() {
                 Ok(Some(frame)) => {
+                    if let Some(p) = pace.as_mut() {
+                        p.wait(frame.ts);
+                    }
                     engines.handle(frame.ts, frame.link, frame.data, &mut |ev| store.push(ev))?
                 }
                 Ok(None) => break,
@@ -63,6 +81,18 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             }
             if progress.due() {
                 progress.show(done_bytes + file.position(), total_bytes, &engines);
+            }
+            if let Some(d) = dash.as_mut()
+                && d.due(pace.is_some())
+            {
+                if d.quit.load(Ordering::Relaxed) {
+                    eprintln!("voxtap replay: the dashboard was closed: stopping the replay");
+                    break 'files;
+                }
+                // Audio and calls reach the board as they are replayed, not in bursts.
+                store.send()?;
+                let fraction = (done_bytes + file.position()) as f64 / total_bytes.max(1) as f64;
+                d.update(&engines, &store, Some(fraction.min(1.0)), false);
             }
         }
         for &(at, n) in file.skipped().iter().take(10) {
@@ -83,6 +113,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let waits = store.waits();
     let report = store.finish(&summary)?;
     let elapsed = started.elapsed();
+    if let Some(d) = dash.take() {
+        // Browsable until the user quits; the summary follows on the restored terminal.
+        d.finish(&stats, now, &figures);
+    }
 
     let pps = stats.frames as f64 / elapsed.as_secs_f64().max(1e-9);
     let malformed: Vec<String> = Malformed::ALL
@@ -193,6 +227,139 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     match input_error {
         Some(e) => Err(e.context("the input ended early; everything before the error was written")),
         None => Ok(()),
+    }
+}
+
+/// `--tui`: the dashboard on its own thread, fed by the board the writer keeps.
+struct Dash {
+    board: SharedBoard,
+    meter: Meter,
+    source: String,
+    /// The dashboard was closed (q): the replay stops.
+    quit: Arc<AtomicBool>,
+    tui: Option<JoinHandle<std::io::Result<()>>>,
+    last: Instant,
+    counter: u32,
+}
+
+impl Dash {
+    fn start(source: String) -> Dash {
+        // A replay keeps its ended calls to browse (within the board's bounds).
+        let mut b = Board::new(Duration::from_secs(u64::from(u32::MAX)));
+        b.max_ended = 50_000;
+        let board = Arc::new(Mutex::new(b));
+        let quit = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+        }
+        let tui = std::thread::Builder::new()
+            .name("voxtap-tui".into())
+            .spawn({
+                let (board, quit) = (Arc::clone(&board), Arc::clone(&quit));
+                move || {
+                    let mut feed = LocalFeed::new(board);
+                    let r = voxtap_view::tui::run(&mut feed, &stop);
+                    quit.store(true, Ordering::Relaxed);
+                    r
+                }
+            })
+            .expect("spawn the dashboard thread");
+        Dash {
+            board,
+            meter: Meter::default(),
+            source,
+            quit,
+            tui: Some(tui),
+            last: Instant::now(),
+            counter: 0,
+        }
+    }
+
+    fn due(&mut self, paced: bool) -> bool {
+        self.counter = self.counter.wrapping_add(1);
+        (paced || self.counter.is_multiple_of(1024))
+            && self.last.elapsed() >= Duration::from_millis(250)
+    }
+
+    fn update(&mut self, engines: &Engines, store: &Writer, progress: Option<f64>, done: bool) {
+        self.last = Instant::now();
+        let (stats, calls, recordings, each) = engines.figures();
+        let now = each.iter().map(|f| f.now).max().unwrap_or(Timestamp(0));
+        self.set(&HeadInput {
+            source: &self.source.clone(),
+            mode: "replay",
+            stats: &stats,
+            active_calls: calls,
+            active_recordings: recordings,
+            workers: &each,
+            shed: engines.dropped(),
+            queues: &[],
+            progress,
+            finished: done,
+            writer_queued: store.queued(),
+            disk: store.health(),
+            now,
+        });
+    }
+
+    fn set(&mut self, input: &HeadInput<'_>) {
+        let mut head = self.meter.head(input);
+        if let Ok(mut b) = self.board.lock() {
+            if head.now == 0.0 {
+                head.now = b.summary().now;
+            }
+            b.set_head(head);
+        }
+    }
+
+    /// The input is over: the board says so, and the dashboard stays until it is closed.
+    fn finish(
+        mut self,
+        stats: &voxtap_core::stats::Stats,
+        now: Timestamp,
+        figures: &[workers::WorkerFigures],
+    ) {
+        self.set(&HeadInput {
+            source: &self.source.clone(),
+            mode: "replay",
+            stats,
+            active_calls: 0,
+            active_recordings: 0,
+            workers: figures,
+            shed: workers::Dropped::default(),
+            queues: &[],
+            progress: Some(1.0),
+            finished: true,
+            writer_queued: 0,
+            disk: Default::default(),
+            now,
+        });
+        if let Some(t) = self.tui.take() {
+            match t.join() {
+                Ok(Err(e)) => eprintln!("voxtap replay: the dashboard failed: {e}"),
+                Err(_) => eprintln!("voxtap replay: the dashboard panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+}
+
+/// `--realtime`: holds each frame back until as much wall time has passed since the first
+/// as packet time has.
+#[derive(Default)]
+struct Pace {
+    start: Option<(Timestamp, Instant)>,
+}
+
+impl Pace {
+    fn wait(&mut self, ts: Timestamp) {
+        let (first, at) = *self.start.get_or_insert((ts, Instant::now()));
+        let due = at + ts.saturating_since(first);
+        let now = Instant::now();
+        if due > now + Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        }
     }
 }
 

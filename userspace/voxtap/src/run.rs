@@ -22,6 +22,13 @@ use voxtap_core::stats::Stats;
 use voxtap_core::{Event, Timestamp};
 use voxtap_store::{RunSummary, WriteHealth};
 
+use std::sync::Mutex;
+
+use voxtap_view::metrics::MetricsServer;
+use voxtap_view::proto::Snapshot;
+
+use crate::board::{Board, HeadInput, Meter};
+use crate::status::{self, SharedBoard, StatusSocket};
 use crate::workers::{self, Engines, Sink};
 use crate::writer::{QueueWaits, Writer};
 
@@ -30,7 +37,8 @@ use crate::control::{ControlFigures, ControlSocket, Limits};
 use crate::{CaptureKind, RunArgs};
 
 pub fn run(args: &RunArgs) -> Result<()> {
-    let cfg = Config::load_or_default(args.config.as_deref())?;
+    let mut cfg = Config::load_or_default(args.config.as_deref())?;
+    cfg.monitor = cfg.status.enabled;
     let workers = workers::count(args.workers, &cfg, "run");
     let mut engines = Engines::new(&cfg, workers, true);
 
@@ -55,13 +63,53 @@ pub fn run(args: &RunArgs) -> Result<()> {
     );
 
     let source = format!("{} ({})", args.iface, live.describe());
-    let store = cfg.open_store(&args.out, source)?;
+    let store = cfg.open_store(&args.out, source.clone())?;
 
     let control_path = args
         .control
         .clone()
         .unwrap_or_else(|| args.out.join("control.sock"));
     let (control, control_queue) = ControlSocket::bind(&control_path, Limits::default())?;
+
+    // The live view: the board the writer keeps, published to viewers and to Prometheus.
+    let board: Option<SharedBoard> = cfg.status.enabled.then(|| {
+        Arc::new(Mutex::new(Board::new(Duration::from_secs(
+            cfg.status.linger_s,
+        ))))
+    });
+    let status_socket = match &board {
+        Some(b) => {
+            let path = cfg
+                .status
+                .socket
+                .clone()
+                .unwrap_or_else(|| status::default_socket(&args.out));
+            let s = StatusSocket::bind(&path, Arc::clone(b))?;
+            eprintln!("voxtap run: live view on {} (voxtap tui)", path.display());
+            Some(s)
+        }
+        None => None,
+    };
+    let _metrics = match (cfg.metrics_listen(), &board) {
+        (Some(addr), Some(b)) => {
+            let b = Arc::clone(b);
+            let latest: Arc<dyn Fn() -> Option<Arc<Snapshot>> + Send + Sync> =
+                Arc::new(move || b.lock().ok().map(|b| Arc::new(b.summary())));
+            let m = MetricsServer::start(addr, latest)?;
+            eprintln!("voxtap run: metrics on http://{}/metrics", m.local_addr());
+            Some(m)
+        }
+        (Some(_), None) => {
+            anyhow::bail!("metrics.listen needs the live view: set status.enabled = true")
+        }
+        _ => None,
+    };
+    let mode = match args.capture {
+        CaptureKind::Xdp => "xdp",
+        CaptureKind::Afpacket => "afpacket",
+    };
+    let mut meter = Meter::default();
+    let mut last_head = Instant::now();
 
     // Everything privileged is done: the program is attached, the sockets are bound, the
     // output is open. Map updates and reads go through file descriptors we already hold.
@@ -71,7 +119,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let interval = Duration::from_secs(cfg.capture.stats_interval_s.max(1));
     let mut report = Reporter::new(interval);
     let mut endpoint_errors = 0u64;
-    let mut store = Writer::spawn(store);
+    let mut store = Writer::spawn(store, board.clone());
     if engines.count() > 1 {
         eprintln!("voxtap run: {} workers", engines.count());
     }
@@ -108,6 +156,31 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         // Live audio is not held back for a full batch.
         store.send()?;
+        if let Some(b) = &board
+            && last_head.elapsed() >= status::INTERVAL
+        {
+            last_head = Instant::now();
+            let (stats, calls, recordings, each) = engines.figures();
+            let queues = live.capture.stats();
+            let head = meter.head(&HeadInput {
+                source: &source,
+                mode,
+                stats: &stats,
+                active_calls: calls,
+                active_recordings: recordings,
+                workers: &each,
+                shed: engines.dropped(),
+                queues: &queues,
+                progress: None,
+                finished: false,
+                writer_queued: store.queued(),
+                disk: store.health(),
+                now: wall_clock(),
+            });
+            if let Ok(mut b) = b.lock() {
+                b.set_head(head);
+            }
+        }
         if report.due() || report_now.swap(false, Ordering::Relaxed) {
             report.print(
                 View::Running(&engines),
@@ -116,6 +189,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 control.figures(),
                 store.health(),
                 store.waits(),
+                status_socket.as_ref().map(|s| &*s.figures),
             );
         }
     }
@@ -132,6 +206,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         control.figures(),
         store.health(),
         store.waits(),
+        status_socket.as_ref().map(|s| &*s.figures),
     );
     // The last figures are out before the run says it stopped.
     drop(report);
@@ -374,6 +449,7 @@ impl Reporter {
         control: ControlFigures,
         disk: WriteHealth,
         writer: QueueWaits,
+        viewers: Option<&status::StatusFigures>,
     ) {
         let secs = self.last.elapsed().as_secs_f64().max(1e-3);
         let mut workers = String::new();
@@ -471,6 +547,15 @@ impl Reporter {
             " | control requests {}, busy {}, timed out {}, open {}",
             control.requests, control.busy, control.timed_out, control.open
         );
+        if let Some(v) = viewers {
+            use std::sync::atomic::Ordering::Relaxed;
+            line += &format!(
+                " | viewers open {}, refused {}, dropped for not reading {}",
+                v.open.load(Relaxed),
+                v.refused.load(Relaxed),
+                v.stalled.load(Relaxed)
+            );
+        }
         line += &workers;
         self.emit(line);
     }

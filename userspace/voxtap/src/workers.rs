@@ -98,6 +98,10 @@ pub struct WorkerFigures {
     pub active_recordings: usize,
     /// Time spent in the engine (not waiting for input).
     pub busy: Duration,
+    /// Messages (batches, timers...) it has answered.
+    pub answered: u64,
+    /// The share of its queue waiting for it, 0 to 1 (set by [`Pool::figures`]).
+    pub queue_fill: f64,
 }
 
 struct Worker {
@@ -126,6 +130,8 @@ pub struct Pool {
     /// Frames a live capture dropped because the workers were behind: media shed, and other
     /// frames (only when even those overflowed).
     dropped: Dropped,
+    /// Messages handed to each worker.
+    sent: u64,
 }
 
 /// What a live capture dropped because the workers were behind.
@@ -171,6 +177,7 @@ impl Pool {
             live,
             live_frames: LIVE_FRAMES,
             dropped: Dropped::default(),
+            sent: 0,
         }
     }
 
@@ -205,6 +212,7 @@ impl Pool {
         }
         self.frames_in_flight.push_back(frames);
         self.frames_total += frames;
+        self.sent += 1;
         Ok(())
     }
 
@@ -390,7 +398,11 @@ impl Pool {
         let each: Vec<WorkerFigures> = self
             .workers
             .iter()
-            .map(|w| w.figures.lock().map(|f| f.clone()).unwrap_or_default())
+            .map(|w| {
+                let mut f = w.figures.lock().map(|f| f.clone()).unwrap_or_default();
+                f.queue_fill = self.sent.saturating_sub(f.answered) as f64 / self.limit() as f64;
+                f
+            })
             .collect();
         let stats: Vec<Stats> = each.iter().map(|f| f.stats.clone()).collect();
         (Stats::merge_shards(&stats), each)
@@ -464,13 +476,16 @@ fn work(
     figures: &Mutex<WorkerFigures>,
 ) -> WorkerFigures {
     let mut busy = Duration::ZERO;
-    let snapshot = |engine: &Engine, busy: Duration| WorkerFigures {
+    let mut answered = 0u64;
+    let snapshot = |engine: &Engine, busy: Duration, answered: u64| WorkerFigures {
         stats: engine.stats().clone(),
         now: engine.now(),
         owned_rtp: engine.owned_rtp_packets(),
         active_calls: engine.active_calls(),
         active_recordings: engine.active_recordings(),
         busy,
+        answered,
+        queue_fill: 0.0,
     };
     while let Ok(msg) = input.recv() {
         let since = Instant::now();
@@ -510,14 +525,15 @@ fn work(
             }
         }
         busy += since.elapsed();
+        answered += 1;
         if let Ok(mut f) = figures.lock() {
-            *f = snapshot(&engine, busy);
+            *f = snapshot(&engine, busy, answered);
         }
         if answers.send(answer).is_err() {
             break;
         }
     }
-    snapshot(&engine, busy)
+    snapshot(&engine, busy, answered)
 }
 
 /// The engine on the capture thread, or on worker threads.

@@ -7,9 +7,14 @@
 //! waits here falls behind its ring, and the kernel counts what it drops (ring full); the
 //! live figures show both.
 //!
+//! With a live view, the writer thread also keeps its [`crate::board::Board`] up to date:
+//! each batch goes to the board (under its lock, once per batch), then to the store, and the
+//! recordings the store finished follow.
+//!
 //! The first store error ends the writer: the next [`Writer::push`] or [`Writer::finish`]
 //! returns it, and the run stops with it, as before.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use voxtap_core::event::Event;
 use voxtap_store::{RunSummary, Store, StoreReport, WriteHealth};
+
+use crate::status::SharedBoard;
 
 /// Events per batch: large enough that the hand-off costs little per event, small enough
 /// that audio reaches the writer within a few milliseconds of packet time.
@@ -38,6 +45,8 @@ pub struct Writer {
     health: Arc<Mutex<WriteHealth>>,
     thread: Option<JoinHandle<Result<StoreReport>>>,
     waits: QueueWaits,
+    /// Events handed over and not yet written.
+    queued: Arc<AtomicU64>,
 }
 
 /// Times the engine's thread found the writer's queue full and waited for room, and how long
@@ -49,13 +58,16 @@ pub struct QueueWaits {
 }
 
 impl Writer {
-    pub fn spawn(store: Store) -> Writer {
+    /// `board`: a live view to keep up to date, if there is one.
+    pub fn spawn(store: Store, board: Option<SharedBoard>) -> Writer {
         let (tx, rx) = sync_channel(QUEUE_BATCHES);
         let health = Arc::new(Mutex::new(WriteHealth::default()));
         let h = Arc::clone(&health);
+        let queued = Arc::new(AtomicU64::new(0));
+        let q = Arc::clone(&queued);
         let thread = std::thread::Builder::new()
             .name("voxtap-writer".into())
-            .spawn(move || write(store, &rx, &h))
+            .spawn(move || write(store, &rx, &h, &q, board.as_ref()))
             .expect("spawn the writer thread");
         Writer {
             tx: Some(tx),
@@ -63,6 +75,7 @@ impl Writer {
             health,
             thread: Some(thread),
             waits: QueueWaits::default(),
+            queued,
         }
     }
 
@@ -81,6 +94,7 @@ impl Writer {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.queued.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let sent = match self.tx.as_ref().map(|tx| tx.try_send(Msg::Events(batch))) {
             Some(Ok(())) => true,
             Some(Err(TrySendError::Full(msg))) => {
@@ -105,6 +119,11 @@ impl Writer {
     /// How often, and how long, the engine's thread waited for room in the queue.
     pub fn waits(&self) -> QueueWaits {
         self.waits
+    }
+
+    /// Events handed to the writer thread and not yet written.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed) + self.batch.len() as u64
     }
 
     /// How the disk stands, as of the last batch written.
@@ -133,20 +152,42 @@ impl Writer {
     }
 }
 
-fn write(mut store: Store, rx: &Receiver<Msg>, health: &Mutex<WriteHealth>) -> Result<StoreReport> {
+fn write(
+    mut store: Store,
+    rx: &Receiver<Msg>,
+    health: &Mutex<WriteHealth>,
+    queued: &AtomicU64,
+    board: Option<&SharedBoard>,
+) -> Result<StoreReport> {
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Events(batch) => {
+                let n = batch.len() as u64;
+                if let Some(Ok(mut b)) = board.map(|b| b.lock()) {
+                    for ev in &batch {
+                        b.apply(ev);
+                    }
+                }
                 for ev in batch {
                     store
                         .handle(ev)
                         .context("cannot write recording or catalog")?;
+                }
+                queued.fetch_sub(n, Ordering::Relaxed);
+                if let Some(b) = board {
+                    let done = store.take_finished();
+                    if !done.is_empty()
+                        && let Ok(mut b) = b.lock()
+                    {
+                        b.finished(done);
+                    }
                 }
                 if let Ok(mut h) = health.lock() {
                     *h = store.write_health();
                 }
             }
             Msg::Finish(summary) => {
+                // The engine stopped every recording before: none is left for the board.
                 return store.finish(&summary).context("cannot finish the catalog");
             }
         }
