@@ -717,3 +717,101 @@ pub fn check_against_truth(out: &Path, truth: &GroundTruth, context: &str) {
         }
     }
 }
+
+/// A program on a terminal of its own: a detached tmux session of a fixed size, driven by
+/// keys and read back as text. `None` (after a loud SKIPPED line) without tmux.
+pub struct Tmux {
+    name: String,
+    /// Where the shell writes the program's exit status.
+    status: PathBuf,
+}
+
+impl Tmux {
+    pub fn start_or_skip(test: &str, cols: u16, rows: u16, command: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("\n*** SKIPPED {test}: tmux is not installed (run `cargo xtask deps`) ***\n");
+            return None;
+        }
+        let name = format!("voxtap-{test}-{}", std::process::id());
+        let status_file = std::env::temp_dir().join(format!("{name}.status"));
+        let _ = std::fs::remove_file(&status_file);
+        // The pane stays after the program, with its last screen; the shell notes how it
+        // ended.
+        let wrapped = format!("{command}; echo $? > {}; sleep 3600", status_file.display());
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name, "-x"])
+            .arg(cols.to_string())
+            .arg("-y")
+            .arg(rows.to_string())
+            .arg(wrapped)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("run tmux");
+        assert!(status.success(), "tmux new-session failed");
+        Some(Tmux {
+            name,
+            status: status_file,
+        })
+    }
+
+    /// The screen as text.
+    pub fn screen(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows every one of `needles`; panics with the screen if not.
+    pub fn wait_for(&self, needles: &[&str], limit: std::time::Duration) -> String {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            let screen = self.screen();
+            if needles.iter().all(|n| screen.contains(n)) {
+                return screen;
+            }
+            if std::time::Instant::now() > until {
+                panic!("the screen never showed {needles:?}:\n{screen}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Sends keys as tmux names them (`Enter`, `Escape`, `q`, `Down`...), one at a time.
+    pub fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let s = Command::new("tmux")
+                .args(["send-keys", "-t", &self.name, k])
+                .status()
+                .expect("tmux send-keys");
+            assert!(s.success());
+            // An Escape followed at once by a key reads as Alt-key.
+            std::thread::sleep(std::time::Duration::from_millis(150));
+        }
+    }
+
+    /// The program's exit status once it has exited (its last screen stays), or `None`
+    /// after `limit`.
+    pub fn exit_status(&self, limit: std::time::Duration) -> Option<i32> {
+        let until = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < until {
+            if let Ok(text) = std::fs::read_to_string(&self.status)
+                && let Ok(code) = text.trim().parse()
+            {
+                return Some(code);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+        let _ = std::fs::remove_file(&self.status);
+    }
+}
