@@ -752,3 +752,149 @@ fn stuck_control_clients_do_not_slow_xdp_capture() {
 fn stuck_control_clients_do_not_slow_afpacket_capture() {
     stuck_control_clients_do_not_slow_capture("afpacket", "stuck_control_clients_afpacket");
 }
+
+/// The daemon's status socket read raw, as any viewer would: the first snapshot line.
+fn read_snapshot(socket: &Path) -> serde_json::Value {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("attach a raw viewer");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while s.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    serde_json::from_slice(&line).expect("a snapshot is a line of JSON")
+}
+
+/// `voxtap tui` attached to `voxtap run` on a veth pair: live calls appear as they are
+/// replayed into it, talking and recording; two more viewers attached change nothing; the
+/// Prometheus endpoint answers a real scrape that promtool accepts; when the daemon stops,
+/// the dashboard says so and stays up, and q still exits 0.
+#[test]
+fn the_dashboard_follows_a_live_run_and_its_metrics_scrape() {
+    let test = "tui_live";
+    let Some(net) = TestNet::new_or_skip("vtu", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let cfg = GenConfig {
+        calls: 3,
+        talk_secs: 8.0,
+        ..GenConfig::new(Scenario::Concurrent)
+    };
+    let (frames, truth) = generate(&cfg);
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(
+        &config,
+        "[capture]\nstats_interval_s = 1\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = s.path().join("out");
+    let running = Running::start(net.host_if(), "afpacket", &config, &out);
+    // Said before "ready".
+    let metrics = running
+        .seen
+        .iter()
+        .find(|l| l.contains("metrics on http://"))
+        .expect("the run says where its metrics are")
+        .clone();
+    let url = metrics
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let socket = out.join("status.sock");
+    assert!(socket.exists());
+    let tui = format!("{} tui --out {}", voxtap().display(), out.display());
+    let Some(term) = voxtap_tests::Tmux::start_or_skip(test, 150, 40, &tui) else {
+        running.stop();
+        return;
+    };
+    term.wait_for(&["afpacket", "calls 0/0"], Duration::from_secs(10));
+
+    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    std::thread::scope(|scope| {
+        scope.spawn(|| net.replay_paced(&paced, 1.0).expect("replay the calls"));
+        // Mid-call: every call is listed, talking and recording.
+        let callers: Vec<&str> = truth.calls.iter().map(|c| c.caller_user.as_str()).collect();
+        let screen = term.wait_until(
+            "three calls talking and recording",
+            Duration::from_secs(15),
+            |screen| {
+                callers.iter().all(|c| screen.contains(c))
+                    && screen
+                        .lines()
+                        .filter(|l| l.contains(" talking ") && l.contains(" recording "))
+                        .count()
+                        == 3
+                    && screen.contains("recordings 3 active")
+            },
+        );
+        assert!(
+            screen.contains("PCMU") || screen.contains("PCMA"),
+            "{screen}"
+        );
+
+        // Two more viewers: snapshots of this protocol version with the calls in them.
+        for _ in 0..2 {
+            let snap = read_snapshot(&socket);
+            assert_eq!(snap["version"], 1);
+            assert_eq!(snap["calls"].as_array().map(Vec::len), Some(3), "{snap}");
+            assert_eq!(snap["mode"], "afpacket");
+        }
+
+        // A real scrape, while calls are up.
+        let scrape = Command::new("curl").args(["-sf", &url]).output();
+        match scrape {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                assert!(text.contains("voxtap_active_calls 3"), "{text}");
+                assert!(text.contains("voxtap_active_recordings 3"), "{text}");
+                assert!(text.contains("voxtap_rtp_packets_total "), "{text}");
+                match Command::new("promtool")
+                    .args(["check", "metrics"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                {
+                    Ok(mut p) => {
+                        use std::io::Write;
+                        p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+                        let o = p.wait_with_output().unwrap();
+                        assert!(
+                            o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+                            "promtool: {}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        );
+                    }
+                    Err(_) => eprintln!(
+                        "\n*** SKIPPED {test}: promtool is not installed (run `cargo xtask deps`) ***\n"
+                    ),
+                }
+            }
+            Ok(o) => panic!("curl {url} failed: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(_) => eprintln!("\n*** SKIPPED {test}: curl is not installed ***\n"),
+        }
+
+        // The detail of a live call: its ladder so far.
+        term.keys(&["Enter"]);
+        let ladder = term.wait_for(&["1 Flow", "INVITE sip:", "200 OK"], Duration::from_secs(5));
+        assert!(ladder.contains("m=audio"), "{ladder}");
+        term.keys(&["Escape"]);
+    });
+    // The calls end; the list says so.
+    term.wait_for(&["ended: bye"], Duration::from_secs(10));
+    let (status, _, stderr) = running.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("viewers open"), "{stderr}");
+    // The daemon is gone: the dashboard says so and stays up.
+    let gone = term.wait_for(&["retrying"], Duration::from_secs(10));
+    assert!(
+        gone.contains("calls 3/3"),
+        "the last state stays visible:\n{gone}"
+    );
+    term.keys(&["q"]);
+    assert_eq!(term.exit_status(Duration::from_secs(10)), Some(0));
+}

@@ -765,14 +765,26 @@ impl Tmux {
 
     /// Waits until the screen shows every one of `needles`; panics with the screen if not.
     pub fn wait_for(&self, needles: &[&str], limit: std::time::Duration) -> String {
+        self.wait_until(&format!("{needles:?}"), limit, |screen| {
+            needles.iter().all(|n| screen.contains(n))
+        })
+    }
+
+    /// Waits until `ok` holds for the screen; panics with the screen and `what` if not.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
         let until = std::time::Instant::now() + limit;
         loop {
             let screen = self.screen();
-            if needles.iter().all(|n| screen.contains(n)) {
+            if ok(&screen) {
                 return screen;
             }
             if std::time::Instant::now() > until {
-                panic!("the screen never showed {needles:?}:\n{screen}");
+                panic!("the screen never showed {what}:\n{screen}");
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

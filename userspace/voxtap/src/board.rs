@@ -426,10 +426,7 @@ impl Board {
         s.recordings.written = self.written;
         s.recordings.deleted = self.deleted;
         s.drops.network_rtp_lost = self.network_lost;
-        // The board follows the writer: how far it is behind the capture.
-        if self.now.0 > 0 && self.head.now > 0.0 {
-            s.writer.lag_s = (self.head.now - self.now.as_secs_f64()).max(0.0);
-        }
+
         s
     }
 
@@ -614,6 +611,7 @@ pub struct HeadInput<'a> {
     pub progress: Option<f64>,
     pub finished: bool,
     pub writer_queued: u64,
+    pub writer_lag: Duration,
     pub disk: WriteHealth,
     /// Packet time now (the latest frame, or the clock when idle).
     pub now: Timestamp,
@@ -721,7 +719,7 @@ impl Meter {
             },
             writer: WriterLoad {
                 queued_events: i.writer_queued,
-                lag_s: 0.0,
+                lag_s: i.writer_lag.as_secs_f64(),
                 refused: i.disk.refused,
             },
             ..Snapshot::default()
@@ -889,6 +887,46 @@ mod tests {
                 _ => None,
             })
             .expect("a stream")
+    }
+
+    #[test]
+    fn the_meter_measures_rates_over_about_a_second() {
+        let mut m = Meter::default();
+        let mut stats = Stats::default();
+        let head = |m: &mut Meter, stats: &Stats| {
+            m.head(&HeadInput {
+                source: "test",
+                mode: "replay",
+                stats,
+                active_calls: 0,
+                active_recordings: 0,
+                workers: &[],
+                shed: workers::Dropped::default(),
+                queues: &[],
+                progress: None,
+                finished: false,
+                writer_queued: 0,
+                writer_lag: Duration::ZERO,
+                disk: WriteHealth::default(),
+                now: Timestamp(0),
+            })
+        };
+        assert_eq!(head(&mut m, &stats).rates.frames, 0.0);
+        std::thread::sleep(Duration::from_millis(1000));
+        stats.frames = 1000;
+        stats.rtp_packets = 900;
+        stats.rtp_matched = 900;
+        let h = head(&mut m, &stats);
+        assert!((800.0..=1000.0).contains(&h.rates.frames), "{:?}", h.rates);
+        assert!((700.0..=900.0).contains(&h.rates.rtp), "{:?}", h.rates);
+        assert!(
+            (700.0..=900.0).contains(&h.workers[0].rtp_pps),
+            "{:?}",
+            h.workers
+        );
+        // Asked again at once: the same rates, not a zero over no time.
+        stats.frames = 1001;
+        assert_eq!(head(&mut m, &stats).rates, h.rates);
     }
 
     #[test]

@@ -298,6 +298,7 @@ impl Dash {
             progress,
             finished: done,
             writer_queued: store.queued(),
+            writer_lag: store.lag(),
             disk: store.health(),
             now,
         });
@@ -332,6 +333,7 @@ impl Dash {
             progress: Some(1.0),
             finished: true,
             writer_queued: 0,
+            writer_lag: Duration::ZERO,
             disk: Default::default(),
             now,
         });

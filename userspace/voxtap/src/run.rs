@@ -174,6 +174,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 progress: None,
                 finished: false,
                 writer_queued: store.queued(),
+                writer_lag: store.lag(),
                 disk: store.health(),
                 now: wall_clock(),
             });

@@ -14,6 +14,7 @@
 //! The first store error ends the writer: the next [`Writer::push`] or [`Writer::finish`]
 //! returns it, and the run stops with it, as before.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,8 @@ pub struct Writer {
     waits: QueueWaits,
     /// Events handed over and not yet written.
     queued: Arc<AtomicU64>,
+    /// When each batch not yet written was handed over, oldest first.
+    pending: Arc<Mutex<VecDeque<Instant>>>,
 }
 
 /// Times the engine's thread found the writer's queue full and waited for room, and how long
@@ -65,9 +68,11 @@ impl Writer {
         let h = Arc::clone(&health);
         let queued = Arc::new(AtomicU64::new(0));
         let q = Arc::clone(&queued);
+        let pending = Arc::new(Mutex::new(VecDeque::new()));
+        let p = Arc::clone(&pending);
         let thread = std::thread::Builder::new()
             .name("voxtap-writer".into())
-            .spawn(move || write(store, &rx, &h, &q, board.as_ref()))
+            .spawn(move || write(store, &rx, &h, (&q, &p), board.as_ref()))
             .expect("spawn the writer thread");
         Writer {
             tx: Some(tx),
@@ -76,6 +81,7 @@ impl Writer {
             thread: Some(thread),
             waits: QueueWaits::default(),
             queued,
+            pending,
         }
     }
 
@@ -95,6 +101,9 @@ impl Writer {
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         self.queued.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if let Ok(mut p) = self.pending.lock() {
+            p.push_back(Instant::now());
+        }
         let sent = match self.tx.as_ref().map(|tx| tx.try_send(Msg::Events(batch))) {
             Some(Ok(())) => true,
             Some(Err(TrySendError::Full(msg))) => {
@@ -124,6 +133,16 @@ impl Writer {
     /// Events handed to the writer thread and not yet written.
     pub fn queued(&self) -> u64 {
         self.queued.load(Ordering::Relaxed) + self.batch.len() as u64
+    }
+
+    /// How long the oldest batch not yet written has waited: how far the catalog and the
+    /// files are behind the capture.
+    pub fn lag(&self) -> Duration {
+        self.pending
+            .lock()
+            .ok()
+            .and_then(|p| p.front().map(Instant::elapsed))
+            .unwrap_or_default()
     }
 
     /// How the disk stands, as of the last batch written.
@@ -156,7 +175,7 @@ fn write(
     mut store: Store,
     rx: &Receiver<Msg>,
     health: &Mutex<WriteHealth>,
-    queued: &AtomicU64,
+    (queued, pending): (&AtomicU64, &Mutex<VecDeque<Instant>>),
     board: Option<&SharedBoard>,
 ) -> Result<StoreReport> {
     while let Ok(msg) = rx.recv() {
@@ -174,6 +193,9 @@ fn write(
                         .context("cannot write recording or catalog")?;
                 }
                 queued.fetch_sub(n, Ordering::Relaxed);
+                if let Ok(mut p) = pending.lock() {
+                    p.pop_front();
+                }
                 if let Some(b) = board {
                     let done = store.take_finished();
                     if !done.is_empty()
