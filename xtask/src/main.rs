@@ -95,8 +95,9 @@ const BUILD_PACKAGES: &[(&str, &str)] = &[
 /// What the tests add: tshark is the oracle for SIP/RTP facts, sox checks recordings,
 /// iproute2's `ip` builds the netns + veth fixture of the live-capture and XDP tests, ffmpeg
 /// decodes recordings and is an independent codec oracle, spandsp and vo-amrwbenc are encoders
-/// of generated codec traffic, libsrtp (through Python) is the SRTP oracle and tcpreplay
-/// replays captures fast onto veth.
+/// of generated codec traffic, libsrtp (through Python) is the SRTP oracle, tcpreplay
+/// replays captures fast onto veth, tmux gives the dashboard a terminal to drive, and curl and
+/// promtool (in Debian's prometheus package) scrape and check the metrics.
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("tshark", "tshark"),
     ("sox", "sox"),
@@ -109,6 +110,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "python3-pylibsrtp",
     ),
     ("tcpreplay", "tcpreplay"),
+    ("tmux", "tmux"),
+    ("curl", "curl"),
+    ("promtool", "prometheus"),
 ];
 
 fn install_debian_packages() -> Result<()> {

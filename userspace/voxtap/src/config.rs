@@ -595,5 +595,24 @@ mod example {
         assert_eq!(c.capture.sip_ports, d.capture.sip_ports);
         assert_eq!(c.capture.pass_unknown_rtp, d.capture.pass_unknown_rtp);
         assert_eq!(c.capture.stats_interval_s, d.capture.stats_interval_s);
+        assert_eq!(c.status.enabled, d.status.enabled);
+        assert_eq!(c.status.linger_s, d.status.linger_s);
+        assert_eq!(c.metrics_listen(), None);
+    }
+
+    #[test]
+    fn the_live_view_and_metrics_settings_parse_and_a_bad_address_names_its_line() {
+        let c = Config::parse("[metrics]\nlisten = \"127.0.0.1:9477\"\n[status]\nlinger_s = 5\n")
+            .unwrap();
+        assert_eq!(c.metrics_listen(), Some("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(c.status.linger_s, 5);
+        let e = Config::parse("[capture]\n\n[metrics]\nlisten = \"localhost\"\n").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("line 4") && msg.contains("metrics.listen"),
+            "{msg}"
+        );
+        let e = Config::parse("[status]\nlinger = 5\n").unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
     }
 }
