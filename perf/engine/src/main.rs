@@ -104,6 +104,8 @@ fn main() {
     });
     let engine_cfg = EngineConfig {
         inband_dtmf: std::env::args().any(|a| a == "--inband"),
+        // As `voxtap run` with its live view (the default there): SIP and progress events.
+        monitor: std::env::args().any(|a| a == "--monitor"),
         shard,
         ..EngineConfig::default()
     };

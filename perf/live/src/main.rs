@@ -12,8 +12,12 @@
 //! too. After SIGTERM, voxtap's own count of frames is compared with what was sent. The benchmark prints a table and the command that
 //! reproduces it. It needs root; it is not a test.
 //!
+//! With `--viewers V`, V dashboards' worth of readers stay attached to the run's status socket
+//! for the whole measurement (each reading every snapshot; the first following call 1's
+//! detail), to show what the live view costs the capture.
+//!
 //! Usage: live-bench [--voxtap PATH] [--secs S] [--modes xdp,afpacket] [--rates 50000,100000,...]
-//!                   [--calls K] [--workers N]
+//!                   [--calls K] [--workers N] [--viewers V]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -32,6 +36,7 @@ struct Args {
     rates: Vec<u64>,
     calls: usize,
     workers: Option<u32>,
+    viewers: usize,
 }
 
 /// The generator gives every call addresses of its own up to this many (`party_ips`).
@@ -45,6 +50,7 @@ fn parse_args() -> Args {
         rates: vec![25_000, 50_000, 100_000, 200_000, 400_000, 800_000],
         calls: 1,
         workers: None,
+        viewers: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +73,7 @@ fn parse_args() -> Args {
                 );
             }
             "--workers" => a.workers = Some(v.parse().expect("--workers N")),
+            "--viewers" => a.viewers = v.parse().expect("--viewers V"),
             _ => panic!("unknown flag {flag}"),
         }
     }
@@ -228,6 +235,15 @@ fn one_run(args: &Args, mode: &str, pps: u64, calls: &[Call]) -> Outcome {
             break;
         }
     }
+    // Viewers attached for the whole measurement, reading all the while.
+    let stop_viewers = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let viewers: Vec<_> = (0..args.viewers)
+        .map(|i| {
+            let socket = out.join("status.sock");
+            let stop = std::sync::Arc::clone(&stop_viewers);
+            std::thread::spawn(move || view(&socket, i == 0, &stop))
+        })
+        .collect();
     // Every call's INVITE ... ACK, call after call.
     let refs: Vec<&[u8]> = calls
         .iter()
@@ -273,6 +289,12 @@ fn one_run(args: &Args, mode: &str, pps: u64, calls: &[Call]) -> Outcome {
     if figures.is_none() {
         eprintln!("live-bench: {mode} {pps}: no live figures from voxtap after SIGUSR1");
     }
+    stop_viewers.store(true, std::sync::atomic::Ordering::Relaxed);
+    let lines: Vec<u64> = viewers.into_iter().map(|v| v.join().unwrap_or(0)).collect();
+    if !lines.is_empty() {
+        eprintln!("live-bench: {mode} {pps}: viewers read {lines:?} snapshots");
+        assert!(lines.iter().all(|&n| n > 0), "a viewer got no snapshot");
+    }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let output = child.wait_with_output().expect("wait for voxtap run");
@@ -290,6 +312,29 @@ fn one_run(args: &Args, mode: &str, pps: u64, calls: &[Call]) -> Outcome {
         describe,
         figures,
     }
+}
+
+/// A dashboard's worth of reading: every snapshot line until `stop`; returns how many.
+fn view(socket: &std::path::Path, follow: bool, stop: &std::sync::atomic::AtomicBool) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        eprintln!("live-bench: cannot attach a viewer to {}", socket.display());
+        return 0;
+    };
+    if follow {
+        let _ = s.write_all(b"{\"detail\": 1}\n");
+    }
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64,
+            Err(_) => {}
+        }
+    }
+    lines
 }
 
 /// Each worker's share of the RTP of its calls, e.g. `49.8/50.2`.
@@ -413,7 +458,12 @@ fn main() {
     );
     let workers_flag = args
         .workers
-        .map_or_else(String::new, |n| format!(" --workers {n}"));
+        .map_or_else(String::new, |n| format!(" --workers {n}"))
+        + &if args.viewers > 0 {
+            format!(" --viewers {}", args.viewers)
+        } else {
+            String::new()
+        };
     println!(
         "reproduce: cargo build --release -p voxtap -p voxtap-perf-live && sudo target/release/live-bench --secs {} --modes {} --rates {} --calls {}{workers_flag}",
         args.secs,

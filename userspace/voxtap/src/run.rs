@@ -178,7 +178,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 disk: store.health(),
                 now: wall_clock(),
             });
-            if let Ok(mut b) = b.lock() {
+            // Never wait for a viewer's copy or the writer: a busy board gets the next head.
+            if let Ok(mut b) = b.try_lock() {
                 b.set_head(head);
             }
         }
