@@ -141,3 +141,17 @@ fn saved_note() {
     app.on_key(ch('w'));
     check("save_refused", &render(&app, 100, 20));
 }
+
+#[test]
+fn a_list_the_daemon_cut_says_how_many_calls_there_are() {
+    let mut app = app();
+    let s = snapshot();
+    app.set_snapshot(Snapshot {
+        calls_total: 9000,
+        ..s.clone()
+    });
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("(newest of 9000)"), "{screen}");
+    app.set_snapshot(s);
+    assert!(!render(&app, 120, 40).contains("newest of"));
+}

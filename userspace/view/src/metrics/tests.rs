@@ -16,6 +16,8 @@ fn snapshot() -> Snapshot {
         uptime_s: 3723.5,
         progress: Some(0.375),
         finished: true,
+        // Not exported: the live list's own size.
+        calls_total: 77,
         rates: Rates {
             frames: 901.5,
             sip: 902.5,

@@ -280,6 +280,15 @@ impl App {
         let arrow = if self.reverse { "▼" } else { "▲" };
         let title = vec![
             Span::styled(format!(" calls {}/{} ", rows.len(), s.calls.len()), bold()),
+            // The daemon sent only its newest calls.
+            if s.calls_total > s.calls.len() as u64 {
+                Span::styled(
+                    format!("(newest of {}) ", s.calls_total),
+                    bold().fg(Color::Yellow),
+                )
+            } else {
+                Span::raw("")
+            },
             Span::raw("· sort "),
             Span::raw(format!("{} {arrow} ", self.sort.name())),
             Span::raw("· "),

@@ -270,6 +270,7 @@ pub fn snapshot() -> Snapshot {
             lag_s: 0.3,
             refused: 0,
         },
+        calls_total: calls().len() as u64,
         calls: calls(),
         recent: vec![
             RecordingRow {
