@@ -391,8 +391,10 @@ impl Config {
     }
 
     pub fn engine_config(&self) -> EngineConfig {
-        let mut c = EngineConfig::default();
-        c.monitor = self.monitor;
+        let mut c = EngineConfig {
+            monitor: self.monitor,
+            ..EngineConfig::default()
+        };
         let e = &self.engine;
         c.sip_tcp_ports = e.sip_tcp_ports.clone();
         c.reorder_window = Duration::from_millis(e.reorder_window_ms);

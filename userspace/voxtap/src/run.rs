@@ -187,11 +187,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
             report.print(
                 View::Running(&engines),
                 &mut live,
-                endpoint_errors,
-                control.figures(),
-                store.health(),
-                store.waits(),
-                status_socket.as_ref().map(|s| &*s.figures),
+                Sides {
+                    endpoint_errors,
+                    control: control.figures(),
+                    disk: store.health(),
+                    writer: store.waits(),
+                    viewers: status_socket.as_ref().map(|s| &*s.figures),
+                },
             );
         }
     }
@@ -204,11 +206,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     report.print(
         View::Finished(&stats),
         &mut live,
-        endpoint_errors,
-        control.figures(),
-        store.health(),
-        store.waits(),
-        status_socket.as_ref().map(|s| &*s.figures),
+        Sides {
+            endpoint_errors,
+            control: control.figures(),
+            disk: store.health(),
+            writer: store.waits(),
+            viewers: status_socket.as_ref().map(|s| &*s.figures),
+        },
     );
     // The last figures are out before the run says it stopped.
     drop(report);
@@ -390,6 +394,15 @@ enum View<'a> {
     Finished(&'a Stats),
 }
 
+/// What a live line reports besides the engines and the capture.
+struct Sides<'a> {
+    endpoint_errors: u64,
+    control: ControlFigures,
+    disk: WriteHealth,
+    writer: QueueWaits,
+    viewers: Option<&'a status::StatusFigures>,
+}
+
 /// Report lines waiting for stderr: a few, so a slow reader loses lines, not capture time.
 const REPORT_LINES_AHEAD: usize = 4;
 
@@ -443,16 +456,14 @@ impl Reporter {
         self.last.elapsed() >= self.interval
     }
 
-    fn print(
-        &mut self,
-        view: View<'_>,
-        live: &mut Live,
-        endpoint_errors: u64,
-        control: ControlFigures,
-        disk: WriteHealth,
-        writer: QueueWaits,
-        viewers: Option<&status::StatusFigures>,
-    ) {
+    fn print(&mut self, view: View<'_>, live: &mut Live, sides: Sides<'_>) {
+        let Sides {
+            endpoint_errors,
+            control,
+            disk,
+            writer,
+            viewers,
+        } = sides;
         let secs = self.last.elapsed().as_secs_f64().max(1e-3);
         let mut workers = String::new();
         let (stats, calls, recordings) = match view {
