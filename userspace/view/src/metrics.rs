@@ -107,9 +107,10 @@ pub fn render(s: &Snapshot, out: &mut String) {
         Kind::Counter,
         "Frames and packets lost, by the place they were lost (kernel, voxtap, audio, network) and the reason.",
     );
-    let drops: [(&str, &str, u64); 8] = [
+    let drops: [(&str, &str, u64); 9] = [
         ("kernel", "ring_full", d.kernel_ring_full),
         ("kernel", "afpacket", d.kernel_dropped),
+        ("kernel", "no_socket", d.kernel_redirect_failed),
         ("voxtap", "queue_full", d.queue_full),
         ("voxtap", "malformed", d.malformed),
         ("voxtap", "bounds", d.bounds),

@@ -91,6 +91,9 @@ pub struct Drops {
     pub kernel_fill_ring_empty: u64,
     /// AF_PACKET: frames the kernel or the interface dropped.
     pub kernel_dropped: u64,
+    /// XDP: frames the program passed for a queue that had no AF_XDP socket.
+    #[serde(default)]
+    pub kernel_redirect_failed: u64,
     /// Media frames voxtap shed because its workers were behind (queue full).
     pub queue_full: u64,
     /// Frames that could not be parsed.

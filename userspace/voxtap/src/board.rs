@@ -608,6 +608,8 @@ pub struct HeadInput<'a> {
     /// What a live capture shed because the workers were behind.
     pub shed: workers::Dropped,
     pub queues: &'a [QueueStats],
+    /// XDP: frames passed for a queue without a socket.
+    pub redirect_failed: u64,
     pub progress: Option<f64>,
     pub finished: bool,
     pub writer_queued: u64,
@@ -693,6 +695,7 @@ impl Meter {
                 kernel_ring_full: i.queues.iter().map(|q| q.rx_ring_full).sum(),
                 kernel_fill_ring_empty: i.queues.iter().map(|q| q.fill_ring_empty).sum(),
                 kernel_dropped: i.queues.iter().map(|q| q.kernel_dropped).sum(),
+                kernel_redirect_failed: i.redirect_failed,
                 queue_full: i.shed.media + i.shed.other,
                 malformed: s.malformed_total(),
                 bounds: s.dropped_total(),
@@ -903,6 +906,7 @@ mod tests {
                 workers: &[],
                 shed: workers::Dropped::default(),
                 queues: &[],
+                redirect_failed: 0,
                 progress: None,
                 finished: false,
                 writer_queued: 0,

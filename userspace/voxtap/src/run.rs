@@ -171,6 +171,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 workers: &each,
                 shed: engines.dropped(),
                 queues: &queues,
+                redirect_failed: live
+                    .xdp
+                    .as_ref()
+                    .and_then(|p| p.counters().ok())
+                    .map_or(0, |c| c.redirect_failed),
                 progress: None,
                 finished: false,
                 writer_queued: store.queued(),

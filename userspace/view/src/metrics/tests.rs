@@ -37,6 +37,7 @@ fn snapshot() -> Snapshot {
             kernel_ring_full: 2001,
             kernel_fill_ring_empty: 2002,
             kernel_dropped: 2003,
+            kernel_redirect_failed: 2012,
             queue_full: 2004,
             malformed: 2005,
             bounds: 2006,
@@ -262,6 +263,11 @@ fn expected() -> Vec<Expected> {
             "voxtap_dropped_total",
             vec![("place", "kernel"), ("reason", "afpacket")],
             2003.0,
+        ),
+        (
+            "voxtap_dropped_total",
+            vec![("place", "kernel"), ("reason", "no_socket")],
+            2012.0,
         ),
         (
             "voxtap_dropped_total",

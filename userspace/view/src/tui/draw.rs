@@ -738,6 +738,7 @@ fn header_lines(s: &Snapshot, w: usize) -> Vec<Line<'static>> {
         item(Some("kernel"), "ring full", d.kernel_ring_full),
         item(None, "fill ring empty", d.kernel_fill_ring_empty),
         item(None, "af_packet", d.kernel_dropped),
+        item(None, "no socket", d.kernel_redirect_failed),
         item(Some("voxtap"), "queue full", d.queue_full),
         item(None, "malformed", d.malformed),
         item(None, "bounds", d.bounds),
