@@ -106,3 +106,80 @@ fn replay_tui_refuses_without_a_terminal_and_writes_nothing() {
     );
     assert!(!out.join("catalog.sqlite").exists());
 }
+
+/// `voxtap tui` with no daemon behind its socket: it says so and keeps trying, never exits on
+/// its own; SIGTERM ends it with 0 and the terminal back in order.
+#[test]
+fn the_dashboard_without_a_daemon_says_so_and_sigterm_ends_it_cleanly() {
+    let test = "tui_no_daemon";
+    let s = Scratch::new(test);
+    let socket = s.path().join("status.sock");
+    let pidfile = s.path().join("tui.pid");
+    // The shell's own pid becomes voxtap's (exec), so SIGTERM reaches the dashboard itself.
+    let command = format!(
+        "sh -c 'echo $$ > {}; exec {} tui --socket {}'",
+        pidfile.display(),
+        voxtap().display(),
+        socket.display()
+    );
+    let Some(term) = Tmux::start_or_skip(test, 240, 30, &command) else {
+        return;
+    };
+    let screen = term.wait_for(&["cannot attach", "retrying"], Duration::from_secs(10));
+    assert!(screen.contains(&socket.display().to_string()), "{screen}");
+    // Still there a few retries later.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(term.exit_status(Duration::from_millis(10)), None);
+    term.wait_for(&["retrying"], Duration::from_secs(2));
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(term.exit_status(Duration::from_secs(5)), Some(0));
+    // The alternate screen is gone: the shell's screen is back, without the dashboard.
+    let after = term.screen();
+    assert!(!after.contains("retrying"), "{after}");
+}
+
+/// `--realtime` replays at the capture's own pace: a call of about five seconds takes about
+/// five seconds, and gives the same catalog as a replay as fast as it goes.
+#[test]
+fn realtime_replay_keeps_the_captures_pace_and_its_output() {
+    let s = Scratch::new("replay_realtime");
+    let cfg = GenConfig {
+        talk_secs: 4.0,
+        ..GenConfig::new(Scenario::Pcmu)
+    };
+    let (frames, _) = generate(&cfg);
+    let span = Duration::from_nanos(frames.last().unwrap().ts_ns - frames[0].ts_ns);
+    let pcap = s.path().join("call.pcap");
+    write_pcap(&pcap, &frames).unwrap();
+    let t = std::time::Instant::now();
+    let o = std::process::Command::new(voxtap())
+        .args(["replay", "--realtime", "--quiet", "--out"])
+        .arg(s.path().join("paced"))
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        took >= span.mul_f64(0.95),
+        "took {took:?} for a capture of {span:?}"
+    );
+    let fast = voxtap_tests::replay_ok(&s.path().join("fast"), &[&pcap]);
+    assert!(fast.contains("recorded"));
+    let rows = |dir: &str| -> Vec<(String, f64)> {
+        catalog(&s.path().join(dir))
+            .prepare("SELECT c.sip_call_id, r.duration_s FROM calls c JOIN recordings r ON r.call_id = c.id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(rows("paced"), rows("fast"));
+}

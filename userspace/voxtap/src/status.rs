@@ -278,7 +278,8 @@ impl Viewer {
     fn lost(&mut self, why: String) -> FeedEvent {
         self.conn = None;
         self.retry_at = Instant::now() + Duration::from_secs(1);
-        let status = format!("{why}; retrying every second");
+        // The retrying first: a narrow screen cuts the end of the banner.
+        let status = format!("retrying every second: {why}");
         self.down = Some(status.clone());
         self.announced = true;
         FeedEvent::Status(Some(status))
