@@ -176,23 +176,38 @@ pub(crate) fn with_short_path<T>(
     f(&short)
 }
 
-impl ControlSocket {
-    /// Binds the socket, replacing a stale one left by a killed run, and starts serving it.
-    pub fn bind(path: &Path, limits: Limits) -> Result<(ControlSocket, ControlQueue)> {
-        if path.exists() {
-            if with_short_path(path, |p| UnixStream::connect(p)).is_ok() {
-                bail!(
-                    "{} is in use: is another voxtap running on this directory?",
-                    path.display()
-                );
-            }
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+/// Binds a local socket of the daemon's (`what`: `control`, `status`) at `path`, nonblocking and
+/// mode 0660. A stale socket left by a killed run is replaced; a live one means another voxtap
+/// is running; any other kind of file is never touched.
+pub(crate) fn bind_local(path: &Path, what: &str) -> Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{} exists and is not a socket: refusing to replace it with the {what} socket",
+                path.display()
+            );
         }
-        let listener = with_short_path(path, |p| UnixListener::bind(p))
-            .with_context(|| format!("cannot bind the control socket {}", path.display()))?;
-        listener.set_nonblocking(true)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        if with_short_path(path, |p| UnixStream::connect(p)).is_ok() {
+            bail!(
+                "{} is in use: is another voxtap running on this directory?",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = with_short_path(path, |p| UnixListener::bind(p))
+        .with_context(|| format!("cannot bind the {what} socket {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+impl ControlSocket {
+    /// Binds the socket ([`bind_local`]) and starts serving it.
+    pub fn bind(path: &Path, limits: Limits) -> Result<(ControlSocket, ControlQueue)> {
+        let listener = bind_local(path, "control")?;
         // Each connection has at most one request queued; room for as many again covers the
         // requests left by connections that gave up waiting.
         let capacity = limits.connections.max(1) * 2;
@@ -861,6 +876,19 @@ mod tests {
         drop(queue);
         let (answer, _) = ask(&path, "pause abc@host");
         assert_eq!(answer, "error: voxtap is stopping\n");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_never_replaced() {
+        let dir = std::env::temp_dir().join(format!("voxtap-ctl-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Another out dir's catalog, given as --control by mistake.
+        let path = dir.join("catalog.sqlite");
+        std::fs::write(&path, b"precious").unwrap();
+        let e = ControlSocket::bind(&path, Limits::default()).err().unwrap();
+        assert!(format!("{e:#}").contains("not a socket"), "{e:#}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

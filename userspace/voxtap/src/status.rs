@@ -10,7 +10,6 @@
 //! service's user and group may.
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,12 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use voxtap_view::proto::{Request, Snapshot, VERSION};
 use voxtap_view::tui::{Feed, FeedEvent};
 
 use crate::board::Board;
-use crate::control::with_short_path;
+use crate::control::{bind_local, with_short_path};
 
 /// How often a viewer gets a snapshot.
 pub const INTERVAL: Duration = Duration::from_millis(250);
@@ -55,26 +54,7 @@ impl StatusSocket {
     /// Binds `path` (replacing a stale socket left by a killed run, never another kind of
     /// file) and serves `board` on it.
     pub fn bind(path: &Path, board: SharedBoard) -> Result<StatusSocket> {
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                bail!(
-                    "{} exists and is not a socket: refusing to replace it with the status socket",
-                    path.display()
-                );
-            }
-            if with_short_path(path, |p| UnixStream::connect(p)).is_ok() {
-                bail!(
-                    "{} is in use: is another voxtap running on this directory?",
-                    path.display()
-                );
-            }
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
-        }
-        let listener = with_short_path(path, |p| UnixListener::bind(p))
-            .with_context(|| format!("cannot bind the status socket {}", path.display()))?;
-        listener.set_nonblocking(true)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        let listener = bind_local(path, "status")?;
         let stop = Arc::new(AtomicBool::new(false));
         let figures = Arc::new(StatusFigures::default());
         let acceptor = std::thread::Builder::new()
@@ -419,6 +399,7 @@ impl Feed for LocalFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn board() -> SharedBoard {
         let mut b = Board::default();
