@@ -824,16 +824,17 @@ fn the_dashboard_follows_a_live_run_and_its_metrics_scrape() {
                 callers.iter().all(|c| screen.contains(c))
                     && screen
                         .lines()
-                        .filter(|l| l.contains(" talking ") && l.contains(" recording "))
+                        .filter(|l| {
+                            l.contains(" talking ")
+                                && l.contains(" recording ")
+                                && l.contains(" PCM")
+                        })
                         .count()
                         == 3
                     && screen.contains("recordings 3 active")
             },
         );
-        assert!(
-            screen.contains("PCMU") || screen.contains("PCMA"),
-            "{screen}"
-        );
+        assert!(screen.contains("0.0%"), "the streams' figures: {screen}");
 
         // Two more viewers: snapshots of this protocol version with the calls in them.
         for _ in 0..2 {
@@ -883,6 +884,12 @@ fn the_dashboard_follows_a_live_run_and_its_metrics_scrape() {
         let ladder = term.wait_for(&["1 Flow", "INVITE sip:", "200 OK"], Duration::from_secs(5));
         assert!(ladder.contains("m=audio"), "{ladder}");
         term.keys(&["Escape"]);
+        // Pause the first call's recording from the dashboard (the control socket).
+        term.keys(&["Home", "p"]);
+        term.wait_for(&["pause call", ": ok"], Duration::from_secs(5));
+        term.wait_until("a paused call", Duration::from_secs(5), |s| {
+            s.lines().any(|l| l.contains(" paused "))
+        });
     });
     // The calls end; the list says so.
     term.wait_for(&["ended: bye"], Duration::from_secs(10));
@@ -897,4 +904,12 @@ fn the_dashboard_follows_a_live_run_and_its_metrics_scrape() {
     );
     term.keys(&["q"]);
     assert_eq!(term.exit_status(Duration::from_secs(10)), Some(0));
+    let pauses: i64 = catalog(&out)
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'pause' AND value = 'control API'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pauses, 1);
 }

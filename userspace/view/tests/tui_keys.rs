@@ -226,3 +226,71 @@ fn saving_needs_the_detail() {
         Action::Saved(Err("no call selected".into()))
     );
 }
+
+/// Moves the selection down to call `id`.
+fn select(app: &mut App, id: u64) {
+    for _ in 0..20 {
+        if app.selected() == Some(id) {
+            return;
+        }
+        app.on_key(ch('j'));
+    }
+    panic!("call {id} is not in the list");
+}
+
+#[test]
+fn p_and_r_control_the_selected_calls_recording_through_the_control_socket() {
+    use std::sync::{Arc, Mutex};
+    let asked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let log = Arc::clone(&asked);
+    let mut app = app().with_control(Box::new(move |action, call| {
+        log.lock().unwrap().push((action.into(), call.into()));
+        Ok("ok".into())
+    }));
+    let sip = |app: &App, id: u64| {
+        app.snapshot()
+            .unwrap()
+            .calls
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .sip_call_id
+            .clone()
+    };
+    // 14 is paused: p resumes it, R stops it.
+    select(&mut app, 14);
+    assert_eq!(
+        app.on_key(ch('p')),
+        Action::Controlled(Ok("resume call 14: ok".into()))
+    );
+    assert!(matches!(app.on_key(ch('R')), Action::Controlled(Ok(_))));
+    // 15 is recording: p pauses it.
+    select(&mut app, 15);
+    assert!(matches!(app.on_key(ch('p')), Action::Controlled(Ok(_))));
+    let (s14, s15) = (sip(&app, 14), sip(&app, 15));
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [
+            ("resume".to_string(), s14.clone()),
+            ("stop".to_string(), s14),
+            ("pause".to_string(), s15),
+        ]
+    );
+    // An ended call is not asked about.
+    select(&mut app, 16);
+    match app.on_key(ch('R')) {
+        Action::Controlled(Err(e)) => assert!(e.contains("has ended"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(asked.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn a_viewer_without_the_control_socket_says_so() {
+    let mut app = app();
+    select(&mut app, 15);
+    match app.on_key(ch('p')) {
+        Action::Controlled(Err(e)) => assert!(e.contains("may not control"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}

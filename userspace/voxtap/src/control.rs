@@ -477,6 +477,17 @@ pub fn client(socket: &Path, action: &str, call: &str) -> Result<()> {
     Ok(())
 }
 
+/// One request (`action` on `call`) for the dashboard: the daemon's answer, asked again on
+/// busy as `voxtap control` does.
+pub fn ask(socket: &Path, action: &str, call: &str) -> Result<String> {
+    ask_retrying_busy(
+        socket,
+        &format!("{action} {call}"),
+        BUSY_FIRST_WAIT,
+        BUSY_BUDGET,
+    )
+}
+
 fn ask_retrying_busy(
     socket: &Path,
     line: &str,

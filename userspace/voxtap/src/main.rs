@@ -107,6 +107,10 @@ pub struct TuiArgs {
     /// The status socket itself (the run's [status] socket setting).
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// The run's control socket, for the keys p (pause, resume) and R (stop, start). Default:
+    /// DIR/control.sock with --out; without either, the dashboard only shows.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
     /// Where the keys w and W save a call's SIP (pcap, text). Default: the current directory.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub save_dir: PathBuf,
@@ -200,7 +204,18 @@ fn tui(args: &TuiArgs) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
     }
     let mut feed = status::Viewer::new(path);
-    let app = voxtap_view::tui::App::with_save_dir(&args.save_dir);
+    let mut app = voxtap_view::tui::App::with_save_dir(&args.save_dir);
+    // Control needs the control socket's permissions too; the daemon's answer or the
+    // refusal shows on the bottom line.
+    if let Some(socket) = args
+        .control
+        .clone()
+        .or_else(|| args.out.as_ref().map(|o| o.join("control.sock")))
+    {
+        app = app.with_control(Box::new(move |action, call| {
+            control::ask(&socket, action, call).map_err(|e| format!("{e:#}"))
+        }));
+    }
     voxtap_view::tui::run_app(app, &mut feed, &stop)?;
     Ok(())
 }

@@ -25,7 +25,14 @@ pub enum Action {
     Follow(Option<u64>),
     /// A save was asked for: the file written, or why nothing was.
     Saved(Result<PathBuf, String>),
+    /// A recording was started, stopped, paused or resumed through the control socket: the
+    /// daemon's answer, or why not.
+    Controlled(Result<String, String>),
 }
+
+/// Starts, stops, pauses or resumes a call's recording: `(action, sip_call_id)` to the
+/// daemon's answer, or why it could not be asked. [`App::with_control`] gives it.
+pub type Control = Box<dyn FnMut(&str, &str) -> Result<String, String> + Send>;
 
 /// The screen shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,8 +221,9 @@ impl RecFilter {
 }
 
 /// The viewer: the latest snapshot and everything about how it is looked at.
-#[derive(Debug)]
 pub struct App {
+    /// How to control a call's recording, when this viewer may (the control socket).
+    pub(super) control: Option<Control>,
     pub(super) snapshot: Option<Snapshot>,
     pub(super) status: Option<String>,
     pub(super) screen: Screen,
@@ -270,9 +278,16 @@ impl App {
         App::with_save_dir(".")
     }
 
+    /// This viewer may also control recordings (keys `p` and `R`) with `control`.
+    pub fn with_control(mut self, control: Control) -> App {
+        self.control = Some(control);
+        self
+    }
+
     /// A viewer saving calls into `dir`.
     pub fn with_save_dir(dir: impl Into<PathBuf>) -> App {
         App {
+            control: None,
             snapshot: None,
             status: None,
             screen: Screen::List,
@@ -532,9 +547,47 @@ impl App {
             }
             KeyCode::F(2) | KeyCode::Char('w') => return self.save(self.selected(), false),
             KeyCode::Char('W') => return self.save(self.selected(), true),
+            KeyCode::Char('p') => return self.control(self.selected(), false),
+            KeyCode::Char('R') => return self.control(self.selected(), true),
             _ => {}
         }
         Action::None
+    }
+
+    /// `p` pauses a recording or resumes a paused one; `R` (`start_stop`) stops a recording or
+    /// starts one on a call that has none.
+    fn control(&mut self, call: Option<u64>, start_stop: bool) -> Action {
+        let result = self.control_inner(call, start_stop);
+        self.note = Some(match &result {
+            Ok(answer) => (true, answer.clone()),
+            Err(e) => (false, format!("not done: {e}")),
+        });
+        Action::Controlled(result)
+    }
+
+    fn control_inner(&mut self, call: Option<u64>, start_stop: bool) -> Result<String, String> {
+        let id = call.ok_or("no call selected")?;
+        let row = self
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.calls.iter().find(|c| c.id == id))
+            .ok_or_else(|| format!("call {id} is no longer listed"))?;
+        if row.end.is_some() {
+            return Err(format!("call {id} has ended"));
+        }
+        let recording = matches!(row.recording.as_str(), "recording" | "paused");
+        let action = match (start_stop, row.recording.as_str()) {
+            (false, "paused") => "resume",
+            (false, _) if recording => "pause",
+            (false, _) => return Err(format!("call {id} is not being recorded")),
+            (true, _) if recording => "stop",
+            (true, _) => "start",
+        };
+        let sip_call_id = row.sip_call_id.clone();
+        let control = self.control.as_mut().ok_or(
+            "this viewer may not control recordings (no access to the control socket; see voxtap tui --control)",
+        )?;
+        control(action, &sip_call_id).map(|answer| format!("{action} call {id}: {answer}"))
     }
 
     fn back_to_list(&mut self) -> Action {
@@ -565,6 +618,8 @@ impl App {
             KeyCode::Char('4') => self.set_pane(Pane::Decision),
             KeyCode::F(2) | KeyCode::Char('w') => return self.save(self.detail_call, false),
             KeyCode::Char('W') => return self.save(self.detail_call, true),
+            KeyCode::Char('p') => return self.control(self.detail_call, false),
+            KeyCode::Char('R') => return self.control(self.detail_call, true),
             code if self.pane == Pane::Flow => {
                 let last = n_msgs.saturating_sub(1);
                 let cur = self.msg_cursor.min(last);

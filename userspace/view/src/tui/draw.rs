@@ -1148,6 +1148,10 @@ pub const HELP: &[(&str, &str)] = &[
         "w F2 / W",
         "save the call's SIP as pcap / text (needs its detail)",
     ),
+    (
+        "p / R",
+        "pause or resume / stop or start the recording (control socket)",
+    ),
     ("q", "quit"),
     ("", "Call detail"),
     (
@@ -1162,6 +1166,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Home End g G", "first / last message / line"),
     ("J K", "scroll the message pane"),
     ("w F2 / W", "save this call's SIP as pcap / text"),
+    ("p / R", "pause or resume / stop or start the recording"),
     ("Esc q ← h", "back to the list"),
     ("", "Recent recordings"),
     ("↑ ↓ k j PgUp PgDn", "scroll"),

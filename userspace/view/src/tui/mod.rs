@@ -78,7 +78,7 @@ pub fn run_app(mut app: App, feed: &mut dyn Feed, stop: &AtomicBool) -> io::Resu
                         match app.on_key(k) {
                             Action::Quit => return Ok(()),
                             Action::Follow(call) => feed.follow(call),
-                            Action::Saved(_) | Action::None => {}
+                            Action::Saved(_) | Action::Controlled(_) | Action::None => {}
                         }
                     }
                     // The next draw resizes to the new size.
