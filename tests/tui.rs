@@ -67,7 +67,7 @@ fn replay_tui_lists_the_calls_shows_the_ladder_and_quits_cleanly() {
     let streams = term.wait_for(&["RTP streams", "PCM"], Duration::from_secs(5));
     assert!(streams.contains("decoded"), "{streams}");
     term.keys(&["4"]);
-    term.wait_for(&["decision: "], Duration::from_secs(5));
+    term.wait_for(&["decision at ", "1. default"], Duration::from_secs(5));
 
     // Esc back to the list, q quits: exit 0, the terminal handed back, the summary printed.
     term.keys(&["Escape"]);

@@ -47,6 +47,8 @@ pub struct Board {
     pub linger: Duration,
     /// Ended calls kept at most ([`MAX_ENDED`] by default).
     pub max_ended: usize,
+    /// Bytes of SIP text kept for all calls ([`MESSAGE_BUDGET`] by default).
+    pub message_budget: usize,
     now: Timestamp,
     message_bytes: usize,
     /// Figures the run sets; the board adds the calls.
@@ -86,6 +88,7 @@ impl Board {
             recent: VecDeque::new(),
             linger,
             max_ended: MAX_ENDED,
+            message_budget: MESSAGE_BUDGET,
             now: Timestamp(0),
             message_bytes: 0,
             head: Snapshot::default(),
@@ -205,9 +208,13 @@ impl Board {
             Event::Decision(d) => {
                 if let Some(l) = self.live(d.call) {
                     l.row.direction = d.direction.unwrap_or_default().to_string();
-                    let verdict = if d.record { "record" } else { "do not record" };
-                    l.decision = vec![format!("decision: {verdict} ({})", d.reason)];
-                    l.decision.extend(d.trace.iter().map(|t| format!("  {t}")));
+                    // As `voxtap explain` prints it; a later decision (a new policy) follows.
+                    l.decision.extend(crate::explain::decision_lines(
+                        &d.ts.to_string(),
+                        d.record,
+                        &d.reason,
+                        d.trace.iter().map(String::as_str),
+                    ));
                     l.row.recording = match (d.record, d.covered_by) {
                         (_, Some(other)) => format!("on leg {}", other.0),
                         (true, None) => "decided: record".into(),
@@ -341,7 +348,7 @@ impl Board {
                 }
             }
             Event::Sip(m) => {
-                let budget = MESSAGE_BUDGET.saturating_sub(self.message_bytes);
+                let budget = self.message_budget.saturating_sub(self.message_bytes);
                 if let Some(l) = self.calls.get_mut(&m.call.0) {
                     let text = capped_text(&m.message);
                     if l.messages.len() >= MESSAGES_PER_CALL || text.len() > budget {
@@ -791,7 +798,9 @@ mod tests {
         assert!(d.streams.len() >= 2 && d.streams.iter().all(|s| s.ended));
         assert!(d.streams.iter().all(|s| s.mos.is_some_and(|m| m > 4.0)));
         assert!(
-            d.decision[0].starts_with("decision: record"),
+            d.decision[0].starts_with("decision at 2026-01-01T00:00:0")
+                && d.decision[0].ends_with(": record (default: record every answered call)")
+                && d.decision[1] == "  1. default: record every answered call",
             "{:?}",
             d.decision
         );
@@ -931,6 +940,69 @@ mod tests {
         // Asked again at once: the same rates, not a zero over no time.
         stats.frames = 1001;
         assert_eq!(head(&mut m, &stats).rates, h.rates);
+    }
+
+    /// A call's SIP past its bounds: the first messages are kept, the rest counted.
+    #[test]
+    fn messages_past_the_per_call_and_total_bounds_are_counted_not_kept() {
+        use voxtap_core::event::{CallStarted, SipSeen};
+        use voxtap_core::vocab::SipTransport;
+        let addr: std::net::SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let start = |call: u64| {
+            Event::CallStarted(CallStarted {
+                call: CallHandle(call),
+                ts: Timestamp(1_000_000_000),
+                sip_call_id: format!("c{call}"),
+                from_tag: "t".into(),
+                caller: Party::default(),
+                callee: Party::default(),
+                caller_signalling: addr,
+                callee_signalling: addr,
+                transport: SipTransport::Udp,
+            })
+        };
+        let sip = |call: u64, n: usize, len: usize| {
+            Event::Sip(SipSeen {
+                call: CallHandle(call),
+                ts: Timestamp(1_000_000_000 + n as u64),
+                src: addr,
+                dst: addr,
+                transport: SipTransport::Udp,
+                message: format!("OPTIONS sip:{n} SIP/2.0\r\n{}", "x".repeat(len))
+                    .into_bytes()
+                    .into(),
+            })
+        };
+        let mut b = Board::default();
+        b.message_budget = 100_000;
+        b.apply(&start(1));
+        for n in 0..MESSAGES_PER_CALL + 50 {
+            b.apply(&sip(1, n, 100));
+        }
+        let d = b.snapshot(Some(1)).detail.unwrap();
+        assert_eq!(d.messages.len(), MESSAGES_PER_CALL);
+        assert_eq!(d.messages_dropped, 50);
+        assert_eq!(d.messages[0].first_line, "OPTIONS sip:0 SIP/2.0");
+        // Another call's messages stop at the total budget.
+        b.apply(&start(2));
+        for n in 0..100 {
+            b.apply(&sip(2, n, 4000));
+        }
+        assert!(b.message_bytes() <= 100_000, "{}", b.message_bytes());
+        let d = b.snapshot(Some(2)).detail.unwrap();
+        assert!(
+            d.messages.len() < 25 && d.messages_dropped > 75,
+            "{}",
+            d.messages.len()
+        );
+        // A message past the cap is cut, so one huge message cannot take the budget.
+        let mut c = Board::default();
+        c.apply(&start(3));
+        c.apply(&sip(3, 0, 50_000));
+        let d = c.snapshot(Some(3)).detail.unwrap();
+        assert_eq!(d.messages.len(), 1);
+        assert!(d.messages[0].text.len() <= MESSAGE_CAP + '…'.len_utf8());
+        assert!(d.messages[0].text.ends_with('…'));
     }
 
     #[test]

@@ -39,6 +39,25 @@ pub fn run(args: &ExplainArgs) -> Result<()> {
 }
 
 /// `calls.id` if `call` is a number that names one, else every call with that SIP Call-ID.
+/// A decision as `voxtap explain` (and the dashboard) print it: the verdict, then the
+/// policy's trace, numbered.
+pub fn decision_lines<'a>(
+    time: &str,
+    record: bool,
+    reason: &str,
+    trace: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    let verdict = if record { "record" } else { "do not record" };
+    std::iter::once(format!("decision at {time}: {verdict} ({reason})"))
+        .chain(
+            trace
+                .filter(|l| !l.is_empty())
+                .enumerate()
+                .map(|(i, line)| format!("  {}. {line}", i + 1)),
+        )
+        .collect()
+}
+
 fn find_calls(db: &Connection, call: &str) -> Result<Vec<i64>> {
     if let Ok(id) = call.parse::<i64>() {
         let found: Option<i64> = db
@@ -223,13 +242,8 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
         )?;
     }
     for (time, record, reason, trace) in decisions {
-        writeln!(
-            out,
-            "decision at {time}: {} ({reason})",
-            if record { "record" } else { "do not record" }
-        )?;
-        for (i, line) in trace.lines().filter(|l| !l.is_empty()).enumerate() {
-            writeln!(out, "  {}. {line}", i + 1)?;
+        for line in decision_lines(&time, record, &reason, trace.lines()) {
+            writeln!(out, "{line}")?;
         }
     }
 

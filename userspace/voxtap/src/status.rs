@@ -482,6 +482,44 @@ mod tests {
     }
 
     #[test]
+    fn past_the_viewer_limit_one_is_told_busy_and_the_others_keep_their_snapshots() {
+        let dir = std::env::temp_dir().join(format!("voxtap-status-n-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("status.sock");
+        let socket = StatusSocket::bind(&path, board()).unwrap();
+        let mut viewers: Vec<Viewer> = (0..MAX_VIEWERS)
+            .map(|_| Viewer::new(path.clone()))
+            .collect();
+        for v in &mut viewers {
+            assert_eq!(next_snapshot(v).version, VERSION);
+        }
+        let mut late = Viewer::new(path.clone());
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut refused = None;
+        while Instant::now() < until && refused.is_none() {
+            if let FeedEvent::Status(Some(s)) = late.poll(Duration::from_millis(100)) {
+                refused = Some(s);
+            }
+        }
+        let why = refused.expect("the ninth viewer is refused");
+        assert!(why.contains("busy"), "{why}");
+        assert_eq!(socket.figures.refused.load(Ordering::Relaxed), 1);
+        for v in &mut viewers {
+            assert_eq!(next_snapshot(v).version, VERSION);
+        }
+        // One leaves: there is room again.
+        viewers.pop();
+        let until = Instant::now() + Duration::from_secs(5);
+        while socket.figures.open.load(Ordering::Relaxed) >= MAX_VIEWERS && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(next_snapshot(&mut late).version, VERSION);
+        drop(socket);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_regular_file_is_never_replaced_by_the_socket() {
         let dir = std::env::temp_dir().join(format!("voxtap-status-f-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
