@@ -973,8 +973,10 @@ mod tests {
                     .into(),
             })
         };
-        let mut b = Board::default();
-        b.message_budget = 100_000;
+        let mut b = Board {
+            message_budget: 100_000,
+            ..Board::default()
+        };
         b.apply(&start(1));
         for n in 0..MESSAGES_PER_CALL + 50 {
             b.apply(&sip(1, n, 100));
