@@ -42,8 +42,16 @@ fn mount_tmpfs(at: &Path, size: &str) -> Option<Mount> {
     ok.then(|| Mount(at.to_path_buf()))
 }
 
+/// The pooled files' hold-back is one per process (`audio::sink`, as one store runs per
+/// process), so tests that fill a disk must not run at once: one test's full disk would hold
+/// the other's files back (found flaky in CI, about one run in two).
+static ONE_FULL_DISK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_full_recordings_volume_loses_nothing_it_can_hold_and_resumes_when_space_returns() {
+    let _one = ONE_FULL_DISK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let test = "a_full_recordings_volume";
     if !is_root() {
         eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
@@ -132,6 +140,9 @@ fn a_full_recordings_volume_loses_nothing_it_can_hold_and_resumes_when_space_ret
 
 #[test]
 fn a_volume_that_stays_full_ends_recordings_partial_and_the_run_goes_on() {
+    let _one = ONE_FULL_DISK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let test = "a_volume_that_stays_full";
     if !is_root() {
         eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
