@@ -306,3 +306,75 @@ fn explain_tells_a_call_from_the_catalog() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no call \"nope@nowhere\""));
 }
+
+#[test]
+fn a_missing_capture_stops_the_replay_before_anything_is_written_and_says_why_once() {
+    let s = Scratch::new("missing_capture");
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    let good = s.path().join("good.pcap");
+    write_pcap(&good, &frames).unwrap();
+    let out_dir = s.path().join("out");
+    // The missing file comes second: nothing of the first is written either.
+    let out = replay(&out_dir, &[&good, &s.path().join("nosuch.pcap")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nosuch.pcap"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!out_dir.join("catalog.sqlite").exists());
+    assert!(
+        out.stdout.is_empty(),
+        "no summary of a run that did not happen"
+    );
+}
+
+#[test]
+fn a_capture_of_a_link_type_voxtap_cannot_read_is_an_error_not_a_run_of_nothing() {
+    let s = Scratch::new("unknown_link");
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    let pcap = s.path().join("c.pcap");
+    write_pcap(&pcap, &frames).unwrap();
+    // Link type 147 (a user-defined DLT) in the global header.
+    let mut bytes = std::fs::read(&pcap).unwrap();
+    bytes[20..24].copy_from_slice(&147u32.to_le_bytes());
+    std::fs::write(&pcap, &bytes).unwrap();
+    let out = replay(&s.path().join("out"), &[&pcap]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("link type 147") && err.contains("cannot read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_into_a_closed_pipe_ends_quietly_without_a_panic() {
+    use std::process::Stdio;
+    let s = Scratch::new("broken_pipe");
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    let pcap = s.path().join("c.pcap");
+    write_pcap(&pcap, &frames).unwrap();
+    let out_dir = s.path().join("out");
+    let mut child = Command::new(voxtap())
+        .args(["replay", "--quiet", "--out"])
+        .arg(&out_dir)
+        .arg(&pcap)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -0`: the reader goes before voxtap writes its summary.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // The run itself was written before the summary.
+    let db = catalog(&out_dir);
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM recordings WHERE state = 'complete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}

@@ -19,8 +19,10 @@ use voxtap_core::{LinkType, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// The OS error is in the message, not behind it as a source, so an error chain names
+    /// it once.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("{path}: corrupt capture at byte offset {offset}: {what}")]
     Corrupt {
         path: PathBuf,
@@ -119,9 +121,9 @@ enum Candidate {
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
-        let io_err = |source| CaptureError::Io {
+        let io_err = |error| CaptureError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
@@ -672,10 +674,10 @@ impl CaptureFile {
             match self.reader.read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
+                Err(error) => {
                     return Err(CaptureError::Io {
                         path: self.path.clone(),
-                        source,
+                        error,
                     });
                 }
             }

@@ -251,6 +251,13 @@ fn raise_nofile_limit() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     raise_nofile_limit();
+    if !matches!(cli.command, Command::Run(_) | Command::Tui(_)) {
+        // A command that prints and ends (`replay | head`) ends quietly when its reader goes,
+        // as Unix tools do, rather than panic on the write. The daemon and the dashboard
+        // keep Rust's default (a closed pipe is an error they handle).
+        // SAFETY: signal(2) with the default disposition, before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),

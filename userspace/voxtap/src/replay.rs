@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use voxtap_capture::CaptureFile;
-use voxtap_core::Timestamp;
 use voxtap_core::stats::{Dropped, Malformed};
+use voxtap_core::{LinkType, Timestamp};
 use voxtap_store::RunSummary;
 
 use crate::board::{Board, HeadInput, Meter};
@@ -28,6 +28,11 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         bail!("--tui needs a terminal (stdout is not one)");
     }
     cfg.monitor = args.tui;
+    // Every input is checked before anything is written: a file that is missing, unreadable
+    // or not a capture stops the run with nothing made.
+    for path in &args.captures {
+        CaptureFile::open(path)?;
+    }
     let workers = workers::count(args.workers, &cfg, "replay");
     let mut engines = Engines::new(&cfg, workers, false);
     let source = args
@@ -65,9 +70,15 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
                 break;
             }
         };
+        // Frames of a link type the engine cannot read (it counts them as not VoIP).
+        let (mut frames_in_file, mut unreadable) = (0u64, None::<(u32, u64)>);
         loop {
             match file.next_frame() {
                 Ok(Some(frame)) => {
+                    frames_in_file += 1;
+                    if let LinkType::Unknown(t) = frame.link {
+                        unreadable.get_or_insert((t, 0)).1 += 1;
+                    }
                     if let Some(p) = pace.as_mut() {
                         p.wait(frame.ts);
                     }
@@ -100,6 +111,17 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
                 "voxtap replay: warning: {}: skipped {n} corrupt bytes at byte offset {at} to reach the next good record",
                 path.display()
             );
+        }
+        if let Some((link, n)) = unreadable {
+            let what = format!(
+                "{}: {n} of its {frames_in_file} frames have link type {link}, which voxtap cannot read (it reads Ethernet, Linux cooked SLL/SLL2, raw IP and loopback)",
+                path.display()
+            );
+            if n == frames_in_file {
+                input_error = Some(anyhow::anyhow!(what));
+                break 'files;
+            }
+            eprintln!("voxtap replay: warning: {what}");
         }
         skipped.0 += file.skipped().len() as u64;
         skipped.1 += file.skipped().iter().map(|s| s.1).sum::<u64>();

@@ -568,7 +568,7 @@ impl Reporter {
         if let Some(v) = viewers {
             use std::sync::atomic::Ordering::Relaxed;
             line += &format!(
-                " | viewers open {}, refused {}, dropped for not reading {}",
+                " | viewers open {}, refused {}, cut off for not reading {}",
                 v.open.load(Relaxed),
                 v.refused.load(Relaxed),
                 v.stalled.load(Relaxed)
