@@ -61,6 +61,11 @@ fn parse_pcap(b: &[u8]) -> (u32, Vec<Record>) {
 /// the IPv4 header checksum.
 fn parse_udp(f: &[u8]) -> (String, String, Vec<u8>) {
     let ethertype = u16be(f, 12);
+    // The pseudo-header's addresses, for the UDP checksum.
+    let (addr_at, addr_len) = match ethertype {
+        0x0800 => (14 + 12, 4),
+        _ => (14 + 8, 16),
+    };
     let (ip_len, src, dst) = match ethertype {
         0x0800 => {
             let ip = &f[14..];
@@ -89,6 +94,18 @@ fn parse_udp(f: &[u8]) -> (String, String, Vec<u8>) {
     };
     let udp = &f[14 + ip_len..];
     assert_eq!(u16be(udp, 4) as usize, udp.len(), "UDP length");
+    // The UDP checksum: the pseudo-header (addresses, protocol, length) and the datagram
+    // sum to all ones.
+    let words = |b: &[u8]| -> u32 {
+        b.chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+            .sum()
+    };
+    let mut sum = words(&f[addr_at..addr_at + 2 * addr_len]) + 17 + udp.len() as u32 + words(udp);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    assert_eq!(sum, 0xffff, "UDP checksum");
     (
         format!("{src}:{}", u16be(udp, 0)),
         format!("{dst}:{}", u16be(udp, 2)),

@@ -103,6 +103,17 @@ fn csum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
+/// The UDP checksum over the IPv4 or IPv6 pseudo-header (`src`, `dst`, UDP, the length) and
+/// the datagram, whose checksum field is still zero; 0 is sent as 0xffff.
+fn set_udp_checksum(udp: &mut [u8], src: &[u8], dst: &[u8]) {
+    let pseudo = csum_add(csum_add(0, src), dst) + 17 + udp.len() as u32;
+    let c = match csum_fold(csum_add(pseudo, udp)) {
+        0 => 0xffff,
+        c => c,
+    };
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+}
+
 /// The Ethernet frame carrying one message.
 fn frame(m: &SipMessage) -> Vec<u8> {
     let payload = &m.text.as_bytes()[..m.text.len().min(MAX_PAYLOAD)];
@@ -131,14 +142,7 @@ fn frame(m: &SipMessage) -> Vec<u8> {
             ip[16..20].copy_from_slice(&d.octets());
             let c = csum_fold(csum_add(0, &ip));
             ip[10..12].copy_from_slice(&c.to_be_bytes());
-            let mut pseudo = csum_add(0, &s.octets());
-            pseudo = csum_add(pseudo, &d.octets());
-            pseudo += 17 + u32::from(udp_len);
-            let c = match csum_fold(csum_add(pseudo, &udp)) {
-                0 => 0xffff,
-                c => c,
-            };
-            udp[6..8].copy_from_slice(&c.to_be_bytes());
+            set_udp_checksum(&mut udp, &s.octets(), &d.octets());
             f.extend_from_slice(&ip);
         }
         (s, d) => {
@@ -151,14 +155,7 @@ fn frame(m: &SipMessage) -> Vec<u8> {
             ip[7] = 64; // hop limit
             ip[8..24].copy_from_slice(&s.octets());
             ip[24..40].copy_from_slice(&d.octets());
-            let mut pseudo = csum_add(0, &s.octets());
-            pseudo = csum_add(pseudo, &d.octets());
-            pseudo += 17 + u32::from(udp_len);
-            let c = match csum_fold(csum_add(pseudo, &udp)) {
-                0 => 0xffff,
-                c => c,
-            };
-            udp[6..8].copy_from_slice(&c.to_be_bytes());
+            set_udp_checksum(&mut udp, &s.octets(), &d.octets());
             f.extend_from_slice(&ip);
         }
     }
