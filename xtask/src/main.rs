@@ -97,7 +97,8 @@ const BUILD_PACKAGES: &[(&str, &str)] = &[
 /// decodes recordings and is an independent codec oracle, spandsp and vo-amrwbenc are encoders
 /// of generated codec traffic, libsrtp (through Python) is the SRTP oracle, tcpreplay
 /// replays captures fast onto veth, tmux gives the dashboard a terminal to drive, and curl and
-/// promtool (in Debian's prometheus package) scrape and check the metrics.
+/// promtool (in Debian's prometheus package) scrape and check the metrics; nginx (PUT),
+/// aiosmtpd (SMTP with STARTTLS) and openssl (its certificate) are the dispatch tests' servers.
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("tshark", "tshark"),
     ("sox", "sox"),
@@ -113,6 +114,12 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("tmux", "tmux"),
     ("curl", "curl"),
     ("promtool", "prometheus"),
+    ("/usr/sbin/nginx", "nginx"),
+    (
+        "/usr/lib/python3/dist-packages/aiosmtpd",
+        "python3-aiosmtpd",
+    ),
+    ("openssl", "openssl"),
 ];
 
 fn install_debian_packages() -> Result<()> {

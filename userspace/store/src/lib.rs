@@ -59,6 +59,17 @@ pub struct StoreOptions {
     pub commit_every: usize,
     /// What was captured (file names or interface), saved in `runs.source`.
     pub source: String,
+    /// Where finished recordings are sent on: a `dispatch_jobs` row per target is written in
+    /// the transaction that makes a recording final (docs/dispatch.md).
+    pub dispatch: Vec<DispatchTarget>,
+}
+
+/// A dispatch target as the store knows it: its configured name and kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatchTarget {
+    pub name: String,
+    /// `http`, `script` or `email`.
+    pub kind: &'static str,
 }
 
 impl Default for StoreOptions {
@@ -67,6 +78,7 @@ impl Default for StoreOptions {
             wav_flush_secs: 1.0,
             commit_every: 512,
             source: String::new(),
+            dispatch: Vec::new(),
         }
     }
 }
@@ -407,7 +419,7 @@ impl Store {
             source,
         };
 
-        let recovery = recover(dir, &catalog, &db)?;
+        let recovery = recover(dir, &catalog, &db, &opts.dispatch)?;
         db.prepare_cached(
             "INSERT INTO runs (started_at, source, state) VALUES (?1, ?2, 'running')",
         )
@@ -1064,6 +1076,9 @@ impl Store {
                 ])
             })
             .map_err(self.sq())?;
+        if f.state == "partial" {
+            enqueue_dispatch(&self.db, f.row, &self.opts.dispatch).map_err(self.sq())?;
+        }
         Ok(())
     }
 
@@ -1288,6 +1303,7 @@ impl Store {
                 ])
             })
             .map_err(self.sq())?;
+        enqueue_dispatch(&self.db, open.row, &self.opts.dispatch).map_err(self.sq())?;
         self.note_finished(finished(done.size_bytes, state.as_str(), duration));
         self.report.recordings_finalised.push(open.rel);
         Ok(())
@@ -1568,6 +1584,22 @@ impl Store {
     }
 }
 
+/// A pending `dispatch_jobs` row per target for a recording just made final, in the caller's
+/// transaction, so a recording is never final without its jobs (docs/dispatch.md).
+fn enqueue_dispatch(db: &Connection, rec: i64, targets: &[DispatchTarget]) -> rusqlite::Result<()> {
+    for t in targets {
+        db.prepare_cached(
+            "INSERT OR IGNORE INTO dispatch_jobs (recording_id, call_id, target, kind, state,
+                next_attempt_at, created_at)
+             SELECT id, call_id, ?2, ?3, 'pending', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             FROM recordings WHERE id = ?1",
+        )?
+        .execute(params![rec, t.name, t.kind])?;
+    }
+    Ok(())
+}
+
 /// Catalog integers are signed 64-bit; counters beyond that saturate.
 fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -1686,7 +1718,12 @@ fn open_catalog(path: &Path) -> Result<Connection, StoreError> {
 
 /// Closes what earlier runs left open. Runs before this run's row exists, under the lock, so
 /// everything still `running`, `ringing`, `answered` or `recording` belongs to a dead process.
-fn recover(dir: &Path, catalog: &Path, db: &Connection) -> Result<Recovery, StoreError> {
+fn recover(
+    dir: &Path,
+    catalog: &Path,
+    db: &Connection,
+    dispatch: &[DispatchTarget],
+) -> Result<Recovery, StoreError> {
     let sq = |source| StoreError::Sqlite {
         path: catalog.to_owned(),
         source,
@@ -1740,6 +1777,7 @@ fn recover(dir: &Path, catalog: &Path, db: &Connection) -> Result<Recovery, Stor
                     params![id, duration, int(done.size_bytes)],
                 )
                 .map_err(sq)?;
+                enqueue_dispatch(db, id, dispatch).map_err(sq)?;
                 out.recordings_recovered.push(PathBuf::from(rel));
             }
             Ok(None) => {

@@ -1,10 +1,10 @@
-//! The catalog schema, version 3. A public interface: `docs/catalog.md` documents every column.
+//! The catalog schema, version 5. A public interface: `docs/catalog.md` documents every column.
 //! Change it only additively, and bump `SCHEMA_VERSION` with a migration step when you do.
 
 use rusqlite::Connection;
 
 /// `PRAGMA user_version` of a catalog this code writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Version 1. `IF NOT EXISTS` everywhere so that re-running it on a version-1 catalog is a no-op.
 /// No CHECK constraints on the enumerated TEXT columns: SQLite cannot alter a CHECK, and new
@@ -202,6 +202,38 @@ const V4: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN recordings_write_failed INTEGER NOT NULL DEFAULT 0",
 ];
 
+/// Version 5, dispatch: the durable queue of finished recordings to send on (HTTP, a script,
+/// email), each attempt and its result, and which recordings' files an upload removed.
+const V5_DISPATCH: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS dispatch_jobs (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        recording_id    INTEGER NOT NULL REFERENCES recordings(id),
+        call_id         INTEGER NOT NULL REFERENCES calls(id),
+        target          TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        done_at         TEXT,
+        destination     TEXT,
+        last_error      TEXT,
+        UNIQUE (recording_id, target)
+    )",
+    "CREATE INDEX IF NOT EXISTS dispatch_jobs_due ON dispatch_jobs(state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS dispatch_jobs_call_id ON dispatch_jobs(call_id)",
+    "CREATE TABLE IF NOT EXISTS dispatch_attempts (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id     INTEGER NOT NULL REFERENCES dispatch_jobs(id),
+        started_at TEXT NOT NULL,
+        ended_at   TEXT,
+        result     TEXT NOT NULL,
+        detail     TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS dispatch_attempts_job_id ON dispatch_attempts(job_id)",
+    "ALTER TABLE recordings ADD COLUMN removed_by TEXT",
+];
+
 pub enum Migration {
     Current,
     /// The catalog was written by a newer voxtap.
@@ -233,6 +265,11 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
         }
         if found < 4 {
             for stmt in V4 {
+                step = step.and_then(|()| db.execute_batch(stmt));
+            }
+        }
+        if found < 5 {
+            for stmt in V5_DISPATCH {
                 step = step.and_then(|()| db.execute_batch(stmt));
             }
         }

@@ -1612,3 +1612,91 @@ fn conversations_tie_legs_and_fold_when_media_joins_them() {
         )
     );
 }
+
+fn dispatch_opts() -> StoreOptions {
+    StoreOptions {
+        dispatch: vec![
+            DispatchTarget {
+                name: "archive".into(),
+                kind: "http",
+            },
+            DispatchTarget {
+                name: "hook".into(),
+                kind: "script",
+            },
+        ],
+        ..opts()
+    }
+}
+
+/// (recording_id, target, kind, state, attempts) of every dispatch job.
+fn dispatch_jobs(dir: &Path) -> Vec<(i64, String, String, String, i64)> {
+    catalog(dir)
+        .prepare(
+            "SELECT recording_id, target, kind, state, attempts FROM dispatch_jobs ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_final_recording_has_a_dispatch_job_per_target_and_an_open_one_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut store = Store::open(dir, dispatch_opts()).unwrap();
+    store.handle(started(2, 0, "open@host")).unwrap();
+    store.handle(answered(2, 500)).unwrap();
+    store.handle(rec_started(2, 2, 500)).unwrap();
+    feed(&mut store, 2, 0, 8000);
+    assert!(
+        dispatch_jobs(dir).is_empty(),
+        "an open recording has no job"
+    );
+    full_call(&mut store, 1, 1, "a84b4c76e66710@pc33.atlanta.com");
+    let rec: i64 = one(
+        &catalog(dir),
+        "SELECT id FROM recordings WHERE path LIKE '%a84b4c76e66710%'",
+    );
+    // Committed with the recording's final state, before the run ends.
+    assert_eq!(
+        dispatch_jobs(dir),
+        [
+            (rec, "archive".into(), "http".into(), "pending".into(), 0),
+            (rec, "hook".into(), "script".into(), "pending".into(), 0),
+        ]
+    );
+    store.finish(&summary()).unwrap();
+    assert_eq!(
+        dispatch_jobs(dir).len(),
+        4,
+        "end-of-run finalises the open one too"
+    );
+}
+
+#[test]
+fn a_recording_recovered_after_a_crash_is_queued_for_dispatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut store = Store::open(dir, dispatch_opts()).unwrap();
+    store.handle(started(1, 0, "crash@host")).unwrap();
+    store.handle(answered(1, 1000)).unwrap();
+    store.handle(rec_started(1, 1, 1000)).unwrap();
+    feed(&mut store, 1, 0, 20_000);
+    store.simulate_crash();
+    assert!(dispatch_jobs(dir).is_empty());
+    let store = Store::open(dir, dispatch_opts()).unwrap();
+    assert_eq!(store.recovery().recordings_recovered.len(), 1);
+    let jobs = dispatch_jobs(dir);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.3 == "pending"));
+    drop(store);
+    // Reopening again queues nothing twice.
+    let store = Store::open(dir, dispatch_opts()).unwrap();
+    drop(store);
+    assert_eq!(dispatch_jobs(dir).len(), 2);
+}

@@ -32,6 +32,12 @@ pub struct Config {
     /// Which calls are recorded (see docs/rules.md); without it every answered call is.
     #[serde(default)]
     pub rules: Option<RulesSection>,
+    /// Where finished recordings are sent on (docs/dispatch.md).
+    #[serde(default)]
+    pub dispatch: crate::dispatch::DispatchSection,
+    /// `dispatch`, converted and checked by [`Config::parse`].
+    #[serde(skip)]
+    pub dispatch_targets: Vec<voxtap_dispatch::Target>,
     /// `rules`, converted and checked by [`Config::parse`].
     #[serde(skip)]
     pub compiled_rules: Option<Rules>,
@@ -260,6 +266,7 @@ impl Config {
         if let Some(r) = &cfg.rules {
             cfg.compiled_rules = Some(r.to_rules(text)?);
         }
+        cfg.dispatch_targets = cfg.dispatch.targets(text)?;
         Ok(cfg)
     }
 
@@ -372,6 +379,7 @@ impl Config {
         let opts = voxtap_store::StoreOptions {
             wav_flush_secs: self.recording.wav_flush_s,
             source,
+            dispatch: crate::dispatch::store_targets(&self.dispatch_targets),
             ..voxtap_store::StoreOptions::default()
         };
         voxtap_store::Store::open(out, opts)

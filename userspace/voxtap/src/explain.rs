@@ -316,6 +316,7 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
             )?;
         }
     }
+    crate::dispatch::explain(db, id, out)?;
 
     let mut stmt = db.prepare(
         "SELECT time, kind, value, source, side, offset_s, user, device FROM events WHERE call_id = ?1 ORDER BY time, id",

@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod board;
 mod config;
 mod control;
+mod dispatch;
 mod explain;
 mod privileges;
 mod replay;
@@ -66,6 +67,11 @@ enum Command {
     /// workers (see docs/tui.md). It attaches to the run's status socket and, if the run goes
     /// away, says so and attaches again every second. q quits, F1 or ? lists the keys.
     Tui(TuiArgs),
+    /// Send on the finished recordings a run left in its catalog's dispatch queue (see
+    /// docs/dispatch.md): works the queue until every job is done or has given up, or --wait
+    /// passes; what is left stays pending. Exit status: 0 when the queue was worked (the
+    /// summary says what is left), 1 on an error.
+    Dispatch(dispatch::DispatchArgs),
     /// Recording rules (see docs/rules.md).
     Rules {
         #[command(subcommand)]
@@ -184,6 +190,10 @@ pub struct ReplayArgs {
     /// Replay at the capture's own pace (its timestamps), not as fast as it goes.
     #[arg(long)]
     pub realtime: bool,
+    /// Seconds to work the dispatch queue (docs/dispatch.md) after the input is over, until
+    /// every job is done or has given up; 0 leaves it all pending for `voxtap dispatch`.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub dispatch_wait: u64,
     /// Capture files (pcap or pcapng; Ethernet, Linux cooked SLL/SLL2, raw IP or loopback).
     #[arg(value_name = "CAPTURE", required = true)]
     pub captures: Vec<PathBuf>,
@@ -262,6 +272,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Dispatch(args) => dispatch::command(&args),
         Command::Control(args) => control::client(&args.socket, &args.action, &args.call),
         Command::Tui(args) => tui(&args),
         Command::Rules {

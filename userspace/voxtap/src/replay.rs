@@ -135,6 +135,8 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let waits = store.waits();
     let report = store.finish(&summary)?;
     let elapsed = started.elapsed();
+    let dispatched =
+        crate::dispatch::after_replay(&args.out, &cfg, Duration::from_secs(args.dispatch_wait))?;
     if let Some(d) = dash.take() {
         // Browsable until the user quits; the summary follows on the restored terminal.
         d.finish(&stats, now, &figures);
@@ -236,6 +238,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             f.busy.as_secs_f64(),
             secs
         );
+    }
+    if let Some(line) = dispatched {
+        println!("  dispatch        {line}");
     }
     println!(
         "  catalog         {}",

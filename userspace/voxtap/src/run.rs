@@ -64,6 +64,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let source = format!("{} ({})", args.iface, live.describe());
     let store = cfg.open_store(&args.out, source.clone())?;
+    // Recordings are sent on as they are finished, by a thread of its own.
+    let dispatcher = crate::dispatch::Background::start(&args.out, &cfg)?;
 
     let control_path = args
         .control
@@ -223,6 +225,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     drop(report);
     let summary = RunSummary::from_stats(&stats, now);
     let done = store.finish(&summary)?;
+    if let Some(d) = dispatcher {
+        d.stop();
+    }
     // Detach before reporting success.
     drop(live);
     println!(
