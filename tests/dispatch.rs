@@ -1054,3 +1054,111 @@ fn bad_dispatch_config_names_its_line() {
         assert!(!out.exists(), "a bad config writes nothing");
     }
 }
+
+#[test]
+fn voxtap_run_uploads_each_recording_while_it_runs() {
+    let test = "voxtap_run_uploads_each_recording_while_it_runs";
+    let Some(net) = voxtap_capture::testnet::TestNet::new_or_skip("vtd", test) else {
+        return;
+    };
+    let s = Scratch::new("dispatch-run");
+    let Some(mut nginx) = Nginx::prepare(test, &s.path().join("nginx")) else {
+        return;
+    };
+    nginx.open();
+    nginx.start();
+    let mut g = GenConfig::new(Scenario::Concurrent);
+    g.calls = 3;
+    g.talk_secs = 1.0;
+    g.ramp_ms = Some(200.0);
+    let (frames, _) = generate(&g);
+    let config = write(
+        &s,
+        "voxtap.toml",
+        &format!(
+            "[capture]\nstats_interval_s = 1\n{}",
+            http_target(nginx.port, "backoff_s = 0.2")
+        ),
+    );
+    let out = s.path().join("out");
+    let mut child = Command::new(voxtap())
+        .args([
+            "run",
+            "--iface",
+            net.host_if(),
+            "--capture",
+            "afpacket",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let l = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("voxtap run never got ready: {seen:?}"));
+        seen.push(l.clone());
+        if l.contains("ready") {
+            break;
+        }
+    }
+    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    net.replay_paced(&paced, 1.0).expect("send the calls");
+    // Still running: the uploads happen as the recordings finish, not at the stop.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: i64 = rusqlite::Connection::open_with_flags(
+            out.join("catalog.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|db| {
+            db.query_row(
+                "SELECT count(*) FROM dispatch_jobs WHERE state = 'done'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(0);
+        if done == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "voxtap run uploaded {done} of 3 while running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "voxtap run is still running"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    let stderr = seen.join("\n");
+    assert!(o.status.success(), "voxtap run: {}\n{stderr}", o.status);
+    assert!(
+        stderr.contains("dispatch stopped: 3 done, 0 failed (gave up), 0 pending"),
+        "{stderr}"
+    );
+    let jobs = jobs(&out);
+    assert_eq!(jobs.len(), 3);
+    for j in &jobs {
+        assert_eq!(j.state, "done", "{j:?}");
+        assert_eq!(j.tries.len(), 1, "{j:?}");
+    }
+    check_uploads(&out, &nginx, &jobs, &BTreeMap::new());
+}
