@@ -31,6 +31,9 @@ pub use script::ScriptTarget;
 pub const LOCK_FILE: &str = "dispatch.lock";
 /// Where journals for scripts and their output are written, inside DIR.
 pub const WORK_DIR: &str = "dispatch";
+/// Modes of what the dispatcher creates: journals hold personal data, as recordings do.
+pub(crate) const FILE_MODE: u32 = 0o640;
+pub(crate) const DIR_MODE: u32 = 0o750;
 
 /// How often and how far apart a failed job is tried again.
 #[derive(Clone, Debug, PartialEq)]
@@ -701,11 +704,13 @@ pub fn parties(trace: &str) -> (Option<String>, Vec<String>) {
 }
 
 fn take_lock(path: &Path) -> Result<File, DispatchError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(FILE_MODE)
         .open(path)
         .map_err(|source| DispatchError::Io {
             path: path.to_owned(),

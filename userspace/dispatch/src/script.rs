@@ -1,14 +1,15 @@
 //! A script hook (pascom's shape): `$1` the recording, `$2` a JSON journal of the call; with
 //! `batch` above one, the pairs of several recordings follow each other (`$3 $4`, ...).
 
-use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::{AttemptResult, Job, Outcome, Retry, WORK_DIR, tail};
+use crate::{AttemptResult, DIR_MODE, FILE_MODE, Job, Outcome, Retry, WORK_DIR, tail};
 
 #[derive(Clone, Debug)]
 pub struct ScriptTarget {
@@ -67,7 +68,11 @@ impl ScriptTarget {
             destination: destination.clone(),
         };
         let work = dir.join(WORK_DIR);
-        if let Err(e) = std::fs::create_dir_all(&work) {
+        if let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&work)
+        {
             return fail(
                 AttemptResult::Error,
                 format!("cannot create {}: {e}", work.display()),
@@ -77,7 +82,14 @@ impl ScriptTarget {
         let mut cmd = Command::new(&self.command);
         for job in batch {
             let journal = work.join(format!("journal-{}.json", job.id));
-            if let Err(e) = std::fs::write(&journal, journal_json(job)) {
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(FILE_MODE)
+                .open(&journal)
+                .and_then(|mut f| f.write_all(journal_json(job).as_bytes()));
+            if let Err(e) = written {
                 return fail(
                     AttemptResult::Error,
                     format!("cannot write {}: {e}", journal.display()),
@@ -89,7 +101,12 @@ impl ScriptTarget {
         let first = batch.first().map_or(0, |j| j.id);
         let out_path = work.join(format!("script-{first}.out"));
         let outcome = (|| {
-            let out = File::create(&out_path)
+            let out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(FILE_MODE)
+                .open(&out_path)
                 .map_err(|e| format!("cannot create {}: {e}", out_path.display()))?;
             let err = out
                 .try_clone()
