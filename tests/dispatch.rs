@@ -56,6 +56,11 @@ struct Nginx {
 
 impl Nginx {
     fn prepare(test: &str, root: &Path) -> Option<Nginx> {
+        Self::prepare_tls(test, root, None)
+    }
+
+    /// With `tls` (certificate, key) it speaks HTTPS.
+    fn prepare_tls(test: &str, root: &Path, tls: Option<(&Path, &Path)>) -> Option<Nginx> {
         let Some(bin) = which("nginx") else {
             skipped(
                 test,
@@ -73,6 +78,17 @@ impl Nginx {
             ""
         };
         let r = root.display();
+        let (ssl, certs) = match tls {
+            Some((c, k)) => (
+                " ssl",
+                format!(
+                    "ssl_certificate {};\n        ssl_certificate_key {};",
+                    c.display(),
+                    k.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
         let conf = format!(
             "{user}
 daemon off;
@@ -90,7 +106,8 @@ http {{
     scgi_temp_path {r}/tmp/scgi;
     client_max_body_size 200m;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+        {certs}
         root {r}/www;
         location /rec/ {{
             if (!-f {r}/open) {{ return 503; }}
@@ -313,9 +330,15 @@ fn check_uploads(out: &Path, nginx: &Nginx, jobs: &[JobRow], local: &BTreeMap<i6
             "job {}: the uploaded bytes differ from {}",
             j.id, j.path
         );
-        assert_eq!(
-            j.destination.as_deref(),
-            Some(format!("http://127.0.0.1:{}/rec/{}/{file}", nginx.port, j.call).as_str())
+        let dest = j.destination.as_deref().unwrap_or("");
+        assert!(
+            dest.starts_with("http")
+                && dest.ends_with(&format!(
+                    "://127.0.0.1:{}/rec/{}/{file}",
+                    nginx.port, j.call
+                )),
+            "job {}: destination {dest}",
+            j.id
         );
     }
 }
@@ -795,7 +818,40 @@ fn start_smtp(test: &str, s: &Scratch, tempfail: u32) -> Option<(Smtp, PathBuf)>
     };
     let dir = s.path().join("smtp");
     std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = make_cert(test, &dir)?;
+    let port = free_port();
+    let mut child = Command::new(python)
+        .arg(voxtap_tests::root().join("tests/smtp_sink.py"))
+        .arg(port.to_string())
+        .arg(dir.join("mail"))
+        .arg(&cert)
+        .arg(&key)
+        .args(["voxtap", "s3cret pass", &tempfail.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "the SMTP server did not start");
+    wait_for_port(port, "aiosmtpd");
+    Some((
+        Smtp {
+            child,
+            port,
+            dir: dir.join("mail"),
+        },
+        cert,
+    ))
+}
+
+/// A self-signed certificate for 127.0.0.1 (an end-entity one: rustls refuses a CA as a
+/// server's certificate) and its key, made by openssl in `dir`.
+fn make_cert(test: &str, dir: &Path) -> Option<(PathBuf, PathBuf)> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+
     let o = Command::new("openssl")
         .args([
             "req",
@@ -829,32 +885,7 @@ fn start_smtp(test: &str, s: &Scratch, tempfail: u32) -> Option<(Smtp, PathBuf)>
             return None;
         }
     }
-    let port = free_port();
-    let mut child = Command::new(python)
-        .arg(voxtap_tests::root().join("tests/smtp_sink.py"))
-        .arg(port.to_string())
-        .arg(dir.join("mail"))
-        .arg(&cert)
-        .arg(&key)
-        .args(["voxtap", "s3cret pass", &tempfail.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready", "the SMTP server did not start");
-    wait_for_port(port, "aiosmtpd");
-    Some((
-        Smtp {
-            child,
-            port,
-            dir: dir.join("mail"),
-        },
-        cert,
-    ))
+    Some((cert, key))
 }
 
 /// The generated callees (20000...) are agents of tenant "gen"; the callers are outside.
@@ -1161,4 +1192,122 @@ fn voxtap_run_uploads_each_recording_while_it_runs() {
         assert_eq!(j.tries.len(), 1, "{j:?}");
     }
     check_uploads(&out, &nginx, &jobs, &BTreeMap::new());
+}
+
+#[test]
+fn https_upload_trusts_only_the_configured_ca() {
+    let test = "https_upload_trusts_only_the_configured_ca";
+    let s = Scratch::new("dispatch-https");
+    let tls = s.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let Some((cert, key)) = make_cert(test, &tls) else {
+        return;
+    };
+    let Some(mut nginx) = Nginx::prepare_tls(test, &s.path().join("nginx"), Some((&cert, &key)))
+    else {
+        return;
+    };
+    nginx.open();
+    nginx.start();
+    let pcap = capture(&s, 2);
+    let url = |name: &str, ca: &str| {
+        format!(
+            "[[dispatch.http]]\nname = \"{name}\"\nurl = \"https://127.0.0.1:{}/rec/{{call_id}}/{{file}}\"\ntimeout_s = 10\nretries = 1\nbackoff_s = 0.1\n{ca}\n",
+            nginx.port
+        )
+    };
+    let config = write(
+        &s,
+        "voxtap.toml",
+        &format!(
+            "{}{}",
+            url("archive", &format!("ca_file = \"{}\"", cert.display())),
+            url("untrusted", "")
+        ),
+    );
+    let out = s.path().join("out");
+    let text = ok(
+        replay_cmd(&out, &config, &pcap, 30).output().unwrap(),
+        "voxtap replay",
+    );
+    assert!(
+        text.contains("dispatch        2 done, 2 failed (gave up), 0 pending"),
+        "{text}"
+    );
+    let jobs = jobs(&out);
+    for j in &jobs {
+        if j.target == "archive" {
+            assert_eq!(j.state, "done", "{j:?}");
+            assert!(j.tries[0].1.starts_with("HTTP 201"), "{j:?}");
+        } else {
+            // The built-in roots do not know the test's certificate: refused, never sent.
+            assert_eq!(j.state, "failed", "{j:?}");
+            assert!(
+                j.tries
+                    .iter()
+                    .all(|t| t.0 == "error" && t.1.contains("certificate")),
+                "{j:?}"
+            );
+        }
+    }
+    check_uploads(&out, &nginx, &jobs, &BTreeMap::new());
+}
+
+#[test]
+fn a_script_past_its_timeout_is_killed_with_its_children_and_the_attempt_says_timeout() {
+    let s = Scratch::new("dispatch-timeout");
+    let pcap = capture(&s, 1);
+    let dir = s.path().join("hook");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("slow.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho started\nsleep 30 &\necho $! > {}/child\nwait\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = write(
+        &s,
+        "voxtap.toml",
+        &format!(
+            "[[dispatch.script]]\nname = \"slow\"\ncommand = \"{}\"\ntimeout_s = 0.5\nretries = 1\nbackoff_s = 0.1\n",
+            script.display()
+        ),
+    );
+    let out = s.path().join("out");
+    voxtap(); // built before the clock starts
+    let started = Instant::now();
+    let text = ok(
+        replay_cmd(&out, &config, &pcap, 30).output().unwrap(),
+        "voxtap replay",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the timeout held the replay"
+    );
+    assert!(
+        text.contains("dispatch        0 done, 1 failed (gave up), 0 pending"),
+        "{text}"
+    );
+    let jobs = jobs(&out);
+    assert_eq!(jobs[0].tries.len(), 2, "{jobs:?}");
+    for t in &jobs[0].tries {
+        assert_eq!(t.0, "timeout", "{jobs:?}");
+        assert!(
+            t.1.starts_with("killed after 0.") && t.1.contains("started"),
+            "{t:?}"
+        );
+    }
+    // The script's own child went with it (its process group was killed).
+    let child: i32 = std::fs::read_to_string(dir.join("child"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let alive =
+        std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|st| !st.contains(") Z "));
+    assert!(!alive, "the script's child {child} outlived the timeout");
 }
