@@ -949,6 +949,7 @@ impl Engine {
             trace: decision.trace.clone(),
             direction: decision.direction.map(|d| d.as_str()),
             covered_by,
+            tenant: decision.tenant.clone(),
         }));
         if decision.external_to_external_refused {
             self.stop_conversation(handle, answered_at, &decision.reason);

@@ -11,7 +11,9 @@
 //! mapped to catalog row ids here and never written out.
 
 mod audio;
+pub mod erase;
 mod names;
+pub mod retention;
 mod schema;
 
 use std::collections::{HashMap, VecDeque};
@@ -1334,8 +1336,8 @@ impl Store {
         let covered = d.covered_by.and_then(|h| self.calls.get(&h)).map(|c| c.row);
         self.db
             .prepare_cached(
-                "INSERT INTO decisions (call_id, time, record, reason, trace, direction, covered_by_call_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO decisions (call_id, time, record, reason, trace, direction, covered_by_call_id, tenant)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1346,13 +1348,17 @@ impl Store {
                     d.trace.join("\n"),
                     d.direction,
                     covered,
+                    d.tenant,
                 ])
             })
             .map_err(self.sq())?;
-        if d.direction.is_some() {
+        if d.direction.is_some() || d.tenant.is_some() {
             self.db
-                .prepare_cached("UPDATE calls SET direction = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![call.row, d.direction]))
+                .prepare_cached(
+                    "UPDATE calls SET direction = coalesce(?2, direction), tenant = coalesce(?3, tenant)
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![call.row, d.direction, d.tenant]))
                 .map_err(self.sq())?;
         }
         Ok(())
@@ -1647,6 +1653,20 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+/// The catalog of an output directory voxtap wrote, for maintenance (retention, erasure) beside
+/// a running voxtap or none: no writer lock is taken, the schema is brought up to date.
+pub fn open_existing(dir: &Path) -> Result<Connection, StoreError> {
+    let path = dir.join(CATALOG_FILE);
+    match fs::metadata(&path) {
+        Ok(m) if m.is_file() => open_catalog(&path),
+        Ok(_) => Err(StoreError::CatalogIo {
+            path,
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        }),
+        Err(source) => Err(StoreError::CatalogIo { path, source }),
     }
 }
 
