@@ -29,6 +29,9 @@ pub struct Config {
     pub status: StatusSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// How long recordings and evidence stay on disk (docs/config.md#retention).
+    #[serde(default)]
+    pub retention: crate::retention::RetentionSection,
     /// Which calls are recorded (see docs/rules.md); without it every answered call is.
     #[serde(default)]
     pub rules: Option<RulesSection>,
@@ -260,6 +263,11 @@ impl Config {
         if let Some(r) = &cfg.rules {
             cfg.compiled_rules = Some(r.to_rules(text)?);
         }
+        let tenants: Option<Vec<String>> = cfg
+            .compiled_rules
+            .as_ref()
+            .map(|r| r.tenants.iter().map(|t| t.name.clone()).collect());
+        cfg.retention.validate(text, tenants.as_deref())?;
         Ok(cfg)
     }
 

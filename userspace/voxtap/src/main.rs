@@ -12,6 +12,7 @@ mod control;
 mod explain;
 mod privileges;
 mod replay;
+mod retention;
 mod rules_config;
 mod run;
 mod status;
@@ -66,6 +67,18 @@ enum Command {
     /// workers (see docs/tui.md). It attaches to the run's status socket and, if the run goes
     /// away, says so and attaches again every second. q quits, F1 or ? lists the keys.
     Tui(TuiArgs),
+    /// Apply the retention of [retention] now (the daemon also does, as it runs): recordings
+    /// and evidence older than their tenant's age or over its quota are deleted, oldest first,
+    /// and their catalog rows become `expired`, keeping their metadata. A recording whose
+    /// dispatch is pending is held back for its grace period. Exit status: 0 on success, 1 on
+    /// error.
+    Prune(retention::PruneArgs),
+    /// Erase a person's calls for a data-protection request: their recordings and evidence
+    /// are deleted, the personal fields of their catalog rows (numbers, names, SIP URIs,
+    /// addresses, DTMF digits) blanked, an audit row written (who, when, which calls, why),
+    /// and the catalog vacuumed so the values are gone from the file. Every leg of the calls'
+    /// conversations goes with them. Root only. Exit status: 0 on success, 1 on error.
+    Erase(retention::EraseArgs),
     /// Recording rules (see docs/rules.md).
     Rules {
         #[command(subcommand)]
@@ -264,6 +277,8 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(&args),
         Command::Control(args) => control::client(&args.socket, &args.action, &args.call),
         Command::Tui(args) => tui(&args),
+        Command::Prune(args) => retention::prune(&args),
+        Command::Erase(args) => retention::erase(&args),
         Command::Rules {
             command: RulesCommand::Check { config },
         } => rules_check(&config),

@@ -120,6 +120,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut report = Reporter::new(interval);
     let mut endpoint_errors = 0u64;
     let mut store = Writer::spawn(store, board.clone());
+    let _pruner = crate::retention::Pruner::spawn(
+        &args.out,
+        cfg.retention.policy(),
+        cfg.retention.interval(),
+    );
     if engines.count() > 1 {
         eprintln!("voxtap run: {} workers", engines.count());
     }
