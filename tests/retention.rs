@@ -209,6 +209,18 @@ fn prune_by_age_and_by_quota_on_a_small_tmpfs() {
         .unwrap();
     assert!(reason.contains("quota"), "{reason}");
     assert!(dur > 3.0, "duration kept: {dur}");
+    let id: i64 = db
+        .query_row(
+            "SELECT call_id FROM recordings WHERE state = 'expired' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let story = voxtap_ok(&["explain", "--out", out_s, &id.to_string()]);
+    assert!(
+        story.contains("expired") && story.contains("file removed"),
+        "{story}"
+    );
 }
 
 #[test]
@@ -422,4 +434,8 @@ fn erase_leaves_no_trace_of_the_number_and_is_for_root_only() {
     // explain still tells the erased call's story, without the people.
     let story = voxtap_ok(&["explain", "--out", out_s, &call.to_string()]);
     assert!(!story.contains(&digits), "{story}");
+    assert!(
+        story.contains("file removed") && story.contains("erased (erasures.id 1)"),
+        "{story}"
+    );
 }

@@ -98,6 +98,8 @@ struct Rec {
     slipped_s: Option<f64>,
     shifted_s: Option<f64>,
     size: Option<i64>,
+    /// When and why retention or erasure removed its file.
+    removed: Option<(String, String)>,
 }
 
 /// The call's direction, its conversation's people and every leg of it, with the evidence
@@ -249,7 +251,8 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
 
     let mut stmt = db.prepare(
         "SELECT path, duration_s, state, stop_reason, start_time, format, sample_rate, codec,
-                state_reason, caller_audio_s, callee_audio_s, slipped_s, shifted_s, size_bytes
+                state_reason, caller_audio_s, callee_audio_s, slipped_s, shifted_s, size_bytes,
+                removed_at, removed_reason
          FROM recordings WHERE call_id = ?1 ORDER BY id",
     )?;
     let recs = stmt
@@ -269,6 +272,10 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
                 slipped_s: r.get(11)?,
                 shifted_s: r.get(12)?,
                 size: r.get(13)?,
+                removed: match (r.get(14)?, r.get(15)?) {
+                    (Some(at), Some(why)) => Some((at, why)),
+                    _ => None,
+                },
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -302,6 +309,9 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
         )?;
         if let Some(why) = r.why {
             writeln!(out, "    why not complete: {why}")?;
+        }
+        if let Some((at, why)) = r.removed {
+            writeln!(out, "    file removed {at}: {why}")?;
         }
         if let (Some(a), Some(b)) = (r.caller_s, r.callee_s) {
             writeln!(
