@@ -113,6 +113,13 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("tmux", "tmux"),
     ("curl", "curl"),
     ("promtool", "prometheus"),
+    // tests/systemd.rs: the README's install in a namespace, as the service user.
+    ("setpriv", "util-linux"),
+    ("useradd", "passwd"),
+    ("systemd-analyze", "systemd"),
+    // tests/cli.rs: the man page renders.
+    ("groff", "groff-base"),
+    ("man", "man-db"),
 ];
 
 fn install_debian_packages() -> Result<()> {

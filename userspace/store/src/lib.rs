@@ -1589,7 +1589,43 @@ fn wall_clock() -> Timestamp {
 
 /// Creates `path` and its missing ancestors with mode 0750 whatever the umask; leaves existing
 /// directories as they are.
+/// Creates `path` (and missing parents) 0750; an existing `path` open to others (0777, say)
+/// is tightened to at most 0750, or refused when it is not ours to change. Parents that
+/// already exist are left as they are (`/tmp` is not ours to tighten).
 fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    if let Ok(m) = fs::metadata(path)
+        && m.is_dir()
+    {
+        return tighten_dir(path, &m);
+    }
+    make_private_dir(path)
+}
+
+/// Takes group write and every bit for others off a directory of recordings.
+fn tighten_dir(path: &Path, m: &fs::Metadata) -> Result<(), StoreError> {
+    let mode = m.permissions().mode() & 0o7777;
+    let open = mode & 0o027;
+    if open == 0 {
+        return Ok(());
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode & !0o027)) {
+        Ok(()) => Ok(()),
+        // Group write on a directory someone else owns (root:voxtap 0770) is their choice;
+        // access for every user is not, for personal data.
+        Err(_) if open & 0o007 == 0 => Ok(()),
+        Err(e) => Err(StoreError::Dir {
+            path: path.to_owned(),
+            source: io::Error::new(
+                e.kind(),
+                format!(
+                    "is mode {mode:04o}, open to every user, and cannot be tightened to 0750 ({e}): chmod o-rwx it or choose another directory"
+                ),
+            ),
+        }),
+    }
+}
+
+fn make_private_dir(path: &Path) -> Result<(), StoreError> {
     let err = |source| StoreError::Dir {
         path: path.to_owned(),
         source,
@@ -1608,7 +1644,7 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        create_private_dir(parent)?;
+        make_private_dir(parent)?;
     }
     match fs::DirBuilder::new().mode(DIR_MODE).create(path) {
         Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE)).map_err(err),

@@ -794,6 +794,48 @@ fn recovery_repairs_stale_headers_written_by_hand() {
     );
 }
 
+/// An output directory that already exists open to every user (0777) is tightened to 0750,
+/// as are its recordings/ and day directories; its parent is left alone.
+#[test]
+fn an_existing_0777_output_directory_is_tightened_to_0750() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().join("shared");
+    let dir = parent.join("out");
+    for d in [&dir, &dir.join("recordings/2024/03/01")] {
+        fs::create_dir_all(d).unwrap();
+    }
+    for d in [
+        "shared",
+        "shared/out",
+        "shared/out/recordings",
+        "shared/out/recordings/2024/03/01",
+    ] {
+        fs::set_permissions(tmp.path().join(d), fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(
+        &dir.join("recordings/2024"),
+        fs::Permissions::from_mode(0o2770),
+    )
+    .unwrap();
+    let mut store = Store::open(&dir, opts()).unwrap();
+    full_call(&mut store, 1, 1, "tight@host");
+    store.finish(&RunSummary::default()).unwrap();
+    assert_eq!(mode(&dir), 0o750);
+    assert_eq!(mode(&dir.join("recordings")), 0o750);
+    assert_eq!(mode(&dir.join("recordings/2024/03/01")), 0o750);
+    // The setgid bit (a group's directory) is kept; only group write goes.
+    let kept = fs::metadata(dir.join("recordings/2024"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(kept & 0o7777, 0o2750);
+    assert_eq!(
+        mode(&parent),
+        0o777,
+        "a parent voxtap did not make is not voxtap's"
+    );
+}
+
 #[test]
 fn files_are_0640_and_dirs_0750() {
     let tmp = tempfile::tempdir().unwrap();

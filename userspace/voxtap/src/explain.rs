@@ -10,9 +10,19 @@ use crate::ExplainArgs;
 
 pub fn run(args: &ExplainArgs) -> Result<()> {
     let path = args.out.join("catalog.sqlite");
-    if !path.exists() {
-        bail!(
+    // Only a catalog that is not there is "no catalog"; a directory or file this user may
+    // not read says so, with its OS error.
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "no catalog at {}: is --out the directory voxtap wrote?",
+            path.display()
+        ),
+        Err(e) => bail!("cannot read the catalog {}: {e}", path.display()),
+        Ok(_) => {}
+    }
+    if let Err(e) = std::fs::File::open(&path) {
+        bail!(
+            "cannot read the catalog {}: {e} (give this user the voxtap group's read access)",
             path.display()
         );
     }
