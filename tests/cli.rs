@@ -638,9 +638,58 @@ fn the_man_page_renders_and_the_bash_completion_loads() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("complete -F _voxtap"), "{text}");
+    assert!(text.contains("-F _voxtap voxtap"), "{text}");
     assert!(
         text.lines().last().unwrap_or("").contains("replay"),
         "{text}"
     );
+}
+
+/// What an adversarial run found accepted: a timer of 2^64-1 seconds, 10^11 calls, 66 SIP
+/// ports (refused only later by the XDP loader), and on-demand codes where one begins another.
+/// Each is refused at load, by `replay` before anything is written and by `rules check`,
+/// naming its line.
+#[test]
+fn hostile_config_values_are_refused_at_load_with_their_line() {
+    let s = Scratch::new("hostile_config");
+    let pcap = s.path().join("c.pcap");
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    write_pcap(&pcap, &frames).unwrap();
+    let ports: Vec<String> = (0..66).map(|p| (5000 + p).to_string()).collect();
+    let cases = [
+        (
+            "[engine]\nmedia_timeout_s = 18446744073709551615\n".to_string(),
+            "line 2, column 19: engine.media_timeout_s must be between 1 and 86400",
+        ),
+        (
+            "[engine]\nmax_calls = 100000000000\n".to_string(),
+            "line 2, column 13: engine.max_calls must be between 1 and 10000000",
+        ),
+        (
+            format!("[capture]\nsip_ports = [{}]\n", ports.join(", ")),
+            "line 2, column 13: capture.sip_ports lists 66 ports; the XDP program takes at most 64",
+        ),
+        (
+            "[[rules.tenants]]\nname = \"a\"\n[rules.tenants.on_demand]\nenabled = true\ntoggle = \"*4\"\npause = \"*48\"\n".to_string(),
+            "line 6, column 9: on_demand.toggle (*4) and on_demand.pause (*48) of tenant a overlap",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let cfg = s.path().join(format!("c{i}.toml"));
+        std::fs::write(&cfg, text).unwrap();
+        let check = Command::new(voxtap())
+            .args(["rules", "check"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&check.stderr);
+        assert_eq!(check.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "rules check: want {want:?}:\n{err}");
+        let out_dir = s.path().join(format!("out{i}"));
+        let out = voxtap_tests::replay_configured(&out_dir, Some(&cfg), &[&pcap]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "replay: want {want:?}:\n{err}");
+        assert!(!out_dir.exists(), "nothing is written with a bad config");
+    }
 }

@@ -195,16 +195,20 @@ fn the_readme_install_lets_the_service_user_start() {
     let etc_before = std::path::Path::new("/etc/voxtap").exists();
     let s = Scratch::new("install");
     let t = s.path().display().to_string();
+    // Run as a background job, `start &` is a subshell of its own that execs voxtap, so `$!`
+    // is voxtap's PID (systemd's $MAINPID) and the signals go to it.
     let start = format!(
-        r#"(
+        r#"
   set -a; {environment}; [ -r {env_file} ] && . {env_file}; set +a
   umask {umask}
-  ulimit -l unlimited; ulimit -n {nofile}
+  # LimitMEMLOCK=, LimitNOFILE=, as far as this machine's hard limits let root raise them.
+  ulimit -l unlimited 2>/dev/null || echo "NOTE: LimitMEMLOCK=infinity: the hard limit here is $(ulimit -H -l)" >&2
+  ulimit -n {nofile} 2>/dev/null || echo "NOTE: LimitNOFILE={nofile}: the hard limit here is $(ulimit -H -n)" >&2
   cmd="{exec}"
   [ -n "$EXTRA" ] && cmd="$cmd $EXTRA"
   echo "+ as {user}: $cmd"
   exec setpriv --reuid={user} --regid={group} --init-groups --inh-caps={caps} --ambient-caps={caps} --bounding-set=-all,{bounding} --no-new-privs -- $cmd
-)"#
+"#
     );
     let script = format!(
         r#"set -euo pipefail
@@ -230,7 +234,7 @@ test -r /usr/local/share/bash-completion/completions/voxtap
 test -r /usr/local/share/man/man1/voxtap.1 && test -r /usr/local/share/man/man1/voxtap-run.1
 bash -c '. /usr/local/share/bash-completion/completions/voxtap && complete -p voxtap'
 
-start() {{ {start}; }}
+start() {{ {start} }}
 EXTRA=""
 start 2>"$T/run1.err" & pid=$!
 ready=""
@@ -293,7 +297,7 @@ cat "$T/run2.err"
     for needle in [
         "config 750 root:voxtap /etc/voxtap\n",
         "config 640 root:voxtap /etc/voxtap/voxtap.toml\n",
-        "complete -F _voxtap",
+        "-F _voxtap voxtap\n",
         "READY",
         "voxtap run: SIGHUP: reloaded the recording rules from /etc/voxtap/voxtap.toml",
         "voxtap run: stopping",

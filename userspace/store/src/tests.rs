@@ -813,7 +813,7 @@ fn an_existing_0777_output_directory_is_tightened_to_0750() {
         fs::set_permissions(tmp.path().join(d), fs::Permissions::from_mode(0o777)).unwrap();
     }
     fs::set_permissions(
-        &dir.join("recordings/2024"),
+        dir.join("recordings/2024"),
         fs::Permissions::from_mode(0o2770),
     )
     .unwrap();
