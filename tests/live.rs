@@ -470,8 +470,16 @@ fn the_control_socket_pauses_and_resumes_a_running_call() {
         let o = control("pause", &t.sip_call_id);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+        // Asked again, a paused call says so instead of `ok`, and nothing more is catalogued.
+        let again = control("pause", &t.sip_call_id);
+        assert_eq!(again.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert!(err.contains("is already paused"), "{err}");
         std::thread::sleep(Duration::from_secs(2));
         assert!(control("resume", &t.sip_call_id).status.success());
+        let running = control("resume", &t.sip_call_id);
+        assert_eq!(running.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&running.stderr).contains("not paused"));
         let unknown = control("stop", "nobody@nowhere");
         assert_eq!(unknown.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&unknown.stderr).contains("no answered call"));

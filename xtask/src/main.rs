@@ -120,6 +120,13 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "python3-aiosmtpd",
     ),
     ("openssl", "openssl"),
+    // tests/systemd.rs: the README's install in a namespace, as the service user.
+    ("setpriv", "util-linux"),
+    ("useradd", "passwd"),
+    ("systemd-analyze", "systemd"),
+    // tests/cli.rs: the man page renders.
+    ("groff", "groff-base"),
+    ("man", "man-db"),
 ];
 
 fn install_debian_packages() -> Result<()> {

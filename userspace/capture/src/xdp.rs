@@ -17,11 +17,13 @@ use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::FdLink;
 use aya::programs::{ProgramError, Xdp};
 use aya::{Ebpf, EbpfLoader};
+/// The most SIP ports the XDP program takes (its map's size).
+pub use voxtap_common::SIP_PORTS_MAX;
 use voxtap_common::{
     CONFIG_PASS_UNKNOWN_RTP, COUNTER_COUNT, COUNTER_DROPPED, COUNTER_PARSE_FAILED,
     COUNTER_PASSED_FRAGMENT, COUNTER_PASSED_RTP, COUNTER_PASSED_RTP_GUESS, COUNTER_PASSED_SIP,
     COUNTER_REDIRECT_FAILED, MAP_CONFIG, MAP_COUNTERS, MAP_MEDIA_ENDPOINTS, MAP_SIP_PORTS,
-    MAP_XSKS, MediaEndpointKey, MediaEndpointValue, PROGRAM_NAME, SIP_PORTS_MAX,
+    MAP_XSKS, MediaEndpointKey, MediaEndpointValue, PROGRAM_NAME,
 };
 
 /// The object file `build.rs` built, or `None` when it was built without it.
@@ -86,7 +88,7 @@ pub enum XdpError {
         "this voxtap was built without its XDP program (bpf-linker missing): run `cargo xtask deps` and rebuild, or {AFPACKET_HINT}"
     )]
     NotBuilt,
-    #[error("no network interface named {0:?}: check the name, or {AFPACKET_HINT}")]
+    #[error("{}", crate::no_such_interface(.0))]
     NoSuchInterface(String),
     #[error(
         "not allowed to {what}: XDP needs root, or CAP_BPF and CAP_NET_ADMIN; run as root or {AFPACKET_HINT}"
@@ -477,7 +479,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_interface_says_afpacket() {
+    fn unknown_interface_lists_the_ones_there_are() {
         if !program_available() {
             let e = XdpProgram::attach("lo", &XdpOptions::default()).unwrap_err();
             assert!(matches!(e, XdpError::NotBuilt));
@@ -486,6 +488,12 @@ mod tests {
         }
         let e = XdpProgram::attach("vt-no-such-if0", &XdpOptions::default()).unwrap_err();
         assert!(matches!(e, XdpError::NoSuchInterface(_)), "{e}");
-        assert!(e.to_string().contains("--capture afpacket"));
+        let text = e.to_string();
+        // AF_PACKET would not find it either.
+        assert!(!text.contains("afpacket"), "{text}");
+        assert!(
+            text.contains("no network interface named \"vt-no-such-if0\"") && text.contains("lo"),
+            "{text}"
+        );
     }
 }

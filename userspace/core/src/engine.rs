@@ -310,6 +310,41 @@ impl Evict for HeldRtp {
     }
 }
 
+/// What came of a request of [`Engine::control`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlOutcome {
+    /// Carried out.
+    Done,
+    /// No answered call has that Call-ID.
+    NoCall,
+    /// `start` on a call that is recording (and not paused).
+    AlreadyRecording,
+    /// `pause` on a paused recording.
+    AlreadyPaused,
+    /// `resume` on a recording that is not paused.
+    NotPaused,
+    /// `stop`, `pause` or `resume` on a call with no recording.
+    NotRecording,
+}
+
+impl ControlOutcome {
+    /// Why nothing was done, for the control socket's answer; `None` when it was done.
+    pub fn refusal(self, sip_call_id: &str) -> Option<String> {
+        Some(match self {
+            ControlOutcome::Done => return None,
+            ControlOutcome::NoCall => format!("no answered call with Call-ID {sip_call_id}"),
+            ControlOutcome::AlreadyRecording => {
+                format!("call {sip_call_id} is already recording")
+            }
+            ControlOutcome::AlreadyPaused => format!("call {sip_call_id} is already paused"),
+            ControlOutcome::NotPaused => {
+                format!("call {sip_call_id} is recording, not paused: nothing to resume")
+            }
+            ControlOutcome::NotRecording => format!("call {sip_call_id} is not being recorded"),
+        })
+    }
+}
+
 /// The engine. See the module documentation.
 pub struct Engine {
     cfg: EngineConfig,
@@ -949,6 +984,7 @@ impl Engine {
             trace: decision.trace.clone(),
             direction: decision.direction.map(|d| d.as_str()),
             covered_by,
+            tenant: decision.tenant.clone(),
         }));
         if decision.external_to_external_refused {
             self.stop_conversation(handle, answered_at, &decision.reason);
@@ -1217,7 +1253,7 @@ impl Engine {
                 return self.stop_recording(call, ts, StopReason::ExternalToExternal);
             }
         }
-        self.apply_command(call, ts, cmd);
+        let _ = self.apply_command(call, ts, cmd);
     }
 
     /// Reports a pause, resume, start or stop, placed on the file where it happened.
@@ -1232,46 +1268,56 @@ impl Engine {
 
     /// A request from outside the wire (the local control API of `voxtap run`): start, stop,
     /// pause or resume the recording of the answered call with this SIP Call-ID, at `ts`.
-    /// Returns false when no such call is running.
-    pub fn control(&mut self, sip_call_id: &str, ts: Timestamp, cmd: Command) -> bool {
+    /// Says what came of it: done, no such call, or the state the recording is already in.
+    pub fn control(&mut self, sip_call_id: &str, ts: Timestamp, cmd: Command) -> ControlOutcome {
         let Some(call) = self.dialogs.answered_by_call_id(sip_call_id) else {
-            return false;
+            return ControlOutcome::NoCall;
         };
-        self.apply_command(call, ts.max(self.now), cmd);
-        true
+        self.apply_command(call, ts.max(self.now), cmd)
     }
 
     /// Carries out what the policy asked of a running call.
-    fn apply_command(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) {
+    fn apply_command(&mut self, call: CallHandle, ts: Timestamp, cmd: Command) -> ControlOutcome {
         let paused = self.recording(call).map(Recording::is_paused);
         let (action, pause) = match (cmd.action, paused) {
             (Action::Start, None) => {
                 self.start_recording(call, ts, cmd.reason.clone());
                 // A party asked: the catalog keeps who, on the new recording's timeline.
-                return self.note_request(call, ts, cmd);
+                self.note_request(call, ts, cmd);
+                return ControlOutcome::Done;
             }
             (Action::Stop, Some(_)) => {
                 self.note_request(call, ts, cmd);
-                return self.stop_recording(call, ts, StopReason::Policy);
+                self.stop_recording(call, ts, StopReason::Policy);
+                return ControlOutcome::Done;
             }
             (Action::Stop, None) => {
                 // A recording still waiting for the bridge is called off.
-                if let Some(m) = self.dialogs.ext_mut(call) {
-                    m.settings.bridge = None;
-                }
-                return;
+                let waiting = self
+                    .dialogs
+                    .ext_mut(call)
+                    .and_then(|m| m.settings.bridge.take())
+                    .is_some();
+                return if waiting {
+                    ControlOutcome::Done
+                } else {
+                    ControlOutcome::NotRecording
+                };
             }
             (Action::Pause, Some(false)) => (Action::Pause, true),
             (Action::Resume | Action::Start, Some(true)) => (Action::Resume, false),
             // Nothing to do: already in the state asked for.
-            _ => return,
+            (Action::Start, Some(false)) => return ControlOutcome::AlreadyRecording,
+            (Action::Pause, Some(true)) => return ControlOutcome::AlreadyPaused,
+            (Action::Resume, Some(false)) => return ControlOutcome::NotPaused,
+            (Action::Pause | Action::Resume, None) => return ControlOutcome::NotRecording,
         };
         let Some(rec) = self
             .dialogs
             .ext_mut(call)
             .and_then(|m| m.recording.as_mut())
         else {
-            return;
+            return ControlOutcome::NotRecording;
         };
         if pause {
             rec.pause(ts);
@@ -1290,6 +1336,7 @@ impl Engine {
             requested_by_device: cmd.requested_by_device,
             offset_s: None,
         });
+        ControlOutcome::Done
     }
 
     /// Reports an on-demand start or stop with the party that asked, on the open recording.

@@ -245,6 +245,8 @@ pub struct CallDecision {
     pub direction: Option<&'static str>,
     /// Recorded, but on another leg of its conversation: that leg.
     pub covered_by: Option<CallHandle>,
+    /// The tenant the rules put the call in, if any.
+    pub tenant: Option<String>,
 }
 
 /// A leg's place in its conversation: a new conversation, or the one of an earlier leg and

@@ -1,4 +1,4 @@
-//! IP prefixes: the networks a config names (on-net ranges, servers).
+//! IP prefixes: the networks a config names (on-net ranges, servers), on the `ipnet` crate.
 //!
 //! Shared by the recording rules and the server table (`crate::servers`), which both match
 //! addresses against them; it lives apart from both so that neither imports the other.
@@ -8,11 +8,11 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 /// An IPv4 or IPv6 prefix, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
+/// The matching is the `ipnet` crate's; this adds what a config needs of it: a bare address,
+/// host bits refused (`10.0.0.1/8` is a typo, not a network), errors that say which, and an
+/// IPv4-mapped IPv6 address matched as the IPv4 address it carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum IpNetError {
@@ -29,22 +29,20 @@ pub enum IpNetError {
 impl IpNet {
     pub fn new(addr: IpAddr, prefix: u8) -> Result<IpNet, IpNetError> {
         let max = max_prefix(addr);
-        if prefix > max {
-            return Err(IpNetError::TooLong { prefix, max });
-        }
-        let net = IpNet { addr, prefix };
-        if bits(addr) & !net.mask() != 0 {
+        let net =
+            ipnet::IpNet::new(addr, prefix).map_err(|_| IpNetError::TooLong { prefix, max })?;
+        if net.trunc() != net {
             return Err(IpNetError::HostBits(format!("{addr}/{prefix}")));
         }
-        Ok(net)
+        Ok(IpNet(net))
     }
 
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.addr()
     }
 
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
     pub fn contains(&self, addr: IpAddr) -> bool {
@@ -53,32 +51,12 @@ impl IpNet {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             v4 => v4,
         };
-        addr.is_ipv4() == self.addr.is_ipv4() && bits(addr) & self.mask() == bits(self.addr)
-    }
-
-    fn mask(&self) -> u128 {
-        let width = u32::from(max_prefix(self.addr));
-        let all = if width == 32 {
-            u128::from(u32::MAX)
-        } else {
-            u128::MAX
-        };
-        match self.prefix {
-            0 => 0,
-            p => all & !((1u128 << (width - u32::from(p))) - 1),
-        }
+        self.0.contains(&addr)
     }
 }
 
 fn max_prefix(addr: IpAddr) -> u8 {
     if addr.is_ipv4() { 32 } else { 128 }
-}
-
-fn bits(addr: IpAddr) -> u128 {
-    match addr {
-        IpAddr::V4(a) => u128::from(u32::from(a)),
-        IpAddr::V6(a) => u128::from(a),
-    }
 }
 
 impl FromStr for IpNet {
@@ -102,7 +80,7 @@ impl FromStr for IpNet {
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}/{}", self.addr(), self.prefix())
     }
 }
 

@@ -364,8 +364,11 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// The Call-ID; `None` when it is empty or holds a control character (NUL, say), which
+    /// RFC 3261 §25.1 (`word`) forbids: such a message is malformed, never a call keyed by it.
     pub fn call_id(&self) -> Option<&'a str> {
-        self.header(HeaderName::CallId).filter(|v| !v.is_empty())
+        self.header(HeaderName::CallId)
+            .filter(|v| !v.is_empty() && !v.bytes().any(|b| b.is_ascii_control()))
     }
 
     pub fn from(&self) -> Option<NameAddr<'a>> {
@@ -1010,6 +1013,19 @@ mod tests {
 
     /// The index parsing builds answers every lookup as a walk of the headers would: first
     /// occurrence, compact forms, any case, folded values, names it has no variant for.
+    #[test]
+    fn a_call_id_with_a_control_character_is_refused() {
+        for id in ["a\0b@host", "nul\0", "bell\x07@h", "del\x7f@h", "tab\tx@h"] {
+            let raw = format!(
+                "INVITE sip:b@x SIP/2.0\r\nCall-ID: {id}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCSeq: 1 INVITE\r\n\r\n"
+            );
+            let m = Message::parse(raw.as_bytes()).expect("the message itself parses");
+            assert_eq!(m.call_id(), None, "{id:?}");
+        }
+        let ok = Message::parse(b"BYE sip:a@b SIP/2.0\r\nCall-ID: plain-1@[::1]\r\n\r\n").unwrap();
+        assert_eq!(ok.call_id(), Some("plain-1@[::1]"));
+    }
+
     #[test]
     fn header_lookups_read_as_the_walk() {
         let raw = "INVITE sip:b@x SIP/2.0\r\ni: first@x\r\nCall-ID: second@x\r\nf: <sip:a@x>;tag=1\r\n\

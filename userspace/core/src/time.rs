@@ -46,35 +46,14 @@ impl Sub<Duration> for Timestamp {
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 UTC with milliseconds, e.g. `2005-09-09T12:02:25.330Z`.
+    /// RFC 3339 UTC with milliseconds (cut, not rounded), e.g. `2005-09-09T12:02:25.330Z`;
+    /// jiff's formatting. Every `u64` of nanoseconds (up to the year 2554) is in its range.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = (self.0 / 1_000_000_000) as i64;
-        let millis = (self.0 / 1_000_000) % 1000;
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-            sod / 3600,
-            (sod / 60) % 60,
-            sod % 60
-        )
+        match jiff::Timestamp::from_nanosecond(i128::from(self.0)) {
+            Ok(t) => write!(f, "{t:.3}"),
+            Err(_) => write!(f, "{} ns after the epoch", self.0),
+        }
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
@@ -89,6 +68,14 @@ mod tests {
         assert_eq!(t.to_string(), "2005-09-09T12:02:25.330Z");
         let leap = Timestamp::from_secs_nanos(951_825_600, 0); // 2000-02-29 12:00
         assert_eq!(leap.to_string(), "2000-02-29T12:00:00.000Z");
+        // Cut to the millisecond, never rounded up into the next second.
+        let late = Timestamp::from_secs_nanos(951_825_600, 999_999_999);
+        assert_eq!(late.to_string(), "2000-02-29T12:00:00.999Z");
+        assert_eq!(
+            Timestamp(u64::MAX).to_string(),
+            "2554-07-21T23:34:33.709Z",
+            "the last time a u64 of nanoseconds holds"
+        );
     }
 
     #[test]

@@ -914,3 +914,102 @@ fn a_monitor_sees_each_sip_message_of_a_call_and_its_progress() {
     assert_eq!(shards.len(), one.len());
     assert!(shards == one);
 }
+
+/// The control API says when a call is already in the state asked for, and does nothing then:
+/// `pause` on a paused call, `resume` on a running one, `start` on a recording one, `stop` (and
+/// `pause`) on a stopped one; each of them was answered as done.
+#[test]
+fn control_requests_say_when_the_call_is_already_in_that_state() {
+    use voxtap_core::engine::ControlOutcome;
+    use voxtap_core::policy::{Command, RecordAnswered};
+    use voxtap_core::vocab::Action;
+    let mut cfg = GenConfig::new(Scenario::Pcmu);
+    cfg.talk_secs = 4.0;
+    let (frames, truth) = generate(&cfg);
+    let t = &truth.calls[0];
+    let answer = t.answer_ns.unwrap();
+    let mut engine = Engine::with_policy(EngineConfig::default(), Box::new(RecordAnswered));
+    let cmd = |action| Command {
+        action,
+        reason: "control API".into(),
+        ..Command::default()
+    };
+    let mut outcomes = Vec::new();
+    let mut asked = false;
+    let mut controls = 0;
+    for f in &frames {
+        engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
+        if !asked && f.ts_ns > answer + 1_000_000_000 {
+            asked = true;
+            let ts = Timestamp(f.ts_ns);
+            let id = t.sip_call_id.as_str();
+            for action in [
+                Action::Start,
+                Action::Resume,
+                Action::Pause,
+                Action::Pause,
+                Action::Resume,
+                Action::Stop,
+                Action::Stop,
+                Action::Pause,
+                Action::Resume,
+            ] {
+                outcomes.push((action, engine.control(id, ts, cmd(action))));
+            }
+            assert_eq!(
+                engine.control("nobody@nowhere", ts, cmd(Action::Pause)),
+                ControlOutcome::NoCall
+            );
+        }
+        while let Some(e) = engine.poll_event() {
+            controls += usize::from(matches!(e, Event::RecordingControl(_)));
+        }
+    }
+    use ControlOutcome::*;
+    let want = [
+        (Action::Start, AlreadyRecording),
+        (Action::Resume, NotPaused),
+        (Action::Pause, Done),
+        (Action::Pause, AlreadyPaused),
+        (Action::Resume, Done),
+        (Action::Stop, Done),
+        (Action::Stop, NotRecording),
+        (Action::Pause, NotRecording),
+        (Action::Resume, NotRecording),
+    ];
+    assert_eq!(outcomes, want);
+    // Only the pause and the resume that were done reached the catalog.
+    assert_eq!(controls, 2);
+    assert_eq!(
+        AlreadyPaused.refusal("c@h").as_deref(),
+        Some("call c@h is already paused")
+    );
+    assert_eq!(Done.refusal("c@h"), None);
+}
+
+/// A Call-ID with a NUL in it (RFC 3261 §25.1 forbids control characters) makes the message
+/// malformed and counted; no call is stored under it.
+#[test]
+fn a_call_id_holding_a_nul_is_malformed_not_a_call() {
+    let (mut frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let id = truth.calls[0].sip_call_id.as_bytes().to_vec();
+    let mut changed = 0u64;
+    for f in frames.iter_mut().filter(|f| is_sip(f)) {
+        // Same length, so every header stays where it was (UDP checksums are not checked).
+        if let Some(at) = f.data.windows(id.len()).position(|w| w == id.as_slice()) {
+            f.data[at + 1] = 0;
+            changed += 1;
+        }
+    }
+    assert!(
+        changed >= 4,
+        "the INVITE, 200, ACK and BYE carry the Call-ID"
+    );
+    let (events, engine) = run(EngineConfig::default(), &frames);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::CallStarted(_))),
+        "a call was started under a Call-ID with a NUL"
+    );
+    let sip = engine.stats().malformed[voxtap_core::stats::Malformed::Sip as usize];
+    assert_eq!(sip, changed);
+}

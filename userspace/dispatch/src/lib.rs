@@ -502,7 +502,8 @@ impl Dispatcher {
                 "SELECT j.id, j.recording_id, j.call_id, j.target, j.kind, j.attempts,
                     c.sip_call_id, c.caller_user, c.callee_user, r.start_time, r.path, r.format,
                     r.state, r.duration_s, r.size_bytes,
-                    (SELECT trace FROM decisions d WHERE d.call_id = j.call_id ORDER BY d.id DESC LIMIT 1)
+                    (SELECT trace FROM decisions d WHERE d.call_id = j.call_id ORDER BY d.id DESC LIMIT 1),
+                    c.tenant
                  FROM dispatch_jobs j
                  JOIN recordings r ON r.id = j.recording_id
                  JOIN calls c ON c.id = j.call_id
@@ -512,7 +513,9 @@ impl Dispatcher {
             .map_err(self.sq())?;
         stmt.query_map([], |r| {
             let trace: Option<String> = r.get(15)?;
-            let (tenant, users) = trace.as_deref().map(parties).unwrap_or_default();
+            let (traced, users) = trace.as_deref().map(parties).unwrap_or_default();
+            // The store's own column first (schema 5); the trace for older rows.
+            let tenant = r.get::<_, Option<String>>(16)?.or(traced);
             Ok(Job {
                 id: r.get(0)?,
                 recording_id: r.get(1)?,

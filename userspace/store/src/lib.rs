@@ -11,7 +11,9 @@
 //! mapped to catalog row ids here and never written out.
 
 mod audio;
+pub mod erase;
 mod names;
+pub mod retention;
 mod schema;
 
 use std::collections::{HashMap, VecDeque};
@@ -1350,8 +1352,8 @@ impl Store {
         let covered = d.covered_by.and_then(|h| self.calls.get(&h)).map(|c| c.row);
         self.db
             .prepare_cached(
-                "INSERT INTO decisions (call_id, time, record, reason, trace, direction, covered_by_call_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO decisions (call_id, time, record, reason, trace, direction, covered_by_call_id, tenant)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1362,13 +1364,17 @@ impl Store {
                     d.trace.join("\n"),
                     d.direction,
                     covered,
+                    d.tenant,
                 ])
             })
             .map_err(self.sq())?;
-        if d.direction.is_some() {
+        if d.direction.is_some() || d.tenant.is_some() {
             self.db
-                .prepare_cached("UPDATE calls SET direction = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![call.row, d.direction]))
+                .prepare_cached(
+                    "UPDATE calls SET direction = coalesce(?2, direction), tenant = coalesce(?3, tenant)
+                     WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![call.row, d.direction, d.tenant]))
                 .map_err(self.sq())?;
         }
         Ok(())
@@ -1615,7 +1621,43 @@ fn wall_clock() -> Timestamp {
 
 /// Creates `path` and its missing ancestors with mode 0750 whatever the umask; leaves existing
 /// directories as they are.
+/// Creates `path` (and missing parents) 0750; an existing `path` open to others (0777, say)
+/// is tightened to at most 0750, or refused when it is not ours to change. Parents that
+/// already exist are left as they are (`/tmp` is not ours to tighten).
 fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    if let Ok(m) = fs::metadata(path)
+        && m.is_dir()
+    {
+        return tighten_dir(path, &m);
+    }
+    make_private_dir(path)
+}
+
+/// Takes group write and every bit for others off a directory of recordings.
+fn tighten_dir(path: &Path, m: &fs::Metadata) -> Result<(), StoreError> {
+    let mode = m.permissions().mode() & 0o7777;
+    let open = mode & 0o027;
+    if open == 0 {
+        return Ok(());
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode & !0o027)) {
+        Ok(()) => Ok(()),
+        // Group write on a directory someone else owns (root:voxtap 0770) is their choice;
+        // access for every user is not, for personal data.
+        Err(_) if open & 0o007 == 0 => Ok(()),
+        Err(e) => Err(StoreError::Dir {
+            path: path.to_owned(),
+            source: io::Error::new(
+                e.kind(),
+                format!(
+                    "is mode {mode:04o}, open to every user, and cannot be tightened to 0750 ({e}): chmod o-rwx it or choose another directory"
+                ),
+            ),
+        }),
+    }
+}
+
+fn make_private_dir(path: &Path) -> Result<(), StoreError> {
     let err = |source| StoreError::Dir {
         path: path.to_owned(),
         source,
@@ -1634,7 +1676,7 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        create_private_dir(parent)?;
+        make_private_dir(parent)?;
     }
     match fs::DirBuilder::new().mode(DIR_MODE).create(path) {
         Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE)).map_err(err),
@@ -1679,6 +1721,20 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
             path: path.to_owned(),
             source,
         }),
+    }
+}
+
+/// The catalog of an output directory voxtap wrote, for maintenance (retention, erasure) beside
+/// a running voxtap or none: no writer lock is taken, the schema is brought up to date.
+pub fn open_existing(dir: &Path) -> Result<Connection, StoreError> {
+    let path = dir.join(CATALOG_FILE);
+    match fs::metadata(&path) {
+        Ok(m) if m.is_file() => open_catalog(&path),
+        Ok(_) => Err(StoreError::CatalogIo {
+            path,
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        }),
+        Err(source) => Err(StoreError::CatalogIo { path, source }),
     }
 }
 

@@ -234,6 +234,34 @@ const V5_DISPATCH: &[&str] = &[
     "ALTER TABLE recordings ADD COLUMN removed_by TEXT",
 ];
 
+/// Version 5 (retention and erasure): each call's tenant, when recordings and evidence left
+/// the disk and why (rows stay, `expired` or `erased`, with their metadata), and the audit
+/// trail of erasures.
+const V5_RETENTION: &[&str] = &[
+    "ALTER TABLE calls ADD COLUMN tenant TEXT",
+    "ALTER TABLE decisions ADD COLUMN tenant TEXT",
+    "ALTER TABLE recordings ADD COLUMN removed_at TEXT",
+    "ALTER TABLE recordings ADD COLUMN removed_reason TEXT",
+    "ALTER TABLE recordings ADD COLUMN state_before_removal TEXT",
+    "CREATE INDEX IF NOT EXISTS recordings_start_time ON recordings(start_time)",
+    "CREATE TABLE IF NOT EXISTS erasures (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        time           TEXT NOT NULL,
+        operator       TEXT NOT NULL,
+        operator_uid   INTEGER NOT NULL,
+        subject        TEXT NOT NULL,
+        reason         TEXT NOT NULL,
+        calls          TEXT NOT NULL,
+        recordings     INTEGER NOT NULL,
+        evidence_files INTEGER NOT NULL,
+        files_deleted  INTEGER NOT NULL,
+        bytes_deleted  INTEGER NOT NULL,
+        copies_sent    TEXT NOT NULL,
+        vacuumed       INTEGER NOT NULL
+    )",
+    "ALTER TABLE calls ADD COLUMN erasure_id INTEGER REFERENCES erasures(id)",
+];
+
 pub enum Migration {
     Current,
     /// The catalog was written by a newer voxtap.
@@ -269,6 +297,9 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
             }
         }
         if found < 5 {
+            for stmt in V5_RETENTION {
+                step = step.and_then(|()| db.execute_batch(stmt));
+            }
             for stmt in V5_DISPATCH {
                 step = step.and_then(|()| db.execute_batch(stmt));
             }

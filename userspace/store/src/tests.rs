@@ -794,6 +794,48 @@ fn recovery_repairs_stale_headers_written_by_hand() {
     );
 }
 
+/// An output directory that already exists open to every user (0777) is tightened to 0750,
+/// as are its recordings/ and day directories; its parent is left alone.
+#[test]
+fn an_existing_0777_output_directory_is_tightened_to_0750() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().join("shared");
+    let dir = parent.join("out");
+    for d in [&dir, &dir.join("recordings/2024/03/01")] {
+        fs::create_dir_all(d).unwrap();
+    }
+    for d in [
+        "shared",
+        "shared/out",
+        "shared/out/recordings",
+        "shared/out/recordings/2024/03/01",
+    ] {
+        fs::set_permissions(tmp.path().join(d), fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(
+        dir.join("recordings/2024"),
+        fs::Permissions::from_mode(0o2770),
+    )
+    .unwrap();
+    let mut store = Store::open(&dir, opts()).unwrap();
+    full_call(&mut store, 1, 1, "tight@host");
+    store.finish(&RunSummary::default()).unwrap();
+    assert_eq!(mode(&dir), 0o750);
+    assert_eq!(mode(&dir.join("recordings")), 0o750);
+    assert_eq!(mode(&dir.join("recordings/2024/03/01")), 0o750);
+    // The setgid bit (a group's directory) is kept; only group write goes.
+    let kept = fs::metadata(dir.join("recordings/2024"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(kept & 0o7777, 0o2750);
+    assert_eq!(
+        mode(&parent),
+        0o777,
+        "a parent voxtap did not make is not voxtap's"
+    );
+}
+
 #[test]
 fn files_are_0640_and_dirs_0750() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1494,6 +1536,7 @@ fn conversations_tie_legs_and_fold_when_media_joins_them() {
             trace: vec!["recorded on leg leg-a@pbx".into()],
             direction: Some("outbound"),
             covered_by: Some(CallHandle(1)),
+            tenant: None,
         }))
         .unwrap();
     store.handle(answered(3, 1200)).unwrap();
@@ -1611,6 +1654,415 @@ fn conversations_tie_legs_and_fold_when_media_joins_them() {
             "callee".to_string()
         )
     );
+}
+
+// ---- Retention and erasure ----------------------------------------------------------------
+
+const DAY_MS: u64 = 86_400_000;
+
+/// An answered call starting `start_ms` after T0, recorded for 1 s, of `tenant`, from `caller`.
+fn call_at(store: &mut Store, call: u64, start_ms: u64, tenant: Option<&str>, caller: &str) {
+    let Event::CallStarted(mut s) = started(call, start_ms, &format!("c{call}@test")) else {
+        unreachable!()
+    };
+    s.caller.user = caller.into();
+    store.handle(Event::CallStarted(s)).unwrap();
+    store.handle(answered(call, start_ms + 1000)).unwrap();
+    store
+        .handle(Event::Decision(CallDecision {
+            call: CallHandle(call),
+            ts: t(start_ms + 1000),
+            record: true,
+            reason: format!("user {caller} records"),
+            trace: vec![format!("caller {caller} is ours")],
+            direction: Some("outbound"),
+            covered_by: None,
+            tenant: tenant.map(str::to_owned),
+        }))
+        .unwrap();
+    store
+        .handle(rec_started(call, call, start_ms + 1000))
+        .unwrap();
+    feed(store, call, 0, u64::from(RATE));
+    store
+        .handle(Event::Dtmf(DtmfEvent {
+            call: CallHandle(call),
+            ts: t(start_ms + 1500),
+            digit: '7',
+            duration_ms: 100,
+            source: DtmfSource::Rfc4733,
+            side: Side::Caller,
+            offset_s: None,
+        }))
+        .unwrap();
+    store
+        .handle(rec_stopped(call, call, start_ms + 2000, u64::from(RATE)))
+        .unwrap();
+    store
+        .handle(ended(call, start_ms + 2000, EndReason::Bye, None))
+        .unwrap();
+}
+
+fn rec_path(dir: &Path, call: i64) -> PathBuf {
+    let db = catalog(dir);
+    let p: String = db
+        .query_row(
+            "SELECT path FROM recordings WHERE call_id = ?1",
+            [call],
+            |r| r.get(0),
+        )
+        .unwrap();
+    dir.join(p)
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+#[test]
+fn retention_by_age_follows_each_tenant_and_keeps_the_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    call_at(&mut store, 1, 0, Some("acme"), "alice");
+    call_at(&mut store, 2, 5 * DAY_MS, Some("acme"), "alice");
+    call_at(&mut store, 3, 0, None, "carol");
+    store.finish(&summary()).unwrap();
+    assert_eq!(
+        one::<String>(
+            &catalog(tmp.path()),
+            "SELECT tenant FROM calls WHERE id = 1"
+        ),
+        "acme"
+    );
+    let policy = retention::RetentionPolicy {
+        default: retention::Limits {
+            max_age: Some(days(30)),
+            max_bytes: None,
+        },
+        tenants: [(
+            "acme".to_owned(),
+            retention::Limits {
+                max_age: Some(days(3)),
+                max_bytes: None,
+            },
+        )]
+        .into(),
+        ..retention::RetentionPolicy::default()
+    };
+    let now = t(6 * DAY_MS);
+    let db = open_existing(tmp.path()).unwrap();
+    let plan = retention::plan(&db, &policy, now).unwrap();
+    assert_eq!(plan.items, 3);
+    let ids: Vec<i64> = plan.expire.iter().map(|e| e.item.call_id).collect();
+    assert_eq!(ids, [1], "{plan:?}");
+    assert!(
+        plan.expire[0]
+            .reason
+            .contains("older than 3 d (tenant acme)"),
+        "{}",
+        plan.expire[0].reason
+    );
+    // Planning deletes nothing.
+    assert!(rec_path(tmp.path(), 1).exists());
+    let applied = retention::apply(&db, tmp.path(), &plan, now).unwrap();
+    assert_eq!(applied.expired, 1);
+    assert!(applied.bytes_freed > 16_000, "{applied:?}");
+    assert!(!rec_path(tmp.path(), 1).exists());
+    assert!(rec_path(tmp.path(), 2).exists());
+    assert!(rec_path(tmp.path(), 3).exists());
+    let cat = catalog(tmp.path());
+    let row: (String, String, String, f64) = cat
+        .query_row(
+            "SELECT state, state_before_removal, removed_reason, duration_s FROM recordings WHERE call_id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(row.0, "expired");
+    assert_eq!(row.1, "complete");
+    assert!(row.2.contains("tenant acme"));
+    assert!((row.3 - 1.0).abs() < 0.01, "metadata kept: {row:?}");
+    // Nothing more to do the second time.
+    let again = retention::plan(&db, &policy, now).unwrap();
+    assert!(again.expire.is_empty(), "{again:?}");
+    assert_eq!(again.items, 2);
+}
+
+#[test]
+fn retention_by_quota_removes_the_oldest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    call_at(&mut store, 1, 0, Some("acme"), "a");
+    call_at(&mut store, 2, DAY_MS, Some("acme"), "b");
+    call_at(&mut store, 3, 2 * DAY_MS, Some("acme"), "c");
+    call_at(&mut store, 4, 3 * DAY_MS, None, "d");
+    store.finish(&summary()).unwrap();
+    let db = open_existing(tmp.path()).unwrap();
+    let size: i64 = one(&db, "SELECT size_bytes FROM recordings WHERE call_id = 1");
+    let size = size as u64;
+    let policy = retention::RetentionPolicy {
+        default: retention::Limits::default(),
+        tenants: [(
+            "acme".to_owned(),
+            retention::Limits {
+                max_age: None,
+                max_bytes: Some(size * 2),
+            },
+        )]
+        .into(),
+        // Over all four: after acme's quota three remain; room for two.
+        total_bytes: Some(size * 2 + size / 2),
+        ..retention::RetentionPolicy::default()
+    };
+    let plan = retention::plan(&db, &policy, t(4 * DAY_MS)).unwrap();
+    let gone: Vec<(i64, &str)> = plan
+        .expire
+        .iter()
+        .map(|e| (e.item.call_id, e.reason.as_str()))
+        .collect();
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    assert_eq!(gone[0].0, 1);
+    assert!(gone[0].1.contains("tenant acme"), "{gone:?}");
+    assert_eq!(gone[1].0, 2);
+    assert!(gone[1].1.contains("total quota"), "{gone:?}");
+    retention::apply(&db, tmp.path(), &plan, t(4 * DAY_MS)).unwrap();
+    let left: u64 = one::<i64>(
+        &db,
+        "SELECT sum(size_bytes) FROM recordings WHERE state <> 'expired'",
+    ) as u64;
+    assert!(left <= size * 2 + size / 2);
+    // A file deleted by hand is marked all the same.
+    fs::remove_file(rec_path(tmp.path(), 3)).unwrap();
+    let plan = retention::plan(
+        &db,
+        &retention::RetentionPolicy {
+            total_bytes: Some(0),
+            default: retention::Limits::default(),
+            ..retention::RetentionPolicy::default()
+        },
+        t(4 * DAY_MS),
+    )
+    .unwrap();
+    let applied = retention::apply(&db, tmp.path(), &plan, t(4 * DAY_MS)).unwrap();
+    assert_eq!((applied.expired, applied.already_missing), (2, 1));
+}
+
+#[test]
+fn a_pending_dispatch_holds_a_recording_back_for_its_grace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    call_at(&mut store, 1, 0, None, "a");
+    store.finish(&summary()).unwrap();
+    let db = open_existing(tmp.path()).unwrap();
+    if !retention_table_exists(&db, "dispatch_jobs") {
+        // The shape retention relies on, as the dispatcher's schema has it.
+        db.execute_batch(
+            "CREATE TABLE dispatch_jobs (id INTEGER PRIMARY KEY, recording_id INTEGER, call_id INTEGER,
+                 kind TEXT, target TEXT, state TEXT, created_at TEXT, last_error TEXT)",
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO dispatch_jobs (recording_id, call_id, kind, target, state, created_at)
+             VALUES (1, 1, 'http', 'archive', 'pending', ?1)",
+            [t(DAY_MS).to_string()],
+        )
+        .unwrap();
+    } else {
+        // The real queue (schema 5): a job as the store writes one for a configured target.
+        db.execute(
+            "INSERT INTO dispatch_jobs (recording_id, call_id, kind, target, state, next_attempt_at,
+                 created_at)
+             VALUES (1, 1, 'http', 'archive', 'pending', ?1, ?1)",
+            [t(DAY_MS).to_string()],
+        )
+        .unwrap();
+    }
+    let policy = retention::RetentionPolicy {
+        default: retention::Limits {
+            max_age: Some(days(1)),
+            max_bytes: None,
+        },
+        dispatch_grace: days(2),
+        ..retention::RetentionPolicy::default()
+    };
+    let plan = retention::plan(&db, &policy, t(2 * DAY_MS)).unwrap();
+    assert!(plan.expire.is_empty(), "{plan:?}");
+    assert_eq!(plan.held.len(), 1);
+    assert_eq!(plan.held[0].until, t(3 * DAY_MS).to_string());
+    let plan = retention::plan(&db, &policy, t(3 * DAY_MS + 1)).unwrap();
+    assert_eq!(plan.expire.len(), 1);
+    assert!(plan.expire[0].dispatch_abandoned);
+    let applied = retention::apply(&db, tmp.path(), &plan, t(3 * DAY_MS + 1)).unwrap();
+    assert_eq!(applied.dispatch_abandoned, 1);
+    let (state, err): (String, String) = db
+        .query_row("SELECT state, last_error FROM dispatch_jobs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(state, "failed");
+    assert!(err.contains("expired"), "{err}");
+}
+
+fn retention_table_exists(db: &Connection, name: &str) -> bool {
+    db.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap()
+        > 0
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn erasure_by_number_leaves_nothing_of_it_and_an_audit_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    call_at(&mut store, 1, 0, None, "+49 30 5550123");
+    call_at(&mut store, 2, 1000, None, "carol");
+    store.finish(&summary()).unwrap();
+    let before = files_containing(tmp.path(), b"5550123");
+    assert!(
+        !before.is_empty(),
+        "the number is in the catalog to begin with"
+    );
+    let db = open_existing(tmp.path()).unwrap();
+    let req = erase::Request {
+        subjects: vec![erase::Subject::Number("0049305550123".into())],
+        reason: "GDPR art. 17 request #4411".into(),
+        operator: "dpo".into(),
+        operator_uid: 0,
+        dry_run: true,
+    };
+    let dry = erase::erase(&db, tmp.path(), &req, t(DAY_MS)).unwrap();
+    assert_eq!(dry.calls, [1]);
+    assert_eq!(dry.audit_id, None);
+    assert!(
+        rec_path(tmp.path(), 1).exists(),
+        "a dry run deletes nothing"
+    );
+    let done = erase::erase(
+        &db,
+        tmp.path(),
+        &erase::Request {
+            dry_run: false,
+            ..req
+        },
+        t(DAY_MS),
+    )
+    .unwrap();
+    assert_eq!(
+        (done.calls.len(), done.recordings, done.files_deleted),
+        (1, 1, 1)
+    );
+    assert!(done.vacuumed);
+    drop(db);
+    let left = files_containing(tmp.path(), b"5550123");
+    assert!(left.is_empty(), "the number is still in {left:?}");
+    let cat = catalog(tmp.path());
+    let audit: (String, String, String, i64) = cat
+        .query_row(
+            "SELECT operator, reason, calls, vacuumed FROM erasures",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        audit,
+        (
+            "dpo".into(),
+            "GDPR art. 17 request #4411".into(),
+            "1".into(),
+            1
+        )
+    );
+    let (state, erasure): (String, i64) = cat
+        .query_row(
+            "SELECT r.state, c.erasure_id FROM recordings r JOIN calls c ON c.id = r.call_id WHERE c.id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), erasure), ("erased", 1));
+    let dtmf: Option<String> = one(
+        &cat,
+        "SELECT value FROM events WHERE call_id = 1 AND kind = 'dtmf'",
+    );
+    assert_eq!(dtmf, None);
+    // The other call is untouched.
+    assert_eq!(
+        one::<String>(&cat, "SELECT caller_user FROM calls WHERE id = 2"),
+        "carol"
+    );
+    assert!(rec_path(tmp.path(), 2).exists());
+    assert_eq!(
+        one::<String>(
+            &cat,
+            "SELECT value FROM events WHERE call_id = 2 AND kind = 'dtmf'"
+        ),
+        "7"
+    );
+}
+
+#[test]
+fn erasure_refuses_a_call_in_progress_and_an_unknown_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(
+        tmp.path(),
+        StoreOptions {
+            commit_every: 1,
+            ..opts()
+        },
+    )
+    .unwrap();
+    store.handle(started(1, 0, "live@test")).unwrap();
+    store.handle(answered(1, 1000)).unwrap();
+    let db = open_existing(tmp.path()).unwrap();
+    let req = |s| erase::Request {
+        subjects: vec![s],
+        reason: "test".into(),
+        operator: "root".into(),
+        operator_uid: 0,
+        dry_run: false,
+    };
+    let e = erase::erase(
+        &db,
+        tmp.path(),
+        &req(erase::Subject::Call("live@test".into())),
+        t(2000),
+    )
+    .unwrap_err();
+    assert!(matches!(e, erase::EraseError::InProgress(1)), "{e}");
+    let e = erase::erase(
+        &db,
+        tmp.path(),
+        &req(erase::Subject::Number("999".into())),
+        t(2000),
+    )
+    .unwrap_err();
+    assert!(matches!(e, erase::EraseError::NothingMatches(_)), "{e}");
+    assert_eq!(one::<String>(&db, "SELECT caller_user FROM calls"), "alice");
+    drop(store);
 }
 
 fn dispatch_opts() -> StoreOptions {

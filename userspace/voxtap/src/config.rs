@@ -29,6 +29,9 @@ pub struct Config {
     pub status: StatusSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// How long recordings and evidence stay on disk (docs/config.md#retention).
+    #[serde(default)]
+    pub retention: crate::retention::RetentionSection,
     /// Which calls are recorded (see docs/rules.md); without it every answered call is.
     #[serde(default)]
     pub rules: Option<RulesSection>,
@@ -124,6 +127,15 @@ impl Default for CaptureSection {
 }
 
 const MIB: usize = 1024 * 1024;
+
+/// The longest timeout or interval a config may set, in seconds (a day): packet time plus
+/// it must never overflow, and a call silent for a day is over.
+const MAX_TIMEOUT_S: u64 = 86_400;
+/// The most calls tracked at once: each costs about a kilobyte while it rings and tens of
+/// kilobytes while it records (perf/RESULTS.md), so ten million is beyond any one box.
+const MAX_CALLS: u64 = 10_000_000;
+/// TCP ports always reassembled as SIP; each is compared per TCP segment.
+const MAX_SIP_TCP_PORTS: u64 = 64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -252,7 +264,7 @@ impl Config {
                 }
             }
         };
-        cfg.validate()?;
+        cfg.validate(text)?;
         cfg.validate_recording(text)?;
         if let Some(l) = &cfg.metrics.listen
             && l.get_ref().parse::<std::net::SocketAddr>().is_err()
@@ -267,6 +279,11 @@ impl Config {
             cfg.compiled_rules = Some(r.to_rules(text)?);
         }
         cfg.dispatch_targets = cfg.dispatch.targets(text)?;
+        let tenants: Option<Vec<String>> = cfg
+            .compiled_rules
+            .as_ref()
+            .map(|r| r.tenants.iter().map(|t| t.name.clone()).collect());
+        cfg.retention.validate(text, tenants.as_deref())?;
         Ok(cfg)
     }
 
@@ -326,43 +343,97 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Every number within its bounds; a value out of them is refused with its line.
+    fn validate(&self, text: &str) -> Result<()> {
         let e = &self.engine;
-        if e.reorder_window_ms == 0 || e.reorder_window_ms > 10_000 {
+        let at = |section: &str, key: &str| match value_span(text, section, key) {
+            Some(span) => {
+                let (line, col) = line_col(text, span.start);
+                format!("line {line}, column {col}: ")
+            }
+            None => String::new(),
+        };
+        // (section, key, value, least, most): the most is what the engine can use, or what a
+        // sane deployment could want; beyond it a value is a typo (or an attack on a timer).
+        let bounds: [(&str, &str, u64, u64, u64); 10] = [
+            (
+                "engine",
+                "reorder_window_ms",
+                e.reorder_window_ms,
+                1,
+                10_000,
+            ),
+            (
+                "engine",
+                "media_timeout_s",
+                e.media_timeout_s,
+                1,
+                MAX_TIMEOUT_S,
+            ),
+            (
+                "engine",
+                "setup_timeout_s",
+                e.setup_timeout_s,
+                1,
+                MAX_TIMEOUT_S,
+            ),
+            ("engine", "pending_rtp_ms", e.pending_rtp_ms, 0, 60_000),
+            ("engine", "max_calls", e.max_calls as u64, 1, MAX_CALLS),
+            ("engine", "stall_ms", e.stall_ms, 1, 60_000),
+            // At least one TCP flow at its 256 KiB limit must fit; 1 TiB is beyond any box.
+            (
+                "engine",
+                "buffer_budget_mib",
+                e.buffer_budget_mib as u64,
+                1,
+                1 << 20,
+            ),
+            (
+                "capture",
+                "stats_interval_s",
+                self.capture.stats_interval_s,
+                1,
+                MAX_TIMEOUT_S,
+            ),
+            ("status", "linger_s", self.status.linger_s, 0, MAX_TIMEOUT_S),
+            (
+                "engine",
+                "sip_tcp_ports",
+                e.sip_tcp_ports.len() as u64,
+                0,
+                MAX_SIP_TCP_PORTS,
+            ),
+        ];
+        for (section, key, value, least, most) in bounds {
+            if value < least || value > most {
+                let what = if key == "sip_tcp_ports" {
+                    format!("engine.sip_tcp_ports may list at most {most} ports, not {value}")
+                } else {
+                    format!("{section}.{key} must be between {least} and {most}, not {value}")
+                };
+                bail!("{}{what}", at(section, key));
+            }
+        }
+        let ports = &self.capture.sip_ports;
+        if ports.is_empty() || ports.contains(&0) {
             bail!(
-                "engine.reorder_window_ms must be between 1 and 10000, not {}",
-                e.reorder_window_ms
+                "{}capture.sip_ports must list at least one port, and port 0 is not one",
+                at("capture", "sip_ports")
             );
         }
-        if e.media_timeout_s == 0 || e.setup_timeout_s == 0 {
-            bail!("engine.media_timeout_s and engine.setup_timeout_s must be above 0");
-        }
-        if e.max_calls == 0 {
-            bail!("engine.max_calls must be above 0");
-        }
-        if e.stall_ms == 0 || e.stall_ms > 60_000 {
+        let max_ports = voxtap_capture::xdp::SIP_PORTS_MAX as usize;
+        if ports.len() > max_ports {
             bail!(
-                "engine.stall_ms must be between 1 and 60000, not {}",
-                e.stall_ms
+                "{}capture.sip_ports lists {} ports; the XDP program takes at most {max_ports}",
+                at("capture", "sip_ports"),
+                ports.len()
             );
         }
-        // At least one TCP flow at its 256 KiB limit must fit; 1 TiB is beyond any sane box.
-        if e.buffer_budget_mib == 0 || e.buffer_budget_mib > 1 << 20 {
+        let flush = self.recording.wav_flush_s;
+        if !(flush > 0.0 && flush <= 60.0) {
             bail!(
-                "engine.buffer_budget_mib must be between 1 and 1048576, not {}",
-                e.buffer_budget_mib
-            );
-        }
-        if self.capture.sip_ports.is_empty() || self.capture.sip_ports.contains(&0) {
-            bail!("capture.sip_ports must list at least one port, and port 0 is not one");
-        }
-        if self.capture.stats_interval_s == 0 {
-            bail!("capture.stats_interval_s must be above 0");
-        }
-        if !(self.recording.wav_flush_s > 0.0 && self.recording.wav_flush_s <= 60.0) {
-            bail!(
-                "recording.wav_flush_s must be above 0 and at most 60, not {}",
-                self.recording.wav_flush_s
+                "{}recording.wav_flush_s must be above 0 and at most 60, not {flush}",
+                at("recording", "wav_flush_s")
             );
         }
         Ok(())
@@ -434,6 +505,23 @@ impl Config {
         }
         c
     }
+}
+
+/// Where `[section] key = value` is in the file (the value's bytes), if it is there.
+fn value_span(text: &str, section: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    fn find<'t, 'i>(
+        t: &'t toml::de::DeTable<'i>,
+        name: &str,
+    ) -> Option<&'t Spanned<toml::de::DeValue<'i>>> {
+        t.iter()
+            .find(|(k, _)| k.get_ref().as_ref() == name)
+            .map(|(_, v)| v)
+    }
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let toml::de::DeValue::Table(t) = find(doc.get_ref(), section)?.get_ref() else {
+        return None;
+    };
+    find(t, key).map(Spanned::span)
 }
 
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -568,10 +656,57 @@ mod tests {
     }
 
     #[test]
-    fn out_of_range_values_are_refused() {
-        assert!(Config::parse("[engine]\nreorder_window_ms = 0\n").is_err());
-        assert!(Config::parse("[recording]\nwav_flush_s = -1.0\n").is_err());
-        assert!(Config::parse("[engine]\nbuffer_budget_mib = 0\n").is_err());
+    fn out_of_range_values_are_refused_with_their_line_and_column() {
+        let err = |text: &str| format!("{:#}", Config::parse(text).expect_err(text));
+        for (text, key) in [
+            ("[engine]\nreorder_window_ms = 0\n", "reorder_window_ms"),
+            ("[engine]\nbuffer_budget_mib = 0\n", "buffer_budget_mib"),
+            ("[engine]\nstall_ms = 60001\n", "stall_ms"),
+            ("[engine]\nmedia_timeout_s = 86401\n", "media_timeout_s"),
+            ("[engine]\nsetup_timeout_s = 0\n", "setup_timeout_s"),
+            ("[engine]\nmax_calls = 100000000000\n", "max_calls"),
+            ("[engine]\npending_rtp_ms = 3600000\n", "pending_rtp_ms"),
+            ("[capture]\nstats_interval_s = 0\n", "stats_interval_s"),
+            ("[status]\nlinger_s = 99999999\n", "linger_s"),
+            ("[recording]\nwav_flush_s = -1.0\n", "wav_flush_s"),
+            ("[capture]\nsip_ports = [0]\n", "sip_ports"),
+        ] {
+            let e = err(&format!("# a comment\n{text}"));
+            assert!(
+                e.contains("line 3, column ") && e.contains(key),
+                "{text}: {e}"
+            );
+        }
+        // The largest integer TOML can hold (2^63-1), and 2^64-1 beyond it.
+        let e = err("[engine]\nmedia_timeout_s = 9223372036854775807\n");
+        assert!(
+            e.contains("line 2, column 19") && e.contains("media_timeout_s"),
+            "{e}"
+        );
+        let e = err("[engine]\nmedia_timeout_s = 18446744073709551615\n");
+        assert!(e.contains("line 2"), "{e}");
+        let e = err("[engine]\nmax_calls = 1e11\n");
+        assert!(e.contains("line 2"), "{e}");
+        // The bounds themselves are accepted.
+        let c = Config::parse(
+            "[engine]\nmedia_timeout_s = 86400\nsetup_timeout_s = 1\nmax_calls = 10000000\n",
+        )
+        .expect("the bounds are in range");
+        assert_eq!(c.engine.max_calls, 10_000_000);
+    }
+
+    #[test]
+    fn more_sip_ports_than_the_xdp_program_takes_are_refused_at_load() {
+        let ports = |n: u16| {
+            let list: Vec<String> = (1..=n).map(|p| (5000 + p).to_string()).collect();
+            format!("[capture]\nsip_ports = [{}]\n", list.join(", "))
+        };
+        Config::parse(&ports(64)).expect("64 ports fit the XDP program's map");
+        let e = format!("{:#}", Config::parse(&ports(66)).expect_err("66 ports"));
+        assert!(
+            e.contains("line 2, column 13") && e.contains("66 ports") && e.contains("at most 64"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -10,9 +10,19 @@ use crate::ExplainArgs;
 
 pub fn run(args: &ExplainArgs) -> Result<()> {
     let path = args.out.join("catalog.sqlite");
-    if !path.exists() {
-        bail!(
+    // Only a catalog that is not there is "no catalog"; a directory or file this user may
+    // not read says so, with its OS error.
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "no catalog at {}: is --out the directory voxtap wrote?",
+            path.display()
+        ),
+        Err(e) => bail!("cannot read the catalog {}: {e}", path.display()),
+        Ok(_) => {}
+    }
+    if let Err(e) = std::fs::File::open(&path) {
+        bail!(
+            "cannot read the catalog {}: {e} (give this user the voxtap group's read access)",
             path.display()
         );
     }
@@ -98,6 +108,8 @@ struct Rec {
     slipped_s: Option<f64>,
     shifted_s: Option<f64>,
     size: Option<i64>,
+    /// When and why retention or erasure removed its file.
+    removed: Option<(String, String)>,
 }
 
 /// The call's direction, its conversation's people and every leg of it, with the evidence
@@ -249,7 +261,8 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
 
     let mut stmt = db.prepare(
         "SELECT path, duration_s, state, stop_reason, start_time, format, sample_rate, codec,
-                state_reason, caller_audio_s, callee_audio_s, slipped_s, shifted_s, size_bytes
+                state_reason, caller_audio_s, callee_audio_s, slipped_s, shifted_s, size_bytes,
+                removed_at, removed_reason
          FROM recordings WHERE call_id = ?1 ORDER BY id",
     )?;
     let recs = stmt
@@ -269,6 +282,10 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
                 slipped_s: r.get(11)?,
                 shifted_s: r.get(12)?,
                 size: r.get(13)?,
+                removed: match (r.get(14)?, r.get(15)?) {
+                    (Some(at), Some(why)) => Some((at, why)),
+                    _ => None,
+                },
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -302,6 +319,9 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
         )?;
         if let Some(why) = r.why {
             writeln!(out, "    why not complete: {why}")?;
+        }
+        if let Some((at, why)) = r.removed {
+            writeln!(out, "    file removed {at}: {why}")?;
         }
         if let (Some(a), Some(b)) = (r.caller_s, r.callee_s) {
             writeln!(

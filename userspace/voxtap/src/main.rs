@@ -13,6 +13,7 @@ mod dispatch;
 mod explain;
 mod privileges;
 mod replay;
+mod retention;
 mod rules_config;
 mod run;
 mod status;
@@ -24,12 +25,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// A passive SIP/RTP call recorder for mirror ports and capture files.
+///
 /// voxtap records calls it sees on a mirror (SPAN) port or in a capture file. It never takes
 /// part in a call: it reads copies of SIP and RTP and writes one stereo recording per answered
 /// conversation (caller left, callee right; the legs a PBX makes of it tied together) and an
 /// SQLite catalog of every call, conversation, stream and DTMF digit.
 #[derive(Parser, Debug)]
-#[command(name = "voxtap", version, propagate_version = true)]
+#[command(
+    name = "voxtap",
+    version,
+    propagate_version = true,
+    after_help = "Exit status: 0 on success, 1 on error, 2 on a usage error (an unknown option, a missing argument)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +51,8 @@ enum Command {
     /// DIR/recordings/, the catalog to DIR/catalog.sqlite (see docs/catalog.md). A summary is
     /// printed at the end; on a terminal a progress line shows how far the input has got.
     /// A corrupt capture stops the run with an error naming the file and byte offset, after
-    /// everything read before it has been written. Exit status: 0 on success, 1 on error.
+    /// everything read before it has been written. Exit status: 0 on success, 1 on error,
+    /// 2 on a usage error.
     Replay(ReplayArgs),
     /// Capture live from a network interface (a mirror/SPAN port) until SIGINT or SIGTERM.
     ///
@@ -72,18 +81,64 @@ enum Command {
     /// passes; what is left stays pending. Exit status: 0 when the queue was worked (the
     /// summary says what is left), 1 on an error.
     Dispatch(dispatch::DispatchArgs),
+    /// Apply the retention of [retention] now (the daemon also does, as it runs): recordings
+    /// and evidence older than their tenant's age or over its quota are deleted, oldest first,
+    /// and their catalog rows become `expired`, keeping their metadata. A recording whose
+    /// dispatch is pending is held back for its grace period. Exit status: 0 on success, 1 on
+    /// error.
+    Prune(retention::PruneArgs),
+    /// Erase a person's calls for a data-protection request: their recordings and evidence
+    /// are deleted, the personal fields of their catalog rows (numbers, names, SIP URIs,
+    /// addresses, DTMF digits) blanked, an audit row written (who, when, which calls, why),
+    /// and the catalog vacuumed so the values are gone from the file. Every leg of the calls'
+    /// conversations goes with them. Root only. Exit status: 0 on success, 1 on error.
+    Erase(retention::EraseArgs),
     /// Recording rules (see docs/rules.md).
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Print a completion script for a shell (the README installs bash's in
+    /// /usr/local/share/bash-completion/completions/voxtap).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the voxtap(1) man page, or write it and one page per command (voxtap-run(1), ...)
+    /// into a directory.
+    Man {
+        /// Write voxtap.1, voxtap-replay.1, ... here instead (e.g. /usr/local/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// `voxtap completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "voxtap", &mut std::io::stdout());
+    Ok(())
+}
+
+/// `voxtap man [--out-dir DIR]`: the pages, generated from the same definitions as `--help`.
+fn man(out_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match out_dir {
+        None => clap_mangen::Man::new(cmd)
+            .render(&mut std::io::stdout())
+            .context("cannot write the man page to stdout"),
+        Some(dir) => clap_mangen::generate_to(cmd, dir)
+            .with_context(|| format!("cannot write the man pages into {}", dir.display())),
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum RulesCommand {
     /// Validate a config file's [rules] and print a summary of tenants, users, devices and
     /// DDIs. A malformed or contradictory rule is reported with its line. Exit status: 0 if
-    /// the config is valid, 1 if not.
+    /// the config is valid, 1 if not, 2 on a usage error.
     Check {
         /// The TOML configuration file.
         #[arg(value_name = "CONFIG")]
@@ -275,9 +330,13 @@ fn main() -> ExitCode {
         Command::Dispatch(args) => dispatch::command(&args),
         Command::Control(args) => control::client(&args.socket, &args.action, &args.call),
         Command::Tui(args) => tui(&args),
+        Command::Prune(args) => retention::prune(&args),
+        Command::Erase(args) => retention::erase(&args),
         Command::Rules {
             command: RulesCommand::Check { config },
         } => rules_check(&config),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out_dir } => man(out_dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

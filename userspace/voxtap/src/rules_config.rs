@@ -509,10 +509,18 @@ impl RulesSection {
         for (i, (a, ca)) in codes.iter().enumerate() {
             for (b, cb) in &codes[i + 1..] {
                 let (x, y) = (ca.get_ref(), cb.get_ref());
-                if x.ends_with(y.as_str()) || y.ends_with(x.as_str()) {
+                // Codes are matched on the tail of the digits dialled so far, after each
+                // digit: a code inside another fires first, and the longer never is dialled.
+                let (short, long, (ws, wl)) = if x.len() <= y.len() {
+                    (x, y, (*a, *b))
+                } else {
+                    (y, x, (*b, *a))
+                };
+                if long.contains(short.as_str()) {
                     bail!(
-                        "{}: on_demand.{a} ({x}) and on_demand.{b} ({y}) of tenant {tn} overlap",
-                        loc.at(cb)
+                        "{}: on_demand.{a} ({x}) and on_demand.{b} ({y}) of tenant {tn} overlap: {ws} {short} fires while {wl} {long} is dialled, so {wl} {long} can never be dialled (see {})",
+                        loc.at(cb),
+                        loc.at(ca)
                     );
                 }
             }
@@ -761,6 +769,22 @@ user = "alice"
         let overlap =
             "[[rules.tenants]]\nname = \"a\"\n[rules.tenants.on_demand]\npause = \"*1\"\n";
         assert!(err(overlap).contains("overlap"), "{}", err(overlap));
+        // A code that begins another (toggle *4, pause *48): *48 could never be dialled.
+        let prefix = "[[rules.tenants]]\nname = \"a\"\n[rules.tenants.on_demand]\nenabled = true\ntoggle = \"*4\"\npause = \"*48\"\n";
+        let e = err(prefix);
+        assert!(
+            e.contains("line 6")
+                && e.contains("line 5")
+                && e.contains("pause *48 can never be dialled"),
+            "{e}"
+        );
+        // ...or sits in its middle (toggle 4, resume *49#).
+        let inside = "[[rules.tenants]]\nname = \"a\"\n[rules.tenants.on_demand]\ntoggle = \"9\"\n";
+        assert!(
+            err(inside).contains("toggle 9 fires while"),
+            "{}",
+            err(inside)
+        );
         let rate = "[[rules.tenants]]\nname = \"a\"\nsettings = { sample_rate = 1234 }\n";
         assert!(err(rate).contains("line 3") && err(rate).contains("sample_rate"));
         let ext_ddi = BASE.replace("extensions = [\"201\"]", "extensions = [\"+4940100\"]");

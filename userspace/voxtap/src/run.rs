@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use voxtap_capture::afpacket::{AfPacket, AfPacketOptions};
 use voxtap_capture::afxdp::{AfXdp, AfXdpOptions};
 use voxtap_capture::live::{LiveCapture, QueueStats};
@@ -122,6 +122,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut report = Reporter::new(interval);
     let mut endpoint_errors = 0u64;
     let mut store = Writer::spawn(store, board.clone());
+    let _pruner = crate::retention::Pruner::spawn(
+        &args.out,
+        cfg.retention.policy(),
+        cfg.retention.interval(),
+    );
     if engines.count() > 1 {
         eprintln!("voxtap run: {} workers", engines.count());
     }
@@ -148,8 +153,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         engines.flush_live(got == 0, &mut sink)?;
         control_queue.drain(|req| {
             match engines.control(&req.sip_call_id, wall_clock(), req.command(), &mut sink) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(format!("no answered call with Call-ID {}", req.sip_call_id)),
+                Ok(outcome) => outcome.refusal(&req.sip_call_id).map_or(Ok(()), Err),
                 Err(e) => Err(format!("{e:#}")),
             }
         });
@@ -303,6 +307,10 @@ impl Live {
 }
 
 fn open_capture(args: &RunArgs, cfg: &Config) -> Result<Live> {
+    // Neither capture can use an interface that is not there: say so, not "try the other".
+    if !voxtap_capture::interface_exists(&args.iface) {
+        bail!("{}", voxtap_capture::no_such_interface(&args.iface));
+    }
     match args.capture {
         CaptureKind::Afpacket => {
             let cap = AfPacket::open(&args.iface, AfPacketOptions::default())

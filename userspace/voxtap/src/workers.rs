@@ -28,6 +28,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
+use voxtap_core::engine::ControlOutcome;
 use voxtap_core::event::Event;
 use voxtap_core::policy::{Command, RecordingPolicy};
 use voxtap_core::stats::Stats;
@@ -70,12 +71,13 @@ struct Batch {
 enum Input {
     Frames(Arc<Batch>),
     Timeout(Timestamp),
-    /// A control request; the first worker says whether the call was found.
+    /// A control request; the first worker says what came of it (every worker keeps the
+    /// same recording state, the owner's real and the others' shadows).
     Control {
         sip_call_id: Arc<str>,
         ts: Timestamp,
         cmd: Command,
-        found: Option<SyncSender<bool>>,
+        found: Option<SyncSender<ControlOutcome>>,
     },
     Policy(Box<dyn RecordingPolicy>),
     /// End of input: finish the engine.
@@ -316,14 +318,14 @@ impl Pool {
         self.send(0, &mut |_| Input::Timeout(ts))
     }
 
-    /// A control request, carried out by every worker; whether the call was found.
+    /// A control request, carried out by every worker; what came of it.
     pub fn control(
         &mut self,
         sip_call_id: &str,
         ts: Timestamp,
         cmd: Command,
         sink: &mut Sink<'_>,
-    ) -> Result<bool> {
+    ) -> Result<ControlOutcome> {
         self.flush(sink)?;
         self.make_room(sink)?;
         let (tx, rx) = sync_channel(1);
@@ -609,7 +611,7 @@ impl Engines {
         ts: Timestamp,
         cmd: Command,
         sink: &mut Sink<'_>,
-    ) -> Result<bool> {
+    ) -> Result<ControlOutcome> {
         match self {
             Engines::One(e) => {
                 let ok = e.control(sip_call_id, ts, cmd);

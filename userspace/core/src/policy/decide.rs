@@ -685,6 +685,7 @@ pub(crate) fn evaluate<'r>(
             settings,
             direction: Some(class.direction),
             external_to_external_refused,
+            tenant: class.tenant.map(|t| t.name.clone()),
         },
         class,
         mode,

@@ -90,6 +90,8 @@ pub struct Decision {
     /// Not recorded because it connects two external parties and the tenant does not allow
     /// that: the other legs of its conversation, which now carry the same two people, stop.
     pub external_to_external_refused: bool,
+    /// The tenant the call belongs to, when the rules found one (its `name`).
+    pub tenant: Option<String>,
 }
 
 impl Decision {
@@ -103,6 +105,7 @@ impl Decision {
             settings: Settings::default(),
             direction: None,
             external_to_external_refused: false,
+            tenant: None,
         }
     }
 }

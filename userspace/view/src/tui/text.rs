@@ -111,33 +111,15 @@ pub fn hms_ms(ts: f64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS.uuuuuu` (UTC) of epoch seconds, for the saved text.
 pub fn datetime_us(ts: f64) -> String {
-    let ts = (ts * 1e6).round() / 1e6;
-    let Some((d, frac)) = day_seconds(ts) else {
-        return "------ --:--:--".into();
-    };
-    let days = (ts.floor() as u64 / 86_400) as i64;
-    let (y, m, dd) = civil_from_days(days);
-    let us = ((frac * 1e6).round() as u64).min(999_999);
-    format!(
-        "{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}.{us:06}",
-        d / 3600,
-        d / 60 % 60,
-        d % 60
-    )
-}
-
-/// The civil date (proleptic Gregorian) of a count of days since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let us = (ts * 1e6).round();
+    // jiff's calendar; a time that is not one (NaN, before 1970, past its range) is dashes.
+    let t = (us.is_finite() && us >= 0.0)
+        .then(|| jiff::Timestamp::from_microsecond(us as i64).ok())
+        .flatten();
+    match t {
+        Some(t) => t.strftime("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        None => "------ --:--:--".into(),
+    }
 }
 
 /// A call's length: `MM:SS`, or `H:MM:SS` from an hour on.
