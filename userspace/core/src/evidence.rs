@@ -105,7 +105,8 @@ pub fn frames(mut data: &[u8]) -> impl Iterator<Item = EvidenceFrame<'_>> {
     })
 }
 
-fn push_record(buf: &mut Vec<u8>, ts: Timestamp, linktype: u32, frame: &[u8]) {
+/// Appends one record to chunk data (the layout above).
+pub fn push_record(buf: &mut Vec<u8>, ts: Timestamp, linktype: u32, frame: &[u8]) {
     buf.extend_from_slice(&ts.0.to_le_bytes());
     buf.extend_from_slice(&linktype.to_le_bytes());
     buf.extend_from_slice(&(frame.len() as u32).to_le_bytes());

@@ -1,10 +1,10 @@
-//! The catalog schema, version 3. A public interface: `docs/catalog.md` documents every column.
+//! The catalog schema, version 5. A public interface: `docs/catalog.md` documents every column.
 //! Change it only additively, and bump `SCHEMA_VERSION` with a migration step when you do.
 
 use rusqlite::Connection;
 
 /// `PRAGMA user_version` of a catalog this code writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Version 1. `IF NOT EXISTS` everywhere so that re-running it on a version-1 catalog is a no-op.
 /// No CHECK constraints on the enumerated TEXT columns: SQLite cannot alter a CHECK, and new
@@ -202,6 +202,29 @@ const V4: &[&str] = &[
     "ALTER TABLE runs ADD COLUMN recordings_write_failed INTEGER NOT NULL DEFAULT 0",
 ];
 
+/// Version 5, evidence: each call's frames as a pcapng+lz4 file (docs/evidence.md), and what
+/// a run wrote of them and failed to.
+const V5_EVIDENCE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS evidence (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id      INTEGER NOT NULL REFERENCES calls(id),
+        path         TEXT NOT NULL,
+        format       TEXT NOT NULL,
+        frames       INTEGER NOT NULL DEFAULT 0,
+        size_bytes   INTEGER NOT NULL DEFAULT 0,
+        first_time   TEXT NOT NULL,
+        last_time    TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        state_reason TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS evidence_call_id ON evidence(call_id)",
+    "CREATE INDEX IF NOT EXISTS evidence_last_time ON evidence(last_time)",
+    "ALTER TABLE runs ADD COLUMN evidence_frames INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN evidence_unclaimed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN evidence_writes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN evidence_write_failed INTEGER NOT NULL DEFAULT 0",
+];
+
 pub enum Migration {
     Current,
     /// The catalog was written by a newer voxtap.
@@ -233,6 +256,11 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
         }
         if found < 4 {
             for stmt in V4 {
+                step = step.and_then(|()| db.execute_batch(stmt));
+            }
+        }
+        if found < 5 {
+            for stmt in V5_EVIDENCE {
                 step = step.and_then(|()| db.execute_batch(stmt));
             }
         }

@@ -29,6 +29,9 @@ pub struct Config {
     pub status: StatusSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Each call's frames as a pcapng+lz4 file (docs/evidence.md).
+    #[serde(default)]
+    pub evidence: EvidenceSection,
     /// Which calls are recorded (see docs/rules.md); without it every answered call is.
     #[serde(default)]
     pub rules: Option<RulesSection>,
@@ -83,6 +86,30 @@ impl Default for StatusSection {
             enabled: true,
             socket: None,
             linger_s: 60,
+        }
+    }
+}
+
+/// Evidence: each call's SIP and RTP frames as captured, in
+/// `DIR/evidence/YYYY-MM-DD/<call>-<Call-ID>.pcapng.lz4` (docs/evidence.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSection {
+    pub enabled: bool,
+    /// Memory every call's unwritten frames may hold together (split between workers); past
+    /// it the biggest are written early.
+    pub buffer_mib: usize,
+    /// A call's frames are written when they reach this many KiB (and at its end).
+    pub chunk_kib: usize,
+}
+
+impl Default for EvidenceSection {
+    fn default() -> Self {
+        let d = voxtap_core::evidence::EvidenceConfig::default();
+        Self {
+            enabled: false,
+            buffer_mib: d.budget_bytes / MIB,
+            chunk_kib: d.chunk_bytes / 1024,
         }
     }
 }
@@ -349,6 +376,20 @@ impl Config {
         if self.capture.sip_ports.is_empty() || self.capture.sip_ports.contains(&0) {
             bail!("capture.sip_ports must list at least one port, and port 0 is not one");
         }
+        let ev = &self.evidence;
+        if ev.buffer_mib == 0 || ev.buffer_mib > 1 << 20 {
+            bail!(
+                "evidence.buffer_mib must be between 1 and 1048576, not {}",
+                ev.buffer_mib
+            );
+        }
+        if ev.chunk_kib < 4 || ev.chunk_kib > 64 * 1024 || ev.chunk_kib * 1024 > ev.buffer_mib * MIB
+        {
+            bail!(
+                "evidence.chunk_kib must be between 4 and 65536 and at most evidence.buffer_mib, not {}",
+                ev.chunk_kib
+            );
+        }
         if self.capture.stats_interval_s == 0 {
             bail!("capture.stats_interval_s must be above 0");
         }
@@ -387,6 +428,10 @@ impl Config {
     pub fn engine_shard(&self, shard: voxtap_core::vocab::Shard) -> voxtap_core::Engine {
         let mut c = self.engine_config();
         c.shard = shard;
+        // Each worker holds the evidence of its own calls: the budget is shared out.
+        if let Some(ev) = c.evidence.as_mut() {
+            ev.budget_bytes = (ev.budget_bytes / shard.count.max(1) as usize).max(ev.chunk_bytes);
+        }
         voxtap_core::Engine::with_policy(c, self.policy())
     }
 
@@ -414,6 +459,13 @@ impl Config {
             .map(|h| h.get_ref().trim().to_string())
             .collect();
         c.record_each_leg = self.conversations.record_each_leg;
+        if self.evidence.enabled {
+            c.evidence = Some(voxtap_core::evidence::EvidenceConfig {
+                budget_bytes: self.evidence.buffer_mib * MIB,
+                chunk_bytes: self.evidence.chunk_kib * 1024,
+                ..voxtap_core::evidence::EvidenceConfig::default()
+            });
+        }
         if let Some(rules) = &self.compiled_rules {
             c.servers = rules.networks.servers.clone();
             c.mode_header = rules.mode_header.clone();
