@@ -648,6 +648,9 @@ mod example {
         assert_eq!(c.recording.wav_flush_s, d.recording.wav_flush_s);
         assert_eq!(c.capture.sip_ports, d.capture.sip_ports);
         assert_eq!(c.capture.pass_unknown_rtp, d.capture.pass_unknown_rtp);
+        assert_eq!(c.evidence.enabled, d.evidence.enabled);
+        assert_eq!(c.evidence.buffer_mib, d.evidence.buffer_mib);
+        assert_eq!(c.evidence.chunk_kib, d.evidence.chunk_kib);
         assert_eq!(c.capture.stats_interval_s, d.capture.stats_interval_s);
         assert_eq!(c.status.enabled, d.status.enabled);
         assert_eq!(c.status.linger_s, d.status.linger_s);
@@ -668,5 +671,26 @@ mod example {
         );
         let e = Config::parse("[status]\nlinger = 5\n").unwrap_err();
         assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+    }
+}
+
+#[cfg(test)]
+mod evidence {
+    use super::*;
+
+    #[test]
+    fn evidence_is_off_by_default_and_its_values_are_checked() {
+        assert!(Config::default().engine_config().evidence.is_none());
+        let c =
+            Config::parse("[evidence]\nenabled = true\nbuffer_mib = 8\nchunk_kib = 64\n").unwrap();
+        let e = c.engine_config().evidence.expect("on");
+        assert_eq!((e.budget_bytes, e.chunk_bytes), (8 * MIB, 64 * 1024));
+        let err = Config::parse("[evidence]\nchunk_kib = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("evidence.chunk_kib"), "{err:#}");
+        let err = Config::parse("[evidence]\nbuffer_mib = 0\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("evidence.buffer_mib"),
+            "{err:#}"
+        );
     }
 }
