@@ -226,6 +226,8 @@ fn real_captures_evidence_is_their_sip_and_rtp() {
         "sip-rtp-g711-pcma-pcmu.pcap",
         "sip-tcp-call-rtp-rtcp.pcap",
         "asterisk-zfone-zrtp.pcap",
+        "voipshark-srtp-call.pcap",
+        "sip-ipv6-frag-prack-update.pcap",
     ] {
         let scratch = Scratch::new(&format!("evidence-{name}"));
         check(name, &dir.join(name), &scratch, "1");

@@ -3,11 +3,12 @@
 //!
 //! A file is one pcapng section (a Section Header Block, an Interface Description Block per
 //! link type as it first appears, an Enhanced Packet Block per frame, timestamps in
-//! nanoseconds) written as a series of LZ4 frames, one per chunk the engine handed out: a
-//! reader that decompresses concatenated LZ4 frames (liblz4's, so Wireshark's and `lz4 -d`)
-//! sees one pcapng. The writes are bounded: one open, one append and one close per chunk, no
+//! nanoseconds) compressed as one LZ4 frame. While the call runs, each chunk the engine hands
+//! out is appended, uncompressed, to `<file>.part` with one open, one append and one close (no
 //! descriptor kept between them, so thousands of calls cost neither descriptors nor a write
-//! per packet (see docs/evidence.md for the figures).
+//! per packet); at the call's end the part is compressed into the file in one streamed pass
+//! and removed (see docs/evidence.md for the figures). One LZ4 frame rather than one per
+//! chunk: TShark 4.0 misreads some files of concatenated LZ4 frames.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -52,8 +53,10 @@ struct OpenEvidence {
 pub struct EvidenceReport {
     /// Evidence files started.
     pub files: u64,
-    /// Appends (each one open, write, close): the write operations evidence cost.
+    /// Appends (each one open, write, close) and end-of-call compressions: the write
+    /// operations evidence cost.
     pub writes: u64,
+    /// Bytes appended to `.part` files (uncompressed).
     pub bytes_written: u64,
     pub frames_written: u64,
     /// Files the disk refused (their rows are `failed`, with the reason).
@@ -66,9 +69,8 @@ pub struct EvidenceReport {
 pub(crate) struct EvidenceWriter {
     open: HashMap<CallHandle, OpenEvidence>,
     pub(crate) report: EvidenceReport,
-    /// Reused for each chunk's pcapng bytes and its LZ4 frame.
+    /// Reused for each chunk's pcapng bytes.
     pcapng: Vec<u8>,
-    lz4: Vec<u8>,
 }
 
 /// Errors name the file.
@@ -101,7 +103,7 @@ impl EvidenceWriter {
             let fresh = f.frames == 0 && f.bytes == 0;
             self.pcapng.clear();
             encode(&mut self.pcapng, fresh, &mut f.interfaces, chunk.frames());
-            match append(&dir.join(&f.rel), &self.pcapng, &mut self.lz4) {
+            match append(&part_path(&dir.join(&f.rel)), &self.pcapng) {
                 Ok(n) => {
                     f.bytes += n as u64;
                     f.frames += u64::from(chunk.frames);
@@ -118,6 +120,18 @@ impl EvidenceWriter {
         }
         if f.failed.is_some() {
             self.report.frames_dropped += u64::from(chunk.frames);
+        }
+        if chunk.last && f.failed.is_none() {
+            match compress(&dir.join(&f.rel)) {
+                Ok(n) => {
+                    f.bytes = n;
+                    self.report.writes += 1;
+                }
+                Err(e) => {
+                    f.failed = Some(e.to_string());
+                    self.report.write_failed += 1;
+                }
+            }
         }
         let (state, reason) = match (&f.failed, chunk.last) {
             (Some(why), _) => ("failed", Some(why.clone())),
@@ -163,7 +177,7 @@ impl EvidenceWriter {
                 format!("{call_row}-{base}-{n}.{EXTENSION}")
             };
             let rel = day.join(name);
-            if !dir.join(&rel).exists() {
+            if !dir.join(&rel).exists() && !part_path(&dir.join(&rel)).exists() {
                 break rel;
             }
             n += 1;
@@ -203,41 +217,117 @@ impl EvidenceWriter {
 
     /// The end of a run: files whose call never sent its last chunk (a live run stopped) are
     /// complete as far as they go.
-    pub(crate) fn finish(&mut self, db: &Connection) -> rusqlite::Result<()> {
+    pub(crate) fn finish(&mut self, dir: &Path, db: &Connection) -> rusqlite::Result<()> {
         for (_, f) in self.open.drain() {
             if f.failed.is_none() {
+                let (state, reason, size) = match compress(&dir.join(&f.rel)) {
+                    Ok(n) => ("complete", "end-of-run".to_string(), n),
+                    Err(e) => {
+                        self.report.write_failed += 1;
+                        ("failed", e.to_string(), f.bytes)
+                    }
+                };
                 db.prepare_cached(
-                    "UPDATE evidence SET state = 'complete', state_reason = 'end-of-run'
+                    "UPDATE evidence SET state = ?2, state_reason = ?3, size_bytes = ?4
                      WHERE id = ?1",
                 )?
-                .execute(params![f.row])?;
+                .execute(params![f.row, state, reason, size as i64])?;
             }
         }
         Ok(())
     }
 }
 
-/// Compresses `pcapng` as one LZ4 frame and appends it to `path` (created 0640): one open,
-/// one write, one close. Returns the bytes appended.
-fn append(path: &Path, pcapng: &[u8], lz4: &mut Vec<u8>) -> Result<usize, EvidenceError> {
+/// The uncompressed pcapng a running call's chunks are appended to.
+pub fn part_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".part");
+    PathBuf::from(p)
+}
+
+/// Rows a run left `writing` (it died): their `.part` is compressed into the file, which
+/// holds every chunk that reached the disk; the rows become `complete`, `interrupted`.
+pub(crate) fn recover(dir: &Path, db: &Connection) -> Result<(), crate::StoreError> {
+    let catalog = dir.join(crate::CATALOG_FILE);
+    let sq = |source| crate::StoreError::Sqlite {
+        path: catalog.clone(),
+        source,
+    };
+    let rows: Vec<(i64, String)> = db
+        .prepare("SELECT id, path FROM evidence WHERE state = 'writing'")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(sq)?;
+    for (id, rel) in rows {
+        let abs = dir.join(&rel);
+        let (state, reason, size) = if part_path(&abs).exists() {
+            match compress(&abs) {
+                Ok(n) => ("complete", "interrupted".to_string(), n as i64),
+                Err(e) => ("failed", format!("interrupted; {e}"), 0),
+            }
+        } else {
+            (
+                "failed",
+                "interrupted before any frame reached the disk".to_string(),
+                0,
+            )
+        };
+        db.prepare_cached(
+            "UPDATE evidence SET state = ?2, state_reason = ?3, size_bytes = ?4 WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![id, state, reason, size]))
+        .map_err(sq)?;
+    }
+    Ok(())
+}
+
+impl EvidenceWriter {}
+
+/// Appends `pcapng` to `path` (created 0640): one open, one write, one close. Returns the
+/// bytes appended.
+fn append(path: &Path, pcapng: &[u8]) -> Result<usize, EvidenceError> {
     let err = |source| EvidenceError {
         path: path.to_owned(),
         source,
     };
-    lz4.clear();
-    let mut enc = lz4_flex::frame::FrameEncoder::new(std::mem::take(lz4));
-    enc.write_all(pcapng).map_err(err)?;
-    *lz4 = enc
-        .finish()
-        .map_err(|e| err(io::Error::other(e.to_string())))?;
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(crate::FILE_MODE)
         .open(path)
         .map_err(err)?;
-    file.write_all(lz4).map_err(err)?;
-    Ok(lz4.len())
+    file.write_all(pcapng).map_err(err)?;
+    Ok(pcapng.len())
+}
+
+/// Compresses `path`'s `.part` into `path` as one LZ4 frame (64 KiB blocks, streamed: a long
+/// call's file is never held in memory), then removes the `.part`. Returns the size of
+/// `path`. One frame, because TShark 4.0 misreads some files of concatenated LZ4 frames.
+fn compress(path: &Path) -> Result<u64, EvidenceError> {
+    let part = part_path(path);
+    let err = |p: &Path| {
+        let p = p.to_owned();
+        move |source| EvidenceError { path: p, source }
+    };
+    let mut input = io::BufReader::new(std::fs::File::open(&part).map_err(err(&part))?);
+    let out = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(crate::FILE_MODE)
+        .open(path)
+        .map_err(err(path))?;
+    let info = lz4_flex::frame::FrameInfo::new().block_size(lz4_flex::frame::BlockSize::Max64KB);
+    let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, io::BufWriter::new(out));
+    io::copy(&mut input, &mut enc).map_err(err(path))?;
+    let mut w = enc
+        .finish()
+        .map_err(|e| err(path)(io::Error::other(e.to_string())))?;
+    w.flush().map_err(err(path))?;
+    let file = w.into_inner().map_err(|e| err(path)(e.into_error()))?;
+    file.sync_data().map_err(err(path))?;
+    let size = file.metadata().map_err(err(path))?.len();
+    std::fs::remove_file(&part).map_err(err(&part))?;
+    Ok(size)
 }
 
 /// Snap length written in each Interface Description Block.
@@ -320,6 +410,15 @@ pub fn read(path: &Path) -> Result<Vec<StoredFrame>, EvidenceError> {
         path: path.to_owned(),
         source,
     };
+    // A call still running has only its uncompressed part so far.
+    let part = part_path(path);
+    if !path.exists() && part.exists() {
+        let raw = std::fs::read(&part).map_err(|source| EvidenceError {
+            path: part.clone(),
+            source,
+        })?;
+        return walk(path, raw);
+    }
     let packed = std::fs::read(path).map_err(err)?;
     // One LZ4 frame per chunk: each decoder reads exactly one and leaves the rest.
     let mut rest: &[u8] = &packed;
@@ -332,6 +431,15 @@ pub fn read(path: &Path) -> Result<Vec<StoredFrame>, EvidenceError> {
             break;
         }
     }
+    walk(path, raw)
+}
+
+/// The frames of the pcapng `raw` (read from `path`, for the errors).
+fn walk(path: &Path, raw: Vec<u8>) -> Result<Vec<StoredFrame>, EvidenceError> {
+    let err = |source| EvidenceError {
+        path: path.to_owned(),
+        source,
+    };
     let bad = |at: usize, what: &str| {
         err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -498,12 +606,23 @@ fn remove_where(
     let mut done = Removed::default();
     for (id, rel, size) in rows {
         let abs = dir.join(&rel);
+        let part = part_path(&abs);
+        let had_part = part.exists();
+        if had_part {
+            std::fs::remove_file(&part)
+                .map_err(|source| crate::StoreError::Io { path: part, source })?;
+            done.files += 1;
+        }
         match std::fs::remove_file(&abs) {
             Ok(()) => {
                 done.files += 1;
                 done.bytes += size.max(0) as u64;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => done.missing += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !had_part {
+                    done.missing += 1;
+                }
+            }
             Err(source) => return Err(crate::StoreError::Io { path: abs, source }),
         }
         db.prepare_cached("UPDATE evidence SET state = ?2, state_reason = ?3 WHERE id = ?1")

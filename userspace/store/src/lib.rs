@@ -418,14 +418,9 @@ impl Store {
         };
 
         let recovery = recover(dir, &catalog, &db)?;
-        // Evidence a crashed run was writing: each LZ4 frame written is whole, so the file
-        // reads up to the last chunk that reached the disk.
-        db.execute(
-            "UPDATE evidence SET state = 'complete', state_reason = 'interrupted'
-             WHERE state = 'writing'",
-            [],
-        )
-        .map_err(sq)?;
+        // Evidence a crashed run was writing: its uncompressed part holds every chunk that
+        // reached the disk, and is compressed now.
+        evidence::recover(dir, &db)?;
         db.prepare_cached(
             "INSERT INTO runs (started_at, source, state) VALUES (?1, ?2, 'running')",
         )
@@ -578,7 +573,9 @@ impl Store {
     /// never ended as `interrupted`, writes the run's counters and commits.
     pub fn finish(mut self, summary: &RunSummary) -> Result<StoreReport, StoreError> {
         self.begin()?;
-        self.evidence.finish(&self.db).map_err(self.sq())?;
+        self.evidence
+            .finish(&self.dir, &self.db)
+            .map_err(self.sq())?;
         let mut open: Vec<_> = self.recs.drain().collect();
         open.sort_by_key(|(h, _)| *h);
         for (_, rec) in open {

@@ -1647,7 +1647,10 @@ fn evidence_chunks_make_one_pcapng_lz4_file_and_its_catalog_row() {
     store.handle(ended(1, 100, EndReason::Bye, None)).unwrap();
     let report = store.finish(&summary()).unwrap();
     assert_eq!(report.evidence.files, 1);
-    assert_eq!(report.evidence.writes, 2, "one append per chunk");
+    assert_eq!(
+        report.evidence.writes, 3,
+        "one append per chunk, one compression"
+    );
     assert_eq!(report.evidence.frames_written, 4);
 
     let rel = PathBuf::from("evidence/2024-03-01/1-ev_host.pcapng.lz4");
@@ -1681,7 +1684,8 @@ fn evidence_chunks_make_one_pcapng_lz4_file_and_its_catalog_row() {
     assert_eq!(r.first_time, t(0).to_string());
     assert_eq!(r.last_time, t(60).to_string());
     let writes: i64 = one(&db, "SELECT evidence_writes FROM runs");
-    assert_eq!(writes, 2);
+    assert_eq!(writes, 3);
+    assert!(!evidence::part_path(&abs).exists(), "the part is gone");
 }
 
 #[test]
@@ -1727,6 +1731,9 @@ fn evidence_of_a_crashed_run_reads_up_to_its_last_chunk() {
         .unwrap();
     store.handle(answered(1, 10)).unwrap();
     store.handle(rec_started(1, 1, 10)).unwrap(); // commits
+    // While the call runs its frames so far are readable (from the uncompressed part).
+    let rel = PathBuf::from("evidence/2024-03-01/1-crash-ev_host.pcapng.lz4");
+    assert_eq!(evidence::read(&dir.join(&rel)).unwrap().len(), 1);
     store.simulate_crash();
     let store = Store::open(dir, opts()).unwrap();
     drop(store);

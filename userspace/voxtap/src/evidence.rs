@@ -211,7 +211,7 @@ pub fn summary_line(stats: &Stats, report: &EvidenceReport) -> Option<String> {
         return None;
     }
     Some(format!(
-        "{} frames in {} files, {} writes ({:.1} MiB), {} files the disk refused ({} frames dropped), {} chunks written early for the memory bound, {} frames no call claimed",
+        "{} frames in {} files, {} writes ({:.1} MiB appended before compression), {} files the disk refused ({} frames dropped), {} chunks written early for the memory bound, {} frames no call claimed",
         report.frames_written,
         report.files,
         report.writes,
