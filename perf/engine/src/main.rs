@@ -106,6 +106,10 @@ fn main() {
         inband_dtmf: std::env::args().any(|a| a == "--inband"),
         // As `voxtap run` with its live view (the default there): SIP and progress events.
         monitor: std::env::args().any(|a| a == "--monitor"),
+        // Each call's frames kept as evidence (`[evidence] enabled`), chunks dropped here.
+        evidence: std::env::args()
+            .any(|a| a == "--evidence")
+            .then(voxtap_core::evidence::EvidenceConfig::default),
         shard,
         ..EngineConfig::default()
     };

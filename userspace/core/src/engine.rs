@@ -25,6 +25,7 @@ use crate::event::{
     CallDecision, CallStarted, ConversationLink, DtmfEvent, Event, RecordingControl,
     RecordingStarted, SipSeen, StopReason, StreamReport,
 };
+use crate::evidence::{CallEvidence, Evidence, EvidenceConfig, HoldKey};
 use crate::media::TimelineConfig;
 use crate::policy::{
     CallFacts, Command, InfoRecordHeader, IpNet, PartyEvidence, RecordAnswered, RecordOn,
@@ -105,6 +106,9 @@ pub struct EngineConfig {
     /// ([`Event::CallProgress`]). Off by default: a run without a viewer pays nothing.
     pub monitor: bool,
     pub progress_interval: Duration,
+    /// Keep each call's frames as captured and hand them out as [`Event::Evidence`] chunks
+    /// ([`crate::evidence`]). Off (`None`) by default: then no frame is copied.
+    pub evidence: Option<EvidenceConfig>,
 }
 
 impl Default for EngineConfig {
@@ -134,6 +138,7 @@ impl Default for EngineConfig {
             shard: Shard::ALL,
             monitor: false,
             progress_interval: Duration::from_secs(1),
+            evidence: None,
         }
     }
 }
@@ -217,6 +222,8 @@ struct CallMedia {
     /// back (no events, no audio written) until the leg outlives [`HANDOVER_GRACE`], so legs
     /// that end together leave one recording.
     tentative: Option<(Timestamp, RecordingStarted)>,
+    /// The call's frames not yet handed out ([`EngineConfig::evidence`]).
+    evidence: CallEvidence,
 }
 
 struct PendingPacket {
@@ -376,6 +383,8 @@ pub struct Engine {
     covered_legs: usize,
     /// RTP packets of owned calls handed to their streams.
     owned_rtp: u64,
+    /// With [`EngineConfig::evidence`]: whose the frame being handled is, and what waits.
+    evidence: Option<Evidence>,
 }
 
 /// A leg must outlive the recording leg of its conversation by this much to take over the
@@ -389,6 +398,7 @@ impl Engine {
 
     pub fn with_policy(cfg: EngineConfig, policy: Box<dyn RecordingPolicy>) -> Self {
         let servers = Servers::new(cfg.servers.clone());
+        let cfg_evidence = cfg.evidence;
         Self {
             dialogs: Dialogs::with_headers(
                 cfg.dialog.clone(),
@@ -419,6 +429,7 @@ impl Engine {
             servers,
             covered_legs: 0,
             owned_rtp: 0,
+            evidence: cfg_evidence.map(Evidence::new),
         }
     }
 
@@ -450,6 +461,14 @@ impl Engine {
     /// `EngineConfig::buffer_budget_bytes`).
     pub fn buffered_bytes(&self) -> usize {
         self.tcp.held_bytes() + self.defrag.held_bytes() + self.held_rtp.held_bytes()
+    }
+
+    /// Bytes in the calls' evidence buffers now (at most about
+    /// [`EvidenceConfig::budget_bytes`]), and in frames waiting for their call.
+    pub fn evidence_bytes(&self) -> (usize, usize) {
+        self.evidence
+            .as_ref()
+            .map_or((0, 0), |e| (e.buffered, e.held.bytes()))
     }
 
     /// The latest packet time seen.
@@ -502,6 +521,16 @@ impl Engine {
         if self.next_sweep.is_none() {
             self.next_sweep = Some(self.now + self.cfg.sweep_interval);
         }
+        if let Some(ev) = self.evidence.as_mut() {
+            ev.begin_frame();
+        }
+        self.dispatch(ts, link, frame);
+        if self.evidence.is_some() {
+            self.end_frame_evidence(ts, link, frame);
+        }
+    }
+
+    fn dispatch(&mut self, ts: Timestamp, link: LinkType, frame: &[u8]) {
         match wire::decode(link, frame) {
             Ok(Decoded::Packet {
                 src,
@@ -517,6 +546,10 @@ impl Engine {
                     (pushed, budget.peak())
                 };
                 self.count_buffers(peak);
+                if let Some(ev) = self.evidence.as_mut() {
+                    let key = HoldKey::Fragment(frag.src, frag.dst, frag.id, frag.protocol);
+                    ev.join(key, matches!(pushed, Ok(None)));
+                }
                 match pushed {
                     Ok(Some(whole)) => {
                         self.stats.ip_reassembled += 1;
@@ -573,15 +606,20 @@ impl Engine {
         if let Some(flow) = known
             && let Some(kind) = zrtp_message(payload)
         {
+            self.evidence_mark(flow.call);
             return self.on_zrtp(ts, flow, kind);
         }
         if let Some(flow) = known
             && rtp::looks_like_rtp(payload)
         {
             match self.route(flow, src, dst, payload) {
-                Route::To(flow) => self.on_rtp(ts, src, dst, flow, payload),
+                Route::To(flow) => {
+                    self.evidence_mark(flow.call);
+                    self.on_rtp(ts, src, dst, flow, payload)
+                }
                 Route::Hold => self.hold_pending(ts, src, dst, payload),
                 Route::AfterEnd => {
+                    self.evidence_mark(flow.call);
                     self.stats.rtp_packets += 1;
                     self.stats.rtp_after_end += 1;
                 }
@@ -592,10 +630,16 @@ impl Engine {
             self.on_sip_bytes(ts, src, dst, SipTransport::Udp, payload);
         } else if rtp::looks_like_rtcp(payload) {
             self.stats.rtcp_packets += 1;
+            if self.evidence.is_some()
+                && let Some(call) = self.rtcp_call(src, dst)
+            {
+                self.evidence_mark(call);
+            }
         } else if rtp::looks_like_unknown_rtp(src.port(), dst.port(), payload) {
             match self.match_flow(src, dst) {
                 Some(flow) => {
                     self.add_flow(src, dst, flow);
+                    self.evidence_mark(flow.call);
                     self.on_rtp(ts, src, dst, flow, payload);
                 }
                 None => self.hold_pending(ts, src, dst, payload),
@@ -641,6 +685,7 @@ impl Engine {
         }
         // A message longer than the flow may buffer could never complete: skip it whole.
         let max_message = self.cfg.tcp.max_buffered_bytes;
+        let mut whole = 0usize;
         while let Some(stream) = self.tcp.stream(&key) {
             // Bytes given up for the budget are counted as that, not as malformed.
             if stream.take_resynced() && !over_budget {
@@ -654,6 +699,7 @@ impl Engine {
                     let msg = std::mem::take(&mut self.scratch);
                     self.on_sip_bytes(ts, key.src, key.dst, SipTransport::Tcp, &msg);
                     self.scratch = msg;
+                    whole += 1;
                 }
                 Frame::Skip(n) => {
                     stream.consume(n.max(1));
@@ -664,6 +710,13 @@ impl Engine {
                 }
                 Frame::Incomplete => break,
             }
+        }
+        if let Some(ev) = self.evidence.as_mut() {
+            // A segment that ends no message waits for the one that does.
+            ev.join(
+                HoldKey::Tcp(key.src, key.dst),
+                whole == 0 && !payload.is_empty(),
+            );
         }
         if self.tcp.stream(&key).is_some_and(|s| s.is_finished()) {
             self.tcp.remove(&key);
@@ -719,6 +772,9 @@ impl Engine {
         };
         self.apply(&out);
         self.dialog_events = out;
+        if let Some(call) = call {
+            self.evidence_mark(call);
+        }
         // After what it caused, so a viewer knows the call the first INVITE starts.
         if self.cfg.monitor
             && let Some(call) = call
@@ -1463,9 +1519,15 @@ impl Engine {
     /// everything it owned.
     fn reap(&mut self, handle: CallHandle) {
         self.stop_recording(handle, self.call_end(handle), StopReason::CallEnded);
-        let Some((call, media)) = self.dialogs.remove(handle) else {
+        let Some((call, mut media)) = self.dialogs.remove(handle) else {
             return;
         };
+        if let Some(ev) = self.evidence.as_mut()
+            && self.cfg.shard.owns(handle)
+        {
+            ev.flush(handle, &mut media.evidence, true, &mut self.events);
+            ev.sync(&mut self.stats);
+        }
         if media.covered.is_some() {
             self.covered_legs -= 1;
         }
@@ -1525,6 +1587,84 @@ impl Engine {
             reason,
             final_status: call.final_status,
         });
+    }
+
+    /// The frame being handled is `call`'s evidence (when the engine keeps evidence and owns
+    /// the call).
+    fn evidence_mark(&mut self, call: CallHandle) {
+        if let Some(ev) = self.evidence.as_mut()
+            && self.cfg.shard.owns(call)
+        {
+            ev.mark(call);
+        }
+    }
+
+    /// The call an RTCP packet reports on: its own flow's (RTCP multiplexed with RTP, RFC
+    /// 5761), or the flow one port below on both sides (RFC 3550 §11).
+    fn rtcp_call(&self, src: SocketAddr, dst: SocketAddr) -> Option<CallHandle> {
+        if let Some(f) = self.flows.get(&FlowTuple(src, dst)) {
+            return Some(f.call);
+        }
+        let below = |a: SocketAddr| (a.port() > 0).then(|| SocketAddr::new(a.ip(), a.port() - 1));
+        let (s, d) = (below(src)?, below(dst)?);
+        if let Some(f) = self.flows.get(&FlowTuple(s, d)) {
+            return Some(f.call);
+        }
+        self.match_endpoints(s, d).map(|f| f.call)
+    }
+
+    /// Puts the frame just handled where it belongs: in its calls' buffers (after the frames
+    /// that waited for it), with the frames it waits with, or nowhere.
+    fn end_frame_evidence(&mut self, ts: Timestamp, link: LinkType, frame: &[u8]) {
+        let Some(ev) = self.evidence.as_mut() else {
+            return;
+        };
+        let ctx = ev.take_frame();
+        let linktype = link.to_pcap();
+        if !ctx.calls.is_empty() {
+            for &call in &ctx.calls {
+                let Some(m) = self.dialogs.ext_mut(call) else {
+                    continue;
+                };
+                if let Some((key, _)) = ctx.join {
+                    ev.claim(key, call, &mut m.evidence, &mut self.events);
+                }
+                ev.append(call, &mut m.evidence, ts, linktype, frame, &mut self.events);
+            }
+        } else if let Some(hold) = ctx.hold {
+            if let Some((key, _)) = ctx.join {
+                ev.rekey(key, hold);
+            }
+            ev.hold(hold, ts, linktype, frame);
+        } else if let Some((key, waits)) = ctx.join {
+            if waits {
+                ev.hold(key, ts, linktype, frame);
+            } else {
+                ev.discard(key);
+            }
+        }
+        ev.put_frame(ctx);
+        if ev.buffered > ev.cfg.budget_bytes {
+            // The biggest buffers go out first, until three quarters of the budget is left.
+            let target = ev.cfg.budget_bytes / 4 * 3;
+            let mut sizes: Vec<(usize, CallHandle)> = self
+                .dialogs
+                .exts()
+                .filter(|(_, m)| !m.evidence.is_empty())
+                .map(|(h, m)| (m.evidence.len(), h))
+                .collect();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, h) in sizes {
+                if ev.buffered <= target {
+                    break;
+                }
+                if let Some(m) = self.dialogs.ext_mut(h) {
+                    ev.flush(h, &mut m.evidence, false, &mut self.events);
+                    ev.spills += 1;
+                }
+            }
+        }
+        ev.sync(&mut self.stats);
     }
 
     /// Checks a known flow's call still owns it. A newer call's SDP may have taken the
@@ -1841,6 +1981,9 @@ impl Engine {
         );
         if fits {
             self.held_rtp.hold(ts, FlowTuple(src, dst), payload);
+            if let Some(ev) = self.evidence.as_mut() {
+                ev.hold_flow(src, dst);
+            }
         } else {
             self.stats.count_dropped(Dropped::OverBudget);
             self.stats.rtp_packets += 1;
@@ -1868,6 +2011,15 @@ impl Engine {
                 continue;
             };
             self.add_flow(tuple.0, tuple.1, flow);
+            if let Some(ev) = self.evidence.as_mut() {
+                let key = HoldKey::Flow(tuple.0, tuple.1);
+                match self.dialogs.ext_mut(flow.call) {
+                    Some(m) if self.cfg.shard.owns(flow.call) => {
+                        ev.claim(key, flow.call, &mut m.evidence, &mut self.events)
+                    }
+                    _ => ev.discard(key),
+                }
+            }
             for p in packets {
                 self.on_rtp(p.ts, tuple.0, tuple.1, flow, &p.data);
             }
@@ -1894,6 +2046,10 @@ impl Engine {
         let dropped = self.held_rtp.expire(now, self.cfg.pending_rtp_max_age);
         self.stats.rtp_packets += dropped as u64;
         self.stats.rtp_unmatched += dropped as u64;
+        if let Some(ev) = self.evidence.as_mut() {
+            ev.expire(now);
+            ev.sync(&mut self.stats);
+        }
 
         let handles = self.dialogs.handles();
         let mut stop: Vec<(CallHandle, Timestamp, StopReason)> = Vec::new();
@@ -1983,6 +2139,10 @@ impl Engine {
         let held = self.held_rtp.clear();
         self.stats.rtp_packets += held as u64;
         self.stats.rtp_unmatched += held as u64;
+        if let Some(ev) = self.evidence.as_mut() {
+            ev.clear_held();
+            ev.sync(&mut self.stats);
+        }
         self.next_sweep = None;
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::evidence::EvidenceChunk;
 use crate::time::Timestamp;
 use crate::vocab::{
     Action, CallHandle, DtmfSource, Party, RecordingFormat, RecordingHandle, Side, SipTransport,
@@ -348,6 +349,10 @@ pub enum Event {
         on_hold: bool,
         streams: Vec<StreamReport>,
     },
+    /// The next frames of a call as they were captured (only with
+    /// [`crate::engine::EngineConfig::evidence`]): see [`crate::evidence`]. The last chunk of a
+    /// call comes just before its [`Event::CallEnded`].
+    Evidence(EvidenceChunk),
 }
 
 /// A SIP message that belongs to a call ([`Event::Sip`]).
@@ -374,6 +379,7 @@ impl Event {
             | Event::MediaEndpoint { call, .. }
             | Event::CallProgress { call, .. } => Some(*call),
             Event::Sip(m) => Some(m.call),
+            Event::Evidence(c) => Some(c.call),
             Event::StreamEnded(r) => Some(r.call),
             Event::Decision(d) => Some(d.call),
             Event::RecordingStarted(r) => Some(r.call),

@@ -17,6 +17,7 @@ pub mod dialog;
 pub mod dtmf;
 pub mod engine;
 pub mod event;
+pub mod evidence;
 pub mod fuzz;
 pub mod media;
 pub mod net;

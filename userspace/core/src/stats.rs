@@ -121,6 +121,13 @@ pub struct Stats {
     pub dropped: [u64; Dropped::ALL.len()],
     /// The most bytes the reassembly and held-RTP buffers held at once (never above the budget).
     pub buffered_peak_bytes: u64,
+    /// Evidence ([`crate::evidence`]): frames put in calls' buffers, chunks handed out, chunks
+    /// handed out early for the memory budget, and frames that waited for a call that never
+    /// claimed them (or were dropped for the held-frames bound).
+    pub evidence_frames: u64,
+    pub evidence_chunks: u64,
+    pub evidence_spills: u64,
+    pub evidence_unclaimed: u64,
 }
 
 impl Stats {
@@ -140,6 +147,9 @@ impl Stats {
             all.undecodable_streams += s.undecodable_streams;
             all.encrypted_streams += s.encrypted_streams;
             all.recordings_cut += s.recordings_cut;
+            all.evidence_frames += s.evidence_frames;
+            all.evidence_chunks += s.evidence_chunks;
+            all.evidence_spills += s.evidence_spills;
         }
         all
     }

@@ -267,6 +267,20 @@ pub fn erase(
         if f.path.is_empty() {
             continue;
         }
+        if f.kind == "evidence" {
+            // A call's evidence still being written (or left by a crash) is in its part.
+            let part = crate::evidence::part_path(&dir.join(&f.path));
+            match fs::remove_file(&part) {
+                Ok(()) => out.files_deleted += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(EraseError::Delete {
+                        path: part.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
         match fs::remove_file(dir.join(&f.path)) {
             Ok(()) => {
                 out.files_deleted += 1;

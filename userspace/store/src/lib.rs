@@ -12,6 +12,7 @@
 
 mod audio;
 pub mod erase;
+pub mod evidence;
 mod names;
 pub mod retention;
 mod schema;
@@ -33,6 +34,7 @@ use voxtap_core::stats::Dropped;
 use voxtap_core::vocab::{Action, CallHandle, RecordingFormat, RecordingHandle, Side};
 
 pub use audio::sink::{PoolStats, pool_stats, set_pool_capacity};
+pub use evidence::EvidenceReport;
 pub use schema::SCHEMA_VERSION;
 
 /// Mode of every directory the store creates: recordings are personal data.
@@ -114,6 +116,9 @@ pub struct RunSummary {
     pub evicted_for_memory: u64,
     pub over_budget: u64,
     pub buffered_peak_bytes: u64,
+    /// Evidence frames the engine kept, and frames that waited for a call never claimed.
+    pub evidence_frames: u64,
+    pub evidence_unclaimed: u64,
 }
 
 impl RunSummary {
@@ -150,6 +155,8 @@ impl RunSummary {
             .sum(),
             over_budget: stats.dropped[Dropped::OverBudget as usize],
             buffered_peak_bytes: stats.buffered_peak_bytes,
+            evidence_frames: stats.evidence_frames,
+            evidence_unclaimed: stats.evidence_unclaimed,
         }
     }
 }
@@ -175,6 +182,8 @@ pub struct StoreReport {
     /// Times the recordings filled the disk they share with the catalog, and the catalog's
     /// reserve was given up so it could still be written.
     pub reserve_released: u64,
+    /// Evidence files written (docs/evidence.md).
+    pub evidence: EvidenceReport,
 }
 
 /// How the recordings being written stand with the disk, for the live figures.
@@ -314,6 +323,7 @@ pub struct Store {
     reserve: Option<Reserve>,
     /// The latest recordings finished, for a live view ([`Store::take_finished`]).
     finished: VecDeque<FinishedRecording>,
+    evidence: evidence::EvidenceWriter,
 }
 
 /// A recording the store has finished: what a live view lists ([`Store::take_finished`]).
@@ -422,6 +432,9 @@ impl Store {
         };
 
         let recovery = recover(dir, &catalog, &db, &opts.dispatch)?;
+        // Evidence a crashed run was writing: its uncompressed part holds every chunk that
+        // reached the disk, and is compressed now.
+        evidence::recover(dir, &db)?;
         db.prepare_cached(
             "INSERT INTO runs (started_at, source, state) VALUES (?1, ?2, 'running')",
         )
@@ -449,6 +462,7 @@ impl Store {
             recovery,
             reserve: Reserve::new(dir),
             finished: VecDeque::new(),
+            evidence: evidence::EvidenceWriter::default(),
         })
     }
 
@@ -552,6 +566,11 @@ impl Store {
                 self.transfer(call, ts, side, &target, replaces.as_deref(), status)?;
                 false
             }
+            Event::Evidence(chunk) => {
+                self.begin()?;
+                self.evidence_chunk(&chunk)?;
+                chunk.last
+            }
             // For live capture's kernel filter and a live view; nothing to catalog.
             Event::MediaEndpoint { .. } | Event::Sip(_) | Event::CallProgress { .. } => {
                 return Ok(());
@@ -568,6 +587,9 @@ impl Store {
     /// never ended as `interrupted`, writes the run's counters and commits.
     pub fn finish(mut self, summary: &RunSummary) -> Result<StoreReport, StoreError> {
         self.begin()?;
+        self.evidence
+            .finish(&self.dir, &self.db)
+            .map_err(self.sq())?;
         let mut open: Vec<_> = self.recs.drain().collect();
         open.sort_by_key(|(h, _)| *h);
         for (_, rec) in open {
@@ -598,7 +620,9 @@ impl Store {
                 undecodable_streams = ?15, encrypted_streams = ?16, recordings_cut = ?17,
                 rtp_after_end = ?18, duplicate_packets = ?19, decrypt_failures = ?20,
                 sip_too_large = ?21, evicted_for_memory = ?22, over_budget = ?23,
-                buffered_peak_bytes = ?24, recordings_write_failed = ?25, state = 'complete'
+                buffered_peak_bytes = ?24, recordings_write_failed = ?25, evidence_frames = ?26,
+                evidence_unclaimed = ?27, evidence_writes = ?28, evidence_write_failed = ?29,
+                state = 'complete'
              WHERE id = ?1",
         )
         .and_then(|mut s| {
@@ -628,10 +652,15 @@ impl Store {
                 int(summary.over_budget),
                 int(summary.buffered_peak_bytes),
                 int(self.report.recordings_write_failed),
+                int(summary.evidence_frames),
+                int(summary.evidence_unclaimed),
+                int(self.evidence.report.writes),
+                int(self.evidence.report.write_failed),
             ])
         })
         .map_err(sq)?;
         self.commit()?;
+        self.report.evidence = self.evidence.report.clone();
         // Folds the WAL into the main file so a copied catalog.sqlite is whole; a busy reader
         // only makes this partial, which is harmless.
         let _ = self
@@ -706,6 +735,28 @@ impl Store {
             },
         );
         Ok(())
+    }
+
+    fn evidence_chunk(
+        &mut self,
+        chunk: &voxtap_core::evidence::EvidenceChunk,
+    ) -> Result<(), StoreError> {
+        let Some(state) = self.calls.get(&chunk.call) else {
+            self.report.orphan_events += 1;
+            return Ok(());
+        };
+        let (row, id) = (state.row, state.sip_call_id.clone());
+        self.evidence
+            .chunk(&self.dir, &self.db, row, &id, chunk)
+            .map_err(|source| StoreError::Sqlite {
+                path: self.catalog.clone(),
+                source,
+            })
+    }
+
+    /// What evidence cost so far (the live figures).
+    pub fn evidence_report(&self) -> &EvidenceReport {
+        &self.evidence.report
     }
 
     fn call_answered(

@@ -262,6 +262,29 @@ const V5_RETENTION: &[&str] = &[
     "ALTER TABLE calls ADD COLUMN erasure_id INTEGER REFERENCES erasures(id)",
 ];
 
+/// Version 5, evidence: each call's frames as a pcapng+lz4 file (docs/evidence.md), and what
+/// a run wrote of them and failed to.
+const V5_EVIDENCE: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS evidence (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        call_id      INTEGER NOT NULL REFERENCES calls(id),
+        path         TEXT NOT NULL,
+        format       TEXT NOT NULL,
+        frames       INTEGER NOT NULL DEFAULT 0,
+        size_bytes   INTEGER NOT NULL DEFAULT 0,
+        first_time   TEXT NOT NULL,
+        last_time    TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        state_reason TEXT
+    )",
+    "CREATE INDEX IF NOT EXISTS evidence_call_id ON evidence(call_id)",
+    "CREATE INDEX IF NOT EXISTS evidence_last_time ON evidence(last_time)",
+    "ALTER TABLE runs ADD COLUMN evidence_frames INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN evidence_unclaimed INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN evidence_writes INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN evidence_write_failed INTEGER NOT NULL DEFAULT 0",
+];
+
 pub enum Migration {
     Current,
     /// The catalog was written by a newer voxtap.
@@ -301,6 +324,9 @@ pub fn migrate(db: &Connection) -> rusqlite::Result<Migration> {
                 step = step.and_then(|()| db.execute_batch(stmt));
             }
             for stmt in V5_DISPATCH {
+                step = step.and_then(|()| db.execute_batch(stmt));
+            }
+            for stmt in V5_EVIDENCE {
                 step = step.and_then(|()| db.execute_batch(stmt));
             }
         }

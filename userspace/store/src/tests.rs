@@ -2152,3 +2152,214 @@ fn a_recording_recovered_after_a_crash_is_queued_for_dispatch() {
     drop(store);
     assert_eq!(dispatch_jobs(dir).len(), 2);
 }
+
+/// A chunk of call `call`'s evidence: `frames` as (ms, linktype, bytes).
+fn evidence(call: u64, frames: &[(u64, u32, &[u8])], last: bool) -> Event {
+    let mut data = Vec::new();
+    for &(ms, lt, bytes) in frames {
+        voxtap_core::evidence::push_record(&mut data, t(ms), lt, bytes);
+    }
+    Event::Evidence(voxtap_core::evidence::EvidenceChunk {
+        call: CallHandle(call),
+        frames: frames.len() as u32,
+        first_ts: t(frames.first().map_or(0, |f| f.0)),
+        last_ts: t(frames.last().map_or(0, |f| f.0)),
+        data,
+        last,
+    })
+}
+
+#[test]
+fn evidence_chunks_make_one_pcapng_lz4_file_and_its_catalog_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let mut store = Store::open(&dir, opts()).unwrap();
+    store.handle(started(1, 0, "ev@host")).unwrap();
+    let eth = [0xAAu8; 60];
+    let raw = [0x45u8, 0, 0, 20, 1, 2, 3];
+    store
+        .handle(evidence(1, &[(0, 1, &eth), (20, 1, &eth[..59])], false))
+        .unwrap();
+    // A second link type later in the file gets its own interface.
+    store
+        .handle(evidence(1, &[(40, 101, &raw), (60, 1, &eth)], true))
+        .unwrap();
+    store.handle(ended(1, 100, EndReason::Bye, None)).unwrap();
+    let report = store.finish(&summary()).unwrap();
+    assert_eq!(report.evidence.files, 1);
+    assert_eq!(
+        report.evidence.writes, 3,
+        "one append per chunk, one compression"
+    );
+    assert_eq!(report.evidence.frames_written, 4);
+
+    let rel = PathBuf::from("evidence/2024-03-01/1-ev_host.pcapng.lz4");
+    let abs = dir.join(&rel);
+    let frames = evidence::read(&abs).unwrap();
+    let got: Vec<(Timestamp, u32, usize)> = frames
+        .iter()
+        .map(|f| (f.ts, f.linktype, f.data.len()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (t(0), 1, 60),
+            (t(20), 1, 59),
+            (t(40), 101, 7),
+            (t(60), 1, 60)
+        ]
+    );
+    assert_eq!(frames[2].data, raw);
+    assert_eq!(mode(&abs), FILE_MODE);
+    assert_eq!(mode(&dir.join("evidence/2024-03-01")), DIR_MODE);
+
+    let db = catalog(&dir);
+    let rows = evidence::rows_of_call(&db, 1).unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.path, rel);
+    assert_eq!(r.format, "pcapng+lz4");
+    assert_eq!((r.frames, r.state.as_str()), (4, "complete"));
+    assert_eq!(r.size_bytes as u64, fs::metadata(&abs).unwrap().len());
+    assert_eq!(r.first_time, t(0).to_string());
+    assert_eq!(r.last_time, t(60).to_string());
+    let writes: i64 = one(&db, "SELECT evidence_writes FROM runs");
+    assert_eq!(writes, 3);
+    assert!(!evidence::part_path(&abs).exists(), "the part is gone");
+}
+
+#[test]
+fn evidence_the_disk_refuses_is_failed_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let mut store = Store::open(&dir, opts()).unwrap();
+    // A file where the evidence directory should be: nothing can be written under it.
+    fs::write(dir.join("evidence"), b"in the way").unwrap();
+    store.handle(started(1, 0, "refused@host")).unwrap();
+    store
+        .handle(evidence(1, &[(0, 1, &[1u8; 60])], false))
+        .unwrap();
+    store
+        .handle(evidence(1, &[(20, 1, &[1u8; 60])], true))
+        .unwrap();
+    let report = store.finish(&summary()).unwrap();
+    assert_eq!(report.evidence.write_failed, 1);
+    assert_eq!(report.evidence.frames_dropped, 2);
+    let db = catalog(&dir);
+    let (state, reason): (String, String) = db
+        .query_row("SELECT state, state_reason FROM evidence", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(state, "failed");
+    assert!(
+        reason.contains("evidence"),
+        "the reason names the path: {reason}"
+    );
+    let failed: i64 = one(&db, "SELECT evidence_write_failed FROM runs");
+    assert_eq!(failed, 1);
+}
+
+#[test]
+fn evidence_of_a_crashed_run_reads_up_to_its_last_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut store = Store::open(dir, opts()).unwrap();
+    store.handle(started(1, 0, "crash-ev@host")).unwrap();
+    store
+        .handle(evidence(1, &[(0, 1, &[7u8; 80])], false))
+        .unwrap();
+    store.handle(answered(1, 10)).unwrap();
+    store.handle(rec_started(1, 1, 10)).unwrap(); // commits
+    // While the call runs its frames so far are readable (from the uncompressed part).
+    let rel = PathBuf::from("evidence/2024-03-01/1-crash-ev_host.pcapng.lz4");
+    assert_eq!(evidence::read(&dir.join(&rel)).unwrap().len(), 1);
+    store.simulate_crash();
+    let store = Store::open(dir, opts()).unwrap();
+    drop(store);
+    let db = catalog(dir);
+    let (state, reason, path): (String, String, String) = db
+        .query_row("SELECT state, state_reason, path FROM evidence", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("complete", "interrupted")
+    );
+    assert_eq!(evidence::read(&dir.join(path)).unwrap().len(), 1);
+}
+
+#[test]
+fn evidence_is_erased_per_call_and_expired_by_age() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let mut store = Store::open(&dir, opts()).unwrap();
+    for call in 1..=3 {
+        store
+            .handle(started(call, call * 1000, &format!("c{call}@h")))
+            .unwrap();
+        store
+            .handle(evidence(call, &[(call * 1000, 1, &[9u8; 64])], true))
+            .unwrap();
+    }
+    store.finish(&summary()).unwrap();
+    let db = Connection::open(dir.join(CATALOG_FILE)).unwrap();
+    let path =
+        |id: i64| -> PathBuf { dir.join(evidence::rows_of_call(&db, id).unwrap()[0].path.clone()) };
+    let (p1, p2, p3) = (path(1), path(2), path(3));
+    let req = erase::Request {
+        subjects: vec![erase::Subject::Call("c2@h".into())],
+        reason: "request 42".into(),
+        operator: "dpo".into(),
+        operator_uid: 0,
+        dry_run: false,
+    };
+    let erased = erase::erase(&db, &dir, &req, t(2000)).unwrap();
+    assert_eq!(
+        (
+            erased.calls.as_slice(),
+            erased.evidence_files,
+            erased.files_deleted
+        ),
+        (&[2][..], 1, 1)
+    );
+    assert!(!p2.exists() && p1.exists() && p3.exists());
+    let policy = retention::RetentionPolicy {
+        default: retention::Limits {
+            max_age: Some(Duration::from_secs(86_400)),
+            max_bytes: None,
+        },
+        ..retention::RetentionPolicy::default()
+    };
+    let now = t(DAY_MS + 2500);
+    let plan = retention::plan(&db, &policy, now).unwrap();
+    assert_eq!(
+        plan.expire
+            .iter()
+            .map(|e| e.item.call_id)
+            .collect::<Vec<_>>(),
+        [1],
+        "only call 1 is older (call 2 is erased already)"
+    );
+    assert_eq!(plan.expire[0].item.kind, retention::ItemKind::Evidence);
+    retention::apply(&db, &dir, &plan, now).unwrap();
+    assert!(!p1.exists() && p3.exists());
+    let states: Vec<(String, Option<String>)> = db
+        .prepare("SELECT state, state_reason FROM evidence ORDER BY call_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(states[0], ("expired".into(), Some("older than 1 d".into())));
+    assert_eq!(states[1].0, "erased");
+    assert_eq!(states[2], ("complete".into(), None));
+    // Erasing again finds the call, with nothing left to remove.
+    let by_id = erase::Request {
+        subjects: vec![erase::Subject::Call("2".into())],
+        ..req
+    };
+    let again = erase::erase(&db, &dir, &by_id, t(3000)).unwrap();
+    assert_eq!((again.evidence_files, again.files_deleted), (0, 0));
+}

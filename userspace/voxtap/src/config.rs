@@ -32,6 +32,9 @@ pub struct Config {
     /// How long recordings and evidence stay on disk (docs/config.md#retention).
     #[serde(default)]
     pub retention: crate::retention::RetentionSection,
+    /// Each call's frames as a pcapng+lz4 file (docs/evidence.md).
+    #[serde(default)]
+    pub evidence: EvidenceSection,
     /// Which calls are recorded (see docs/rules.md); without it every answered call is.
     #[serde(default)]
     pub rules: Option<RulesSection>,
@@ -92,6 +95,30 @@ impl Default for StatusSection {
             enabled: true,
             socket: None,
             linger_s: 60,
+        }
+    }
+}
+
+/// Evidence: each call's SIP and RTP frames as captured, in
+/// `DIR/evidence/YYYY-MM-DD/<call>-<Call-ID>.pcapng.lz4` (docs/evidence.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSection {
+    pub enabled: bool,
+    /// Memory every call's unwritten frames may hold together (split between workers); past
+    /// it the biggest are written early.
+    pub buffer_mib: usize,
+    /// A call's frames are written when they reach this many KiB (and at its end).
+    pub chunk_kib: usize,
+}
+
+impl Default for EvidenceSection {
+    fn default() -> Self {
+        let d = voxtap_core::evidence::EvidenceConfig::default();
+        Self {
+            enabled: false,
+            buffer_mib: d.budget_bytes / MIB,
+            chunk_kib: d.chunk_bytes / 1024,
         }
     }
 }
@@ -436,6 +463,22 @@ impl Config {
                 at("recording", "wav_flush_s")
             );
         }
+        let ev = &self.evidence;
+        if ev.buffer_mib == 0 || ev.buffer_mib > 1 << 20 {
+            bail!(
+                "{}evidence.buffer_mib must be between 1 and 1048576, not {}",
+                at("evidence", "buffer_mib"),
+                ev.buffer_mib
+            );
+        }
+        if ev.chunk_kib < 4 || ev.chunk_kib > 64 * 1024 || ev.chunk_kib * 1024 > ev.buffer_mib * MIB
+        {
+            bail!(
+                "{}evidence.chunk_kib must be between 4 and 65536 and at most evidence.buffer_mib, not {}",
+                at("evidence", "chunk_kib"),
+                ev.chunk_kib
+            );
+        }
         Ok(())
     }
 
@@ -466,6 +509,10 @@ impl Config {
     pub fn engine_shard(&self, shard: voxtap_core::vocab::Shard) -> voxtap_core::Engine {
         let mut c = self.engine_config();
         c.shard = shard;
+        // Each worker holds the evidence of its own calls: the budget is shared out.
+        if let Some(ev) = c.evidence.as_mut() {
+            ev.budget_bytes = (ev.budget_bytes / shard.count.max(1) as usize).max(ev.chunk_bytes);
+        }
         voxtap_core::Engine::with_policy(c, self.policy())
     }
 
@@ -493,6 +540,13 @@ impl Config {
             .map(|h| h.get_ref().trim().to_string())
             .collect();
         c.record_each_leg = self.conversations.record_each_leg;
+        if self.evidence.enabled {
+            c.evidence = Some(voxtap_core::evidence::EvidenceConfig {
+                budget_bytes: self.evidence.buffer_mib * MIB,
+                chunk_bytes: self.evidence.chunk_kib * 1024,
+                ..voxtap_core::evidence::EvidenceConfig::default()
+            });
+        }
         if let Some(rules) = &self.compiled_rules {
             c.servers = rules.networks.servers.clone();
             c.mode_header = rules.mode_header.clone();
@@ -739,6 +793,9 @@ mod example {
         assert_eq!(c.recording.wav_flush_s, d.recording.wav_flush_s);
         assert_eq!(c.capture.sip_ports, d.capture.sip_ports);
         assert_eq!(c.capture.pass_unknown_rtp, d.capture.pass_unknown_rtp);
+        assert_eq!(c.evidence.enabled, d.evidence.enabled);
+        assert_eq!(c.evidence.buffer_mib, d.evidence.buffer_mib);
+        assert_eq!(c.evidence.chunk_kib, d.evidence.chunk_kib);
         assert_eq!(c.capture.stats_interval_s, d.capture.stats_interval_s);
         assert_eq!(c.status.enabled, d.status.enabled);
         assert_eq!(c.status.linger_s, d.status.linger_s);
@@ -759,5 +816,26 @@ mod example {
         );
         let e = Config::parse("[status]\nlinger = 5\n").unwrap_err();
         assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+    }
+}
+
+#[cfg(test)]
+mod evidence {
+    use super::*;
+
+    #[test]
+    fn evidence_is_off_by_default_and_its_values_are_checked() {
+        assert!(Config::default().engine_config().evidence.is_none());
+        let c =
+            Config::parse("[evidence]\nenabled = true\nbuffer_mib = 8\nchunk_kib = 64\n").unwrap();
+        let e = c.engine_config().evidence.expect("on");
+        assert_eq!((e.budget_bytes, e.chunk_bytes), (8 * MIB, 64 * 1024));
+        let err = Config::parse("[evidence]\nchunk_kib = 1\n").unwrap_err();
+        assert!(format!("{err:#}").contains("evidence.chunk_kib"), "{err:#}");
+        let err = Config::parse("[evidence]\nbuffer_mib = 0\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("evidence.buffer_mib"),
+            "{err:#}"
+        );
     }
 }

@@ -68,7 +68,7 @@ pub fn decision_lines<'a>(
         .collect()
 }
 
-fn find_calls(db: &Connection, call: &str) -> Result<Vec<i64>> {
+pub(crate) fn find_calls(db: &Connection, call: &str) -> Result<Vec<i64>> {
     if let Ok(id) = call.parse::<i64>() {
         let found: Option<i64> = db
             .query_row("SELECT id FROM calls WHERE id = ?1", [id], |r| r.get(0))
@@ -337,6 +337,8 @@ fn explain_call(db: &Connection, id: i64, out: &mut String) -> Result<()> {
         }
     }
     crate::dispatch::explain(db, id, out)?;
+
+    crate::evidence::explain_lines(db, id, out)?;
 
     let mut stmt = db.prepare(
         "SELECT time, kind, value, source, side, offset_s, user, device FROM events WHERE call_id = ?1 ORDER BY time, id",

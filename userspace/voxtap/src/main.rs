@@ -10,6 +10,7 @@ mod board;
 mod config;
 mod control;
 mod dispatch;
+mod evidence;
 mod explain;
 mod privileges;
 mod replay;
@@ -69,6 +70,11 @@ enum Command {
     /// recording decision with the policy's trace, recordings, DTMF and pause/resume events,
     /// and RTP streams with loss and jitter.
     Explain(ExplainArgs),
+    /// A call's evidence (its SIP and RTP frames as captured, with `[evidence] enabled`; see
+    /// docs/evidence.md): list its files, or write them as one plain pcap with -w. `voxtap erase` and `voxtap
+    /// prune` remove them with the call's recordings.
+    /// Exit status: 0 on success, 1 on error.
+    Evidence(EvidenceArgs),
     /// Start, stop, pause or resume the recording of a running call through the control socket
     /// of `voxtap run` (see its --control option).
     Control(ControlArgs),
@@ -185,6 +191,19 @@ pub struct ExplainArgs {
     /// The call: its number in the catalog (calls.id) or its SIP Call-ID.
     #[arg(value_name = "CALL")]
     pub call: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvidenceArgs {
+    /// The output directory voxtap wrote (holding catalog.sqlite).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The call: its number in the catalog (calls.id) or its SIP Call-ID.
+    #[arg(value_name = "CALL")]
+    pub call: String,
+    /// Write the call's frames to FILE as a plain libpcap file (as tcpdump -w does).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +347,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Dispatch(args) => dispatch::command(&args),
+        Command::Evidence(args) => evidence::run(&args),
         Command::Control(args) => control::client(&args.socket, &args.action, &args.call),
         Command::Tui(args) => tui(&args),
         Command::Prune(args) => retention::prune(&args),

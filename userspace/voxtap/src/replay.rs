@@ -187,6 +187,9 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
             report.ms_after_write_failure as f64 / 1000.0
         );
     }
+    if let Some(line) = crate::evidence::summary_line(&stats, &report.evidence) {
+        println!("  evidence        {line}");
+    }
     println!(
         "  malformed       {:>10}{}",
         stats.malformed_total(),

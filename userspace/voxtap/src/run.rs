@@ -250,6 +250,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         stats.undecodable_streams,
         stats.encrypted_streams
     );
+    if let Some(line) = crate::evidence::summary_line(&stats, &done.evidence) {
+        println!("voxtap run: evidence: {line}");
+    }
     if !figures.is_empty() {
         let each: Vec<String> = figures
             .iter()

@@ -30,6 +30,20 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// The pcap LINKTYPE_ number of frames of this type, for writing them out again (raw IP
+    /// read as 12, 14, 228 or 229 is written as 101, which covers both IP versions).
+    pub fn to_pcap(self) -> u32 {
+        match self {
+            LinkType::Null => 0,
+            LinkType::Ethernet => 1,
+            LinkType::RawIp => 101,
+            LinkType::Loop => 108,
+            LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
+            LinkType::Unknown(n) => n,
+        }
+    }
+
     pub fn from_pcap(linktype: u32) -> LinkType {
         match linktype {
             0 => LinkType::Null,
