@@ -170,34 +170,21 @@ fn table_exists(db: &Connection, name: &str) -> rusqlite::Result<bool> {
 /// Every item on disk, oldest call first.
 fn items_on_disk(db: &Connection) -> rusqlite::Result<Vec<Item>> {
     let mut out = Vec::new();
-    let mut s = db.prepare(
-        "SELECT r.id, r.call_id, r.path, coalesce(r.size_bytes, 0), c.start_time, c.tenant
-         FROM recordings r JOIN calls c ON c.id = r.call_id
-         WHERE r.state NOT IN ('recording', 'expired', 'erased') AND r.path <> ''",
-    )?;
-    let rows = s.query_map([], |r| {
-        Ok(Item {
-            kind: ItemKind::Recording,
-            id: r.get(0)?,
-            call_id: r.get(1)?,
-            path: r.get(2)?,
-            size_bytes: r.get::<_, i64>(3)?.max(0) as u64,
-            start_time: r.get(4)?,
-            tenant: r.get(5)?,
-        })
-    })?;
-    for r in rows {
-        out.push(r?);
-    }
+    // Open items (`recording`, `writing`) are never touched.
+    let mut kinds = vec![(ItemKind::Recording, "'recording'")];
     if table_exists(db, "evidence")? {
-        let mut s = db.prepare(
-            "SELECT e.id, e.call_id, e.path, coalesce(e.size_bytes, 0), c.start_time, c.tenant
-             FROM evidence e JOIN calls c ON c.id = e.call_id
-             WHERE e.state NOT IN ('writing', 'expired', 'erased') AND e.path <> ''",
-        )?;
+        kinds.push((ItemKind::Evidence, "'writing'"));
+    }
+    for (kind, open) in kinds {
+        let mut s = db.prepare(&format!(
+            "SELECT t.id, t.call_id, t.path, coalesce(t.size_bytes, 0), c.start_time, c.tenant
+             FROM {} t JOIN calls c ON c.id = t.call_id
+             WHERE t.state NOT IN ({open}, 'expired', 'erased') AND t.path <> ''",
+            kind.table()
+        ))?;
         let rows = s.query_map([], |r| {
             Ok(Item {
-                kind: ItemKind::Evidence,
+                kind,
                 id: r.get(0)?,
                 call_id: r.get(1)?,
                 path: r.get(2)?,

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use toml::Spanned;
-use voxtap_core::Timestamp;
 use voxtap_store::erase::{self, Subject};
 use voxtap_store::retention::{self, Limits, Plan, RetentionPolicy};
 
 use crate::config::line_col;
+use crate::run::wall_clock;
 
 /// `[retention]`: how long recordings and evidence stay on disk (docs/config.md).
 #[derive(Debug, Deserialize)]
@@ -169,14 +169,6 @@ impl RetentionSection {
     pub fn interval(&self) -> Duration {
         Duration::from_secs(*self.interval_s.get_ref())
     }
-}
-
-fn wall_clock() -> Timestamp {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    Timestamp::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }
 
 fn mib(b: u64) -> String {
