@@ -1107,7 +1107,7 @@ fn voxtap_run_uploads_each_recording_while_it_runs() {
         &s,
         "voxtap.toml",
         &format!(
-            "[capture]\nstats_interval_s = 1\n{}",
+            "[capture]\nstats_interval_s = 1\n[evidence]\nenabled = true\n{}",
             http_target(nginx.port, "backoff_s = 0.2")
         ),
     );
@@ -1192,6 +1192,63 @@ fn voxtap_run_uploads_each_recording_while_it_runs() {
         assert_eq!(j.tries.len(), 1, "{j:?}");
     }
     check_uploads(&out, &nginx, &jobs, &BTreeMap::new());
+    live_evidence_is_complete(&out, s.path());
+}
+
+/// The live run also kept each call's evidence (`[evidence] enabled`): one complete file per
+/// call, whose frames `voxtap evidence -w` writes out as a pcap of as many packets.
+fn live_evidence_is_complete(out: &Path, scratch: &Path) {
+    let rows: Vec<(i64, String, i64)> = {
+        let db = rusqlite::Connection::open_with_flags(
+            out.join("catalog.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut st = db
+            .prepare("SELECT call_id, state, frames FROM evidence ORDER BY call_id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (call, state, frames) in rows {
+        assert_eq!(state, "complete", "call {call}");
+        // INVITE, 100, 180, 200, ACK, BYE, 200 and a second of RTP each way.
+        assert!(frames > 100, "call {call}: {frames} frames");
+        let pcap = scratch.join(format!("evidence-{call}.pcap"));
+        let o = Command::new(voxtap())
+            .args(["evidence", "--out"])
+            .arg(out)
+            .arg(call.to_string())
+            .arg("-w")
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(pcap_packets(&pcap), frames as usize, "call {call}");
+    }
+}
+
+/// Packets in a little- or big-endian libpcap file.
+fn pcap_packets(path: &Path) -> usize {
+    let b = std::fs::read(path).unwrap();
+    let le = matches!(b[..4], [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]);
+    let mut at = 24;
+    let mut n = 0;
+    while at + 16 <= b.len() {
+        let len = b[at + 8..at + 12].try_into().unwrap();
+        let len = if le {
+            u32::from_le_bytes(len)
+        } else {
+            u32::from_be_bytes(len)
+        } as usize;
+        at += 16 + len;
+        n += 1;
+    }
+    assert_eq!(at, b.len(), "{}: a cut record", path.display());
+    n
 }
 
 #[test]

@@ -1041,6 +1041,7 @@ impl Engine {
             direction: decision.direction.map(|d| d.as_str()),
             covered_by,
             tenant: decision.tenant.clone(),
+            users: decision.users.clone(),
         }));
         if decision.external_to_external_refused {
             self.stop_conversation(handle, answered_at, &decision.reason);

@@ -248,6 +248,8 @@ pub struct CallDecision {
     pub covered_by: Option<CallHandle>,
     /// The tenant the rules put the call in, if any.
     pub tenant: Option<String>,
+    /// The tenant's users the parties were matched to (caller's first).
+    pub users: Vec<String>,
 }
 
 /// A leg's place in its conversation: a new conversation, or the one of an earlier leg and

@@ -147,7 +147,7 @@ pub struct Job {
     pub state: String,
     pub duration_s: Option<f64>,
     pub size_bytes: Option<i64>,
-    /// The tenant and users the rules found for the call (from its decision's trace).
+    /// The tenant and users the rules found for the call (`calls.tenant`, `decisions.users`).
     pub tenant: Option<String>,
     pub users: Vec<String>,
 }
@@ -502,7 +502,7 @@ impl Dispatcher {
                 "SELECT j.id, j.recording_id, j.call_id, j.target, j.kind, j.attempts,
                     c.sip_call_id, c.caller_user, c.callee_user, r.start_time, r.path, r.format,
                     r.state, r.duration_s, r.size_bytes,
-                    (SELECT trace FROM decisions d WHERE d.call_id = j.call_id ORDER BY d.id DESC LIMIT 1),
+                    (SELECT users FROM decisions d WHERE d.call_id = j.call_id ORDER BY d.id DESC LIMIT 1),
                     c.tenant
                  FROM dispatch_jobs j
                  JOIN recordings r ON r.id = j.recording_id
@@ -512,10 +512,11 @@ impl Dispatcher {
             ))
             .map_err(self.sq())?;
         stmt.query_map([], |r| {
-            let trace: Option<String> = r.get(15)?;
-            let (traced, users) = trace.as_deref().map(parties).unwrap_or_default();
-            // The store's own column first (schema 5); the trace for older rows.
-            let tenant = r.get::<_, Option<String>>(16)?.or(traced);
+            let users: Vec<String> = r
+                .get::<_, Option<String>>(15)?
+                .map(|u| u.lines().map(str::to_owned).collect())
+                .unwrap_or_default();
+            let tenant = r.get::<_, Option<String>>(16)?;
             Ok(Job {
                 id: r.get(0)?,
                 recording_id: r.get(1)?,
@@ -678,34 +679,6 @@ impl Dispatcher {
     }
 }
 
-/// The tenant and the users a decision's trace names: its `tenant NAME: ...` line, and each
-/// `user NAME` (docs/rules.md: the trace names the tenant, user or device it matched).
-pub fn parties(trace: &str) -> (Option<String>, Vec<String>) {
-    let lines: Vec<String> = serde_json::from_str::<Vec<String>>(trace)
-        .unwrap_or_else(|_| trace.lines().map(str::to_string).collect());
-    let mut tenant = None;
-    let mut users: Vec<String> = Vec::new();
-    for line in &lines {
-        if tenant.is_none()
-            && let Some(rest) = line.strip_prefix("tenant ")
-            && let Some((name, _)) = rest.split_once(':')
-            && !name.contains(' ')
-        {
-            tenant = Some(name.to_string());
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        for pair in words.windows(2) {
-            if pair[0] == "user" {
-                let name = pair[1].trim_end_matches([',', ':', ';', ')', '.']);
-                if !name.is_empty() && !users.iter().any(|u| u == name) {
-                    users.push(name.to_string());
-                }
-            }
-        }
-    }
-    (tenant, users)
-}
-
 fn take_lock(path: &Path) -> Result<File, DispatchError> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
@@ -757,14 +730,5 @@ mod tests {
         };
         let d: Vec<u64> = (1..=5).map(|a| r.delay(a).as_secs()).collect();
         assert_eq!(d, [2, 4, 8, 10, 10]);
-    }
-
-    #[test]
-    fn the_trace_names_the_tenant_and_users() {
-        let trace = r#"["call from 100 to 200","tenant acme: caller is user alice of tenant acme","callee is device desk-7 of user bob","record: inbound.onnet = true"]"#;
-        let (tenant, users) = parties(trace);
-        assert_eq!(tenant.as_deref(), Some("acme"));
-        assert_eq!(users, ["alice", "bob"]);
-        assert_eq!(parties("answered: recorded").0, None);
     }
 }

@@ -352,7 +352,7 @@ pub fn erase(
             [c],
         )?;
         tx.execute(
-            "UPDATE decisions SET reason = 'erased', trace = '' WHERE call_id = ?1",
+            "UPDATE decisions SET reason = 'erased', trace = '', users = NULL WHERE call_id = ?1",
             [c],
         )?;
         tx.execute(

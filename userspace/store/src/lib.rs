@@ -1403,8 +1403,8 @@ impl Store {
         let covered = d.covered_by.and_then(|h| self.calls.get(&h)).map(|c| c.row);
         self.db
             .prepare_cached(
-                "INSERT INTO decisions (call_id, time, record, reason, trace, direction, covered_by_call_id, tenant)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO decisions (call_id, time, record, reason, trace, direction, covered_by_call_id, tenant, users)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1416,6 +1416,7 @@ impl Store {
                     d.direction,
                     covered,
                     d.tenant,
+                    (!d.users.is_empty()).then(|| d.users.join("\n")),
                 ])
             })
             .map_err(self.sq())?;

@@ -240,6 +240,7 @@ const V5_DISPATCH: &[&str] = &[
 const V5_RETENTION: &[&str] = &[
     "ALTER TABLE calls ADD COLUMN tenant TEXT",
     "ALTER TABLE decisions ADD COLUMN tenant TEXT",
+    "ALTER TABLE decisions ADD COLUMN users TEXT",
     "ALTER TABLE recordings ADD COLUMN removed_at TEXT",
     "ALTER TABLE recordings ADD COLUMN removed_reason TEXT",
     "ALTER TABLE recordings ADD COLUMN state_before_removal TEXT",

@@ -1537,6 +1537,7 @@ fn conversations_tie_legs_and_fold_when_media_joins_them() {
             direction: Some("outbound"),
             covered_by: Some(CallHandle(1)),
             tenant: None,
+            users: Vec::new(),
         }))
         .unwrap();
     store.handle(answered(3, 1200)).unwrap();
@@ -1678,6 +1679,7 @@ fn call_at(store: &mut Store, call: u64, start_ms: u64, tenant: Option<&str>, ca
             direction: Some("outbound"),
             covered_by: None,
             tenant: tenant.map(str::to_owned),
+            users: vec![caller.to_owned()],
         }))
         .unwrap();
     store

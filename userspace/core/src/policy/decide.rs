@@ -118,6 +118,20 @@ pub struct CallClass<'r> {
 }
 
 impl<'r> CallClass<'r> {
+    /// The users the parties were matched to, caller's first, each once.
+    pub fn users(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for u in [self.caller_endpoint.user, self.callee_endpoint.user]
+            .into_iter()
+            .flatten()
+        {
+            if !out.contains(&u.name) {
+                out.push(u.name.clone());
+            }
+        }
+        out
+    }
+
     pub fn endpoint(&self, side: Side) -> &Endpoint<'r> {
         match side {
             Side::Caller => &self.caller_endpoint,
@@ -686,6 +700,7 @@ pub(crate) fn evaluate<'r>(
             direction: Some(class.direction),
             external_to_external_refused,
             tenant: class.tenant.map(|t| t.name.clone()),
+            users: class.users(),
         },
         class,
         mode,
@@ -1034,6 +1049,16 @@ mod tests {
         let c = classify(&r, &alice_to_bob().facts());
         assert_eq!(c.callee_endpoint.user.unwrap().name, "bob");
         assert!(c.callee_endpoint.device.is_none());
+        // The decision carries them for dispatch (per-user email) and the catalog: a device
+        // counts as its user.
+        let d = decided(&r, &alice_to_bob());
+        assert_eq!(
+            (d.tenant.as_deref(), d.users),
+            (Some("acme"), vec!["alice".to_owned(), "bob".to_owned()])
+        );
+        let d = decided(&r, &inbound());
+        assert_eq!(d.users, ["alice"]);
+        assert!(decided(&r, &external_to_external()).users.is_empty());
     }
 
     #[test]

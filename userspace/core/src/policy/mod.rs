@@ -92,6 +92,8 @@ pub struct Decision {
     pub external_to_external_refused: bool,
     /// The tenant the call belongs to, when the rules found one (its `name`).
     pub tenant: Option<String>,
+    /// The users of the tenant the parties were matched to (caller's first), by `name`.
+    pub users: Vec<String>,
 }
 
 impl Decision {
@@ -106,6 +108,7 @@ impl Decision {
             direction: None,
             external_to_external_refused: false,
             tenant: None,
+            users: Vec::new(),
         }
     }
 }
