@@ -195,8 +195,7 @@ fn generated_calls_evidence_is_their_sip_and_rtp() {
         "{text}"
     );
     // (`voxtap erase` is for root: the whole suite runs as root here, SKIPPED otherwise.)
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !voxtap_tests::is_root() {
         eprintln!(
             "\n*** SKIPPED generated_calls_evidence_is_their_sip_and_rtp (its erasure part): voxtap erase is for root ***\n"
         );

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use voxtap_gen::{GenConfig, Scenario, generate, write_pcap};
-use voxtap_tests::{Scratch, catalog, voxtap};
+use voxtap_tests::{Scratch, catalog, tmpfs, voxtap};
 
 fn concurrent(calls: usize, talk_secs: f64) -> GenConfig {
     GenConfig {
@@ -99,44 +99,6 @@ fn two_hundred_concurrent_recordings_under_a_limit_of_64_descriptors() {
             f.display()
         );
     }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// A tmpfs of `size` at `at` for the test `test`, or `None` after a loud SKIPPED line.
-fn tmpfs(test: &str, at: &Path, size: &str) -> Option<Mount> {
-    if !is_root() {
-        eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
-        return None;
-    }
-    fs::create_dir_all(at).unwrap();
-    let mounted = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0750"),
-            "tmpfs",
-        ])
-        .arg(at)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("\n*** SKIPPED {test}: cannot mount a tmpfs ***\n");
-        return None;
-    }
-    Some(Mount(at.to_path_buf()))
 }
 
 /// `voxtap replay --out OUT PCAP`: its stdout, after asserting it exited 0.

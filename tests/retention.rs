@@ -10,55 +10,7 @@ use std::time::{Duration, Instant};
 
 use voxtap_capture::testnet::TestNet;
 use voxtap_gen::{GenConfig, Scenario};
-use voxtap_tests::{Scratch, catalog, voxtap};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A tmpfs of `mib` MiB mounted on a scratch directory, unmounted when dropped.
-struct Tmpfs {
-    _scratch: Scratch,
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn new_or_skip(name: &str, mib: u32, test: &str) -> Option<Tmpfs> {
-        if !is_root() {
-            eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
-            return None;
-        }
-        let scratch = Scratch::new(name);
-        let dir = scratch.path().join("mnt");
-        std::fs::create_dir_all(&dir).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m,mode=0750"),
-                "tmpfs",
-            ])
-            .arg(&dir)
-            .status()
-            .expect("run mount");
-        if !st.success() {
-            eprintln!("\n*** SKIPPED {test}: mount -t tmpfs failed ***\n");
-            return None;
-        }
-        Some(Tmpfs {
-            _scratch: scratch,
-            dir,
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
+use voxtap_tests::{Scratch, catalog, is_root, tmpfs, voxtap};
 
 /// The Mix scenario (14 calls, 4 s of talk each, 2026-01-01) replayed into `out`.
 fn replay_mix(scratch: &Path, out: &Path, config: &str) {
@@ -125,11 +77,12 @@ fn used_bytes(dir: &Path) -> u64 {
 #[test]
 fn prune_by_age_and_by_quota_on_a_small_tmpfs() {
     let test = "prune_by_age_and_by_quota_on_a_small_tmpfs";
-    let Some(fs) = Tmpfs::new_or_skip("prune", 8, test) else {
+    let mnt = Scratch::new("prune");
+    let Some(_mount) = tmpfs(test, &mnt.path().join("mnt"), "8m") else {
         return;
     };
     let scratch = Scratch::new("prune-in");
-    let out = fs.dir.join("out");
+    let out = mnt.path().join("mnt/out");
     replay_mix(scratch.path(), &out, "");
     let before = recordings(&out);
     assert!(before.len() >= 8, "{before:?}");
@@ -226,14 +179,15 @@ fn prune_by_age_and_by_quota_on_a_small_tmpfs() {
 #[test]
 fn the_daemon_prunes_as_it_runs() {
     let test = "the_daemon_prunes_as_it_runs";
-    let Some(fs) = Tmpfs::new_or_skip("prune-live", 8, test) else {
+    let mnt = Scratch::new("prune-live");
+    let Some(_mount) = tmpfs(test, &mnt.path().join("mnt"), "8m") else {
         return;
     };
     let Some(net) = TestNet::new_or_skip("vxret", test) else {
         return;
     };
     let scratch = Scratch::new("prune-live-in");
-    let out = fs.dir.join("out");
+    let out = mnt.path().join("mnt/out");
     // Calls of 2026-01-01, older than a day by the wall clock.
     replay_mix(scratch.path(), &out, "");
     let cfg = scratch.path().join("run.toml");

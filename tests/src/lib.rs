@@ -827,3 +827,43 @@ impl Drop for Tmux {
         let _ = std::fs::remove_file(&self.status);
     }
 }
+
+/// Whether the tests run as root (namespaces, mounts, erasure need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A mounted filesystem, unmounted (lazily) when dropped.
+pub struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A tmpfs of `size` at `at` for the test `test`, or `None` after a loud SKIPPED line.
+pub fn tmpfs(test: &str, at: &Path, size: &str) -> Option<Mount> {
+    if !is_root() {
+        eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root ***\n");
+        return None;
+    }
+    std::fs::create_dir_all(at).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0750"),
+            "tmpfs",
+        ])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("\n*** SKIPPED {test}: cannot mount a tmpfs ***\n");
+        return None;
+    }
+    Some(Mount(at.to_path_buf()))
+}
