@@ -1862,8 +1862,9 @@ impl Engine {
             // Early media and a call waiting for the bridge may yet be recorded: their
             // decoders run from the first packet, so they are in step when it starts.
             prime: !answered || media.settings.bridge.is_some(),
-            // Needed once, to make the decoder.
-            rate_hint: if stream.audio_rate() == 0 {
+            // Needed once, to make the decoder; a shadow stream never makes one, so it
+            // does not ask (the recording's rate was looked up for every shadow packet).
+            rate_hint: if owned && stream.audio_rate() == 0 {
                 recording_rate(&self.cfg, &media.settings, call)
             } else {
                 0

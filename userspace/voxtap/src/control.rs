@@ -718,9 +718,13 @@ mod tests {
                 "error: no answered call with Call-ID nobody@nowhere\n"
             );
         }
+        // A request that waited on a stuck client would wait for its deadline (30 s) or,
+        // behind the dripper, forever. The bound is far under that and far over scheduling
+        // noise: a wall-clock bound of 100 ms here failed under load (145 ms and 760 ms)
+        // while the server was doing its job, which is isolation, not latency.
         assert!(
-            slowest < Duration::from_millis(100),
-            "with 301 clients stuck, a request took {slowest:?}"
+            slowest < Duration::from_secs(3),
+            "with 301 clients stuck, a request took {slowest:?} (the stuck ones' deadline is 30 s)"
         );
         // Still stuck, all of them: nothing was answered to them or closed (the last
         // well-behaved connection's thread may still be on its way out).
@@ -738,9 +742,10 @@ mod tests {
         eprintln!(
             "301 clients stuck: slowest answer {slowest:?}, longest of {drains} drains {longest_drain:?}"
         );
-        // A drain that waited on any client would take a drip interval (150 ms) at least.
+        // A drain that waited on any client would take a drip interval (150 ms) at least;
+        // half of one is the bound, so scheduling noise on a loaded machine is not a failure.
         assert!(
-            longest_drain < Duration::from_millis(10),
+            longest_drain < Duration::from_millis(75),
             "a drain took {longest_drain:?}"
         );
         drop(idle);
@@ -757,7 +762,8 @@ mod tests {
         wait_open(&socket, 16);
         let (answer, took) = ask(&path, "pause abc@host");
         assert_eq!(answer, "error: busy, 16 connections open\n");
-        assert!(took < Duration::from_millis(100), "busy after {took:?}");
+        // Told at once: waiting for a place would take a held client's deadline (2 s).
+        assert!(took < Duration::from_secs(1), "busy after {took:?}");
         // 284 more, silent: each is told at once and closed, none waits for its deadline.
         let t0 = Instant::now();
         let more: Vec<UnixStream> = (0..284)
@@ -770,7 +776,8 @@ mod tests {
             assert_eq!(answer, "error: busy, 16 connections open\n");
         }
         let refused_in = t0.elapsed();
-        assert!(refused_in < Duration::from_millis(500), "{refused_in:?}");
+        // Any one of them kept waiting would take the 2 s deadline.
+        assert!(refused_in < Duration::from_secs(1), "{refused_in:?}");
         assert_eq!(socket.figures().busy, 285);
         assert_eq!(socket.figures().open, 16);
         // A client that leaves gives its place back.
