@@ -339,9 +339,11 @@ pub struct Dialogs<X = ()> {
     by_session_id: HashMap<String, CallHandle>,
     /// Endpoint → the call and the party that announced it.
     media_index: AddrMap<SocketAddr, (CallHandle, Side)>,
-    /// Bumped whenever an endpoint changes hands (a newer SDP claims it, or its call goes), so
-    /// flows tied before can be checked again.
+    /// Bumped when an endpoint that a known flow uses changes hands (a newer SDP claims it,
+    /// or its call goes), so flows tied before are checked again ([`Dialogs::settle_media`]).
     media_epoch: u64,
+    /// Endpoints that changed hands since the last [`Dialogs::settle_media`].
+    media_changes: Vec<SocketAddr>,
     next_handle: u64,
     evicted: u64,
 }
@@ -385,6 +387,21 @@ impl<X: Default> Dialogs<X> {
         })
     }
 
+    /// [`Dialogs::entry_touched`] for a call that has not ended; an ended call is left
+    /// untouched.
+    pub fn live_entry_touched(
+        &mut self,
+        call: CallHandle,
+        ts: Timestamp,
+    ) -> Option<(&Call, &mut X)> {
+        let e = self.calls.get_mut(&call)?;
+        if e.call.state == CallState::Ended {
+            return None;
+        }
+        e.call.last_activity = e.call.last_activity.max(ts);
+        Some((&e.call, &mut e.ext))
+    }
+
     /// Every call's handle and what its owner keeps, in no order.
     pub fn exts(&self) -> impl Iterator<Item = (CallHandle, &X)> {
         self.calls.iter().map(|(h, e)| (*h, &e.ext))
@@ -404,7 +421,24 @@ impl<X: Default> Dialogs<X> {
 
     /// Changes each time an endpoint's owner changes.
     pub fn media_epoch(&self) -> u64 {
+        debug_assert!(self.media_changes.is_empty(), "media changes not settled");
         self.media_epoch
+    }
+
+    /// Whether endpoints changed hands since the last [`Dialogs::settle_media`].
+    pub fn media_unsettled(&self) -> bool {
+        !self.media_changes.is_empty()
+    }
+
+    /// Ends the media epoch if an endpoint that changed hands is one that `in_use` says a
+    /// flow sends from or to. An endpoint no flow uses decides no flow's route, so its change
+    /// makes no flow check its route again: with calls coming and going all the time, every
+    /// packet would (each new call's SDP would end the epoch for every call).
+    pub fn settle_media(&mut self, in_use: impl Fn(SocketAddr) -> bool) {
+        if self.media_changes.iter().any(|&ep| in_use(ep)) {
+            self.media_epoch += 1;
+        }
+        self.media_changes.clear();
     }
 
     /// The answered, still running call with this SIP Call-ID, if there is one.
@@ -1036,7 +1070,7 @@ impl<X: Default> Dialogs<X> {
                 new_endpoints.push(ep);
             }
             if self.media_index.insert(ep, (handle, side)).map(|(h, _)| h) != Some(handle) {
-                self.media_epoch += 1;
+                self.media_changes.push(ep);
             }
         }
         new_endpoints
@@ -1113,7 +1147,7 @@ impl<X: Default> Dialogs<X> {
             for ep in &side.endpoints {
                 if self.media_index.get(ep).is_some_and(|(h, _)| *h == handle) {
                     self.media_index.remove(ep);
-                    self.media_epoch += 1;
+                    self.media_changes.push(*ep);
                 }
             }
         }

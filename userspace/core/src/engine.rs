@@ -182,14 +182,64 @@ impl std::hash::Hash for FlowTuple {
     }
 }
 
+/// The flow table: each known UDP flow and its call, and how many flows use each address
+/// (for [`Dialogs::settle_media`]: an endpoint no flow uses decides no route).
+#[derive(Default)]
+struct FlowTable {
+    map: AddrMap<FlowTuple, Flow>,
+    addrs: AddrMap<SocketAddr, u32>,
+}
+
+impl FlowTable {
+    fn get(&self, key: &FlowTuple) -> Option<&Flow> {
+        self.map.get(key)
+    }
+
+    fn get_mut(&mut self, key: &FlowTuple) -> Option<&mut Flow> {
+        self.map.get_mut(key)
+    }
+
+    fn insert(&mut self, key: FlowTuple, flow: Flow) {
+        if self.map.insert(key, flow).is_none() {
+            for a in [key.0, key.1] {
+                *self.addrs.entry(a).or_insert(0) += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &FlowTuple) {
+        if self.map.remove(key).is_some() {
+            for a in [key.0, key.1] {
+                if let Some(n) = self.addrs.get_mut(&a) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.addrs.remove(&a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a known flow sends from or to `addr`.
+    fn uses(&self, addr: SocketAddr) -> bool {
+        self.addrs.contains_key(&addr)
+    }
+}
+
 /// A UDP flow tied to a call, as of a media epoch ([`Dialogs::media_epoch`]): when endpoints
 /// change hands the tie is checked again.
 #[derive(Clone, Copy)]
 struct Flow {
     call: CallHandle,
-    sender: Side,
     epoch: u64,
+    sender: Side,
+    /// Where in its call's streams the flow's last packet went (a hint, checked before use;
+    /// [`NO_STREAM`] before the first), so that a known stream's packet finds it at once.
+    stream: u32,
 }
+
+/// [`Flow::stream`] before the flow's first packet reached a stream.
+const NO_STREAM: u32 = u32::MAX;
 
 /// What the decision at answer time asked of every recording of the call.
 #[derive(Clone, Debug, Default)]
@@ -362,7 +412,7 @@ pub struct Engine {
     policy: Box<dyn RecordingPolicy>,
     defrag: Defragmenter,
     tcp: TcpReassembler,
-    flows: AddrMap<FlowTuple, Flow>,
+    flows: FlowTable,
     /// Where matched flows send to, and who sends there: the answering direction's source.
     peers: AddrMap<SocketAddr, (CallHandle, Side)>,
     held_rtp: HeldRtp,
@@ -383,6 +433,7 @@ pub struct Engine {
     covered_legs: usize,
     /// RTP packets of owned calls handed to their streams.
     owned_rtp: u64,
+    route_rechecks: u64,
     /// With [`EngineConfig::evidence`]: whose the frame being handled is, and what waits.
     evidence: Option<Evidence>,
 }
@@ -414,7 +465,7 @@ impl Engine {
             stats: Stats::default(),
             events: VecDeque::new(),
             policy,
-            flows: AddrMap::default(),
+            flows: FlowTable::default(),
             peers: AddrMap::default(),
             held_rtp: HeldRtp::default(),
             next_stream: 0,
@@ -429,6 +480,7 @@ impl Engine {
             servers,
             covered_legs: 0,
             owned_rtp: 0,
+            route_rechecks: 0,
             evidence: cfg_evidence.map(Evidence::new),
         }
     }
@@ -501,6 +553,12 @@ impl Engine {
     /// of the audio work.
     pub fn owned_rtp_packets(&self) -> u64 {
         self.owned_rtp
+    }
+
+    /// Packets of known flows whose route was checked again because an endpoint that some
+    /// flow uses changed hands since the flow was tied (what the media epoch costs).
+    pub fn route_rechecks(&self) -> u64 {
+        self.route_rechecks
     }
 
     pub fn poll_timeout(&self) -> Option<Timestamp> {
@@ -602,6 +660,9 @@ impl Engine {
     }
 
     fn on_udp(&mut self, ts: Timestamp, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        if self.dialogs.media_unsettled() {
+            self.settle_media();
+        }
         let known = self.flows.get(&FlowTuple(src, dst)).copied();
         if let Some(flow) = known
             && let Some(kind) = zrtp_message(payload)
@@ -612,10 +673,17 @@ impl Engine {
         if let Some(flow) = known
             && rtp::looks_like_rtp(payload)
         {
+            // A flow checked in this media epoch whose call is up goes straight to it (one
+            // lookup of the call); anything else is routed again first.
+            if flow.epoch == self.dialogs.media_epoch()
+                && self.on_rtp(ts, src, dst, flow, payload, Lookup::Live)
+            {
+                return;
+            }
             match self.route(flow, src, dst, payload) {
                 Route::To(flow) => {
                     self.evidence_mark(flow.call);
-                    self.on_rtp(ts, src, dst, flow, payload)
+                    self.on_rtp(ts, src, dst, flow, payload, Lookup::Any);
                 }
                 Route::Hold => self.hold_pending(ts, src, dst, payload),
                 Route::AfterEnd => {
@@ -640,7 +708,7 @@ impl Engine {
                 Some(flow) => {
                     self.add_flow(src, dst, flow);
                     self.evidence_mark(flow.call);
-                    self.on_rtp(ts, src, dst, flow, payload);
+                    self.on_rtp(ts, src, dst, flow, payload, Lookup::Any);
                 }
                 None => self.hold_pending(ts, src, dst, payload),
             }
@@ -770,6 +838,7 @@ impl Engine {
                 Some(call)
             }
         };
+        self.settle_media();
         self.apply(&out);
         self.dialog_events = out;
         if let Some(call) = call {
@@ -1577,6 +1646,9 @@ impl Engine {
                 self.peers.remove(&dst);
             }
         }
+        // Its flows are gone: the endpoints it gave up end the media epoch only if another
+        // call's flows use them.
+        self.settle_media();
         let (ts, reason) = call
             .ended
             .unwrap_or((call.last_activity, crate::event::EndReason::EndOfInput));
@@ -1680,6 +1752,7 @@ impl Engine {
         if flow.epoch == epoch && live {
             return Route::To(flow);
         }
+        self.route_rechecks += u64::from(flow.epoch != epoch);
         let ssrc = rtp::Packet::new_checked(payload).map_or(0, |p| p.ssrc());
         let own = self.dialogs.ext(flow.call).is_some_and(|m| {
             m.streams
@@ -1709,32 +1782,53 @@ impl Engine {
         route
     }
 
+    /// Hands an RTP packet of `flow` to its call's stream, creating the stream on its first
+    /// packet. With [`Lookup::Live`] (a flow routed in this media epoch) it does nothing
+    /// and returns false unless the call is up and the packet well formed, for the caller to
+    /// route it again; otherwise it returns true.
     fn on_rtp(
         &mut self,
         ts: Timestamp,
         src: SocketAddr,
         dst: SocketAddr,
         flow: Flow,
-        payload: &[u8],
-    ) {
-        let pkt = match rtp::Packet::new_checked(payload) {
+        packet: &[u8],
+        lookup: Lookup,
+    ) -> bool {
+        let fast = lookup == Lookup::Live;
+        let pkt = match rtp::Packet::new_checked(packet) {
             Ok(p) => p,
+            Err(_) if fast => return false,
             Err(_) => {
                 self.stats.count_malformed(Malformed::Rtp);
-                return;
+                return true;
             }
         };
-        self.stats.rtp_packets += 1;
-        self.stats.rtp_matched += 1;
+        if !fast {
+            self.stats.rtp_packets += 1;
+            self.stats.rtp_matched += 1;
+        }
         // The packet is the call's sign of life (its media timeout counts from the last).
-        let Some((call, media)) = self.dialogs.entry_touched(flow.call, ts) else {
-            return;
+        let found = if fast {
+            self.dialogs.live_entry_touched(flow.call, ts)
+        } else {
+            self.dialogs.entry_touched(flow.call, ts)
         };
+        let Some((mut call, mut media)) = found else {
+            return !fast;
+        };
+        if fast {
+            self.stats.rtp_packets += 1;
+            self.stats.rtp_matched += 1;
+            if let Some(ev) = self.evidence.as_mut()
+                && self.cfg.shard.owns(flow.call)
+            {
+                ev.mark(flow.call);
+            }
+        }
         let pt = pkt.payload_type();
-        let tev_pt = call.telephone_event_pt();
-        let answered = call.answered.is_some();
-        if answered
-            && Some(pt) != tev_pt
+        if call.answered.is_some()
+            && Some(pt) != call.telephone_event_pt()
             && pt != rtp::PT_CN
             && pt != rtp::PT_CN_OLD
             && let Some((reason, seen)) = media.settings.bridge.as_mut()
@@ -1743,100 +1837,70 @@ impl Engine {
             if *seen == [true, true] {
                 let reason = std::mem::take(reason);
                 self.start_recording(flow.call, ts, reason);
-                return self.on_rtp_stream(ts, src, dst, flow, &pkt, payload);
-            }
-        }
-        self.on_rtp_stream(ts, src, dst, flow, &pkt, payload);
-    }
-
-    /// A ZRTP message on a call's media path (RFC 6189): once the parties confirm a key, their
-    /// media is SRTP under keys no observer can learn. What came before stays recorded; what
-    /// follows is dropped and the recording says why.
-    fn on_zrtp(&mut self, ts: Timestamp, flow: Flow, kind: [u8; 8]) {
-        self.stats.zrtp_packets += 1;
-        if !matches!(&kind, b"Confirm1" | b"Confirm2" | b"Conf2ACK") {
-            return;
-        }
-        let Some(media) = self.dialogs.ext_mut(flow.call) else {
-            return;
-        };
-        if media.zrtp.is_some() {
-            return;
-        }
-        media.zrtp = Some(ts);
-        let why = zrtp_reason();
-        for s in &mut media.streams {
-            s.set_encrypted(Some(why.clone()));
-        }
-    }
-
-    /// Hands an RTP packet to its stream, creating the stream on its first packet.
-    fn on_rtp_stream(
-        &mut self,
-        ts: Timestamp,
-        src: SocketAddr,
-        dst: SocketAddr,
-        flow: Flow,
-        pkt: &rtp::Packet<&[u8]>,
-        packet: &[u8],
-    ) {
-        let Some((mut call, mut media)) = self.dialogs.entry(flow.call) else {
-            return;
-        };
-        let ssrc = pkt.ssrc();
-        let idx = match media
-            .streams
-            .iter()
-            .position(|s| s.ssrc == ssrc && s.src == src && s.dst == dst)
-        {
-            Some(i) => i,
-            None => {
-                self.next_stream += 1;
-                self.stats.rtp_streams += 1;
-                let mut s = Stream::new(
-                    StreamHandle(self.next_stream),
-                    flow.sender,
-                    src,
-                    dst,
-                    ssrc,
-                    ts,
-                );
-                // The same source sending to a new address (the other party moved): its
-                // audio carries on, decoder and all.
-                if let Some(old) = media
-                    .streams
-                    .iter_mut()
-                    .rev()
-                    .find(|o| o.ssrc == ssrc && o.src == src)
-                {
-                    s.carry_on_from(old);
-                }
-                media.streams.push(s);
-                let idx = media.streams.len() - 1;
-                let dialogs = &self.dialogs;
-                let live = |h: CallHandle| dialogs.get(h).is_some();
-                if let Some((link, keep, merged)) =
-                    self.conversations.on_stream(flow.call, ssrc, &live)
-                {
-                    self.events.push_back(Event::Conversation(ConversationLink {
-                        call: flow.call,
-                        ts,
-                        conversation: keep.0,
-                        linked_to: Some(link.to),
-                        evidence: link.evidence.as_str(),
-                        detail: link.detail,
-                        merged: merged.map(|m| m.0),
-                        people: None,
-                    }));
-                }
-                // Found again only for a new stream, whose conversation check read the
-                // other calls; a known stream's packet looks its call up once.
                 let Some((c, m)) = self.dialogs.entry(flow.call) else {
-                    return;
+                    return true;
                 };
                 (call, media) = (c, m);
-                idx
             }
+        }
+        let ssrc = pkt.ssrc();
+        let at_hint = |s: &Stream| s.ssrc == ssrc && s.src == src && s.dst == dst;
+        let idx = match media.streams.get(flow.stream as usize) {
+            Some(s) if at_hint(s) => flow.stream as usize,
+            _ => match media.streams.iter().position(at_hint) {
+                Some(i) => {
+                    remember_stream(&mut self.flows, src, dst, flow.call, i);
+                    i
+                }
+                None => {
+                    self.next_stream += 1;
+                    self.stats.rtp_streams += 1;
+                    let mut s = Stream::new(
+                        StreamHandle(self.next_stream),
+                        flow.sender,
+                        src,
+                        dst,
+                        ssrc,
+                        ts,
+                    );
+                    // The same source sending to a new address (the other party moved): its
+                    // audio carries on, decoder and all.
+                    if let Some(old) = media
+                        .streams
+                        .iter_mut()
+                        .rev()
+                        .find(|o| o.ssrc == ssrc && o.src == src)
+                    {
+                        s.carry_on_from(old);
+                    }
+                    media.streams.push(s);
+                    let idx = media.streams.len() - 1;
+                    remember_stream(&mut self.flows, src, dst, flow.call, idx);
+                    let dialogs = &self.dialogs;
+                    let live = |h: CallHandle| dialogs.get(h).is_some();
+                    if let Some((link, keep, merged)) =
+                        self.conversations.on_stream(flow.call, ssrc, &live)
+                    {
+                        self.events.push_back(Event::Conversation(ConversationLink {
+                            call: flow.call,
+                            ts,
+                            conversation: keep.0,
+                            linked_to: Some(link.to),
+                            evidence: link.evidence.as_str(),
+                            detail: link.detail,
+                            merged: merged.map(|m| m.0),
+                            people: None,
+                        }));
+                    }
+                    // Found again only for a new stream, whose conversation check read the
+                    // other calls; a known stream's packet looks its call up once.
+                    let Some((c, m)) = self.dialogs.entry(flow.call) else {
+                        return true;
+                    };
+                    (call, media) = (c, m);
+                    idx
+                }
+            },
         };
         let answered = call.answered.is_some();
         let owned = self.cfg.shard.owns(flow.call);
@@ -1851,6 +1915,14 @@ impl Engine {
                 Keys::Sdes(lines, tag) => stream.set_srtp_keys(&lines, tag),
                 Keys::Unreadable(why) => stream.set_encrypted(Some(why)),
             }
+        }
+        // A shadow stream's packet in order, with no digit in it, only moves the stream on:
+        // no audio, no figures, no digits, no limit (its recording is a ghost).
+        if !owned
+            && stream.problem().is_none()
+            && stream.shadow_in_order(ts, packet, call.telephone_event_pt())
+        {
+            return true;
         }
         let payloads = |pt: u8| call.codec_for(sender, pt);
         let mut ctx = StreamCtx {
@@ -1891,9 +1963,33 @@ impl Engine {
             .as_ref()
             .filter(|r| r.at_limit())
             .map(Recording::limit_reason);
-        self.report_digits(flow.call, sender);
+        if !self.digits.is_empty() {
+            self.report_digits(flow.call, sender);
+        }
         if let Some(reason) = at_limit {
             self.stop_recording(flow.call, ts, reason);
+        }
+        true
+    }
+
+    /// A ZRTP message on a call's media path (RFC 6189): once the parties confirm a key, their
+    /// media is SRTP under keys no observer can learn. What came before stays recorded; what
+    /// follows is dropped and the recording says why.
+    fn on_zrtp(&mut self, ts: Timestamp, flow: Flow, kind: [u8; 8]) {
+        self.stats.zrtp_packets += 1;
+        if !matches!(&kind, b"Confirm1" | b"Confirm2" | b"Conf2ACK") {
+            return;
+        }
+        let Some(media) = self.dialogs.ext_mut(flow.call) else {
+            return;
+        };
+        if media.zrtp.is_some() {
+            return;
+        }
+        media.zrtp = Some(ts);
+        let why = zrtp_reason();
+        for s in &mut media.streams {
+            s.set_encrypted(Some(why.clone()));
         }
     }
 
@@ -1916,6 +2012,12 @@ impl Engine {
         }
         self.digits = digits;
         self.digits.clear();
+    }
+
+    /// Ends the media epoch if an endpoint that changed hands is one a known flow uses.
+    fn settle_media(&mut self) {
+        let flows = &self.flows;
+        self.dialogs.settle_media(|ep| flows.uses(ep));
     }
 
     /// Ties a new flow to a call. A source that an earlier flow of the call sends to is that
@@ -1942,12 +2044,14 @@ impl Engine {
                 call,
                 sender: sender.other(),
                 epoch,
+                stream: NO_STREAM,
             });
         }
         by_sdp.map(|(call, sender)| Flow {
             call,
             sender,
             epoch,
+            stream: NO_STREAM,
         })
     }
 
@@ -2023,7 +2127,7 @@ impl Engine {
                 }
             }
             for p in packets {
-                self.on_rtp(p.ts, tuple.0, tuple.1, flow, &p.data);
+                self.on_rtp(p.ts, tuple.0, tuple.1, flow, &p.data, Lookup::Any);
             }
         }
     }
@@ -2150,6 +2254,30 @@ impl Engine {
 }
 
 /// Where a packet on a known flow goes.
+/// How [`Engine::on_rtp`] finds the flow's call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// Only a call still up: a flow routed in this media epoch, not routed again.
+    Live,
+    /// Any call: the flow was just routed to it.
+    Any,
+}
+
+/// Keeps where a flow's stream is, when the flow is still the call's.
+fn remember_stream(
+    flows: &mut FlowTable,
+    src: SocketAddr,
+    dst: SocketAddr,
+    call: CallHandle,
+    idx: usize,
+) {
+    if let Some(f) = flows.get_mut(&FlowTuple(src, dst))
+        && f.call == call
+    {
+        f.stream = u32::try_from(idx).unwrap_or(NO_STREAM);
+    }
+}
+
 enum Route {
     To(Flow),
     /// Its call ended and no other claims it yet: hold it for an SDP that may.

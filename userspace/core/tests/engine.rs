@@ -1013,3 +1013,52 @@ fn a_call_id_holding_a_nul_is_malformed_not_a_call() {
     let sip = engine.stats().malformed[voxtap_core::stats::Malformed::Sip as usize];
     assert_eq!(sip, changed);
 }
+
+/// Calls that start while others talk name endpoints no flow uses: no flow checks its route
+/// again (before, every new SDP made every known flow check its route at its next packet,
+/// which with calls coming and going all the time is every packet).
+#[test]
+fn calls_coming_and_going_leave_the_other_flows_routes_alone() {
+    let mut cfg = GenConfig::new(Scenario::Concurrent);
+    cfg.calls = 30;
+    cfg.talk_secs = 3.0;
+    cfg.ramp_ms = Some(2_000.0);
+    let (frames, truth) = generate(&cfg);
+    let (events, engine) = run(EngineConfig::default(), &frames);
+    assert_eq!(engine.route_rechecks(), 0);
+    let stats = engine.stats();
+    assert!(stats.rtp_packets > 10_000, "{}", stats.rtp_packets);
+    assert_eq!(stats.rtp_matched, stats.rtp_packets);
+    assert_eq!(stats.rtp_unmatched, 0);
+    // Every call's two streams reached it, with every packet sent.
+    let streams: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StreamEnded(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streams.len(), 2 * truth.calls.len());
+    assert!(streams.iter().all(|r| r.packets > 100 && r.lost == 0));
+}
+
+/// A desk phone's fixed RTP port: the next call's SDP names endpoints the last call's flows
+/// still use, so those flows are checked again and follow the endpoint to the new call.
+#[test]
+fn an_endpoint_a_flow_uses_changing_hands_moves_the_flow() {
+    let cfg = GenConfig::new(Scenario::BackToBack);
+    let (frames, truth) = generate(&cfg);
+    let (events, engine) = run(EngineConfig::default(), &frames);
+    assert!(engine.route_rechecks() > 0);
+    assert_eq!(engine.stats().rtp_unmatched, 0);
+    // Each call has its own two streams, on the same ports as the others.
+    let mut per_call = std::collections::BTreeMap::new();
+    for e in &events {
+        if let Event::StreamEnded(r) = e {
+            assert!(r.packets > 0);
+            *per_call.entry(r.call).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(per_call.len(), truth.calls.len());
+    assert!(per_call.values().all(|&n| n == 2), "{per_call:?}");
+}
