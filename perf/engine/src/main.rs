@@ -183,6 +183,11 @@ fn main() {
         let s = engine.stats();
         assert_eq!(s.frames, frames.len() as u64);
         assert!(events > 0);
+        eprintln!(
+            "engine-bench: engine: {} of {} RTP packets had their route checked again (an endpoint a flow uses changed hands)",
+            engine.route_rechecks(),
+            s.rtp_packets
+        );
         println!(
             "| engine | {calls} | {} | {secs:.3} | {:.0} | {} |",
             frames.len(),
