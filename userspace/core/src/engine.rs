@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::codec::{self, CodecSpec};
-use crate::conversation::Conversations;
+use crate::conversation::{ConversationId, Conversations, Link};
 use crate::dialog::{
     Call, CallState, DialogConfig, DialogEvent, Dialogs, MediaSecurity, PolicyHeaders, Rejected,
 };
@@ -930,20 +930,11 @@ impl Engine {
                     }
                     let dialogs = &self.dialogs;
                     let live = |h: CallHandle| dialogs.get(h).is_some();
-                    if let Some((link, keep, merged)) =
+                    if let Some(made) =
                         self.conversations
                             .on_refer(call, ts, target, replaces.as_deref(), &live)
                     {
-                        self.events.push_back(Event::Conversation(ConversationLink {
-                            call,
-                            ts,
-                            conversation: keep.0,
-                            linked_to: Some(link.to),
-                            evidence: link.evidence.as_str(),
-                            detail: link.detail,
-                            merged: merged.map(|m| m.0),
-                            people: None,
-                        }));
+                        self.events.push_back(linked(call, ts, made));
                     }
                     self.events.push_back(Event::Transfer {
                         call,
@@ -1878,19 +1869,8 @@ impl Engine {
                     remember_stream(&mut self.flows, src, dst, flow.call, idx);
                     let dialogs = &self.dialogs;
                     let live = |h: CallHandle| dialogs.get(h).is_some();
-                    if let Some((link, keep, merged)) =
-                        self.conversations.on_stream(flow.call, ssrc, &live)
-                    {
-                        self.events.push_back(Event::Conversation(ConversationLink {
-                            call: flow.call,
-                            ts,
-                            conversation: keep.0,
-                            linked_to: Some(link.to),
-                            evidence: link.evidence.as_str(),
-                            detail: link.detail,
-                            merged: merged.map(|m| m.0),
-                            people: None,
-                        }));
+                    if let Some(made) = self.conversations.on_stream(flow.call, ssrc, &live) {
+                        self.events.push_back(linked(flow.call, ts, made));
                     }
                     // Found again only for a new stream, whose conversation check read the
                     // other calls; a known stream's packet looks its call up once.
@@ -2254,6 +2234,25 @@ impl Engine {
 }
 
 /// Where a packet on a known flow goes.
+/// The event for a link [`Conversations`] made: `call` joined a conversation (the one kept,
+/// with the one merged into it, if any).
+fn linked(
+    call: CallHandle,
+    ts: Timestamp,
+    (link, keep, merged): (Link, ConversationId, Option<ConversationId>),
+) -> Event {
+    Event::Conversation(ConversationLink {
+        call,
+        ts,
+        conversation: keep.0,
+        linked_to: Some(link.to),
+        evidence: link.evidence.as_str(),
+        detail: link.detail,
+        merged: merged.map(|m| m.0),
+        people: None,
+    })
+}
+
 /// How [`Engine::on_rtp`] finds the flow's call.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Lookup {
