@@ -347,6 +347,10 @@ pub struct Stream {
     /// Payload type → codec, resolved once per SDP version.
     specs: Vec<(u8, Option<CodecSpec>)>,
     specs_version: u32,
+    /// The payload type resolved last, its slot and its clock rate (valid with
+    /// `specs_version`): nearly every packet has the one before's, so the slots themselves,
+    /// in their own allocation, are not read for it.
+    last_spec: Option<(u8, Option<usize>, u32)>,
     decoder: Option<ActiveDecoder>,
     /// Why the latest undecodable payload type could not be decoded.
     undecodable: Option<String>,
@@ -396,6 +400,7 @@ impl Stream {
             reorder: Reorder::default(),
             specs: Vec::new(),
             specs_version: 0,
+            last_spec: None,
             decoder: None,
             undecodable: None,
             encrypted: None,
@@ -425,6 +430,7 @@ impl Stream {
         swap(&mut self.reorder, &mut old.reorder);
         swap(&mut self.specs, &mut old.specs);
         swap(&mut self.specs_version, &mut old.specs_version);
+        swap(&mut self.last_spec, &mut old.last_spec);
         swap(&mut self.decoder, &mut old.decoder);
         swap(&mut self.srtp, &mut old.srtp);
         swap(&mut self.encrypted, &mut old.encrypted);
@@ -626,6 +632,12 @@ impl Stream {
         if self.specs_version != ctx.media_version {
             self.specs.clear();
             self.specs_version = ctx.media_version;
+            self.last_spec = None;
+        }
+        if let Some((p, slot, _)) = self.last_spec
+            && p == pt
+        {
+            return slot;
         }
         let i = match self.specs.iter().position(|(p, _)| *p == pt) {
             Some(i) => i,
@@ -638,7 +650,10 @@ impl Stream {
                 self.specs.len() - 1
             }
         };
-        self.specs[i].1.is_some().then_some(i)
+        let slot = self.specs[i].1.is_some().then_some(i);
+        let clock = self.specs[i].1.as_ref().map_or(0, |s| s.clock_rate);
+        self.last_spec = Some((pt, slot, clock));
+        slot
     }
 
     fn spec_at(&self, slot: usize) -> &CodecSpec {
@@ -654,8 +669,8 @@ impl Stream {
         if Some(pt) == ctx.telephone_event {
             return 0;
         }
-        self.spec_slot(pt, ctx)
-            .map_or(0, |i| self.spec_at(i).clock_rate)
+        self.spec_slot(pt, ctx);
+        self.last_spec.map_or(0, |(_, _, clock)| clock)
     }
 
     /// Feeds one (plain) RTP packet as it arrived.
