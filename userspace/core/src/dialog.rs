@@ -419,7 +419,7 @@ impl<X: Default> Dialogs<X> {
         self.evicted
     }
 
-    /// Changes each time an endpoint's owner changes.
+    /// Changes when an endpoint that some flow uses changes owner ([`Dialogs::settle_media`]).
     pub fn media_epoch(&self) -> u64 {
         debug_assert!(self.media_changes.is_empty(), "media changes not settled");
         self.media_epoch

@@ -1900,7 +1900,7 @@ impl Engine {
         // no audio, no figures, no digits, no limit (its recording is a ghost).
         if !owned
             && stream.problem().is_none()
-            && stream.shadow_in_order(ts, packet, call.telephone_event_pt())
+            && stream.shadow_in_order(ts, &pkt, call.telephone_event_pt())
         {
             return true;
         }

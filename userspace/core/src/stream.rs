@@ -556,9 +556,6 @@ impl Stream {
             self.last_ts = self.last_ts.max(ts);
             return;
         }
-        if ctx.shadow && self.shadow_in_order(ts, packet, ctx.telephone_event) {
-            return;
-        }
         let Some(srtp) = self.srtp.as_mut() else {
             if let Ok(pkt) = rtp::Packet::new_checked(packet) {
                 self.on_packet(ts, &pkt, ctx);
@@ -595,20 +592,17 @@ impl Stream {
 
     /// A shadow stream follows the order only for its digits. A plain packet that is not a
     /// telephone event, next in sequence with nothing held, changes nothing else: it is
-    /// released at once, and a shadow decodes nothing. Takes such a packet and returns true;
-    /// anything else is left for [`Stream::on_wire`].
+    /// released at once, and a shadow decodes nothing. Takes such a packet (its header as
+    /// the caller read it) and returns true; anything else is left for [`Stream::on_wire`].
     pub fn shadow_in_order(
         &mut self,
         ts: Timestamp,
-        packet: &[u8],
+        pkt: &rtp::Packet<&[u8]>,
         telephone_event: Option<u8>,
     ) -> bool {
         if self.srtp.is_some() || self.reorder.held != 0 {
             return false;
         }
-        let Ok(pkt) = rtp::Packet::new_checked(packet) else {
-            return false;
-        };
         if Some(pkt.payload_type()) == telephone_event {
             return false;
         }
