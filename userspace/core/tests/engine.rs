@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use voxtap_core::event::{EndReason, Event, StopReason};
+use voxtap_core::event::{EndReason, Event, StopReason, StreamReport};
 use voxtap_core::vocab::Side;
 use voxtap_core::wire::{self, Decoded, Transport};
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
@@ -59,6 +59,17 @@ fn call_ended(events: &[Event]) -> Vec<(EndReason, Timestamp)> {
         .collect()
 }
 
+/// Every stream's report, in the order the streams ended.
+fn stream_reports(events: &[Event]) -> Vec<&StreamReport> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StreamEnded(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn the_same_input_gives_the_same_events() {
     let (frames, _) = generate(&GenConfig::new(Scenario::Mix));
@@ -83,13 +94,7 @@ fn rtp_seen_before_its_sdp_is_claimed_not_lost() {
     frames.sort_by_key(|f| f.ts_ns);
     let (events, engine) = run(EngineConfig::default(), &frames);
     assert_eq!(engine.stats().rtp_unmatched, 0, "held RTP must be claimed");
-    let reports: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StreamEnded(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let reports = stream_reports(&events);
     let t = &truth.calls[0];
     let caller: u64 = reports
         .iter()
@@ -1031,13 +1036,7 @@ fn calls_coming_and_going_leave_the_other_flows_routes_alone() {
     assert_eq!(stats.rtp_matched, stats.rtp_packets);
     assert_eq!(stats.rtp_unmatched, 0);
     // Every call's two streams reached it, with every packet sent.
-    let streams: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StreamEnded(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let streams = stream_reports(&events);
     assert_eq!(streams.len(), 2 * truth.calls.len());
     assert!(streams.iter().all(|r| r.packets > 100 && r.lost == 0));
 }
@@ -1053,11 +1052,9 @@ fn an_endpoint_a_flow_uses_changing_hands_moves_the_flow() {
     assert_eq!(engine.stats().rtp_unmatched, 0);
     // Each call has its own two streams, on the same ports as the others.
     let mut per_call = std::collections::BTreeMap::new();
-    for e in &events {
-        if let Event::StreamEnded(r) = e {
-            assert!(r.packets > 0);
-            *per_call.entry(r.call).or_insert(0) += 1;
-        }
+    for r in stream_reports(&events) {
+        assert!(r.packets > 0);
+        *per_call.entry(r.call).or_insert(0) += 1;
     }
     assert_eq!(per_call.len(), truth.calls.len());
     assert!(per_call.values().all(|&n| n == 2), "{per_call:?}");
