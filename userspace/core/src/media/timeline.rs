@@ -75,7 +75,15 @@ impl TimelineConfig {
     }
 
     fn frames(&self, d: Duration) -> i64 {
-        (d.as_nanos() as i128 * self.rate as i128 / 1_000_000_000) as i64
+        let ns = d.as_nanos();
+        // In 64 bits for every duration a packet path asks about (up to years at 48 kHz):
+        // a 128-bit division is a library call of about 60 instructions.
+        if let Ok(ns) = u64::try_from(ns)
+            && let Some(p) = ns.checked_mul(u64::from(self.rate))
+        {
+            return (p / 1_000_000_000) as i64;
+        }
+        (ns as i128 * self.rate as i128 / 1_000_000_000) as i64
     }
 }
 
@@ -202,9 +210,8 @@ impl Channel {
     /// Where this channel's audio would be at `ts`, from its last packet.
     fn predict(&self, ts: Timestamp, rate: u32) -> Option<i64> {
         let last = self.last_arrival?;
-        let dt = ts.as_nanos() as i128 - last.as_nanos() as i128;
         let per_sec = self.rate.per_sec(rate);
-        Some(self.hw + (dt as f64 * per_sec / 1e9).round() as i64)
+        Some(self.hw + (signed_nanos(ts, last) as f64 * per_sec / 1e9).round() as i64)
     }
 
     fn live(&self, now: Timestamp, stall: Duration) -> bool {
@@ -224,6 +231,16 @@ pub struct Timeline {
     channels: [Channel; 2],
     /// Muted spans `[from, to)` in frames (pauses); the last may be open (`to` = `i64::MAX`).
     mutes: Vec<(i64, i64)>,
+}
+
+/// `a - b` in nanoseconds, signed, in 64 bits (saturating past 292 years, where only a
+/// damaged clock goes): a 128-bit value converted to a float is a library call.
+fn signed_nanos(a: Timestamp, b: Timestamp) -> i64 {
+    if a >= b {
+        (a.0 - b.0).min(i64::MAX as u64) as i64
+    } else {
+        -((b.0 - a.0).min(i64::MAX as u64) as i64)
+    }
 }
 
 fn index(side: Side) -> usize {
