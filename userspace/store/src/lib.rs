@@ -678,8 +678,10 @@ impl Store {
 
     fn begin(&mut self) -> Result<(), StoreError> {
         if self.db.is_autocommit() {
+            // Cached like every other statement: `execute_batch` parses the SQL each time.
             self.db
-                .execute_batch("BEGIN IMMEDIATE")
+                .prepare_cached("BEGIN IMMEDIATE")
+                .and_then(|mut s| s.execute([]))
                 .map_err(self.sq())?;
         }
         Ok(())
@@ -687,7 +689,10 @@ impl Store {
 
     fn commit(&mut self) -> Result<(), StoreError> {
         if !self.db.is_autocommit() {
-            self.db.execute_batch("COMMIT").map_err(self.sq())?;
+            self.db
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+                .map_err(self.sq())?;
         }
         self.events_in_tx = 0;
         Ok(())
