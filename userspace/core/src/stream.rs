@@ -622,7 +622,21 @@ impl Stream {
 
     /// Where in `self.specs` the codec of a payload type is, resolved once per SDP version
     /// (no copy per packet); `None` when no SDP or static table names it.
+    #[inline]
     fn spec_slot(&mut self, pt: u8, ctx: &StreamCtx<'_>) -> Option<usize> {
+        // The usual packet, of the type the one before had, takes this inlined test; the
+        // rest is out of line (its call alone cost about 20 instructions, twice a packet).
+        if self.specs_version == ctx.media_version
+            && let Some((p, slot, _)) = self.last_spec
+            && p == pt
+        {
+            return slot;
+        }
+        self.resolve_spec(pt, ctx)
+    }
+
+    #[inline(never)]
+    fn resolve_spec(&mut self, pt: u8, ctx: &StreamCtx<'_>) -> Option<usize> {
         if self.specs_version != ctx.media_version {
             self.specs.clear();
             self.specs_version = ctx.media_version;
@@ -726,7 +740,16 @@ impl Stream {
         self.reorder.held > 0
     }
 
+    #[inline]
     fn release(&mut self, now: Timestamp, force: bool, ctx: &mut StreamCtx<'_>) {
+        // Nothing is held for nearly every packet: no call for it.
+        if self.reorder.held > 0 {
+            self.release_held(now, force, ctx);
+        }
+    }
+
+    #[inline(never)]
+    fn release_held(&mut self, now: Timestamp, force: bool, ctx: &mut StreamCtx<'_>) {
         while let Some((h, lost_before)) = self.reorder.pop(now, ctx.reorder_window, force) {
             let r = Released {
                 arrival: h.arrival,
@@ -896,10 +919,13 @@ impl Stream {
     }
 
     /// The decoder for `pt`, made once; false if the payload cannot be decoded.
+    #[inline]
     fn ensure_decoder(&mut self, pt: u8, slot: usize, rec_rate: u32) -> bool {
-        if self.decoder.as_ref().is_some_and(|d| d.pt == pt) {
-            return true;
-        }
+        self.decoder.as_ref().is_some_and(|d| d.pt == pt) || self.make_decoder(pt, slot, rec_rate)
+    }
+
+    #[inline(never)]
+    fn make_decoder(&mut self, pt: u8, slot: usize, rec_rate: u32) -> bool {
         let spec = self.spec_at(slot).clone();
         let spec = &spec;
         match codec::decoder_for(spec, rec_rate) {

@@ -214,17 +214,19 @@ impl Channel {
         Some(self.hw + (signed_nanos(ts, last) as f64 * per_sec / 1e9).round() as i64)
     }
 
-    fn live(&self, now: Timestamp, stall: Duration) -> bool {
+    fn live(&self, now: Timestamp, stall_ns: u64) -> bool {
         self.source.is_some()
             && !self.quiet
             && self
                 .last_arrival
-                .is_some_and(|t| now.saturating_since(t) < stall)
+                .is_some_and(|t| now.0.saturating_sub(t.0) < stall_ns)
     }
 }
 
 pub struct Timeline {
     cfg: TimelineConfig,
+    /// What each packet's placement asks of `cfg`, converted once.
+    per_packet: PerPacket,
     start: Timestamp,
     /// Frames already handed out.
     emitted: i64,
@@ -243,6 +245,16 @@ fn signed_nanos(a: Timestamp, b: Timestamp) -> i64 {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
+struct PerPacket {
+    /// `cfg.slip` and `cfg.max_ahead` in frames.
+    slip: i64,
+    max_ahead: i64,
+    /// `cfg.stall` and `cfg.stream_timeout` in nanoseconds.
+    stall_ns: u64,
+    stream_timeout_ns: i64,
+}
+
 fn index(side: Side) -> usize {
     match side {
         Side::Caller => 0,
@@ -254,6 +266,12 @@ impl Timeline {
     /// A timeline whose frame 0 is at capture time `start`.
     pub fn new(cfg: TimelineConfig, start: Timestamp) -> Self {
         Self {
+            per_packet: PerPacket {
+                slip: cfg.frames(cfg.slip).max(1),
+                max_ahead: cfg.frames(cfg.max_ahead),
+                stall_ns: u64::try_from(cfg.stall.as_nanos()).unwrap_or(u64::MAX),
+                stream_timeout_ns: i64::try_from(cfg.stream_timeout.as_nanos()).unwrap_or(i64::MAX),
+            },
             cfg,
             start,
             emitted: 0,
@@ -404,7 +422,7 @@ impl Timeline {
     ) -> Placement {
         let rate = self.cfg.rate;
         let n = samples.len() as i64;
-        let slip = self.cfg.frames(self.cfg.slip).max(1);
+        let slip = self.per_packet.slip;
         let emitted = self.emitted;
         let (me, other) = match side {
             Side::Caller => {
@@ -416,7 +434,7 @@ impl Timeline {
                 (b, &*a)
             }
         };
-        let other_live = other.live(arrival, self.cfg.stall);
+        let other_live = other.live(arrival, self.per_packet.stall_ns);
         // A packet arrives once its last sample was taken: where the other channel (or this
         // one's earlier stream) is at its arrival is where it ends.
         let reference = |me: &Channel| -> Option<i64> {
@@ -435,7 +453,7 @@ impl Timeline {
                 let tolerance = (rate as i64 / 2).max(arrival_gap.abs() / 4);
                 // RFC 3550 §5.1: timestamps advance with the sampling clock, so a jump that
                 // arrival does not show (or a step back) is a reset, not time passing.
-                let ended = dt > self.cfg.stream_timeout.as_nanos() as i64;
+                let ended = dt > self.per_packet.stream_timeout_ns;
                 if ended || rtp_gap > arrival_gap.max(0) + tolerance || rtp_gap < -n {
                     let at = reference(&*me).unwrap_or(me.hw).max(me.hw).max(emitted);
                     s.offset = at - pos;
@@ -512,7 +530,7 @@ impl Timeline {
         if frame >= limit {
             return Placement::PastLimit;
         }
-        let max_ahead = self.cfg.frames(self.cfg.max_ahead).max(n);
+        let max_ahead = self.per_packet.max_ahead.max(n);
         if frame + n - emitted > max_ahead {
             self.advance((frame + n - max_ahead).min(limit), sink);
         }
@@ -617,7 +635,7 @@ impl Timeline {
         let holding = self
             .channels
             .iter()
-            .filter(|c| c.live(now, self.cfg.stall))
+            .filter(|c| c.live(now, self.per_packet.stall_ns))
             .map(|c| c.hw)
             .min();
         let point = match holding {
@@ -626,7 +644,7 @@ impl Timeline {
         };
         let furthest = self.channels.iter().map(|c| c.hw).max().unwrap_or(0);
         point
-            .max(furthest - self.cfg.frames(self.cfg.max_ahead))
+            .max(furthest - self.per_packet.max_ahead)
             .max(self.emitted)
     }
 
