@@ -75,15 +75,7 @@ impl TimelineConfig {
     }
 
     fn frames(&self, d: Duration) -> i64 {
-        let ns = d.as_nanos();
-        // In 64 bits for every duration a packet path asks about (up to years at 48 kHz):
-        // a 128-bit division is a library call of about 60 instructions.
-        if let Ok(ns) = u64::try_from(ns)
-            && let Some(p) = ns.checked_mul(u64::from(self.rate))
-        {
-            return (p / 1_000_000_000) as i64;
-        }
-        (ns as i128 * self.rate as i128 / 1_000_000_000) as i64
+        (d.as_nanos() as i128 * self.rate as i128 / 1_000_000_000) as i64
     }
 }
 
@@ -247,9 +239,10 @@ fn signed_nanos(a: Timestamp, b: Timestamp) -> i64 {
 
 #[derive(Clone, Copy, Debug)]
 struct PerPacket {
-    /// `cfg.slip` and `cfg.max_ahead` in frames.
+    /// `cfg.slip`, `cfg.max_ahead` and `cfg.margin` in frames (a 128-bit division each).
     slip: i64,
     max_ahead: i64,
+    margin: i64,
     /// `cfg.stall` and `cfg.stream_timeout` in nanoseconds.
     stall_ns: u64,
     stream_timeout_ns: i64,
@@ -276,6 +269,7 @@ impl Timeline {
             per_packet: PerPacket {
                 slip: cfg.frames(cfg.slip).max(1),
                 max_ahead: cfg.frames(cfg.max_ahead),
+                margin: cfg.frames(cfg.margin),
                 stall_ns: u64::try_from(cfg.stall.as_nanos()).unwrap_or(u64::MAX),
                 stream_timeout_ns: i64::try_from(cfg.stream_timeout.as_nanos()).unwrap_or(i64::MAX),
             },
@@ -638,7 +632,7 @@ impl Timeline {
     }
 
     fn drain_point(&self, now: Timestamp, last_activity: Timestamp) -> i64 {
-        let margin = self.cfg.frames(self.cfg.margin);
+        let margin = self.per_packet.margin;
         let holding = self
             .channels
             .iter()
