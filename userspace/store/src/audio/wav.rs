@@ -92,14 +92,8 @@ impl WavFile {
             self.truncated = true;
         }
         let before = self.frames();
-        let mut bytes = [0u8; 1024];
-        for chunk in samples[..take].chunks(bytes.len() / 2) {
-            for (b, s) in bytes.chunks_exact_mut(2).zip(chunk) {
-                b.copy_from_slice(&s.to_le_bytes());
-            }
-            if let Err(e) = self.out.write_all(&bytes[..chunk.len() * 2]) {
-                return Err(io_err(self.part())(e));
-            }
+        if let Err(e) = write_le(&mut self.out, &samples[..take]) {
+            return Err(io_err(self.part())(e));
         }
         self.samples += take as u64;
         self.frames_since_flush += self.frames() - before;
@@ -152,6 +146,40 @@ impl AudioFile for WavFile {
     #[cfg(test)]
     fn set_max_samples(&mut self, n: u64) {
         WavFile::set_max_samples(self, n);
+    }
+}
+
+/// Writes 16-bit samples as little-endian bytes. On a little-endian machine those are the
+/// samples' own bytes, handed on with no copy through a zeroed buffer. They go in 1 KiB
+/// pieces: glibc copies bigger blocks with `rep movsb`, which callgrind counts one
+/// instruction a byte, and the figures in perf/ are callgrind's.
+fn write_le(out: &mut impl Write, samples: &[i16]) -> std::io::Result<()> {
+    #[cfg(target_endian = "little")]
+    {
+        for chunk in samples.chunks(512) {
+            // SAFETY: an `i16` is two initialised bytes with no padding, and `u8` has
+            // alignment 1, so the chunk's memory is a valid `[u8]` twice as long, borrowed
+            // for as long as `samples`.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    chunk.as_ptr().cast::<u8>(),
+                    std::mem::size_of_val(chunk),
+                )
+            };
+            out.write_all(bytes)?;
+        }
+        Ok(())
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        let mut bytes = [0u8; 1024];
+        for chunk in samples.chunks(bytes.len() / 2) {
+            for (b, s) in bytes.chunks_exact_mut(2).zip(chunk) {
+                b.copy_from_slice(&s.to_le_bytes());
+            }
+            out.write_all(&bytes[..chunk.len() * 2])?;
+        }
+        Ok(())
     }
 }
 
