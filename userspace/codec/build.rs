@@ -89,6 +89,16 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/ilbc_shim.c");
     println!("cargo:rerun-if-env-changed=VOXTAP_CODEC_WITHOUT");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    // A library installed after the first build (`cargo xtask deps` run late, an `apt-get
+    // install` of one codec) must be found without `cargo clean`: dpkg's database changes
+    // with every package installed or removed, so probe again then. (A library built by hand
+    // into /usr/local is not seen this way: `cargo clean -p voxtap-codec` after it.)
+    for db in ["/var/lib/dpkg/status", "/var/lib/rpm/rpmdb.sqlite"] {
+        if std::path::Path::new(db).exists() {
+            println!("cargo:rerun-if-changed={db}");
+        }
+    }
     let without = env::var("VOXTAP_CODEC_WITHOUT").unwrap_or_default();
     let disabled = |cfg: &str| {
         without
