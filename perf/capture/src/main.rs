@@ -373,7 +373,59 @@ fn editcap_pcapng(from: &Path, to: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+const USAGE: &str = "\
+capture-bench: reading capture files, voxtap-capture's reader against the pcap-file crate
+
+Usage: capture-bench [--calls N] [--talk-secs S] [--reps R] [--damage-frames N]
+                     [--input FILE] [--callgrind] [--keep]
+       capture-bench --pass voxtap|pcap-file --input FILE      (one pass, for callgrind)
+
+  --calls N           calls in the generated capture (default 1000)
+  --talk-secs S       their talk time (default 10)
+  --reps R            passes per reader and format; the fastest is reported (default 5)
+  --damage-frames N   frames in the damaged files (default 20000)
+  --input FILE        read FILE instead of generating a capture
+  --callgrind         instructions per frame instead, one valgrind run per reader
+  --keep              keep the files written under /dev/shm
+  -h, --help          this text";
+
+/// Exits with the usage on `-h`/`--help` (status 0) and on an argument this bench does not
+/// know or one missing its value (status 2), so that a mistyped flag is not silently ignored.
+fn check_args(usage: &str, with_value: &[&str], flags: &[&str]) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "-h" || a == "--help" {
+            println!("{usage}");
+            std::process::exit(0);
+        } else if flags.contains(&a) {
+            i += 1;
+        } else if with_value.contains(&a) && i + 1 < args.len() {
+            i += 2;
+        } else {
+            eprintln!(
+                "{}: unknown or incomplete argument {a:?}\n\n{usage}",
+                env!("CARGO_BIN_NAME")
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
+    check_args(
+        USAGE,
+        &[
+            "--calls",
+            "--talk-secs",
+            "--reps",
+            "--damage-frames",
+            "--input",
+            "--pass",
+        ],
+        &["--callgrind", "--keep"],
+    );
     if let Some(pass) = arg("--pass") {
         return one_pass(&pass);
     }

@@ -159,7 +159,41 @@ fn decode_pass(
     (samples, errors)
 }
 
+const USAGE: &str = "\
+codec-bench: what decoding one RTP payload costs, codec by codec
+
+Usage: codec-bench [--secs S] [--reps N] [--codec LABEL] [--callgrind]
+
+  --secs S        seconds of audio to encode and decode per codec (default 10)
+  --reps N        decode passes; the fastest is reported (default 20)
+  --codec LABEL   only this row (PCMU, G722, opus@8k, ...; labels as printed)
+  --callgrind     instructions per packet instead, one valgrind run per codec
+  -h, --help      this text
+
+A codec whose library this build lacks is listed as not built.";
+
+/// Every argument this bench knows, so that a mistyped one is an error, not ignored.
+fn check_args() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--callgrind" => i += 1,
+            "--secs" | "--reps" | "--codec" if i + 1 < args.len() => i += 2,
+            other => {
+                eprintln!("codec-bench: unknown or incomplete argument {other:?}\n\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
 fn main() {
+    check_args();
     let secs: u32 = arg("--secs").map_or(10, |v| v.parse().expect("--secs S"));
     let reps: usize = arg("--reps").map_or(20, |v| v.parse().expect("--reps N"));
     let only = arg("--codec");
@@ -217,7 +251,10 @@ fn main() {
     }
     println!();
     println!(
-        "Reproduce: cargo build --release -p voxtap-perf-codec && target/release/codec-bench --secs {secs} --reps {reps}"
+        "Reproduce: cargo build --release -p voxtap-perf-codec && target/release/codec-bench --secs {secs} --reps {reps}{}",
+        only.as_deref()
+            .map(|o| format!(" --codec {o}"))
+            .unwrap_or_default()
     );
 }
 

@@ -88,7 +88,58 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+const USAGE: &str = "\
+engine-bench: the single-threaded engine on generated concurrent G.711 calls
+
+Usage: engine-bench [--calls N] [--talk-secs S] [--ramp-ms MS] [--stage engine|full|both]
+                    [--shard I/N] [--inband] [--monitor] [--evidence]
+
+  --calls N        concurrent calls to generate (default 1000)
+  --talk-secs S    talk time once every call is up (default 10)
+  --ramp-ms MS     start the calls within about MS ms and hang up over as long
+                   (default: one every 20-50 ms, a BYE every 5 ms)
+  --stage STAGE    engine (parse, correlate, decode, mix), full (and the store writing
+                   WAV and the catalog to a temporary directory), or both (default)
+  --shard I/N      the engine as worker I of N (`voxtap replay --workers N`)
+  --inband         run the in-band DTMF detector on every stream
+  --monitor        emit the live view's events, as `voxtap run` does
+  --evidence       keep each call's frames as evidence
+  -h, --help       this text
+
+The frames are generated in memory first (about 140 MB per 1,000 calls at --talk-secs 3
+--ramp-ms 2000) and are not timed. For a figure that does not move with the machine's load,
+run it under callgrind (the command is printed at the end).";
+
+/// Exits with the usage on `-h`/`--help` (status 0) and on an argument this bench does not
+/// know or one missing its value (status 2), so that a mistyped flag is not silently ignored.
+fn check_args(usage: &str, with_value: &[&str], flags: &[&str]) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "-h" || a == "--help" {
+            println!("{usage}");
+            std::process::exit(0);
+        } else if flags.contains(&a) {
+            i += 1;
+        } else if with_value.contains(&a) && i + 1 < args.len() {
+            i += 2;
+        } else {
+            eprintln!(
+                "{}: unknown or incomplete argument {a:?}\n\n{usage}",
+                env!("CARGO_BIN_NAME")
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
+    check_args(
+        USAGE,
+        &["--calls", "--talk-secs", "--stage", "--ramp-ms", "--shard"],
+        &["--inband", "--monitor", "--evidence"],
+    );
     let calls: usize = arg("--calls").map_or(1000, |v| v.parse().expect("--calls N"));
     let talk: f64 = arg("--talk-secs").map_or(10.0, |v| v.parse().expect("--talk-secs S"));
     let stage = arg("--stage").unwrap_or_else(|| "both".into());

@@ -42,6 +42,23 @@ struct Args {
 /// The generator gives every call addresses of its own up to this many (`party_ips`).
 const MAX_CALLS: usize = 63_750;
 
+const USAGE: &str = "\
+live-bench: packets per second `voxtap run` takes on a veth pair before it loses any
+
+Usage: live-bench [--voxtap PATH] [--secs S] [--modes xdp,afpacket] [--rates N,N,...]
+                  [--calls K] [--workers N] [--viewers V]
+
+  --voxtap PATH   the voxtap binary (default target/release/voxtap)
+  --secs S        seconds of RTP per rate (default 2)
+  --modes LIST    capture modes to measure (default xdp,afpacket)
+  --rates LIST    packets per second to send (default 25000,...,800000)
+  --calls K       calls the RTP is spread over, 1 to 63750 (default 1)
+  --workers N     voxtap's engine threads (default: voxtap's own)
+  --viewers V     dashboards' worth of readers on the status socket (default 0)
+  -h, --help      this text
+
+Needs root (a veth pair, XDP); it is not a test.";
+
 fn parse_args() -> Args {
     let mut a = Args {
         voxtap: "target/release/voxtap".into(),
@@ -54,7 +71,14 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let Some(v) = it.next() else {
+            eprintln!("live-bench: {flag} needs a value\n\n{USAGE}");
+            std::process::exit(2);
+        };
         match flag.as_str() {
             "--voxtap" => a.voxtap = v,
             "--secs" => a.secs = v.parse().expect("--secs S"),
@@ -74,7 +98,10 @@ fn parse_args() -> Args {
             }
             "--workers" => a.workers = Some(v.parse().expect("--workers N")),
             "--viewers" => a.viewers = v.parse().expect("--viewers V"),
-            _ => panic!("unknown flag {flag}"),
+            _ => {
+                eprintln!("live-bench: unknown argument {flag:?}\n\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     a
