@@ -678,21 +678,39 @@ impl Timeline {
                     ch.buf.resize(n, 0);
                 }
             }
-            // Interleaved from contiguous slices into the sink's own room, a loop the
-            // compiler vectorises; the ring buffers only rotate when they have wrapped.
-            let (l, r) = (
-                &left.buf.make_contiguous()[..n],
-                &right.buf.make_contiguous()[..n],
-            );
+            // Interleaved into the sink's own room from the ring buffers' contiguous pieces
+            // as they lie (at most three stretches where both channels are contiguous), a
+            // loop the compiler vectorises. Rotating a wrapped buffer first
+            // (`make_contiguous`) moved everything it held, look-ahead included, at every
+            // chunk.
             let out = sink.audio_room(n * 2);
-            for ((o, &a), &b) in out.chunks_exact_mut(2).zip(l).zip(r) {
-                o[0] = a;
-                o[1] = b;
+            let (l, r) = (left.buf.as_slices(), right.buf.as_slices());
+            let mut done = 0;
+            while done < n {
+                let (a, b) = (from(l, done), from(r, done));
+                let k = a.len().min(b.len()).min(n - done);
+                for ((o, &x), &y) in out[done * 2..(done + k) * 2]
+                    .chunks_exact_mut(2)
+                    .zip(&a[..k])
+                    .zip(&b[..k])
+                {
+                    o[0] = x;
+                    o[1] = y;
+                }
+                done += k;
             }
             left.buf.drain(..n);
             right.buf.drain(..n);
             self.emitted += n as i64;
         }
+    }
+}
+
+/// A ring buffer's samples from `at` on, up to the end of the piece `at` falls in.
+fn from<'a>((head, tail): (&'a [i16], &'a [i16]), at: usize) -> &'a [i16] {
+    match head.get(at..) {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => &tail[at - head.len()..],
     }
 }
 
@@ -875,6 +893,55 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every sample distinct and the two channels different, handed out in odd chunks while
+    /// the ring buffers wrap at different places: each frame is the two channels' samples of
+    /// that frame, in order.
+    #[test]
+    fn chunks_from_wrapped_buffers_interleave_each_frame_in_order() {
+        let value = |k: i64| (k % 30_000 + 1) as i16;
+        let mut t = tl();
+        let mut out = Collect::default();
+        let packets = 50 * 60;
+        // The callee starts 7 packets (1,120 frames) late and sends 80-frame packets, so its
+        // buffer holds a different stretch and wraps elsewhere.
+        for i in 0..packets {
+            let ts = at(20 * i as u64);
+            let left: Vec<i16> = (0..160).map(|j| value(160 * i + j)).collect();
+            t.place(Side::Caller, 1, 160 * i, ts, &left, &mut out);
+            if i >= 7 {
+                for half in 0..2 {
+                    let first = 160 * i + 80 * half;
+                    let right: Vec<i16> = (0..80).map(|j| -value(first + j)).collect();
+                    let sent = at(20 * i as u64 + 10 * half as u64);
+                    t.place(Side::Callee, 2, first, sent, &right, &mut out);
+                }
+            }
+            if i % 3 == 0 {
+                t.drain(ts, ts, 700, &mut out);
+            }
+        }
+        t.finish_all(at(20 * packets as u64), &mut out);
+        let n = (160 * packets) as usize;
+        assert!(out.frames.len() >= n, "{} frames", out.frames.len());
+        let want_left: Vec<i16> = (0..n as i64).map(value).collect();
+        same(&out.side(Side::Caller)[..n], &want_left, "caller");
+        // Where the callee's first packet lands is the timeline's anchoring (on arrival);
+        // from there on every sample follows in order.
+        let right = out.side(Side::Callee);
+        let start = right
+            .iter()
+            .position(|&s| s != 0)
+            .expect("the callee is heard");
+        assert!(
+            (1120..=1200).contains(&start),
+            "the callee starts at {start}"
+        );
+        let want_right: Vec<i16> = (1120..(n - start + 1120) as i64)
+            .map(|k| -value(k))
+            .collect();
+        same(&right[start..n], &want_right, "callee");
     }
 
     /// Timestamps compressed 4x (a fast replay): the recording is as long as the media.
