@@ -40,17 +40,7 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use voxtap_capture::CaptureFile;
 use voxtap_gen::{GenConfig, Scenario, generate, write_pcap};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
+use voxtap_perf_args::{arg, flag};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reader {
@@ -389,32 +379,8 @@ Usage: capture-bench [--calls N] [--talk-secs S] [--reps R] [--damage-frames N]
   --keep              keep the files written under /dev/shm
   -h, --help          this text";
 
-/// Exits with the usage on `-h`/`--help` (status 0) and on an argument this bench does not
-/// know or one missing its value (status 2), so that a mistyped flag is not silently ignored.
-fn check_args(usage: &str, with_value: &[&str], flags: &[&str]) {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        if a == "-h" || a == "--help" {
-            println!("{usage}");
-            std::process::exit(0);
-        } else if flags.contains(&a) {
-            i += 1;
-        } else if with_value.contains(&a) && i + 1 < args.len() {
-            i += 2;
-        } else {
-            eprintln!(
-                "{}: unknown or incomplete argument {a:?}\n\n{usage}",
-                env!("CARGO_BIN_NAME")
-            );
-            std::process::exit(2);
-        }
-    }
-}
-
 fn main() {
-    check_args(
+    voxtap_perf_args::check_or_exit(
         USAGE,
         &[
             "--calls",

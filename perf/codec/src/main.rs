@@ -17,13 +17,7 @@ use std::time::Instant;
 
 use voxtap_codec::encode::encoder_for;
 use voxtap_codec::{CodecSpec, decoder_for};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
+use voxtap_perf_args::arg;
 
 /// A codec setup to measure: label, encoding name, clock rate, channels, fmtp, rate hint.
 struct Case {
@@ -172,32 +166,12 @@ Usage: codec-bench [--secs S] [--reps N] [--codec LABEL] [--callgrind]
 
 A codec whose library this build lacks is listed as not built.";
 
-/// Every argument this bench knows, so that a mistyped one is an error, not ignored.
-fn check_args() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--callgrind" => i += 1,
-            "--secs" | "--reps" | "--codec" if i + 1 < args.len() => i += 2,
-            other => {
-                eprintln!("codec-bench: unknown or incomplete argument {other:?}\n\n{USAGE}");
-                std::process::exit(2);
-            }
-        }
-    }
-}
-
 fn main() {
-    check_args();
+    voxtap_perf_args::check_or_exit(USAGE, &["--secs", "--reps", "--codec"], &["--callgrind"]);
     let secs: u32 = arg("--secs").map_or(10, |v| v.parse().expect("--secs S"));
     let reps: usize = arg("--reps").map_or(20, |v| v.parse().expect("--reps N"));
     let only = arg("--codec");
-    let callgrind = std::env::args().any(|a| a == "--callgrind");
+    let callgrind = voxtap_perf_args::flag("--callgrind");
     let cases: Vec<&Case> = CASES
         .iter()
         .filter(|c| only.as_deref().is_none_or(|o| o == c.label))

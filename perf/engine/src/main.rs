@@ -30,6 +30,7 @@ use std::time::Instant;
 use voxtap_core::vocab::Shard;
 use voxtap_core::{Engine, EngineConfig, LinkType, Timestamp};
 use voxtap_gen::{GenConfig, Scenario, generate};
+use voxtap_perf_args::{arg, flag};
 use voxtap_store::{RunSummary, Store, StoreOptions};
 
 /// mimalloc, as in `voxtap`, counting allocations and live bytes while `COUNTING` is set.
@@ -81,13 +82,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
 const USAGE: &str = "\
 engine-bench: the single-threaded engine on generated concurrent G.711 calls
 
@@ -110,32 +104,8 @@ The frames are generated in memory first (about 140 MB per 1,000 calls at --talk
 --ramp-ms 2000) and are not timed. For a figure that does not move with the machine's load,
 run it under callgrind (the command is printed at the end).";
 
-/// Exits with the usage on `-h`/`--help` (status 0) and on an argument this bench does not
-/// know or one missing its value (status 2), so that a mistyped flag is not silently ignored.
-fn check_args(usage: &str, with_value: &[&str], flags: &[&str]) {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        if a == "-h" || a == "--help" {
-            println!("{usage}");
-            std::process::exit(0);
-        } else if flags.contains(&a) {
-            i += 1;
-        } else if with_value.contains(&a) && i + 1 < args.len() {
-            i += 2;
-        } else {
-            eprintln!(
-                "{}: unknown or incomplete argument {a:?}\n\n{usage}",
-                env!("CARGO_BIN_NAME")
-            );
-            std::process::exit(2);
-        }
-    }
-}
-
 fn main() {
-    check_args(
+    voxtap_perf_args::check_or_exit(
         USAGE,
         &["--calls", "--talk-secs", "--stage", "--ramp-ms", "--shard"],
         &["--inband", "--monitor", "--evidence"],
@@ -154,13 +124,11 @@ fn main() {
         }
     });
     let engine_cfg = EngineConfig {
-        inband_dtmf: std::env::args().any(|a| a == "--inband"),
+        inband_dtmf: flag("--inband"),
         // As `voxtap run` with its live view (the default there): SIP and progress events.
-        monitor: std::env::args().any(|a| a == "--monitor"),
+        monitor: flag("--monitor"),
         // Each call's frames kept as evidence (`[evidence] enabled`), chunks dropped here.
-        evidence: std::env::args()
-            .any(|a| a == "--evidence")
-            .then(voxtap_core::evidence::EvidenceConfig::default),
+        evidence: flag("--evidence").then(voxtap_core::evidence::EvidenceConfig::default),
         shard,
         ..EngineConfig::default()
     };
