@@ -27,6 +27,7 @@ pub struct WavFile {
     final_path: PathBuf,
     out: PooledFile,
     channels: u16,
+    sample_rate: u32,
     samples: u64,
     max_samples: u64,
     frames_since_flush: u64,
@@ -54,6 +55,7 @@ impl WavFile {
             final_path,
             out,
             channels,
+            sample_rate,
             samples: 0,
             max_samples: MAX_DATA_BYTES / block * u64::from(channels),
             frames_since_flush: 0,
@@ -76,12 +78,12 @@ impl WavFile {
         self.out.path()
     }
 
-    /// Rewrites the RIFF and data sizes for the whole frames written.
+    /// Rewrites the header with the RIFF and data sizes for the whole frames written: the
+    /// whole 44 bytes in one write (one `pwrite` at the flush), not the two sizes apart.
     fn rewrite_sizes(&mut self) -> io::Result<()> {
         let data = (self.frames() * u64::from(self.channels) * BYTES_PER_SAMPLE) as u32;
         self.out
-            .write_all_at(&(data + (HEADER_LEN as u32 - 8)).to_le_bytes(), 4)?;
-        self.out.write_all_at(&data.to_le_bytes(), 40)
+            .write_all_at(&header(self.channels, self.sample_rate, data), 0)
     }
 
     /// Appends interleaved samples; a frame split across calls is completed by the next one.
