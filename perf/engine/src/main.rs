@@ -82,6 +82,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Events per batch of `voxtap`'s writer thread (`userspace/voxtap/src/writer.rs`, `BATCH`).
+const WRITER_BATCH: usize = 512;
+
 const USAGE: &str = "\
 engine-bench: the single-threaded engine on generated concurrent G.711 calls
 
@@ -223,10 +226,20 @@ fn main() {
         let base = LIVE.load(Ordering::Relaxed);
         PEAK.store(base, Ordering::Relaxed);
         let mut most = 0usize;
+        // As `voxtap`'s writer takes them: in batches of up to 512 events, each one
+        // transaction for what commits in it.
+        let mut in_batch = 0usize;
+        store.begin_batch();
         for (i, f) in frames.iter().enumerate() {
             engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
             while let Some(e) = engine.poll_event() {
                 store.handle(e).expect("store");
+                in_batch += 1;
+                if in_batch == WRITER_BATCH {
+                    store.end_batch().expect("store");
+                    store.begin_batch();
+                    in_batch = 0;
+                }
             }
             if i % 4096 == 0 {
                 most = most.max(engine.active_recordings());
@@ -241,6 +254,7 @@ fn main() {
         while let Some(e) = engine.poll_event() {
             store.handle(e).expect("store");
         }
+        store.end_batch().expect("store");
         let s = engine.stats().clone();
         let report = store
             .finish(&RunSummary::from_stats(&s, engine.now()))

@@ -58,8 +58,9 @@ pub struct StoreOptions {
     /// Seconds of audio between WAV header rewrites; a crash loses at most this much of a `.part`
     /// (plus what the kernel had not written back, for a power loss). 0 flushes on every batch.
     pub wav_flush_secs: f64,
-    /// Catalog-writing events per transaction (audio does not count). Call end, recording start
-    /// and recording stop always commit.
+    /// Catalog-writing events per transaction (audio does not count). A recording's start
+    /// always commits at once (its row is durable before its file exists); call end and
+    /// recording stop commit at once, or inside a batch ([`Store::begin_batch`]) at its end.
     pub commit_every: usize,
     /// What was captured (file names or interface), saved in `runs.source`.
     pub source: String,
@@ -307,6 +308,10 @@ pub struct Store {
     opts: StoreOptions,
     run_id: i64,
     events_in_tx: usize,
+    /// Inside a batch: events that commit wait for its end ([`Store::end_batch`]).
+    batching: bool,
+    /// Such an event came in the batch.
+    commit_due: bool,
     calls: HashMap<CallHandle, CallState>,
     ended: VecDeque<CallHandle>,
     recs: HashMap<RecordingHandle, OpenRecording>,
@@ -450,6 +455,8 @@ impl Store {
             opts,
             run_id,
             events_in_tx: 0,
+            batching: false,
+            commit_due: false,
             calls: HashMap::new(),
             ended: VecDeque::new(),
             recs: HashMap::new(),
@@ -577,7 +584,29 @@ impl Store {
             }
         };
         self.events_in_tx += 1;
-        if commit_now || self.events_in_tx >= self.opts.commit_every.max(1) {
+        if (commit_now && !self.batching) || self.events_in_tx >= self.opts.commit_every.max(1) {
+            self.commit()?;
+        } else if commit_now {
+            self.commit_due = true;
+        }
+        Ok(())
+    }
+
+    /// Starts a batch of events handed over together (the writer's): a call's end or a
+    /// recording's stop then commits once, at [`Store::end_batch`], with the rest of the
+    /// batch, instead of once each. A call that ends commits its recording's stop, its
+    /// streams and its end together; calls ending together share a transaction. A
+    /// recording's start still commits at once: its row is durable before its file exists.
+    /// A kill inside a batch loses what the batch has not committed, as it would lose the
+    /// batch not yet handed over; the catalog stays consistent.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends the batch begun by [`Store::begin_batch`], committing if an event in it asked to.
+    pub fn end_batch(&mut self) -> Result<(), StoreError> {
+        self.batching = false;
+        if self.commit_due {
             self.commit()?;
         }
         Ok(())
@@ -695,6 +724,7 @@ impl Store {
                 .map_err(self.sq())?;
         }
         self.events_in_tx = 0;
+        self.commit_due = false;
         Ok(())
     }
 

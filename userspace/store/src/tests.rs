@@ -2365,3 +2365,88 @@ fn evidence_is_erased_per_call_and_expired_by_age() {
     let again = erase::erase(&db, &dir, &by_id, t(3000)).unwrap();
     assert_eq!((again.evidence_files, again.files_deleted), (0, 0));
 }
+
+/// What another reader of the catalog sees: the call's state and its recording's.
+fn seen(dir: &Path) -> (String, String) {
+    let db = catalog(dir);
+    db.query_row(
+        "SELECT c.state, r.state FROM calls c JOIN recordings r ON r.call_id = c.id",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_batch_commits_a_calls_end_once_at_its_end_and_a_recordings_start_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = Store::open(tmp.path(), opts()).unwrap();
+    store.begin_batch();
+    store.handle(started(1, 0, "batch@host")).unwrap();
+    store.handle(answered(1, 100)).unwrap();
+    // The start commits inside the batch too: the row is durable before the file exists.
+    store.handle(rec_started(1, 1, 100)).unwrap();
+    let rel = "recordings/2024/03/01/1-batch_host.wav";
+    assert!(tmp.path().join(format!("{rel}.part")).exists());
+    assert_eq!(seen(tmp.path()), ("answered".into(), "recording".into()));
+    store.handle(audio(1, 0, 8000)).unwrap();
+    store.end_batch().unwrap();
+
+    store.begin_batch();
+    store.handle(rec_stopped(1, 1, 1100, 8000)).unwrap();
+    store
+        .handle(ended(1, 1100, EndReason::Bye, Some(200)))
+        .unwrap();
+    // The file is final; the catalog says so once the batch ends, both rows together.
+    assert!(tmp.path().join(rel).exists());
+    assert_eq!(seen(tmp.path()), ("answered".into(), "recording".into()));
+    store.end_batch().unwrap();
+    assert_eq!(seen(tmp.path()), ("ended".into(), "complete".into()));
+
+    // Outside a batch, a call's end commits at once, as before.
+    store.handle(started(2, 2000, "alone@host")).unwrap();
+    store.handle(answered(2, 2100)).unwrap();
+    store.handle(rec_started(2, 2, 2100)).unwrap();
+    store.handle(rec_stopped(2, 2, 3100, 0)).unwrap();
+    store
+        .handle(ended(2, 3100, EndReason::Bye, Some(200)))
+        .unwrap();
+    let db = catalog(tmp.path());
+    let state: String = db
+        .query_row(
+            "SELECT state FROM calls WHERE sip_call_id = 'alone@host'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "ended");
+    drop(db);
+    store.finish(&RunSummary::default()).unwrap();
+}
+
+/// A kill inside a batch, after the file was made final and before the batch committed:
+/// the next open finds the `.wav` and says the recording was recovered; the call was
+/// interrupted. Nothing is inconsistent.
+#[test]
+fn a_kill_inside_a_batch_leaves_a_catalog_the_next_open_repairs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut store = Store::open(dir, opts()).unwrap();
+    store.handle(started(1, 0, "killed@host")).unwrap();
+    store.handle(answered(1, 100)).unwrap();
+    store.handle(rec_started(1, 1, 100)).unwrap();
+    feed(&mut store, 1, 0, 16_000);
+    store.begin_batch();
+    store.handle(rec_stopped(1, 1, 2100, 16_000)).unwrap();
+    store
+        .handle(ended(1, 2100, EndReason::Bye, Some(200)))
+        .unwrap();
+    store.simulate_crash();
+
+    let store = Store::open(dir, opts()).unwrap();
+    let rel = PathBuf::from("recordings/2024/03/01/1-killed_host.wav");
+    assert_eq!(store.recovery().recordings_recovered, vec![rel.clone()]);
+    assert_pattern(&read_wav(&dir.join(&rel)).1, 16_000);
+    assert_eq!(seen(dir), ("interrupted".into(), "recovered".into()));
+    store.finish(&RunSummary::default()).unwrap();
+}

@@ -187,11 +187,17 @@ fn write(
                         b.apply(ev);
                     }
                 }
+                // One transaction for what in the batch commits (calls ending, recordings
+                // stopping), not one each.
+                store.begin_batch();
                 for ev in batch {
                     store
                         .handle(ev)
                         .context("cannot write recording or catalog")?;
                 }
+                store
+                    .end_batch()
+                    .context("cannot write recording or catalog")?;
                 queued.fetch_sub(n, Ordering::Relaxed);
                 if let Ok(mut p) = pending.lock() {
                     p.pop_front();
