@@ -12,6 +12,12 @@
 //! too. After SIGTERM, voxtap's own count of frames is compared with what was sent. The benchmark prints a table and the command that
 //! reproduces it. It needs root; it is not a test.
 //!
+//! Each row also gives the CPU time voxtap's threads spent per RTP packet sent, from each
+//! thread's `schedstat` before the RTP and after it has settled: the capture thread, the
+//! workers and the rest (the writer, the live view). Below the rate a thread saturates at, its
+//! figure includes its wake-ups (a poll that returns a few frames costs a context switch), so
+//! it falls as the rate rises. The kernel's receive side (softirq) is not in it.
+//!
 //! With `--viewers V`, V dashboards' worth of readers stay attached to the run's status socket
 //! for the whole measurement (each reading every snapshot; the first following call 1's
 //! detail), to show what the live view costs the capture.
@@ -176,8 +182,56 @@ struct Outcome {
     achieved_pps: f64,
     seen: u64,
     describe: String,
+    /// CPU spent from just before the RTP to just before the live figures are asked for.
+    cpu: CpuSpent,
     /// What voxtap's live figures said just before it was stopped (SIGUSR1).
     figures: Option<Figures>,
+}
+
+/// CPU time of voxtap's threads, in nanoseconds (each thread's `schedstat`): the capture
+/// thread (its main thread), the engine workers and the rest. The kernel's receive side (the
+/// XDP program, the copy into AF_XDP or AF_PACKET) is not in it: it runs in softirq, and a
+/// kernel without `CONFIG_IRQ_TIME_ACCOUNTING` (this one) only samples that time by the tick.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuSpent {
+    capture: u64,
+    workers: u64,
+    other: u64,
+}
+
+impl CpuSpent {
+    fn sample(pid: u32) -> CpuSpent {
+        let mut c = CpuSpent::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return c;
+        };
+        for t in tasks.flatten() {
+            let dir = t.path();
+            let tid: u32 = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            // schedstat: time on a CPU (ns), time waiting for one, timeslices.
+            let ns: u64 = std::fs::read_to_string(dir.join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+                .unwrap_or(0);
+            if tid == pid {
+                c.capture += ns;
+            } else if comm.starts_with("voxtap-worker") {
+                c.workers += ns;
+            } else {
+                c.other += ns;
+            }
+        }
+        c
+    }
+
+    fn since(self, before: CpuSpent) -> CpuSpent {
+        CpuSpent {
+            capture: self.capture.saturating_sub(before.capture),
+            workers: self.workers.saturating_sub(before.workers),
+            other: self.other.saturating_sub(before.other),
+        }
+    }
 }
 
 /// The parts of a `voxtap run` live figures line the bench uses.
@@ -281,6 +335,7 @@ fn one_run(args: &Args, mode: &str, pps: u64, calls: &[Call]) -> Outcome {
     let count = (pps as f64 * args.secs) as u64;
     let templates: Vec<Vec<u8>> = calls.iter().map(|c| c.rtp.clone()).collect();
     let k = templates.len() as u64;
+    let cpu_before = CpuSpent::sample(child.id());
     let took = net
         .send_at_rate(count, pps, move |i, frame| {
             // Round robin: frame i is packet i / K of call i % K.
@@ -296,6 +351,7 @@ fn one_run(args: &Args, mode: &str, pps: u64, calls: &[Call]) -> Outcome {
         })
         .expect("send RTP");
     std::thread::sleep(Duration::from_millis(1500));
+    let cpu = CpuSpent::sample(child.id()).since(cpu_before);
     // The live figures (worker drops are only in them), then stop. A line asked for now is
     // built after the last frame was handled: nothing more arrives.
     while rx.try_recv().is_ok() {}
@@ -337,6 +393,7 @@ fn one_run(args: &Args, mode: &str, pps: u64, calls: &[Call]) -> Outcome {
         achieved_pps: count as f64 / took.as_secs_f64(),
         seen,
         describe,
+        cpu,
         figures,
     }
 }
@@ -401,9 +458,9 @@ fn main() {
         args.secs
     );
     println!(
-        "| capture | calls | workers | offered pps | achieved pps | sent | seen by the engine | shed while the workers were behind: media (other) | lost | RTP % per worker |"
+        "| capture | calls | workers | offered pps | achieved pps | sent | seen by the engine | shed while the workers were behind: media (other) | lost | RTP % per worker | voxtap CPU ns/pkt: capture thread, workers, other |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     let mut best = Vec::new();
     let mut notes = Vec::new();
     for mode in &args.modes {
@@ -441,9 +498,17 @@ fn main() {
                 None => ("?".into(), "?".into(), "?".into()),
             };
             workers_used = workers.clone();
+            let rtp = (o.sent - setup_frames as u64).max(1);
+            let per = |ns: u64| ns as f64 / rtp as f64;
             println!(
-                "| {mode} | {} | {workers} | {pps} | {:.0} | {} | {} | {dropped} | {lost} | {share} |",
-                args.calls, o.achieved_pps, o.sent, o.seen
+                "| {mode} | {} | {workers} | {pps} | {:.0} | {} | {} | {dropped} | {lost} | {share} | {:.0}, {:.0}, {:.0} |",
+                args.calls,
+                o.achieved_pps,
+                o.sent,
+                o.seen,
+                per(o.cpu.capture),
+                per(o.cpu.workers),
+                per(o.cpu.other)
             );
             let worker_drop = o
                 .figures
