@@ -2,10 +2,11 @@
 # replay-compare: `voxtap replay` side by side with tshark and the I/O floor, on the same
 # generated capture, in interleaved rounds (so a busy host slows every contender alike).
 #
-#   perf/replay/compare.sh [CALLS] [TALK_SECS] [ROUNDS]      (default 1000 10 3)
+#   perf/replay/compare.sh [CALLS] [TALK_SECS] [ROUNDS] [WORKERS]   (default 1000 10 3, and
+#                                                                  voxtap's own worker count)
 #
-# - voxtap: `voxtap replay --quiet --out DIR capture.pcap`, every stereo WAV and the catalog
-#   written to a tmpfs (/dev/shm);
+# - voxtap: `voxtap replay --quiet --out DIR capture.pcap` (with `--workers WORKERS` if given),
+#   every stereo WAV and the catalog written to a tmpfs (/dev/shm);
 # - tshark: `tshark -q -z sip,stat -z rtp,streams -r capture.pcap`, which writes no audio;
 # - I/O floor: reading the capture (cat > /dev/null) plus writing as many WAV bytes as voxtap
 #   wrote to the same tmpfs (dd).
@@ -15,13 +16,20 @@ set -euo pipefail
 calls=${1:-1000}
 talk=${2:-10}
 rounds=${3:-3}
+workers=${4:-}
+case "$workers" in
+  '' | *[!0-9]*) [ -z "$workers" ] || { echo "WORKERS must be a number, not $workers" >&2; exit 2; } ;;
+esac
+workers_args=()
+workers_shown=${workers:-default}
+[ -z "$workers" ] || workers_args=(--workers "$workers")
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=/dev/shm/voxtap-replay-compare
 rm -rf "$work"
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 
-echo "# command: perf/replay/compare.sh $calls $talk $rounds"
+echo "# command: perf/replay/compare.sh $calls $talk $rounds${workers:+ $workers}"
 cargo build --release --quiet -p voxtap -p voxtap-gen --manifest-path "$root/Cargo.toml"
 voxtap="$root/target/release/voxtap"
 "$root/target/release/voxtap-gen" --scenario concurrent --calls "$calls" --talk-secs "$talk" \
@@ -41,7 +49,7 @@ secs() { # run "$@" and print its wall-clock seconds
 declare -a tv tt tf
 for r in $(seq 1 "$rounds"); do
   rm -rf "$work/out"
-  tv[$r]=$(secs "$voxtap" replay --quiet --out "$work/out" "$work/capture.pcap")
+  tv[$r]=$(secs "$voxtap" replay --quiet "${workers_args[@]}" --out "$work/out" "$work/capture.pcap")
   wav_bytes=$(find "$work/out/recordings" -name '*.wav' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
   rm -rf "$work/out"
   if command -v tshark >/dev/null; then
@@ -65,7 +73,7 @@ echo "capture: $calls concurrent G.711 calls, $talk s talk, $packets packets, $(
 echo
 echo "| contender | seconds | packets/s |"
 echo "|---|---:|---:|"
-echo "| voxtap replay (WAV + catalog) | $(range "${tv[@]}") | $(pps "${tv[@]}") |"
+echo "| voxtap replay (WAV + catalog), workers: $workers_shown | $(range "${tv[@]}") | $(pps "${tv[@]}") |"
 echo "| tshark -z sip,stat -z rtp,streams (no audio) | $(range "${tt[@]}") | $(pps "${tt[@]}") |"
 echo "| I/O floor (read capture + write the WAV bytes) | $(range "${tf[@]}") | $(pps "${tf[@]}") |"
 echo

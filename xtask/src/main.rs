@@ -333,7 +333,7 @@ fn bench_smoke(root: &Path) -> Result<()> {
     ]))?;
     run(Command::new("bash")
         .arg(root.join("perf/replay/compare.sh"))
-        .args(["20", "1", "1"]))?;
+        .args(["20", "1", "1", "1"]))?;
     // /proc/self belongs to the process's effective user.
     let root_user = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
