@@ -254,7 +254,8 @@ pub struct ReplayArgs {
     pub quiet: bool,
     /// Engine threads, each decoding and recording a share of the calls (every worker reads
     /// all the input; the output is the same whatever the count). Default: one per core;
-    /// one when a tenant listens for in-band DTMF.
+    /// one when a tenant listens for in-band DTMF. On 2 cores, 1 is faster for G.711 and 2
+    /// for costlier codecs (perf/RESULTS.md).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: Option<u32>,
     /// Show the live dashboard while replaying (see docs/tui.md); it stays up, browsable,
