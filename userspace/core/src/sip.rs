@@ -892,6 +892,13 @@ pub fn parse_uri(uri: &str) -> Option<UriParts<'_>> {
 /// Looks at most [`MAX_START_LINE`] bytes; leading CRLFs (RFC 3261 §7.5) are skipped.
 pub fn looks_like_sip(payload: &[u8]) -> bool {
     let p = skip_crlf(&payload[..payload.len().min(MAX_START_LINE)]);
+    // Either start line begins with a token byte (a method, or the `S` of `SIP/2.0`): any
+    // other first byte (an RTP or RTCP header's 0x80-0xbf, binary) is rejected here, before
+    // the line is looked for (a `memchr` over up to 2 KiB: about 190 instructions for an
+    // RTP packet, paid by every datagram on no known flow).
+    if !p.first().is_some_and(|&b| is_token_byte(b)) {
+        return false;
+    }
     let Some((_, line)) = first_line(p) else {
         return false;
     };
@@ -1632,6 +1639,38 @@ preamble\n--b;1 x\nContent-Type: text/plain\n\nhello\n--b;1 x  \ncontent-type:ap
         long.resize(MAX_START_LINE + 10, b'a');
         long.extend_from_slice(b" SIP/2.0\r\n");
         assert!(!looks_like_sip(&long));
+    }
+
+    /// The first-byte reject takes nothing the start-line check would accept: every first
+    /// byte, before the rest of a request line and of a status line, gives what the whole
+    /// check gives.
+    #[test]
+    fn looks_like_sip_first_byte_reject_agrees_with_the_start_line_check() {
+        let whole = |p: &[u8]| {
+            let p = skip_crlf(&p[..p.len().min(MAX_START_LINE)]);
+            first_line(p).is_some_and(|(_, line)| {
+                split_status_line(line).is_some() || split_request_line(line).is_some()
+            })
+        };
+        let mut accepted = 0;
+        for b in 0..=255u8 {
+            for rest in [
+                &b"NVITE sip:a@b SIP/2.0\r\n"[..],
+                b"IP/2.0 200 OK\r\n",
+                b" sip:a@b SIP/2.0\r\n",
+            ] {
+                let mut p = vec![b];
+                p.extend_from_slice(rest);
+                assert_eq!(
+                    looks_like_sip(&p),
+                    whole(&p),
+                    "first byte {b:#04x}, then {rest:?}"
+                );
+                accepted += usize::from(whole(&p));
+            }
+        }
+        // Every token byte starts an extension method; `S` and `s` start `SIP/2.0`.
+        assert!(accepted > 70, "{accepted}");
     }
 
     #[test]
