@@ -12,8 +12,13 @@
 //! (and the store) hold, not the bench's frames; per recorded call, over the most recordings
 //! open at once.
 //!
-//! Usage: engine-bench [--calls N] [--talk-secs S] [--ramp-ms MS] [--stage engine|full|both]
-//! [--inband] [--shard I/N]
+//! Two more stages split the engine's cost: `parse` (each frame's layers, every SIP message
+//! with its SDP, every RTP header; no state kept, under callgrind toggle `*parse_pass*`) and
+//! `correlate` (the engine as a worker that owns no call: dialogs, flows, streams' order and
+//! digits, conversations and decisions, without decoding or the timeline).
+//!
+//! Usage: engine-bench [--calls N] [--talk-secs S] [--ramp-ms MS]
+//! [--stage parse|correlate|engine|full|both|all] [--inband] [--shard I/N]
 //! (`--talk-secs`: talk time once every call is up, default 10; `--ramp-ms`: the calls start
 //! within about MS ms and hang up over as long, instead of one every 20-50 ms and a BYE every
 //! 5 ms, which takes 350 s of ramp for 10,000 calls; `--inband` runs the in-band DTMF detector
@@ -88,15 +93,20 @@ const WRITER_BATCH: usize = 512;
 const USAGE: &str = "\
 engine-bench: the single-threaded engine on generated concurrent G.711 calls
 
-Usage: engine-bench [--calls N] [--talk-secs S] [--ramp-ms MS] [--stage engine|full|both]
+Usage: engine-bench [--calls N] [--talk-secs S] [--ramp-ms MS]
+                    [--stage parse|correlate|engine|full|both|all]
                     [--shard I/N] [--inband] [--monitor] [--evidence]
 
   --calls N        concurrent calls to generate (default 1000)
   --talk-secs S    talk time once every call is up (default 10)
   --ramp-ms MS     start the calls within about MS ms and hang up over as long
                    (default: one every 20-50 ms, a BYE every 5 ms)
-  --stage STAGE    engine (parse, correlate, decode, mix), full (and the store writing
-                   WAV and the catalog to a temporary directory), or both (default)
+  --stage STAGE    parse (each frame's layers, SIP with its SDP, RTP headers; no state),
+                   correlate (the engine without the audio: dialogs, flows, streams'
+                   order and digits, conversations, decisions; a worker owning no call),
+                   engine (parse, correlate, decode, mix), full (and the store writing
+                   WAV and the catalog to a temporary directory), both (engine and full,
+                   the default) or all four
   --shard I/N      the engine as worker I of N (`voxtap replay --workers N`)
   --inband         run the in-band DTMF detector on every stream
   --monitor        emit the live view's events, as `voxtap run` does
@@ -116,6 +126,19 @@ fn main() {
     let calls: usize = arg("--calls").map_or(1000, |v| v.parse().expect("--calls N"));
     let talk: f64 = arg("--talk-secs").map_or(10.0, |v| v.parse().expect("--talk-secs S"));
     let stage = arg("--stage").unwrap_or_else(|| "both".into());
+    let stages: &[&str] = match stage.as_str() {
+        "parse" => &["parse"],
+        "correlate" => &["correlate"],
+        "engine" => &["engine"],
+        "full" => &["full"],
+        "both" => &["engine", "full"],
+        "all" => &["parse", "correlate", "engine", "full"],
+        other => {
+            eprintln!("engine-bench: unknown --stage {other:?}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let runs = |s: &str| stages.contains(&s);
     let ramp_ms: Option<f64> = arg("--ramp-ms").map(|v| v.parse().expect("--ramp-ms MS"));
     // `--shard I/N`: the engine as worker I of N (`voxtap replay --workers N`), which reads
     // every packet and decodes and records only its calls.
@@ -162,7 +185,53 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|");
     let mut memory = None;
     let mut full_memory = None;
-    if stage == "engine" || stage == "both" {
+    if runs("parse") {
+        let t = Instant::now();
+        let c = parse_pass(&frames);
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(c.frames, frames.len() as u64);
+        assert!(c.sip > 0 && c.rtp > 0, "SIP and RTP parsed: {c:?}");
+        eprintln!(
+            "engine-bench: parse: {} SIP messages ({} with SDP), {} RTP packets, {} other frames",
+            c.sip, c.sdp, c.rtp, c.other
+        );
+        println!(
+            "| parse | {calls} | {} | {secs:.3} | {:.0} | - |",
+            frames.len(),
+            frames.len() as f64 / secs
+        );
+    }
+    if runs("correlate") {
+        // A worker that owns no call: every call's state, no call's audio.
+        let nobody = Shard {
+            index: u32::MAX,
+            count: u32::MAX,
+        };
+        let mut engine = Engine::new(EngineConfig {
+            shard: nobody,
+            ..engine_cfg.clone()
+        });
+        let t = Instant::now();
+        for f in &frames {
+            engine.handle(Timestamp(f.ts_ns), LinkType::Ethernet, &f.data);
+            while engine.poll_event().is_some() {}
+        }
+        engine.finish();
+        while engine.poll_event().is_some() {}
+        let secs = t.elapsed().as_secs_f64();
+        let s = engine.stats();
+        assert_eq!(s.frames, frames.len() as u64);
+        assert_eq!(
+            s.rtp_matched, s.rtp_packets,
+            "every RTP packet tied to its call"
+        );
+        println!(
+            "| correlate | {calls} | {} | {secs:.3} | {:.0} | - |",
+            frames.len(),
+            frames.len() as f64 / secs
+        );
+    }
+    if runs("engine") {
         let mut engine = Engine::new(engine_cfg.clone());
         let t = Instant::now();
         let mut events = 0u64;
@@ -217,7 +286,7 @@ fn main() {
             s.recordings_started
         );
     }
-    if stage == "full" || stage == "both" {
+    if runs("full") {
         let dir = std::env::temp_dir().join(format!("voxtap-engine-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut store = Store::open(&dir, StoreOptions::default()).expect("open store");
@@ -285,9 +354,69 @@ fn main() {
         );
     }
     println!(
-        "reproduce: cargo build --release -p voxtap-perf-engine && target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp}{shard_arg}"
+        "reproduce: cargo build --release -p voxtap-perf-engine && target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp}{shard_arg} --stage {stage}"
     );
     println!(
-        "instructions: valgrind --tool=callgrind --toggle-collect='*Engine::handle*' target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp} --stage engine  (then Ir / frames)"
+        "instructions: valgrind --tool=callgrind --toggle-collect='*Engine::handle*' target/release/engine-bench --calls {calls} --talk-secs {talk}{ramp} --stage engine  (then Ir / frames; --stage correlate the same way; --stage parse with --toggle-collect='*parse_pass*')"
     );
+}
+
+/// What the parse stage found.
+#[derive(Debug, Default)]
+struct ParseCounts {
+    frames: u64,
+    sip: u64,
+    sdp: u64,
+    rtp: u64,
+    other: u64,
+}
+
+/// Parse only: each frame's layers, then a SIP message (and its SDP body) or an RTP header, as
+/// the engine reads them, keeping nothing.
+#[inline(never)]
+fn parse_pass(frames: &[voxtap_gen::Frame]) -> ParseCounts {
+    use std::hint::black_box;
+    use voxtap_core::wire::{self, Decoded, Transport};
+    use voxtap_core::{rtp, sdp, sip};
+    let mut c = ParseCounts::default();
+    for f in frames {
+        c.frames += 1;
+        let payload = match wire::decode(LinkType::Ethernet, &f.data) {
+            Ok(Decoded::Packet {
+                transport: Transport::Udp { payload, .. } | Transport::Tcp { payload, .. },
+                ..
+            }) => payload,
+            _ => {
+                c.other += 1;
+                continue;
+            }
+        };
+        if sip::looks_like_sip(payload) {
+            if let Ok(m) = sip::Message::parse(payload) {
+                c.sip += 1;
+                if m.content_type().is_some_and(|t| t.contains("sdp"))
+                    && let Ok(d) = sdp::parse(m.body)
+                {
+                    c.sdp += 1;
+                    black_box(&d);
+                }
+                black_box(&m);
+            } else {
+                c.other += 1;
+            }
+        } else if rtp::looks_like_rtp(payload)
+            && let Ok(p) = rtp::Packet::new_checked(payload)
+        {
+            c.rtp += 1;
+            black_box((
+                p.ssrc(),
+                p.sequence_number(),
+                p.timestamp(),
+                p.payload_type(),
+            ));
+        } else {
+            c.other += 1;
+        }
+    }
+    c
 }
