@@ -136,6 +136,12 @@ pub struct Conversations {
     tokens: HashMap<String, CallHandle>,
     ssrcs: HashMap<u32, CallHandle>,
     recent: VecDeque<Recent>,
+    /// How many of `recent` have each signalling address as their caller's and as their
+    /// callee's: a new call shares no server with any recent leg unless its caller's address
+    /// is one's callee's or its callee's one's caller's, and then the timing scan is skipped
+    /// (it read all of `recent`, up to [`MAX_RECENT`], at every call start).
+    recent_callers: HashMap<IpAddr, u32>,
+    recent_callees: HashMap<IpAddr, u32>,
     refers: VecDeque<PendingRefer>,
     /// What each call put in `tokens` and `ssrcs`, to take it out again.
     keys: HandleMap<CallHandle, (Vec<String>, Vec<u32>)>,
@@ -430,7 +436,13 @@ impl Conversations {
                 });
             }
         }
-        for r in self.recent.iter().rev() {
+        let may_pass = self
+            .recent_callees
+            .contains_key(&call.caller_signalling.ip())
+            || self
+                .recent_callers
+                .contains_key(&call.callee_signalling.ip());
+        for r in self.recent.iter().rev().filter(|_| may_pass) {
             if pickup || ts.saturating_since(r.at) > TIMING_WINDOW {
                 continue;
             }
@@ -476,21 +488,41 @@ impl Conversations {
         }
         self.keys.entry(call.handle).or_default().0.extend(tokens);
         let (caller, callee) = numbers(call);
-        self.recent.push_back(Recent {
+        let r = Recent {
             at: ts,
             call: call.handle,
             caller: caller[0].or(caller[1]).unwrap_or("").to_string(),
             callee: callee[0].or(callee[1]).unwrap_or("").to_string(),
             caller_ip: call.caller_signalling.ip(),
             callee_ip: call.callee_signalling.ip(),
-        });
+        };
+        *self.recent_callers.entry(r.caller_ip).or_default() += 1;
+        *self.recent_callees.entry(r.callee_ip).or_default() += 1;
+        self.recent.push_back(r);
         while self.recent.len() > MAX_RECENT
             || self
                 .recent
                 .front()
                 .is_some_and(|r| ts.saturating_since(r.at) > TIMING_WINDOW * 4)
         {
-            self.recent.pop_front();
+            if let Some(r) = self.recent.pop_front() {
+                self.not_recent(&r);
+            }
+        }
+    }
+
+    /// Takes a leg leaving `recent` out of its address counts.
+    fn not_recent(&mut self, r: &Recent) {
+        for (counts, ip) in [
+            (&mut self.recent_callers, r.caller_ip),
+            (&mut self.recent_callees, r.callee_ip),
+        ] {
+            if let Some(n) = counts.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
         }
     }
 
@@ -634,6 +666,10 @@ impl Conversations {
         }
         self.links.remove(&call);
         self.refers.retain(|r| r.call != call);
-        self.recent.retain(|r| r.call != call);
+        while let Some(i) = self.recent.iter().position(|r| r.call == call)
+            && let Some(r) = self.recent.remove(i)
+        {
+            self.not_recent(&r);
+        }
     }
 }
