@@ -319,7 +319,14 @@ fn bench_smoke(root: &Path) -> Result<()> {
         "voxtap-perf-capture",
     ]))?;
     let bin = root.join("target/release");
-    run(Command::new(bin.join("engine-bench")).args(["--calls", "20", "--talk-secs", "1"]))?;
+    run(Command::new(bin.join("engine-bench")).args([
+        "--calls",
+        "20",
+        "--talk-secs",
+        "1",
+        "--stage",
+        "all",
+    ]))?;
     run(Command::new(bin.join("codec-bench")).args(["--secs", "1", "--reps", "1"]))?;
     run(Command::new(bin.join("capture-bench")).args([
         "--calls",
