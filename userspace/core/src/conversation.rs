@@ -442,7 +442,8 @@ impl Conversations {
             || self
                 .recent_callers
                 .contains_key(&call.callee_signalling.ip());
-        for r in self.recent.iter().rev().filter(|_| may_pass) {
+        let scan = if may_pass { self.recent.len() } else { 0 };
+        for r in self.recent.iter().rev().take(scan) {
             if pickup || ts.saturating_since(r.at) > TIMING_WINDOW {
                 continue;
             }
