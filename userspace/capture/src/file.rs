@@ -458,32 +458,15 @@ impl CaptureFile {
                     });
                 }
                 6 | 2 => {
-                    // Enhanced packet (6), or the obsolete packet block (2) with a 16-bit id.
-                    // Too short, a captured length past the block, or an interface never
-                    // described: damage, skipped.
-                    if body_len < 20 {
+                    let Some((ts, link, caplen)) =
+                        self.ng_packet(block_type, &self.buf[..body_len])
+                    else {
                         self.note_skip(at, total as u64);
                         continue;
-                    }
-                    let iface = if block_type == 6 {
-                        u32_at(&self.buf, 0, be)
-                    } else {
-                        u16_at(&self.buf, 0, be) as u32
                     };
-                    let caplen = u32_at(&self.buf, 12, be) as usize;
-                    let ifc = match self.interfaces.get(iface as usize) {
-                        Some(ifc) if caplen <= body_len - 20 => *ifc,
-                        _ => {
-                            self.note_skip(at, total as u64);
-                            continue;
-                        }
-                    };
-                    let ts_raw =
-                        ((u32_at(&self.buf, 4, be) as u64) << 32) | u32_at(&self.buf, 8, be) as u64;
-                    let ts = ts_from_units(ts_raw, ifc.units_per_sec, ifc.offset_secs);
                     return Ok(Some(FrameRef {
                         ts,
-                        link: ifc.link,
+                        link,
                         data: &self.buf[20..20 + caplen],
                         offset: at,
                     }));
@@ -513,7 +496,8 @@ impl CaptureFile {
     }
 
     /// An enhanced packet block at the start of `b`, whole and passing every check the
-    /// general path makes: its total length, time, link and captured length.
+    /// general path makes (the block's lengths here, its content in [`Self::ng_packet`]): its
+    /// total length, time, link and captured length.
     #[inline(always)]
     fn ng_whole_packet(&self, b: &[u8]) -> Option<(usize, Timestamp, LinkType, usize)> {
         let be = self.ng_big_endian;
@@ -527,14 +511,34 @@ impl CaptureFile {
         {
             return None;
         }
-        let caplen = u32_at(h, 20, be) as usize;
-        let ifc = self.interfaces.get(u32_at(h, 8, be) as usize)?;
-        if caplen > total - 32 {
+        let (ts, link, caplen) = self.ng_packet(6, &b[8..total - 4])?;
+        Some((total, ts, link, caplen))
+    }
+
+    /// A packet block's frame — enhanced (6), or the obsolete packet block (2) with a 16-bit
+    /// interface id — from its body (between the 8-byte block header and the trailing
+    /// length): its time, link and captured length, the frame being `body[20..20 + caplen]`.
+    /// `None` for damage: too short, a captured length past the block, an interface never
+    /// described.
+    #[inline(always)]
+    fn ng_packet(&self, block_type: u32, body: &[u8]) -> Option<(Timestamp, LinkType, usize)> {
+        let be = self.ng_big_endian;
+        if body.len() < 20 {
             return None;
         }
-        let ts_raw = ((u32_at(h, 12, be) as u64) << 32) | u32_at(h, 16, be) as u64;
+        let iface = if block_type == 6 {
+            u32_at(body, 0, be)
+        } else {
+            u16_at(body, 0, be) as u32
+        };
+        let caplen = u32_at(body, 12, be) as usize;
+        let ifc = self
+            .interfaces
+            .get(iface as usize)
+            .filter(|_| caplen <= body.len() - 20)?;
+        let ts_raw = ((u32_at(body, 4, be) as u64) << 32) | u32_at(body, 8, be) as u64;
         let ts = ts_from_units(ts_raw, ifc.units_per_sec, ifc.offset_secs);
-        Some((total, ts, ifc.link, caplen))
+        Some((ts, ifc.link, caplen))
     }
 
     /// After a bad pcapng block at `at` (`seen`: the bytes read of it), places the reader at
@@ -694,8 +698,6 @@ impl CaptureFile {
         }
     }
 
-    /// Notes a corrupt stretch skipped; one that continues the last is added to it.
-    #[cold]
     /// The read buffer's unread bytes, when nothing was put back in front of them (the only
     /// case where they are the next bytes of the file).
     #[inline(always)]
@@ -703,6 +705,8 @@ impl CaptureFile {
         (self.lend && self.ahead_pos >= self.ahead.len()).then(|| self.reader.buffer())
     }
 
+    /// Notes a corrupt stretch skipped; one that continues the last is added to it.
+    #[cold]
     fn note_skip(&mut self, at: u64, n: u64) {
         match self.skipped.last_mut() {
             Some((a, m)) if *a + *m == at => *m += n,
