@@ -17,9 +17,10 @@ calls=${1:-1000}
 talk=${2:-10}
 rounds=${3:-3}
 workers=${4:-}
-case "$workers" in
-  '' | *[!0-9]*) [ -z "$workers" ] || { echo "WORKERS must be a number, not $workers" >&2; exit 2; } ;;
-esac
+if [[ -n "$workers" && "$workers" == *[!0-9]* ]]; then
+  echo "WORKERS must be a number, not $workers" >&2
+  exit 2
+fi
 workers_args=()
 workers_shown=${workers:-default}
 [ -z "$workers" ] || workers_args=(--workers "$workers")
