@@ -165,6 +165,131 @@ fn g711_calls_produce_audio() {
     }
 }
 
+/// The RFC 3551 static audio payload types' names.
+fn static_name(pt: u8) -> Option<&'static str> {
+    Some(match pt {
+        0 => "PCMU",
+        3 => "GSM",
+        4 => "G723",
+        5 | 6 | 16 | 17 => "DVI4",
+        7 => "LPC",
+        8 => "PCMA",
+        9 => "G722",
+        10 | 11 => "L16",
+        12 => "QCELP",
+        13 => "CN",
+        14 => "MPA",
+        15 => "G728",
+        18 => "G729",
+        _ => return None,
+    })
+}
+
+/// Call-ID → the codec of the first 200 OK to an INVITE with SDP, as tshark reads it: the
+/// first payload type of its first audio m= line that is not telephone-event or comfort
+/// noise, named by its rtpmap, else the static table.
+fn tshark_answer_codecs(capture: &Path) -> HashMap<String, String> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(capture)
+        .args([
+            "-Y",
+            "sip.Status-Code == 200 && sdp && sip.CSeq.method == \"INVITE\"",
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=a",
+            "-E",
+            "aggregator=|",
+            "-E",
+            "separator=/t",
+            "-e",
+            "sip.Call-ID",
+            "-e",
+            "sdp.media",
+            "-e",
+            "sdp.media_attr",
+        ])
+        .output()
+        .expect("run tshark");
+    let mut codecs = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut cols = line.split('\t');
+        let (Some(id), Some(media), attrs) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        let Some(audio) = media.split('|').find(|m| m.starts_with("audio ")) else {
+            continue;
+        };
+        let rtpmap = |pt: u8| {
+            attrs.unwrap_or("").split('|').find_map(|a| {
+                let (n, enc) = a.strip_prefix("rtpmap:")?.split_once(' ')?;
+                (n.parse::<u8>().ok()? == pt)
+                    .then(|| enc.split('/').next().unwrap_or("").to_string())
+            })
+        };
+        let first = audio
+            .split_whitespace()
+            .skip(3)
+            .filter_map(|f| f.parse::<u8>().ok())
+            .find_map(|pt| {
+                let name = rtpmap(pt).or_else(|| static_name(pt).map(str::to_string))?;
+                let other =
+                    name.eq_ignore_ascii_case("telephone-event") || name.eq_ignore_ascii_case("CN");
+                (!other).then_some(name)
+            });
+        if let Some(name) = first {
+            codecs.entry(id.trim().to_string()).or_insert(name);
+        }
+    }
+    codecs
+}
+
+/// A recording names the codec the call settled on: the answer's first audio payload type in
+/// its m= line's order, which real equipment does not always repeat in its rtpmap lines.
+#[test]
+fn each_recording_names_the_answers_first_payload_type() {
+    let Some(dir) = shared_captures("each_recording_names_the_answers_first_payload_type") else {
+        return;
+    };
+    if !have_tshark("each_recording_names_the_answers_first_payload_type") {
+        return;
+    }
+    let mut compared = 0;
+    for cap in captures(&dir) {
+        let name = rel(&dir, &cap);
+        if KNOWN_GAPS.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let want = tshark_answer_codecs(&cap);
+        let scratch = Scratch::new("codec-name");
+        let out = scratch.path().join("out");
+        replay_ok(&out, &[&cap]);
+        let db = catalog(&out);
+        let mut stmt = db
+            .prepare(
+                "SELECT c.sip_call_id, r.codec FROM recordings r JOIN calls c ON c.id = r.call_id",
+            )
+            .unwrap();
+        let got: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, codec) in got {
+            let Some(w) = want.get(&id) else {
+                continue;
+            };
+            assert!(
+                codec.eq_ignore_ascii_case(w),
+                "{name}: call {id} recorded as {codec:?}, its answer's first payload type is {w:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} recordings compared");
+}
+
 #[derive(Debug)]
 struct TsharkStream {
     packets: i64,

@@ -141,8 +141,12 @@ const MAX_KEYS: usize = 8;
 pub struct SideMedia {
     /// RTP endpoints (address, port) of this party's audio streams.
     pub endpoints: Vec<SocketAddr>,
-    /// Payload type → codec (rtpmap and fmtp).
+    /// Payload type → codec (rtpmap and fmtp), in the order the SDPs listed the rtpmaps.
     pub payloads: Vec<(u8, CodecSpec)>,
+    /// The payload types of the latest SDP's first audio stream, in its m= line's order: the
+    /// sender's preference (RFC 3264 §5.1), which the rtpmap lines need not follow, and which
+    /// names static types (`m=audio 4000 RTP/AVP 0 8`) that no rtpmap line does.
+    pub formats: Vec<u8>,
     pub telephone_event: Option<u8>,
     pub direction: Direction,
     pub security: MediaSecurity,
@@ -219,20 +223,30 @@ impl Call {
             .or_else(|| sdp::static_codec(pt).map(|(n, r)| CodecSpec::new(n, r)))
     }
 
-    /// The codec the call settled on: the answer's first audio payload type, else the offer's.
-    pub fn primary_codec(&self) -> Option<&CodecSpec> {
+    /// The codec the call settled on: the answer's first audio payload type, else the offer's
+    /// (the first in its m= line's order that is not comfort noise or telephone-event; the
+    /// rtpmap lines' order when the m= line names none of those).
+    pub fn primary_codec(&self) -> Option<CodecSpec> {
         let te = self.telephone_event_pt();
+        let audio = |pt: u8, c: &CodecSpec| {
+            Some(pt) != te
+                && pt != crate::rtp::PT_CN
+                && !c.name.eq_ignore_ascii_case("CN")
+                && !c.name.eq_ignore_ascii_case("telephone-event")
+        };
         [Side::Callee, Side::Caller].into_iter().find_map(|side| {
-            self.media(side)
-                .payloads
+            let media = self.media(side);
+            media
+                .formats
                 .iter()
-                .find(|(pt, c)| {
-                    Some(*pt) != te
-                        && *pt != crate::rtp::PT_CN
-                        && !c.name.eq_ignore_ascii_case("CN")
-                        && !c.name.eq_ignore_ascii_case("telephone-event")
+                .find_map(|&pt| self.codec_for(side, pt).filter(|c| audio(pt, c)))
+                .or_else(|| {
+                    media
+                        .payloads
+                        .iter()
+                        .find(|(pt, c)| audio(*pt, c))
+                        .map(|(_, c)| c.clone())
                 })
-                .map(|(_, c)| c)
         })
     }
 
@@ -1035,11 +1049,15 @@ impl<X: Default> Dialogs<X> {
         let media = &mut call.media[side_index(side)];
         let mut new_endpoints = Vec::new();
         let mut first = true;
+        let mut formats = None;
         for m in sd.media.iter().filter(|m| m.kind == MediaKind::Audio) {
             if first {
                 media.direction = sd.direction_of(m);
                 media.security = security(m, &media.security);
                 first = false;
+            }
+            if formats.is_none() && !m.is_disabled() && !m.formats.is_empty() {
+                formats = Some(m.formats.clone());
             }
             for map in &m.rtpmaps {
                 let spec = CodecSpec {
@@ -1072,6 +1090,9 @@ impl<X: Default> Dialogs<X> {
             if self.media_index.insert(ep, (handle, side)).map(|(h, _)| h) != Some(handle) {
                 self.media_changes.push(ep);
             }
+        }
+        if let Some(formats) = formats {
+            media.formats = formats;
         }
         new_endpoints
     }
@@ -1361,6 +1382,79 @@ mod tests {
             d.get(h).unwrap().ended,
             Some((Timestamp(9), EndReason::Bye))
         );
+    }
+
+    /// The call's codec is the answer's first audio payload type in its m= line's order,
+    /// whatever order the rtpmap lines come in, and a static type needs no rtpmap line.
+    #[test]
+    fn the_primary_codec_follows_the_m_line_not_the_rtpmap_lines() {
+        let sdp = |port: u16, m: &str, maps: &str| {
+            format!(
+                "v=0\r\no=- 2 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio {port} RTP/AVP {m}\r\n{maps}"
+            )
+        };
+        let call = |offer: &str, answer: Option<&str>| {
+            let mut d = Dialogs::new(DialogConfig::default());
+            let ev = feed(
+                &mut d,
+                1,
+                A,
+                B,
+                &msg("INVITE sip:bob@b SIP/2.0", "1 INVITE", "a1", None, offer),
+            );
+            let DialogEvent::Started(h) = ev[0] else {
+                panic!("{ev:?}")
+            };
+            if let Some(answer) = answer {
+                feed(
+                    &mut d,
+                    2,
+                    B,
+                    A,
+                    &msg("SIP/2.0 200 OK", "1 INVITE", "a1", Some("b1"), answer),
+                );
+            }
+            d.get(h).unwrap().primary_codec().map(|c| c.name)
+        };
+        let offer = sdp(
+            4000,
+            "8 18 0 101",
+            "a=rtpmap:8 PCMA/8000\r\na=rtpmap:18 G729/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        // The rtpmap lines list PCMU first; the m= line prefers PCMA (a real PBX's answer).
+        let answer = sdp(
+            5000,
+            "8 0 3 101",
+            "a=rtpmap:0 pcmu/8000\r\na=rtpmap:8 pcma/8000\r\na=rtpmap:3 gsm/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        assert_eq!(call(&offer, Some(&answer)).as_deref(), Some("pcma"));
+        // Static types only, no rtpmap line (older equipment): the table names them.
+        assert_eq!(
+            call(&offer, Some(&sdp(5000, "18 0", ""))).as_deref(),
+            Some("G729")
+        );
+        // Telephone-event and comfort noise first are passed over.
+        assert_eq!(
+            call(
+                &offer,
+                Some(&sdp(
+                    5000,
+                    "101 13 0",
+                    "a=rtpmap:101 telephone-event/8000\r\n"
+                ))
+            )
+            .as_deref(),
+            Some("PCMU")
+        );
+        // Unanswered: the offer's order.
+        assert_eq!(call(&offer, None).as_deref(), Some("PCMA"));
+        assert_eq!(call(&sdp(4000, "0 8", ""), None).as_deref(), Some("PCMU"));
+        // A disabled first stream does not name the codec; the next audio stream does.
+        let two = format!(
+            "{}m=audio 6000 RTP/AVP 9\r\n",
+            sdp(0, "18", "a=rtpmap:18 G729/8000\r\n")
+        );
+        assert_eq!(call(&offer, Some(&two)).as_deref(), Some("G722"));
     }
 
     #[test]

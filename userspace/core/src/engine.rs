@@ -1278,7 +1278,7 @@ impl Engine {
         if s.deadline.is_some_and(|d| ts >= d) {
             return None;
         }
-        let primary = c.primary_codec().cloned();
+        let primary = c.primary_codec();
         let rate = recording_rate(&self.cfg, &s, c);
         let format = s.format.unwrap_or(self.cfg.format);
         self.next_recording += 1;
@@ -2381,7 +2381,7 @@ fn stream_report(s: &Stream, call: CallHandle, status: &StreamStatus) -> StreamR
 /// (16 kHz for wide-band codecs).
 fn recording_rate(cfg: &EngineConfig, s: &CallRecording, call: &Call) -> u32 {
     s.sample_rate.or(cfg.sample_rate).unwrap_or_else(|| {
-        if call.primary_codec().is_some_and(codec::is_wideband) {
+        if call.primary_codec().is_some_and(|c| codec::is_wideband(&c)) {
             16_000
         } else {
             8000
