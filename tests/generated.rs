@@ -114,3 +114,42 @@ fn two_hundred_concurrent_calls() {
 fn everything_in_one_capture() {
     check(&run(GenConfig::new(Scenario::Mix), "mix"));
 }
+
+/// A call whose INVITE never reached the capture (a dropped packet, a fragment lost, or a
+/// capture started while it rang) is picked up from its 2xx answer: catalogued, marked with a
+/// `picked-up` event, and recorded in full from the answer on, both parties on their
+/// channels, the caller's RTP found through the callee's SDP address alone.
+#[test]
+fn a_call_whose_invite_was_lost_is_picked_up_from_its_answer() {
+    let (frames, truth) = voxtap_gen::generate(&GenConfig::new(Scenario::Pcmu));
+    let invite = |d: &[u8]| d.windows(11).any(|w| w == b"INVITE sip:");
+    let before = frames.len();
+    let frames: Vec<_> = frames.into_iter().filter(|f| !invite(&f.data)).collect();
+    assert!(frames.len() < before, "the scenario sends an INVITE");
+    let r = voxtap_tests::replay_frames(frames, truth, "picked-up", None);
+    check(&r);
+    let db = voxtap_tests::catalog(&r.out);
+    let picked: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'picked-up'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        picked,
+        r.truth.calls.len() as i64,
+        "every call is picked up"
+    );
+    let (caller, callee): (f64, f64) = db
+        .query_row(
+            "SELECT caller_audio_s, callee_audio_s FROM recordings WHERE state = 'complete'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        caller > 1.0 && callee > 1.0,
+        "audio of both: {caller} s, {callee} s"
+    );
+}

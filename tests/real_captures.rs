@@ -290,6 +290,76 @@ fn each_recording_names_the_answers_first_payload_type() {
     assert!(compared >= 10, "only {compared} recordings compared");
 }
 
+/// A stream's status says what became of its audio: `no-audio` only when it carried none
+/// (telephone events and comfort noise only), `not-recorded` when it carried audio that no
+/// recording took. The second leg of a call through the PBX in the SRTP capture is one: its
+/// conversation is recorded once, on the other leg.
+#[test]
+fn stream_statuses_say_what_became_of_the_audio() {
+    let Some(dir) = shared_captures("stream_statuses_say_what_became_of_the_audio") else {
+        return;
+    };
+    let mut unrecorded = Vec::new();
+    for cap in captures(&dir) {
+        let name = rel(&dir, &cap);
+        let scratch = Scratch::new("stream-status");
+        let out = scratch.path().join("out");
+        replay_ok(&out, &[&cap]);
+        let db = catalog(&out);
+        let mut stmt = db
+            .prepare(
+                "SELECT c.sip_call_id, s.status, s.packets - s.duplicates, s.telephone_events,
+                        s.comfort_noise, s.decoded_packets,
+                        (SELECT count(*) FROM recordings r WHERE r.call_id = s.call_id
+                          AND r.state IN ('complete', 'partial'))
+                 FROM streams s JOIN calls c ON c.id = s.call_id",
+            )
+            .unwrap();
+        let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (id, status, packets, te, cn, decoded, recorded) in rows {
+            match status.as_str() {
+                "no-audio" => assert!(
+                    packets <= te + cn,
+                    "{name}: call {id}'s stream of {packets} packets ({te} events, {cn} comfort \
+                     noise) says no-audio"
+                ),
+                "not-recorded" => {
+                    assert!(
+                        decoded == 0 && packets > te + cn && recorded == 0,
+                        "{name}: call {id}: not-recorded with {decoded} decoded, {packets} \
+                         packets, {recorded} recordings"
+                    );
+                    unrecorded.push((name.clone(), id));
+                }
+                _ => {}
+            }
+        }
+    }
+    let srtp: Vec<_> = unrecorded
+        .iter()
+        .filter(|(n, _)| n == "voipshark-srtp-call.pcap")
+        .collect();
+    assert_eq!(
+        srtp.len(),
+        2,
+        "the SRTP capture's unrecorded leg has two streams: {unrecorded:?}"
+    );
+}
+
 #[derive(Debug)]
 struct TsharkStream {
     packets: i64,
@@ -482,4 +552,15 @@ fn corrupt_real_input_never_panics() {
     let out = scratch.path().join("out");
     let summary = replay_ok(&out, &[&dir.join("sip-ipv4-frag-invite.pcap")]);
     assert!(summary.contains("malformed"), "{summary}");
+    // The rest of the call is there: it is picked up from its 200 OK, and says so.
+    let db = catalog(&out);
+    let (calls, answered, picked): (i64, i64, i64) = db
+        .query_row(
+            "SELECT COUNT(*), COUNT(answer_time),
+                    (SELECT COUNT(*) FROM events WHERE kind = 'picked-up') FROM calls",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((calls, answered, picked), (1, 1, 1));
 }

@@ -7,7 +7,7 @@
 //! nor what a message asks of the recording: [`crate::policy::signals`] reads the INFO record
 //! key and the media-control requests, and the dialogs say which call and side sent them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -200,6 +200,9 @@ pub struct Call {
     pending_refer: Option<(u32, Side, String, Option<String>)>,
     /// When an ended call is reported and forgotten.
     linger_until: Option<Timestamp>,
+    /// Its INVITE was never seen: the call was picked up from its 2xx answer (see
+    /// [`Dialogs::on_message`]).
+    pub picked_up: bool,
 }
 
 /// The user part of a message's P-Asserted-Identity (its first URI), if any.
@@ -360,7 +363,15 @@ pub struct Dialogs<X = ()> {
     media_changes: Vec<SocketAddr>,
     next_handle: u64,
     evicted: u64,
+    /// Call-IDs of calls reported and forgotten lately, with when: a 2xx still retransmitted
+    /// after its call was forgotten (its ACK lost) must not pick the call up again.
+    forgotten: HashMap<String, Timestamp>,
+    forgotten_order: VecDeque<(Timestamp, String)>,
 }
+
+/// How long a forgotten call's Call-ID keeps a late 2xx from picking it up again: a 2xx is
+/// retransmitted for 64 × T1 = 32 s at most (RFC 3261 §13.3.1.4), twice that for slack.
+const FORGOTTEN_FOR: Duration = Duration::from_secs(64);
 
 impl<X: Default> Dialogs<X> {
     pub fn new(cfg: DialogConfig) -> Self {
@@ -517,6 +528,24 @@ impl<X: Default> Dialogs<X> {
             Some(h) => h,
             None if msg.is_request() && method == Method::Invite && to.tag.is_none() => {
                 let h = self.create(ts, src, dst, transport, call_id, &from, &to, cseq, out);
+                out.push(DialogEvent::Started(h));
+                h
+            }
+            // A 2xx with an answer to an INVITE of a dialog never seen: its INVITE was lost
+            // (a dropped or unreassemblable packet) or came before the capture did. The call
+            // is followed from here, as its answer names it: From the caller, To the callee,
+            // the answer's sender the callee.
+            None if !msg.is_request()
+                && cseq_method == Method::Invite
+                && to.tag.is_some()
+                && msg.status().is_some_and(|c| (200..300).contains(&c))
+                && msg.sdp_body().is_some()
+                && !self.forgotten_lately(call_id, ts) =>
+            {
+                let h = self.create(ts, dst, src, transport, call_id, &from, &to, cseq, out);
+                if let Some(e) = self.calls.get_mut(&h) {
+                    e.call.picked_up = true;
+                }
                 out.push(DialogEvent::Started(h));
                 h
             }
@@ -797,6 +826,7 @@ impl<X: Default> Dialogs<X> {
             evidence: Evidence::default(),
             pending_refer: None,
             linger_until: None,
+            picked_up: false,
         };
         self.calls.insert(
             handle,
@@ -1151,8 +1181,31 @@ impl<X: Default> Dialogs<X> {
     }
 
     /// Forgets a call and its endpoints; hands back its dialog and what the owner kept.
+    /// Notes that a call of `call_id` was forgotten at `at`, and lets go of those forgotten
+    /// [`FORGOTTEN_FOR`] before (and of the oldest past [`DialogConfig::max_calls`]).
+    fn remember_forgotten(&mut self, call_id: &str, at: Timestamp) {
+        while let Some((t, _)) = self.forgotten_order.front()
+            && (at.saturating_since(*t) > FORGOTTEN_FOR
+                || self.forgotten_order.len() >= self.cfg.max_calls.max(1))
+        {
+            let (t, id) = self.forgotten_order.pop_front().expect("checked");
+            if self.forgotten.get(&id) == Some(&t) {
+                self.forgotten.remove(&id);
+            }
+        }
+        self.forgotten.insert(call_id.to_string(), at);
+        self.forgotten_order.push_back((at, call_id.to_string()));
+    }
+
+    fn forgotten_lately(&self, call_id: &str, now: Timestamp) -> bool {
+        self.forgotten
+            .get(call_id)
+            .is_some_and(|t| now.saturating_since(*t) <= FORGOTTEN_FOR)
+    }
+
     pub fn remove(&mut self, handle: CallHandle) -> Option<(Call, X)> {
         let Entry { call, ext } = self.calls.remove(&handle)?;
+        self.remember_forgotten(&call.sip_call_id, call.last_activity);
         if let Some(id) = &call.session_id
             && self.by_session_id.get(id) == Some(&handle)
         {
@@ -1455,6 +1508,48 @@ mod tests {
             sdp(0, "18", "a=rtpmap:18 G729/8000\r\n")
         );
         assert_eq!(call(&offer, Some(&two)).as_deref(), Some("G722"));
+    }
+
+    /// A 2xx with SDP to an INVITE never seen starts the call, answered, with From as the
+    /// caller; without SDP, or while a forgotten call's 2xx may still be retransmitted, it
+    /// does not.
+    #[test]
+    fn a_2xx_whose_invite_was_not_seen_picks_the_call_up() {
+        let ok = |body: &str| msg("SIP/2.0 200 OK", "1 INVITE", "a1", Some("b1"), body);
+        let mut d = Dialogs::new(DialogConfig::default());
+        assert!(feed(&mut d, 1, B, A, &ok("")).is_empty(), "no SDP, no call");
+        let ev = feed(&mut d, 2, B, A, &ok(SDP_B));
+        let DialogEvent::Started(h) = ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert!(ev.contains(&DialogEvent::Answered(h)), "{ev:?}");
+        let c = d.get(h).unwrap();
+        assert!(c.picked_up);
+        assert_eq!(c.caller.user, "alice");
+        assert_eq!(c.callee.user, "bob");
+        assert_eq!(c.caller_signalling, A.parse().unwrap());
+        assert_eq!(c.callee_signalling, B.parse().unwrap());
+        // The callee's SDP ties media to the call, both ways.
+        assert_eq!(
+            d.lookup_media(
+                "10.0.0.1:4000".parse().unwrap(),
+                "10.0.0.2:5000".parse().unwrap()
+            )
+            .map(|(c, _)| c),
+            Some(h)
+        );
+        // Its retransmissions belong to it.
+        assert!(
+            !feed(&mut d, 3, B, A, &ok(SDP_B))
+                .iter()
+                .any(|e| matches!(e, DialogEvent::Started(_)))
+        );
+        // Once forgotten, a late retransmission does not start it again...
+        d.remove(h).unwrap();
+        assert!(feed(&mut d, 30_000_000_000, B, A, &ok(SDP_B)).is_empty());
+        // ...but a 2xx after a 2xx could no longer be a retransmission does.
+        let ev = feed(&mut d, 70_000_000_000, B, A, &ok(SDP_B));
+        assert!(matches!(ev[0], DialogEvent::Started(_)), "{ev:?}");
     }
 
     #[test]

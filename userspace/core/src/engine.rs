@@ -976,6 +976,7 @@ impl Engine {
             return;
         };
         self.stats.calls_seen += 1;
+        self.stats.calls_picked_up += u64::from(c.picked_up);
         self.servers.observe(c);
         self.events.push_back(Event::CallStarted(CallStarted {
             call: handle,
@@ -987,6 +988,7 @@ impl Engine {
             caller_signalling: c.caller_signalling,
             callee_signalling: c.callee_signalling,
             transport: c.transport,
+            picked_up: c.picked_up,
         }));
         let dialogs = &self.dialogs;
         let live = |h: CallHandle| dialogs.get(h).is_some();

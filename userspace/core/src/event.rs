@@ -22,6 +22,9 @@ pub struct CallStarted {
     pub caller_signalling: SocketAddr,
     pub callee_signalling: SocketAddr,
     pub transport: SipTransport,
+    /// Its INVITE was never seen: followed from its 2xx answer, so its ringing and its
+    /// offer are missing, and its parties are as the answer names them.
+    pub picked_up: bool,
 }
 
 /// Why a call ended.

@@ -94,6 +94,9 @@ pub struct Stats {
     pub ip_reassembled: u64,
     pub tcp_segments: u64,
     pub calls_seen: u64,
+    /// Calls picked up from their 2xx answer: their INVITE was not seen (lost, or before
+    /// the capture began).
+    pub calls_picked_up: u64,
     pub calls_answered: u64,
     pub recordings_started: u64,
     pub rtp_streams: u64,

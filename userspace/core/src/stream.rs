@@ -87,6 +87,9 @@ pub enum StreamStatus {
     Encrypted(String),
     /// No audio payload: only telephone events or comfort noise, or nothing while recorded.
     NoAudio,
+    /// It carried audio that nothing recorded (the rules did not record the call, another leg
+    /// of its conversation was recorded, or the recording had ended), so it was not decoded.
+    NotRecorded,
 }
 
 impl StreamStatus {
@@ -97,6 +100,7 @@ impl StreamStatus {
             StreamStatus::Undecodable(_) => "undecodable",
             StreamStatus::Encrypted(_) => "encrypted",
             StreamStatus::NoAudio => "no-audio",
+            StreamStatus::NotRecorded => "not-recorded",
         }
     }
 
@@ -128,6 +132,8 @@ pub struct StreamCounts {
     pub decrypt_failures: u64,
     pub telephone_events: u64,
     pub comfort_noise: u64,
+    /// Audio payloads not decoded because nothing was recording the call.
+    pub unrecorded_packets: u64,
 }
 
 /// A packet the reorder buffer holds.
@@ -466,6 +472,7 @@ impl Stream {
         match (&self.undecodable, self.counts.decoded_packets) {
             (Some(why), 0) => StreamStatus::Undecodable(why.clone()),
             (Some(why), _) => StreamStatus::Partial(why.clone()),
+            (None, 0) if self.counts.unrecorded_packets > 0 => StreamStatus::NotRecorded,
             (None, 0) => StreamStatus::NoAudio,
             (None, _) => StreamStatus::Decoded,
         }
@@ -806,6 +813,7 @@ impl Stream {
         }
         let wants_audio = ctx.recording.is_some() || ctx.inband || ctx.prime;
         if !wants_audio {
+            self.counts.unrecorded_packets += 1;
             return;
         }
         let rec_rate = ctx

@@ -755,6 +755,21 @@ impl Store {
             })
             .map_err(self.sq())?;
         let row = self.db.last_insert_rowid();
+        if c.picked_up {
+            self.db
+                .prepare_cached(
+                    "INSERT INTO events (call_id, time, kind, value) VALUES (?1, ?2, 'picked-up', ?3)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row,
+                        c.ts.to_string(),
+                        "its INVITE was not seen: followed from its 2xx answer, without its \
+                         ringing or the caller's offer",
+                    ])
+                })
+                .map_err(self.sq())?;
+        }
         self.report.calls += 1;
         self.calls.insert(
             c.call,

@@ -67,6 +67,7 @@ fn started(call: u64, ms: u64, call_id: &str) -> Event {
         caller_signalling: "192.0.2.10:5060".parse().unwrap(),
         callee_signalling: "[2001:db8::1]:5061".parse().unwrap(),
         transport: SipTransport::Udp,
+        picked_up: false,
     })
 }
 

@@ -166,6 +166,12 @@ pub fn render(s: &Snapshot, out: &mut String) {
     );
     e.sample(&[], t.calls_seen);
     e.family(
+        "voxtap_calls_picked_up_total",
+        Kind::Counter,
+        "Calls picked up from their 2xx answer: their INVITE was not seen (lost, or before the capture began).",
+    );
+    e.sample(&[], t.calls_picked_up);
+    e.family(
         "voxtap_calls_answered_total",
         Kind::Counter,
         "Calls answered.",

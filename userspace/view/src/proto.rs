@@ -80,6 +80,9 @@ pub struct Totals {
     pub other: u64,
     pub calls_seen: u64,
     pub calls_answered: u64,
+    /// Calls picked up from their 2xx answer, their INVITE not seen.
+    #[serde(default)]
+    pub calls_picked_up: u64,
 }
 
 /// Everything lost, by where it was lost. Counts since the run started.
@@ -234,7 +237,8 @@ pub struct StreamRow {
     pub jitter_ms: f64,
     pub max_jitter_ms: f64,
     pub mos: Option<f64>,
-    /// `decoded`, `partial`, `undecodable`, `encrypted`, `no-audio`, or `live` while it runs.
+    /// `decoded`, `partial`, `undecodable`, `encrypted`, `no-audio`, `not-recorded`, or `live`
+    /// while it runs.
     pub status: String,
     pub ended: bool,
 }

@@ -29,6 +29,7 @@ fn snapshot() -> Snapshot {
             other: 1006,
             calls_seen: 1007,
             calls_answered: 1008,
+            calls_picked_up: 1009,
         },
         drops: Drops {
             kernel_ring_full: 2001,
@@ -204,6 +205,7 @@ fn curl_scrapes_the_figures_and_promtool_finds_nothing_to_lint() {
         "voxtap_rtcp_packets_total 1005".into(),
         "voxtap_other_frames_total 1006".into(),
         "voxtap_calls_seen_total 1007".into(),
+        "voxtap_calls_picked_up_total 1009".into(),
         "voxtap_calls_answered_total 1008".into(),
         r#"voxtap_dropped_total{place="kernel",reason="ring_full"} 2001"#.into(),
         "voxtap_kernel_fill_ring_empty_total 2002".into(),

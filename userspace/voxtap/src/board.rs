@@ -697,6 +697,7 @@ impl Meter {
                 other: s.ignored,
                 calls_seen: s.calls_seen,
                 calls_answered: s.calls_answered,
+                calls_picked_up: s.calls_picked_up,
             },
             drops: Drops {
                 kernel_ring_full: i.queues.iter().map(|q| q.rx_ring_full).sum(),
@@ -959,6 +960,7 @@ mod tests {
                 caller_signalling: addr,
                 callee_signalling: addr,
                 transport: SipTransport::Udp,
+                picked_up: false,
             })
         };
         let sip = |call: u64, n: usize, len: usize| {

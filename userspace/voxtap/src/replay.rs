@@ -149,7 +149,10 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
         .map(|m| format!("{} {}", m.as_str(), stats.malformed[*m as usize]))
         .collect();
     println!("voxtap replay: {}", args.out.display());
-    println!("  calls seen      {:>10}", stats.calls_seen);
+    println!(
+        "  calls seen      {:>10}  ({} picked up from their answer, their INVITE not seen)",
+        stats.calls_seen, stats.calls_picked_up
+    );
     println!("  answered        {:>10}", stats.calls_answered);
     println!("  recorded        {:>10}", report.recordings);
     println!("  RTP streams     {:>10}", stats.rtp_streams);

@@ -41,6 +41,7 @@ pub fn call_started(call: u64) -> Event {
         caller_signalling: "192.0.2.10:5060".parse().unwrap(),
         callee_signalling: "192.0.2.20:5060".parse().unwrap(),
         transport: SipTransport::Udp,
+        picked_up: false,
     })
 }
 

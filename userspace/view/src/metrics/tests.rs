@@ -32,6 +32,7 @@ fn snapshot() -> Snapshot {
             other: 1006,
             calls_seen: 1007,
             calls_answered: 1008,
+            calls_picked_up: 1009,
         },
         drops: Drops {
             kernel_ring_full: 2001,
@@ -253,6 +254,7 @@ fn expected() -> Vec<Expected> {
         ("voxtap_other_frames_total", vec![], 1006.0),
         ("voxtap_calls_seen_total", vec![], 1007.0),
         ("voxtap_calls_answered_total", vec![], 1008.0),
+        ("voxtap_calls_picked_up_total", vec![], 1009.0),
         (
             "voxtap_dropped_total",
             vec![("place", "kernel"), ("reason", "ring_full")],

@@ -238,6 +238,7 @@ pub fn snapshot() -> Snapshot {
             other: 1200,
             calls_seen: 420,
             calls_answered: 380,
+            calls_picked_up: 2,
         },
         drops: Drops {
             kernel_ring_full: 3,
