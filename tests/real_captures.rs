@@ -41,6 +41,33 @@ fn rel(dir: &Path, p: &Path) -> String {
     p.strip_prefix(dir).unwrap().to_string_lossy().into_owned()
 }
 
+/// A capture replayed into a scratch directory of its own.
+struct Replayed {
+    name: String,
+    capture: PathBuf,
+    out: PathBuf,
+    _scratch: Scratch,
+}
+
+/// Every capture, each replayed (`tag` names the scratch directories).
+fn replay_each(dir: &Path, tag: &str) -> Vec<Replayed> {
+    captures(dir)
+        .into_iter()
+        .map(|capture| {
+            let name = rel(dir, &capture);
+            let scratch = Scratch::new(&format!("{tag}-{}", name.replace('/', "-")));
+            let out = scratch.path().join("out");
+            replay_ok(&out, &[&capture]);
+            Replayed {
+                name,
+                capture,
+                out,
+                _scratch: scratch,
+            }
+        })
+        .collect()
+}
+
 fn tshark_invite_call_ids(capture: &Path) -> BTreeSet<String> {
     let out = Command::new("tshark")
         .arg("-r")
@@ -82,12 +109,11 @@ fn every_invite_dialog_tshark_sees_is_in_the_catalog() {
     }
     let mut failures = Vec::new();
     let mut checked = 0;
-    for cap in captures(&dir) {
-        let name = rel(&dir, &cap);
-        let want = tshark_invite_call_ids(&cap);
-        let scratch = Scratch::new(&format!("real-{}", name.replace('/', "-")));
-        let out = scratch.path().join("out");
-        replay_ok(&out, &[&cap]);
+    for Replayed {
+        name, capture, out, ..
+    } in replay_each(&dir, "real")
+    {
+        let want = tshark_invite_call_ids(&capture);
         let got = catalog_call_ids(&out);
         let missing: Vec<_> = want.difference(&got).cloned().collect();
         if let Some((_, why)) = KNOWN_GAPS.iter().find(|(n, _)| *n == name) {
@@ -256,15 +282,14 @@ fn each_recording_names_the_answers_first_payload_type() {
         return;
     }
     let mut compared = 0;
-    for cap in captures(&dir) {
-        let name = rel(&dir, &cap);
+    for Replayed {
+        name, capture, out, ..
+    } in replay_each(&dir, "codec-name")
+    {
         if KNOWN_GAPS.iter().any(|(n, _)| *n == name) {
             continue;
         }
-        let want = tshark_answer_codecs(&cap);
-        let scratch = Scratch::new("codec-name");
-        let out = scratch.path().join("out");
-        replay_ok(&out, &[&cap]);
+        let want = tshark_answer_codecs(&capture);
         let db = catalog(&out);
         let mut stmt = db
             .prepare(
@@ -300,11 +325,7 @@ fn stream_statuses_say_what_became_of_the_audio() {
         return;
     };
     let mut unrecorded = Vec::new();
-    for cap in captures(&dir) {
-        let name = rel(&dir, &cap);
-        let scratch = Scratch::new("stream-status");
-        let out = scratch.path().join("out");
-        replay_ok(&out, &[&cap]);
+    for Replayed { name, out, .. } in replay_each(&dir, "stream-status") {
         let db = catalog(&out);
         let mut stmt = db
             .prepare(
