@@ -1180,7 +1180,6 @@ impl<X: Default> Dialogs<X> {
         }
     }
 
-    /// Forgets a call and its endpoints; hands back its dialog and what the owner kept.
     /// Notes that a call of `call_id` was forgotten at `at`, and lets go of those forgotten
     /// [`FORGOTTEN_FOR`] before (and of the oldest past [`DialogConfig::max_calls`]).
     fn remember_forgotten(&mut self, call_id: &str, at: Timestamp) {
@@ -1203,6 +1202,7 @@ impl<X: Default> Dialogs<X> {
             .is_some_and(|t| now.saturating_since(*t) <= FORGOTTEN_FOR)
     }
 
+    /// Forgets a call and its endpoints; hands back its dialog and what the owner kept.
     pub fn remove(&mut self, handle: CallHandle) -> Option<(Call, X)> {
         let Entry { call, ext } = self.calls.remove(&handle)?;
         self.remember_forgotten(&call.sip_call_id, call.last_activity);
