@@ -41,6 +41,13 @@ fn rel(dir: &Path, p: &Path) -> String {
     p.strip_prefix(dir).unwrap().to_string_lossy().into_owned()
 }
 
+/// The shared captures' directory, when they and tshark, the oracle, are both there (each
+/// missing one says SKIPPED for `test`).
+fn captures_and_tshark(test: &str) -> Option<PathBuf> {
+    let dir = shared_captures(test)?;
+    have_tshark(test).then_some(dir)
+}
+
 /// A capture replayed into a scratch directory of its own.
 struct Replayed {
     name: String,
@@ -101,12 +108,9 @@ fn catalog_call_ids(out: &Path) -> BTreeSet<String> {
 
 #[test]
 fn every_invite_dialog_tshark_sees_is_in_the_catalog() {
-    let Some(dir) = shared_captures("every_invite_dialog_tshark_sees_is_in_the_catalog") else {
+    let Some(dir) = captures_and_tshark("every_invite_dialog_tshark_sees_is_in_the_catalog") else {
         return;
     };
-    if !have_tshark("every_invite_dialog_tshark_sees_is_in_the_catalog") {
-        return;
-    }
     let mut failures = Vec::new();
     let mut checked = 0;
     for Replayed {
@@ -275,12 +279,10 @@ fn tshark_answer_codecs(capture: &Path) -> HashMap<String, String> {
 /// its m= line's order, which real equipment does not always repeat in its rtpmap lines.
 #[test]
 fn each_recording_names_the_answers_first_payload_type() {
-    let Some(dir) = shared_captures("each_recording_names_the_answers_first_payload_type") else {
+    let Some(dir) = captures_and_tshark("each_recording_names_the_answers_first_payload_type")
+    else {
         return;
     };
-    if !have_tshark("each_recording_names_the_answers_first_payload_type") {
-        return;
-    }
     let mut compared = 0;
     for Replayed {
         name, capture, out, ..
@@ -445,12 +447,9 @@ fn tshark_streams(capture: &Path) -> HashMap<(String, u16, String, u16, u32), Ts
 
 #[test]
 fn rtp_loss_and_jitter_agree_with_tshark() {
-    let Some(dir) = shared_captures("rtp_loss_and_jitter_agree_with_tshark") else {
+    let Some(dir) = captures_and_tshark("rtp_loss_and_jitter_agree_with_tshark") else {
         return;
     };
-    if !have_tshark("rtp_loss_and_jitter_agree_with_tshark") {
-        return;
-    }
     let mut compared = 0;
     for name in G711 {
         let cap = dir.join(name);
