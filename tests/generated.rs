@@ -3,7 +3,7 @@
 //! ground truth: the same calls, the right tone on the right channel, durations within 0.5 s,
 //! DTMF digits, loss figures, and silence where a party was on hold.
 
-use voxtap_gen::{GenConfig, Scenario};
+use voxtap_gen::{Encap, GenConfig, Scenario};
 use voxtap_tests::{Replayed, check_against_truth, replay_generated};
 
 type Run = Replayed;
@@ -152,4 +152,65 @@ fn a_call_whose_invite_was_lost_is_picked_up_from_its_answer() {
         caller > 1.0 && callee > 1.0,
         "audio of both: {caller} s, {callee} s"
     );
+}
+
+/// Remote mirroring: the mix scenario delivered through each encapsulation a mirror sends
+/// (ERSPAN II and III or Ethernet over GRE from a switch, VXLAN from a cloud traffic mirror,
+/// Geneve) is recorded exactly as the plain capture is. tshark, the oracle, finds as many SIP
+/// messages inside each encapsulated capture as in the plain one, so the encapsulations are
+/// the real thing and not only what voxtap expects.
+#[test]
+fn every_remote_mirror_encapsulation_is_read() {
+    const TEST: &str = "every_remote_mirror_encapsulation_is_read";
+    let (plain, truth) = voxtap_gen::generate(&GenConfig::new(Scenario::Mix));
+    let scratch = voxtap_tests::Scratch::new(TEST);
+    let sip_frames = |pcap: &std::path::Path| -> Option<usize> {
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(pcap)
+            .args(["-Y", "sip", "-T", "fields", "-e", "frame.number"])
+            .output()
+            .expect("run tshark");
+        assert!(
+            out.status.success(),
+            "tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(String::from_utf8_lossy(&out.stdout).lines().count())
+    };
+    let tshark = voxtap_tests::have_tshark(TEST);
+    let plain_pcap = scratch.path().join("plain.pcap");
+    voxtap_gen::write_pcap(&plain_pcap, &plain).unwrap();
+    let plain_sip = if tshark {
+        sip_frames(&plain_pcap)
+    } else {
+        None
+    };
+    for encap in [
+        Encap::Erspan2,
+        Encap::Erspan3,
+        Encap::Gre,
+        Encap::Vxlan,
+        Encap::Geneve,
+    ] {
+        let mut frames = plain.clone();
+        voxtap_gen::encapsulate(&mut frames, encap);
+        let name = format!("encap-{encap:?}").to_lowercase();
+        let r = voxtap_tests::replay_frames(frames, truth.clone(), &name, None);
+        check(&r);
+        let malformed = r
+            .summary
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("malformed"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok());
+        assert_eq!(malformed, Some(0), "{encap:?}: {}", r.summary);
+        if let Some(plain_sip) = plain_sip {
+            let pcap = r.out.parent().unwrap().join(format!("{name}.pcap"));
+            assert_eq!(
+                sip_frames(&pcap),
+                Some(plain_sip),
+                "{encap:?}: tshark reads as many SIP messages through the mirror"
+            );
+        }
+    }
 }

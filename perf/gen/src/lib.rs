@@ -34,6 +34,7 @@
 
 pub mod call;
 pub mod codec;
+pub mod encap;
 pub mod g711;
 pub mod net;
 pub mod pbx;
@@ -48,6 +49,7 @@ pub mod timing;
 mod tests;
 
 pub use codec::Codec;
+pub use encap::{Encap, encapsulate};
 pub use pcap::write_pcap;
 
 /// 2026-01-01T00:00:00Z.

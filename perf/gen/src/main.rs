@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum as _};
-use voxtap_gen::{Codec, GenConfig, Mirror, Scenario, try_generate, write_pcap};
+use voxtap_gen::{Codec, Encap, GenConfig, Mirror, Scenario, try_generate, write_pcap};
 
 /// Generate a deterministic pcap of SIP calls with RTP (a pure sine tone per
 /// direction, in G.711 or any codec of --codec, optionally SRTP) plus a JSON
@@ -35,6 +35,12 @@ struct Args {
     /// PBX ↔ carrier legs only; both: every leg, the PBX's own port).
     #[arg(long, value_enum, default_value_t = Mirror::Both)]
     mirror: Mirror,
+
+    /// Deliver every frame through a remote mirror, wrapped as the mirror sends it (ERSPAN
+    /// II/III or Ethernet over GRE from a switch, VXLAN from a cloud traffic mirror, Geneve),
+    /// from 172.31.0.1 to the collector 172.31.0.2. The ground truth is unchanged.
+    #[arg(long, value_enum)]
+    encap: Option<Encap>,
 
     /// Talk time per call in seconds, answer to BYE (minimum 0.5).
     #[arg(long, default_value_t = 4.0)]
@@ -136,13 +142,16 @@ fn main() -> anyhow::Result<()> {
     if args.speed != 1.0 {
         voxtap_gen::timing::scale_time(&mut frames, &mut truth, 1.0 / args.speed);
     }
+    if let Some(encap) = args.encap {
+        voxtap_gen::encap::encapsulate(&mut frames, encap);
+    }
     write_pcap(&args.out, &frames)?;
     if let Some(path) = &args.truth {
         let json = serde_json::to_string_pretty(&truth)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
-        "voxtap-gen: scenario={}{}{}{} calls={} frames={} out={}{}",
+        "voxtap-gen: scenario={}{}{}{}{} calls={} frames={} out={}{}",
         args.scenario
             .to_possible_value()
             .map(|v| v.get_name().to_string())
@@ -151,6 +160,10 @@ fn main() -> anyhow::Result<()> {
             .map(|c| format!(" codec={c}"))
             .unwrap_or_default(),
         if args.srtp { " srtp" } else { "" },
+        args.encap
+            .and_then(|e| e.to_possible_value())
+            .map(|v| format!(" encap={}", v.get_name()))
+            .unwrap_or_default(),
         if args.scenario.is_pbx() {
             format!(
                 " mirror={} conversations={}",

@@ -195,7 +195,7 @@ pub(crate) fn be32(b: &[u8]) -> u32 {
 
 /// Walks link → (VLAN/QinQ, any depth up to a bound) → (PPPoE session/PPP) → IPv4/IPv6 →
 /// (tunnels: GRE incl. ERSPAN type II and III and transparent Ethernet bridging 0x6558;
-/// IP-in-IP proto 4 and 41) → UDP/TCP. Returns the innermost packet. IPv6 extension headers
+/// IP-in-IP proto 4 and 41; VXLAN and Geneve on their UDP ports) → UDP/TCP. Returns the innermost packet. IPv6 extension headers
 /// (hop-by-hop, routing, destination options, fragment) are walked with a bound.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, Error> {
     let first = match link {
@@ -279,7 +279,8 @@ fn ethernet_ipv4_udp(frame: &[u8]) -> Option<Decoded<'_>> {
         0 => udp.len(),
         n => n.min(udp.len()),
     };
-    if len < udp::HEADER_LEN {
+    let dst_port = be16(&udp[2..4]);
+    if len < udp::HEADER_LEN || tunnel::is_udp_tunnel(dst_port, &udp[udp::HEADER_LEN..len]) {
         return None;
     }
     Some(Decoded::Packet {
@@ -287,7 +288,7 @@ fn ethernet_ipv4_udp(frame: &[u8]) -> Option<Decoded<'_>> {
         dst: IpAddr::V4(std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
         transport: Transport::Udp {
             src_port: be16(&udp[0..2]),
-            dst_port: be16(&udp[2..4]),
+            dst_port,
             payload: &udp[udp::HEADER_LEN..len],
         },
     })
@@ -449,11 +450,28 @@ fn step(layer: Layer<'_>) -> Result<Step<'_>, Error> {
             ip_proto::IPV6 => Next(Layer::Ipv6(payload)),
             ip_proto::GRE => Next(Layer::Gre(payload)),
             p if src.is_ipv6() && ipv6::is_extension_header(p) => ipv6_upper(src, dst, p, payload)?,
-            _ => Done(Decoded::Packet {
-                src,
-                dst,
-                transport: transport(protocol, payload)?,
-            }),
+            _ => {
+                let transport = transport(protocol, payload)?;
+                if let Transport::Udp {
+                    dst_port,
+                    payload: datagram,
+                    ..
+                } = transport
+                {
+                    match tunnel::udp_tunnel(dst_port, datagram)? {
+                        Some(tunnel::UdpTunnel::Ethernet(inner)) => {
+                            return Ok(Next(Layer::Ethernet(inner)));
+                        }
+                        Some(tunnel::UdpTunnel::Ip(inner)) => return Ok(Next(Layer::Ip(inner))),
+                        None => {}
+                    }
+                }
+                Done(Decoded::Packet {
+                    src,
+                    dst,
+                    transport,
+                })
+            }
         },
         Layer::Gre(buf) => {
             let g = tunnel::GrePacket::new_checked(buf)?;
@@ -639,6 +657,20 @@ mod tests {
             0x45, 0, 0, 0, 0, 0x2a, 0x40, 0x00, 64, protocol, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2,
         ];
         v[2..4].copy_from_slice(&total.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// A UDP header around `payload` (checksum 0, as tunnel endpoints send it).
+    fn udp(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(8 + payload.len()).expect("test datagram fits");
+        let mut v = [
+            src_port.to_be_bytes(),
+            dst_port.to_be_bytes(),
+            len.to_be_bytes(),
+            [0, 0],
+        ]
+        .concat();
         v.extend_from_slice(payload);
         v
     }
@@ -833,6 +865,36 @@ mod tests {
                 cat(&[&ETH_IPV4, &ipv4(ip_proto::IPV6, &SIP_UDP6)]),
             ),
             (
+                "vxlan",
+                LinkType::Ethernet,
+                cat(&[
+                    &ETH_IPV4,
+                    &ipv4(
+                        ip_proto::UDP,
+                        &udp(
+                            40123,
+                            tunnel::VXLAN_PORT,
+                            &cat(&[&[0x08, 0, 0, 0, 0, 0, 0x64, 0], &inner_eth]),
+                        ),
+                    ),
+                ]),
+            ),
+            (
+                "geneve ipv6 with an option",
+                LinkType::Ethernet,
+                cat(&[
+                    &ETH_IPV4,
+                    &ipv4(
+                        ip_proto::UDP,
+                        &udp(
+                            40123,
+                            tunnel::GENEVE_PORT,
+                            &cat(&[&[0x01, 0, 0x86, 0xdd, 0, 0, 0x64, 0], &[0; 4], &SIP_UDP6]),
+                        ),
+                    ),
+                ]),
+            ),
+            (
                 "mpls",
                 LinkType::Ethernet,
                 cat(&[
@@ -869,6 +931,27 @@ mod tests {
                 let d = decode(link, &frame[..n]);
                 assert!(d.is_err(), "{name}: prefix of {n} bytes gave {d:?}");
             }
+        }
+    }
+
+    /// A datagram to a tunnel port that is no tunnel packet (RTP from a relay that picked
+    /// 4789 or 6081) is read as the datagram it is, by the shortcut and the walk alike.
+    #[test]
+    fn rtp_on_a_tunnel_port_is_plain_udp() {
+        let rtp = [0x80, 0x00, 0x00, 0x01, 0, 0, 0, 0xa0, 0, 0, 0, 1];
+        for port in [tunnel::VXLAN_PORT, tunnel::GENEVE_PORT] {
+            let frame = cat(&[&ETH_IPV4, &ipv4(ip_proto::UDP, &udp(30000, port, &rtp))]);
+            let want = Ok(Decoded::Packet {
+                src: v4(192, 0, 2, 1),
+                dst: v4(192, 0, 2, 2),
+                transport: Transport::Udp {
+                    src_port: 30000,
+                    dst_port: port,
+                    payload: &rtp[..],
+                },
+            });
+            assert_eq!(ethernet_ipv4_udp(&frame).ok_or(Error::Unsupported), want);
+            assert_eq!(walk(Layer::Ethernet(&frame)), want);
         }
     }
 

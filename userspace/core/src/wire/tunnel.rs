@@ -1,6 +1,8 @@
 //! Encapsulations between IP and IP: GRE (RFC 2784, RFC 2890, enhanced GRE of RFC 2637 §4.1),
 //! ERSPAN type II/III (draft-foschiano-erspan-03 §4), PPPoE session (RFC 2516 §4) and PPP
-//! (RFC 1661 §2, RFC 1662 §3). IP-in-IP (RFC 2003, RFC 4213) has no header of its own.
+//! (RFC 1661 §2, RFC 1662 §3). IP-in-IP (RFC 2003, RFC 4213) has no header of its own. Over
+//! UDP: VXLAN (RFC 7348, the encapsulation of AWS VPC Traffic Mirroring and Azure vTAP) and
+//! Geneve (RFC 8926).
 
 use super::ethernet::EtherType;
 use super::{Error, be16, be32};
@@ -305,9 +307,117 @@ impl<'a, T: AsRef<[u8]> + ?Sized> PppFrame<&'a T> {
     }
 }
 
+/// IANA's UDP port for VXLAN (RFC 7348 §5).
+pub const VXLAN_PORT: u16 = 4789;
+/// IANA's UDP port for Geneve (RFC 8926 §3.3).
+pub const GENEVE_PORT: u16 = 6081;
+const VXLAN_HEADER_LEN: usize = 8;
+/// VXLAN's flags octet with only the I flag (a valid VNI) set, as RFC 7348 §5 has senders
+/// send it. RTP and RTCP (version 2: 0x80-0xbf) and SIP (a letter) never start with it.
+const VXLAN_FLAGS: u8 = 0x08;
+const GENEVE_FIXED_LEN: usize = 8;
+
+/// What a UDP datagram to a tunnel port carries, when it is a tunnel packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpTunnel<'a> {
+    /// An Ethernet frame (VXLAN, or Geneve protocol 0x6558).
+    Ethernet(&'a [u8]),
+    /// An IP packet with no link layer (Geneve protocol 0x0800 or 0x86dd).
+    Ip(&'a [u8]),
+}
+
+/// The frame inside a UDP datagram to `dst_port`, if the datagram is VXLAN or Geneve.
+/// `Ok(None)` is an ordinary datagram that happens to use the port (its first octet is not a
+/// tunnel header's); a tunnel header cut short is `Truncated`.
+pub fn udp_tunnel(dst_port: u16, payload: &[u8]) -> Result<Option<UdpTunnel<'_>>, Error> {
+    match dst_port {
+        VXLAN_PORT if payload.first() == Some(&VXLAN_FLAGS) => payload
+            .get(VXLAN_HEADER_LEN..)
+            .map(|inner| Some(UdpTunnel::Ethernet(inner)))
+            .ok_or(Error::Truncated),
+        // Version 0 in the top two bits: RTP's version 2 never matches. The O bit marks a
+        // control message, which carries no traffic.
+        GENEVE_PORT if payload.first().is_some_and(|b| b >> 6 == 0) => {
+            let fixed = payload.get(..GENEVE_FIXED_LEN).ok_or(Error::Truncated)?;
+            let header_len = GENEVE_FIXED_LEN + usize::from(fixed[0] & 0x3f) * 4;
+            let inner = payload.get(header_len..).ok_or(Error::Truncated)?;
+            if fixed[1] & 0x80 != 0 {
+                return Ok(None);
+            }
+            Ok(match EtherType::from(be16(&fixed[2..4])) {
+                EtherType::TransparentEthernet => Some(UdpTunnel::Ethernet(inner)),
+                EtherType::Ipv4 | EtherType::Ipv6 => Some(UdpTunnel::Ip(inner)),
+                _ => None,
+            })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Whether a UDP datagram to `dst_port` is (or claims to be) VXLAN or Geneve: the cheap check
+/// that keeps such datagrams off the plain-UDP shortcut.
+#[inline]
+pub fn is_udp_tunnel(dst_port: u16, payload: &[u8]) -> bool {
+    match dst_port {
+        VXLAN_PORT => payload.first() == Some(&VXLAN_FLAGS),
+        GENEVE_PORT => payload.first().is_some_and(|b| b >> 6 == 0),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vxlan_and_geneve_are_told_from_ordinary_datagrams() {
+        let inner = [0xaa; 14];
+        let vxlan = [&[0x08, 0, 0, 0, 0, 0x12, 0x34, 0][..], &inner].concat();
+        assert_eq!(
+            udp_tunnel(VXLAN_PORT, &vxlan),
+            Ok(Some(UdpTunnel::Ethernet(&inner[..])))
+        );
+        assert!(is_udp_tunnel(VXLAN_PORT, &vxlan));
+        // The same bytes to another port, and RTP to the VXLAN port, are ordinary datagrams.
+        assert_eq!(udp_tunnel(4790, &vxlan), Ok(None));
+        let rtp = [0x80, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 1];
+        for port in [VXLAN_PORT, GENEVE_PORT] {
+            assert_eq!(udp_tunnel(port, &rtp), Ok(None));
+            assert!(!is_udp_tunnel(port, &rtp));
+        }
+        assert_eq!(udp_tunnel(VXLAN_PORT, &vxlan[..7]), Err(Error::Truncated));
+
+        // Geneve with 8 bytes of options, Ethernet, then IPv4, then an OAM message.
+        let geneve = |b1: u8, proto: [u8; 2]| {
+            [
+                &[0x02, b1, proto[0], proto[1], 0, 0, 0x2a, 0][..],
+                &[0; 8],
+                &inner,
+            ]
+            .concat()
+        };
+        let eth = geneve(0, [0x65, 0x58]);
+        assert_eq!(
+            udp_tunnel(GENEVE_PORT, &eth),
+            Ok(Some(UdpTunnel::Ethernet(&inner[..])))
+        );
+        assert_eq!(
+            udp_tunnel(GENEVE_PORT, &geneve(0, [0x08, 0x00])),
+            Ok(Some(UdpTunnel::Ip(&inner[..])))
+        );
+        assert_eq!(
+            udp_tunnel(GENEVE_PORT, &geneve(0x80, [0x65, 0x58])),
+            Ok(None)
+        );
+        assert_eq!(udp_tunnel(GENEVE_PORT, &geneve(0, [0x12, 0x34])), Ok(None));
+        for n in 1..16 {
+            assert_eq!(
+                udp_tunnel(GENEVE_PORT, &eth[..n]),
+                Err(Error::Truncated),
+                "{n}"
+            );
+        }
+    }
 
     #[test]
     fn gre_key_and_sequence() {
