@@ -274,6 +274,50 @@ fn afpacket_capture_matches_replay() {
     live_capture_matches_replay("afpacket", "afpacket_capture_matches_replay");
 }
 
+/// A recorder fed by a remote mirror: the calls arrive wrapped in ERSPAN type II (a Cisco
+/// switch's remote SPAN) and in VXLAN (a cloud traffic mirror). In its default mode, XDP,
+/// voxtap must judge each frame by what it carries, pass the calls' SIP and RTP, and record
+/// them as the ground truth says; the program counts every frame it looked into.
+#[test]
+fn xdp_records_calls_a_remote_mirror_sends_over_erspan_and_vxlan() {
+    let test = "xdp_records_calls_from_a_remote_mirror";
+    let Some(net) = TestNet::new_or_skip("vte", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    for encap in [voxtap_gen::Encap::Erspan2, voxtap_gen::Encap::Vxlan] {
+        let (mut frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+        voxtap_gen::encapsulate(&mut frames, encap);
+        let out = s.path().join(format!("{encap:?}"));
+        let running = Running::start(net.host_if(), "xdp", &config, &out);
+        let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+        net.replay_paced(&paced, 1.0).expect("replay the calls");
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, stdout, stderr) = running.stop();
+        let context = format!("{encap:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            status.success(),
+            "voxtap run exited with {status}\n{context}"
+        );
+        check_against_truth(&out, &truth, &context);
+        let decapsulated = figure(&stderr, "decapsulated").expect("XDP counters in the figures");
+        let seen = figure(&stderr, "engine frames").expect("final figures");
+        eprintln!("{test}: {encap:?}: {decapsulated} decapsulated, {seen} engine frames");
+        assert!(
+            decapsulated >= frames.len() as u64,
+            "{encap:?}: {decapsulated} of {} frames looked into\n{context}",
+            frames.len()
+        );
+        assert_eq!(
+            seen,
+            frames.len() as u64,
+            "every mirrored frame reached the engine\n{context}"
+        );
+    }
+}
+
 #[test]
 fn kill_9_mid_call_leaves_a_playable_recording_and_no_xdp_program() {
     let test = "kill_9_mid_call";

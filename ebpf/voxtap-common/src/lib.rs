@@ -117,7 +117,10 @@ pub const COUNTER_PARSE_FAILED: u32 = 5;
 /// Classified for redirect but no AF_XDP socket in the rx queue's slot: dropped.
 /// (Counted in addition to the `PASSED_*` counter of the packet.)
 pub const COUNTER_REDIRECT_FAILED: u32 = 6;
-pub const COUNTER_COUNT: u32 = 7;
+/// A remote mirror's frame (ERSPAN, GRE, VXLAN, Geneve, IP-in-IP) whose inner frame was
+/// classified. (Counted in addition to the inner frame's own verdict.)
+pub const COUNTER_DECAPSULATED: u32 = 7;
+pub const COUNTER_COUNT: u32 = 8;
 
 #[cfg(feature = "user")]
 mod user {

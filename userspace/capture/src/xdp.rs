@@ -20,10 +20,10 @@ use aya::{Ebpf, EbpfLoader};
 /// The most SIP ports the XDP program takes (its map's size).
 pub use voxtap_common::SIP_PORTS_MAX;
 use voxtap_common::{
-    CONFIG_PASS_UNKNOWN_RTP, COUNTER_COUNT, COUNTER_DROPPED, COUNTER_PARSE_FAILED,
-    COUNTER_PASSED_FRAGMENT, COUNTER_PASSED_RTP, COUNTER_PASSED_RTP_GUESS, COUNTER_PASSED_SIP,
-    COUNTER_REDIRECT_FAILED, MAP_CONFIG, MAP_COUNTERS, MAP_MEDIA_ENDPOINTS, MAP_SIP_PORTS,
-    MAP_XSKS, MediaEndpointKey, MediaEndpointValue, PROGRAM_NAME,
+    CONFIG_PASS_UNKNOWN_RTP, COUNTER_COUNT, COUNTER_DECAPSULATED, COUNTER_DROPPED,
+    COUNTER_PARSE_FAILED, COUNTER_PASSED_FRAGMENT, COUNTER_PASSED_RTP, COUNTER_PASSED_RTP_GUESS,
+    COUNTER_PASSED_SIP, COUNTER_REDIRECT_FAILED, MAP_CONFIG, MAP_COUNTERS, MAP_MEDIA_ENDPOINTS,
+    MAP_SIP_PORTS, MAP_XSKS, MediaEndpointKey, MediaEndpointValue, PROGRAM_NAME,
 };
 
 /// The object file `build.rs` built, or `None` when it was built without it.
@@ -80,6 +80,9 @@ pub struct XdpCounters {
     pub parse_failed: u64,
     /// Frames counted as passed whose rx queue had no AF_XDP socket: dropped instead.
     pub redirect_failed: u64,
+    /// A remote mirror's frames (ERSPAN, GRE, VXLAN, Geneve, IP-in-IP), judged by the frame
+    /// inside; each is also in one of the counters above.
+    pub decapsulated: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,12 @@ pub enum XdpError {
         "the kernel refused the voxtap XDP program ({0}); BPF may be unavailable here, {AFPACKET_HINT}"
     )]
     Load(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The verifier ran and said no: a defect of the program, never a matter of rights, so
+    /// it is not reported (or skipped in tests) as one.
+    #[error(
+        "the kernel's verifier rejected the voxtap XDP program, a defect of this build ({AFPACKET_HINT}); the end of its log:\n{0}"
+    )]
+    Rejected(String),
     #[error(
         "cannot attach XDP to {iface}: native mode: {native}; generic mode: {generic}; {AFPACKET_HINT}"
     )]
@@ -193,9 +202,18 @@ impl XdpProgram {
             .ok_or_else(|| XdpError::Load(format!("no program {PROGRAM_NAME:?}").into()))?
             .try_into()
             .map_err(|e: ProgramError| XdpError::Load(Box::new(e)))?;
-        program
-            .load()
-            .map_err(|e| classify("load the XDP program", e))?;
+        program.load().map_err(|e| match &e {
+            ProgramError::LoadError { verifier_log, .. } => {
+                let log = format!("{verifier_log:?}");
+                if log.trim().is_empty() {
+                    classify("load the XDP program", e)
+                } else {
+                    let lines: Vec<&str> = log.trim_end().lines().collect();
+                    XdpError::Rejected(lines[lines.len().saturating_sub(40)..].join("\n"))
+                }
+            }
+            _ => classify("load the XDP program", e),
+        })?;
 
         let (link_id, mode) =
             match program.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver) {
@@ -300,6 +318,7 @@ impl XdpProgram {
             dropped: at(COUNTER_DROPPED),
             parse_failed: at(COUNTER_PARSE_FAILED),
             redirect_failed: at(COUNTER_REDIRECT_FAILED),
+            decapsulated: at(COUNTER_DECAPSULATED),
         })
     }
 }

@@ -168,6 +168,7 @@ fn delta(after: XdpCounters, before: XdpCounters) -> XdpCounters {
         dropped: after.dropped - before.dropped,
         parse_failed: after.parse_failed - before.parse_failed,
         redirect_failed: after.redirect_failed - before.redirect_failed,
+        decapsulated: after.decapsulated - before.decapsulated,
     }
 }
 
@@ -348,6 +349,7 @@ fn verdicts_are_counted_exactly() {
             parse_failed: truncated.len() as u64,
             // No AF_XDP socket is registered: every pass falls back to XDP_DROP.
             redirect_failed: passed,
+            decapsulated: 0,
         }
     );
 
@@ -371,6 +373,192 @@ fn verdicts_are_counted_exactly() {
     assert!(
         wait_detached(&iface),
         "XDP still attached to {iface} after drop"
+    );
+}
+
+// ---- remote mirrors ---------------------------------------------------------------------------
+
+const GRE: u8 = 47;
+
+/// `inner` as a switch mirrors it to a remote collector over GRE.
+fn over_gre(gre_header: &[u8], inner: &[u8]) -> Vec<u8> {
+    eth(
+        &[],
+        0x0800,
+        &ipv4(A4, B4, GRE, 0x4000, &[gre_header, inner].concat()),
+    )
+}
+
+fn erspan2(inner: &[u8]) -> Vec<u8> {
+    // GRE with S, 0x88be, sequence; ERSPAN II: version 1, VLAN 0, session 7, index 0.
+    let h = [
+        0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 9, 0x10, 0, 0, 7, 0, 0, 0, 0,
+    ];
+    over_gre(&h, inner)
+}
+
+fn erspan3(frame_type: u8, subheader: bool, inner: &[u8]) -> Vec<u8> {
+    let mut h = vec![
+        0x10, 0x00, 0x22, 0xeb, 0, 0, 0, 9, 0x20, 0, 0, 7, 1, 2, 3, 4, 0, 0,
+    ];
+    h.push(frame_type << 2);
+    h.push(u8::from(subheader));
+    if subheader {
+        h.extend_from_slice(&[0; 8]);
+    }
+    over_gre(&h, inner)
+}
+
+fn vxlan(inner: &[u8]) -> Vec<u8> {
+    let h = [0x08, 0, 0, 0, 0, 0, 7, 0];
+    eth(
+        &[],
+        0x0800,
+        &ipv4(A4, B4, UDP, 0, &udp(50123, 4789, &[&h[..], inner].concat())),
+    )
+}
+
+fn geneve(protocol: u16, inner: &[u8]) -> Vec<u8> {
+    let p = protocol.to_be_bytes();
+    // Version 0, one 4-byte word of options, the protocol, VNI 7; then the option.
+    let h = [0x01, 0x00, p[0], p[1], 0, 0, 7, 0, 0x01, 0x03, 0x01, 0x00];
+    eth(
+        &[],
+        0x0800,
+        &ipv4(A4, B4, UDP, 0, &udp(50123, 6081, &[&h[..], inner].concat())),
+    )
+}
+
+/// A remote mirror's frames (ERSPAN I/II/III, GRE, VXLAN, Geneve, IP-in-IP) are passed or
+/// dropped by the frame they carry, as a local mirror port's would be; PPPoE and MPLS are
+/// looked through. Before, the program dropped every one of them as "not UDP or TCP", so a
+/// recorder fed by ERSPAN or a cloud traffic mirror recorded nothing in its default mode.
+#[test]
+fn remote_mirror_frames_are_judged_by_what_they_carry() {
+    const TEST: &str = "remote_mirror_frames_are_judged_by_what_they_carry";
+    let Some(net) = setup("xdpt", TEST) else {
+        return;
+    };
+    let Some(mut prog) = attach_or_skip(&net, &XdpOptions::default(), TEST) else {
+        return;
+    };
+    prog.add_endpoint("10.0.0.2:40000".parse().unwrap())
+        .unwrap();
+    prog.add_endpoint("10.0.0.2:4789".parse().unwrap()).unwrap();
+
+    let sip_frame = v4_udp(5060, 5060, SIP);
+    let sip_ip = ipv4(A4, B4, UDP, 0, &udp(5060, 5060, SIP));
+    let sip_ip6 = ipv6(A6, B6, UDP, &udp(5061, 5061, SIP));
+    let rtp_frame = v4_udp(30000, 40000, &rtp(0));
+    let tunnelled_sip = vec![
+        erspan2(&sip_frame),
+        erspan3(0, false, &eth(&[0x8100], 0x0800, &sip_ip)),
+        erspan3(2, true, &sip_ip), // IP with no link layer, after the platform subheader
+        over_gre(&[0x00, 0x00, 0x88, 0xbe], &sip_frame), // ERSPAN type I: no header
+        over_gre(&[0x00, 0x00, 0x65, 0x58], &sip_frame), // Ethernet over GRE
+        over_gre(&[0x20, 0x00, 0x08, 0x00, 0, 0, 0, 1], &sip_ip), // keyed GRE, IPv4
+        geneve(0x86dd, &sip_ip6),
+        eth(&[], 0x0800, &ipv4(A4, B4, 4, 0, &sip_ip)), // IP-in-IP
+        eth(&[], 0x0800, &ipv4(A4, B4, 41, 0, &sip_ip6)), // 6in4
+    ];
+    let tunnelled_rtp = vec![
+        vxlan(&rtp_frame),
+        erspan3(0, false, &rtp_frame),
+        geneve(
+            0x6558,
+            &eth(
+                &[0x8100],
+                0x0800,
+                &ipv4(B4, A4, UDP, 0, &udp(40000, 30000, &rtp(8))),
+            ),
+        ),
+    ];
+    let tunnelled_fragment = vec![vxlan(&eth(
+        &[],
+        0x0800,
+        &ipv4(A4, B4, UDP, 0x2000, &udp(1234, 1234, &[0; 64])),
+    ))];
+    let tunnelled_dropped = vec![
+        vxlan(&arp()),
+        erspan2(&v4_udp(1234, 5555, b"not a call")),
+        over_gre(
+            &[0x00, 0x00, 0x65, 0x58],
+            &eth(&[], 0x0800, &ipv4(A4, B4, ICMP, 0, &[8, 0, 0, 0])),
+        ),
+    ];
+    let shims = vec![
+        // PPPoE session (RFC 2516), PPP protocol IPv4.
+        eth(
+            &[],
+            0x8864,
+            &[
+                &[0x11, 0x00, 0x12, 0x34, 0x00, 0x00, 0x00, 0x21][..],
+                &sip_ip,
+            ]
+            .concat(),
+        ),
+        // Two MPLS labels, the second bottom of stack.
+        eth(
+            &[],
+            0x8847,
+            &[
+                &[0x00, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40][..],
+                &sip_ip,
+            ]
+            .concat(),
+        ),
+    ];
+    let plain = vec![
+        // RTP to a known endpoint on the VXLAN port is RTP, not a tunnel.
+        v4_udp(30000, 4789, &rtp(0)),
+    ];
+    let not_mirrors = vec![
+        over_gre(
+            &[0x30, 0x01, 0x88, 0x0b, 0, 4, 0, 1, 0, 0, 0, 1],
+            &[0xff, 0x03, 0x00, 0x21],
+        ), // PPTP
+    ];
+    let failures = vec![
+        vxlan(&vxlan(&sip_frame)), // a tunnel in a tunnel
+        over_gre(&[0x10, 0x00, 0x88, 0xbe, 0, 0, 0, 1], &[]), // ERSPAN II cut before its header
+        vxlan(&sip_frame[..20]),   // the inner frame cut short
+        v4_udp(30000, 4789, &[0x08; 4]), // VXLAN's flags, then nothing: cut short too
+    ];
+    let frames: Vec<Vec<u8>> = [
+        &tunnelled_sip,
+        &tunnelled_rtp,
+        &tunnelled_fragment,
+        &tunnelled_dropped,
+        &shims,
+        &plain,
+        &not_mirrors,
+        &failures,
+    ]
+    .into_iter()
+    .flatten()
+    .cloned()
+    .collect();
+    let got = send_and_count(&net, &prog, &frames);
+    eprintln!("counters after {} frames: {got:#?}", frames.len());
+    let passed = tunnelled_sip.len() + shims.len() + tunnelled_rtp.len() + plain.len() + 1;
+    assert_eq!(
+        got,
+        XdpCounters {
+            passed_sip: (tunnelled_sip.len() + shims.len()) as u64,
+            passed_rtp: (tunnelled_rtp.len() + plain.len()) as u64,
+            passed_fragment: tunnelled_fragment.len() as u64,
+            passed_rtp_guess: 0,
+            dropped: (tunnelled_dropped.len() + not_mirrors.len()) as u64,
+            parse_failed: failures.len() as u64,
+            redirect_failed: passed as u64,
+            // Every tunnelled frame whose inner frame was looked for: the nested one and the
+            // cut ones too, but not the ERSPAN header cut short.
+            decapsulated: (tunnelled_sip.len()
+                + tunnelled_rtp.len()
+                + tunnelled_fragment.len()
+                + tunnelled_dropped.len()
+                + 3) as u64,
+        }
     );
 }
 

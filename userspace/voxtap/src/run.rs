@@ -524,14 +524,15 @@ impl Reporter {
         }
         if let Some(Ok(c)) = live.xdp.as_ref().map(XdpProgram::counters) {
             line += &format!(
-                " | xdp passed sip {} rtp {} frag {} guess {}, dropped {}, parse failed {}, redirect failed {}",
+                " | xdp passed sip {} rtp {} frag {} guess {}, dropped {}, parse failed {}, redirect failed {}, decapsulated {}",
                 c.passed_sip,
                 c.passed_rtp,
                 c.passed_fragment,
                 c.passed_rtp_guess,
                 c.dropped,
                 c.parse_failed,
-                c.redirect_failed
+                c.redirect_failed,
+                c.decapsulated
             );
         }
         line += &format!(
