@@ -126,6 +126,44 @@ fn corrupt_capture_names_file_and_offset_after_flushing() {
     assert_eq!(recs, 1, "the partial call is still recorded and finalised");
 }
 
+/// A capture taken with a small snapshot length (`tcpdump -s 96`, a common way to save disk)
+/// holds every frame but only its first bytes: no SIP body, no audio. The replay must say so
+/// in words, naming the file, how many frames and the cut, rather than leave the user with
+/// an empty catalog and a count of malformed frames.
+#[test]
+fn a_capture_cut_by_its_snapshot_length_says_so() {
+    let s = Scratch::new("snaplen");
+    let pcap = s.path().join("snap96.pcap");
+    let (frames, _) = generate(&GenConfig::new(Scenario::Pcmu));
+    write_pcap(&pcap, &frames).unwrap();
+    // Rewrite each record as `tcpdump -s 96` would have kept it.
+    let bytes = std::fs::read(&pcap).unwrap();
+    let mut cut = bytes[..24].to_vec();
+    cut[16..20].copy_from_slice(&96u32.to_le_bytes());
+    let (mut at, mut longer) = (24, 0);
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let kept = len.min(96);
+        longer += usize::from(len > 96);
+        cut.extend_from_slice(&bytes[at..at + 8]);
+        cut.extend_from_slice(&(kept as u32).to_le_bytes());
+        cut.extend_from_slice(&(len as u32).to_le_bytes());
+        cut.extend_from_slice(&bytes[at + 16..at + 16 + kept]);
+        at += 16 + len;
+    }
+    assert!(longer > 100, "the call's frames are longer than 96 bytes");
+    std::fs::write(&pcap, &cut).unwrap();
+    let out = replay(&s.path().join("out"), &[&pcap]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let want = format!(
+        "snap96.pcap: {longer} of its {} frames were cut short by the capture, to at most 96 bytes",
+        frames.len()
+    );
+    assert!(err.contains(&want), "wanted {want:?} in:\n{err}");
+    assert!(err.contains("tcpdump -s 0"), "{err}");
+}
+
 #[test]
 fn not_a_capture_is_a_clear_error() {
     let s = Scratch::new("notpcap");

@@ -81,6 +81,9 @@ pub struct CaptureFile {
     ahead_pos: usize,
     /// Corrupt stretches skipped: where they began and how many bytes.
     skipped: Vec<(u64, u64)>,
+    /// Frames the capture cut short (captured length under the original: a snapshot length
+    /// smaller than the frames), and the longest captured length among them.
+    cut: (u64, usize),
     /// Bytes of the read buffer lent out as the last frame, consumed at the next call.
     lent: usize,
     /// Frames may be lent from the read buffer (off only in tests, to compare with the
@@ -145,6 +148,7 @@ impl CaptureFile {
             ahead: Vec::new(),
             ahead_pos: 0,
             skipped: Vec::new(),
+            cut: (0, 0),
             lent: 0,
             lend: true,
         };
@@ -212,6 +216,23 @@ impl CaptureFile {
         &self.skipped
     }
 
+    /// How many frames so far the capture cut short of their length on the wire (a snapshot
+    /// length, `tcpdump -s N`, smaller than the frames), and the longest captured length
+    /// among them: what the capture kept of a frame. `None` if none was cut.
+    pub fn cut_short(&self) -> Option<(u64, usize)> {
+        (self.cut.0 > 0).then_some(self.cut)
+    }
+
+    #[inline(always)]
+    fn note_cut(&mut self, caplen: usize, origlen: usize) {
+        // Not every `caplen != origlen`: some writers count a Linux cooked pseudo-header in
+        // the captured length only, which makes it the larger.
+        if origlen > caplen {
+            self.cut.0 += 1;
+            self.cut.1 = self.cut.1.max(caplen);
+        }
+    }
+
     /// The next frame, `Ok(None)` at a clean end of file.
     pub fn next_frame(&mut self) -> Result<Option<FrameRef<'_>>, CaptureError> {
         if self.lent > 0 {
@@ -245,9 +266,11 @@ impl CaptureFile {
             && b.len() >= 16 + caplen
         {
             let ts = pcap_ts(h, be, nanos);
+            let origlen = u32_at(h, 12, be) as usize;
             let at = self.offset;
             self.offset += (16 + caplen) as u64;
             self.lent = 16 + caplen;
+            self.note_cut(caplen, origlen);
             return Ok(Some(FrameRef {
                 ts,
                 link,
@@ -278,6 +301,7 @@ impl CaptureFile {
             }
         }
         let caplen = u32_at(&hdr, 8, be) as usize;
+        self.note_cut(caplen, u32_at(&hdr, 12, be) as usize);
         self.buf.resize(caplen, 0);
         let mut buf = std::mem::take(&mut self.buf);
         let complete = self.read_exact_or_eof(&mut buf)?;
@@ -343,9 +367,10 @@ impl CaptureFile {
         // in place. Anything else takes the general path, which reads the same bytes again.
         if !self.pending_ng_magic
             && let Some(b) = self.buffered()
-            && let Some((total, ts, link, caplen)) = self.ng_whole_packet(b)
+            && let Some((total, ts, link, caplen, origlen)) = self.ng_whole_packet(b)
         {
             let at = self.offset;
+            self.note_cut(caplen, origlen);
             self.offset += total as u64;
             self.lent = total;
             return Ok(Some(FrameRef {
@@ -458,12 +483,13 @@ impl CaptureFile {
                     });
                 }
                 6 | 2 => {
-                    let Some((ts, link, caplen)) =
+                    let Some((ts, link, caplen, origlen)) =
                         self.ng_packet(block_type, &self.buf[..body_len])
                     else {
                         self.note_skip(at, total as u64);
                         continue;
                     };
+                    self.note_cut(caplen, origlen);
                     return Ok(Some(FrameRef {
                         ts,
                         link,
@@ -483,6 +509,7 @@ impl CaptureFile {
                     }
                     let orig = u32_at(&self.buf, 0, be) as usize;
                     let caplen = orig.min(body_len - 4);
+                    self.note_cut(caplen, orig);
                     return Ok(Some(FrameRef {
                         ts: Timestamp(0),
                         link: ifc.link,
@@ -499,7 +526,7 @@ impl CaptureFile {
     /// general path makes (the block's lengths here, its content in [`Self::ng_packet`]): its
     /// total length, time, link and captured length.
     #[inline(always)]
-    fn ng_whole_packet(&self, b: &[u8]) -> Option<(usize, Timestamp, LinkType, usize)> {
+    fn ng_whole_packet(&self, b: &[u8]) -> Option<(usize, Timestamp, LinkType, usize, usize)> {
         let be = self.ng_big_endian;
         let h = b.first_chunk::<28>()?;
         let total = u32_at(h, 4, be) as usize;
@@ -511,8 +538,8 @@ impl CaptureFile {
         {
             return None;
         }
-        let (ts, link, caplen) = self.ng_packet(6, &b[8..total - 4])?;
-        Some((total, ts, link, caplen))
+        let (ts, link, caplen, origlen) = self.ng_packet(6, &b[8..total - 4])?;
+        Some((total, ts, link, caplen, origlen))
     }
 
     /// A packet block's frame — enhanced (6), or the obsolete packet block (2) with a 16-bit
@@ -521,7 +548,11 @@ impl CaptureFile {
     /// `None` for damage: too short, a captured length past the block, an interface never
     /// described.
     #[inline(always)]
-    fn ng_packet(&self, block_type: u32, body: &[u8]) -> Option<(Timestamp, LinkType, usize)> {
+    fn ng_packet(
+        &self,
+        block_type: u32,
+        body: &[u8],
+    ) -> Option<(Timestamp, LinkType, usize, usize)> {
         let be = self.ng_big_endian;
         if body.len() < 20 {
             return None;
@@ -538,7 +569,7 @@ impl CaptureFile {
             .filter(|_| caplen <= body.len() - 20)?;
         let ts_raw = ((u32_at(body, 4, be) as u64) << 32) | u32_at(body, 8, be) as u64;
         let ts = ts_from_units(ts_raw, ifc.units_per_sec, ifc.offset_secs);
-        Some((ts, ifc.link, caplen))
+        Some((ts, ifc.link, caplen, u32_at(body, 16, be) as usize))
     }
 
     /// After a bad pcapng block at `at` (`seen`: the bytes read of it), places the reader at
@@ -1401,6 +1432,70 @@ mod tests {
                 (f.0, f.1.clone(), off)
             })
             .collect()
+    }
+
+    /// Reads a capture written to a temporary file, with or without lending, and says what
+    /// the reader counted as cut short by the capture.
+    fn cut_short_of(bytes: &[u8], lend: bool) -> (usize, Option<(u64, usize)>) {
+        let path = scratch_path();
+        std::fs::write(&path, bytes).unwrap();
+        let mut f = CaptureFile::open(&path).unwrap();
+        f.lend = lend;
+        let mut n = 0;
+        while f.next_frame().unwrap().is_some() {
+            n += 1;
+        }
+        let _ = std::fs::remove_file(&path);
+        (n, f.cut_short())
+    }
+
+    /// A capture taken with a small snapshot length (`tcpdump -s 96`) keeps every frame but
+    /// cut: the reader counts the frames whose captured length is under their length on the
+    /// wire, and what the capture kept, in pcap and pcapng, on the lent and the general path.
+    /// A record whose captured length is the larger (a Linux cooked pseudo-header counted in
+    /// it alone) is not cut.
+    #[test]
+    fn frames_cut_by_the_snapshot_length_are_counted() {
+        let recs = records(40);
+        let mut bytes = pcap(&recs);
+        let mut at = 24;
+        for (i, (_, data)) in recs.iter().enumerate() {
+            let orig = match i % 4 {
+                0 => data.len() + 900,
+                1 => data.len().saturating_sub(16),
+                _ => data.len(),
+            };
+            bytes[at + 12..at + 16].copy_from_slice(&(orig as u32).to_le_bytes());
+            at += 16 + data.len();
+        }
+        let longest_cut = recs.iter().step_by(4).map(|r| r.1.len()).max().unwrap();
+        for lend in [true, false] {
+            assert_eq!(
+                cut_short_of(&bytes, lend),
+                (40, Some((10, longest_cut))),
+                "lend {lend}"
+            );
+        }
+        assert_eq!(cut_short_of(&pcap(&recs), true), (40, None));
+
+        let (mut ng, blocks) = pcapng(&[le_section(30)]);
+        let epbs: Vec<(usize, usize)> = blocks.iter().copied().step_by(3).collect();
+        for &(at, _) in &epbs {
+            let orig = u32::from_le_bytes(ng[at + 24..at + 28].try_into().unwrap()) + 1;
+            ng[at + 24..at + 28].copy_from_slice(&orig.to_le_bytes());
+        }
+        let longest: usize = epbs
+            .iter()
+            .map(|&(at, _)| u32::from_le_bytes(ng[at + 20..at + 24].try_into().unwrap()) as usize)
+            .max()
+            .unwrap();
+        for lend in [true, false] {
+            assert_eq!(
+                cut_short_of(&ng, lend),
+                (30, Some((epbs.len() as u64, longest))),
+                "lend {lend}"
+            );
+        }
     }
 
     #[test]

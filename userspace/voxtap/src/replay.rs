@@ -112,6 +112,12 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
                 path.display()
             );
         }
+        if let Some((n, kept)) = file.cut_short() {
+            eprintln!(
+                "voxtap replay: warning: {}: {n} of its {frames_in_file} frames were cut short by the capture, to at most {kept} bytes (its snapshot length): the SIP and audio past the cut are lost, so those calls cannot be catalogued or recorded whole, and the cut frames are counted as malformed. Capture whole frames (`tcpdump -s 0`)",
+                path.display()
+            );
+        }
         if let Some((link, n)) = unreadable {
             let what = format!(
                 "{}: {n} of its {frames_in_file} frames have link type {link}, which voxtap cannot read (it reads Ethernet, Linux cooked SLL/SLL2, raw IP and loopback)",
