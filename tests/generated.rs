@@ -156,7 +156,7 @@ fn a_call_whose_invite_was_lost_is_picked_up_from_its_answer() {
 
 /// Remote mirroring: the mix scenario delivered through each encapsulation a mirror sends
 /// (ERSPAN II and III or Ethernet over GRE from a switch, VXLAN from a cloud traffic mirror,
-/// Geneve) is recorded exactly as the plain capture is. tshark, the oracle, finds as many SIP
+/// Geneve, TZSP from a MikroTik router's sniffer) is recorded exactly as the plain capture is. tshark, the oracle, finds as many SIP
 /// messages inside each encapsulated capture as in the plain one, so the encapsulations are
 /// the real thing and not only what voxtap expects.
 #[test]
@@ -192,6 +192,7 @@ fn every_remote_mirror_encapsulation_is_read() {
         Encap::Gre,
         Encap::Vxlan,
         Encap::Geneve,
+        Encap::Tzsp,
     ] {
         let mut frames = plain.clone();
         voxtap_gen::encapsulate(&mut frames, encap);

@@ -9,7 +9,9 @@
 //!   routers send it;
 //! - `vxlan`: VXLAN on UDP 4789 (RFC 7348), as AWS VPC Traffic Mirroring and Azure vTAP send
 //!   it: the UDP source port varies with the inner flow, the UDP checksum is zero;
-//! - `geneve`: Geneve on UDP 6081 (RFC 8926) with one 8-byte option.
+//! - `geneve`: Geneve on UDP 6081 (RFC 8926) with one 8-byte option;
+//! - `tzsp`: TZSP on UDP 37008, as MikroTik RouterOS's packet sniffer streams what it sees
+//!   (version 1, a received frame, Ethernet, the end tag at once).
 //!
 //! The outer packets go from the mirror source 172.31.0.1 to the collector 172.31.0.2 with
 //! DF set. Nothing inside changes, so a capture's ground truth holds for its encapsulated
@@ -37,6 +39,8 @@ pub enum Encap {
     Vxlan,
     /// Geneve on UDP 6081, with one option.
     Geneve,
+    /// TZSP on UDP 37008 (MikroTik's packet sniffer streaming).
+    Tzsp,
 }
 
 /// The mirror source (a switch's or an ENI's address) and the collector.
@@ -78,6 +82,11 @@ pub fn encapsulate(frames: &mut [Frame], encap: Encap) {
                 h.extend_from_slice(inner);
                 (net::PROTO_UDP, udp(flow_port(inner), 6081, &h))
             }
+            Encap::Tzsp => {
+                let mut h = vec![1, 0, 0, 1, 1];
+                h.extend_from_slice(inner);
+                (net::PROTO_UDP, udp(37008, 37008, &h))
+            }
         };
         let ip = net::ipv4_packet(MIRROR_SOURCE, COLLECTOR, proto, seq as u16, true, 64, &l4);
         frame.data = net::ethernet(src_mac, dst_mac, &[], ETHERTYPE_IPV4, &ip);
@@ -112,7 +121,7 @@ fn gre(encap: Encap, seq: u32, ts_ns: u64, inner: &[u8]) -> Vec<u8> {
             h.extend_from_slice(&((ts_ns / 100_000) as u32).to_be_bytes());
             h.extend_from_slice(&[0, 0, 0x00, 0x04]);
         }
-        Encap::Vxlan | Encap::Geneve => unreachable!("UDP-borne"),
+        Encap::Vxlan | Encap::Geneve | Encap::Tzsp => unreachable!("UDP-borne"),
     }
     h.extend_from_slice(inner);
     h
@@ -152,6 +161,7 @@ mod tests {
             (Encap::Gre, 14 + 20 + 4),
             (Encap::Vxlan, 14 + 20 + 8 + 8),
             (Encap::Geneve, 14 + 20 + 8 + 16),
+            (Encap::Tzsp, 14 + 20 + 8 + 5),
         ] {
             let mut frames = vec![Frame {
                 ts_ns: 1_000_000_000,

@@ -261,6 +261,14 @@ impl XdpProgram {
         self.mode
     }
 
+    /// How many instructions the kernel's verifier processed to accept the program (Linux
+    /// 5.16 and later; `None` before). Its limit is 1,000,000: a program near it verifies on
+    /// one kernel and not the next.
+    pub fn verified_instructions(&self) -> Option<u32> {
+        let program: &Xdp = self._ebpf.program(PROGRAM_NAME)?.try_into().ok()?;
+        program.info().ok()?.verified_instruction_count()
+    }
+
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }

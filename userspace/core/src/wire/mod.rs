@@ -195,8 +195,9 @@ pub(crate) fn be32(b: &[u8]) -> u32 {
 
 /// Walks link → (VLAN/QinQ, any depth up to a bound) → (PPPoE session/PPP) → IPv4/IPv6 →
 /// (tunnels: GRE incl. ERSPAN type II and III and transparent Ethernet bridging 0x6558;
-/// IP-in-IP proto 4 and 41; VXLAN and Geneve on their UDP ports) → UDP/TCP. Returns the innermost packet. IPv6 extension headers
-/// (hop-by-hop, routing, destination options, fragment) are walked with a bound.
+/// IP-in-IP proto 4 and 41; VXLAN, Geneve and TZSP on their UDP ports) → UDP/TCP. Returns
+/// the innermost packet. IPv6 extension headers (hop-by-hop, routing, destination options,
+/// fragment) are walked with a bound.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, Error> {
     let first = match link {
         LinkType::Ethernet => {

@@ -1,8 +1,9 @@
 //! Encapsulations between IP and IP: GRE (RFC 2784, RFC 2890, enhanced GRE of RFC 2637 §4.1),
 //! ERSPAN type II/III (draft-foschiano-erspan-03 §4), PPPoE session (RFC 2516 §4) and PPP
 //! (RFC 1661 §2, RFC 1662 §3). IP-in-IP (RFC 2003, RFC 4213) has no header of its own. Over
-//! UDP: VXLAN (RFC 7348, the encapsulation of AWS VPC Traffic Mirroring and Azure vTAP) and
-//! Geneve (RFC 8926).
+//! UDP: VXLAN (RFC 7348, the encapsulation of AWS VPC Traffic Mirroring and Azure vTAP),
+//! Geneve (RFC 8926) and TZSP (the TaZmen Sniffer Protocol, which MikroTik's packet sniffer
+//! streams to a remote collector).
 
 use super::ethernet::EtherType;
 use super::{Error, be16, be32};
@@ -316,6 +317,14 @@ const VXLAN_HEADER_LEN: usize = 8;
 /// send it. RTP and RTCP (version 2: 0x80-0xbf) and SIP (a letter) never start with it.
 const VXLAN_FLAGS: u8 = 0x08;
 const GENEVE_FIXED_LEN: usize = 8;
+/// The UDP port TZSP is sent to (0x9090).
+pub const TZSP_PORT: u16 = 37008;
+/// TZSP version 1, type 0 ("received tag list": a frame as sniffed), encapsulation 1
+/// (Ethernet): what a sniffer streams.
+const TZSP_HEAD: [u8; 4] = [1, 0, 0, 1];
+/// Tagged fields walked before the frame: padding (0) and end (1) are one byte, the others a
+/// tag, a length and that many bytes.
+const TZSP_MAX_TAGS: usize = 32;
 
 /// What a UDP datagram to a tunnel port carries, when it is a tunnel packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,6 +359,17 @@ pub fn udp_tunnel(dst_port: u16, payload: &[u8]) -> Result<Option<UdpTunnel<'_>>
                 _ => None,
             })
         }
+        TZSP_PORT if payload.starts_with(&TZSP_HEAD) => {
+            let mut at = TZSP_HEAD.len();
+            for _ in 0..TZSP_MAX_TAGS {
+                match *payload.get(at).ok_or(Error::Truncated)? {
+                    0 => at += 1,
+                    1 => return Ok(Some(UdpTunnel::Ethernet(&payload[at + 1..]))),
+                    _ => at += 2 + usize::from(*payload.get(at + 1).ok_or(Error::Truncated)?),
+                }
+            }
+            Err(Error::Unsupported)
+        }
         _ => Ok(None),
     }
 }
@@ -361,6 +381,7 @@ pub fn is_udp_tunnel(dst_port: u16, payload: &[u8]) -> bool {
     match dst_port {
         VXLAN_PORT => payload.first() == Some(&VXLAN_FLAGS),
         GENEVE_PORT => payload.first().is_some_and(|b| b >> 6 == 0),
+        TZSP_PORT => payload.starts_with(&TZSP_HEAD),
         _ => false,
     }
 }
@@ -417,6 +438,28 @@ mod tests {
                 "{n}"
             );
         }
+
+        // TZSP as MikroTik's sniffer sends it (the end tag at once), and with a padding tag
+        // and a tagged field (signal strength, 1 byte) before the end.
+        for head in [&[1, 0, 0, 1, 1][..], &[1, 0, 0, 1, 0, 10, 1, 0xc4, 1][..]] {
+            let tzsp = [head, &inner].concat();
+            assert_eq!(
+                udp_tunnel(TZSP_PORT, &tzsp),
+                Ok(Some(UdpTunnel::Ethernet(&inner[..])))
+            );
+            assert!(is_udp_tunnel(TZSP_PORT, &tzsp));
+            for n in 4..head.len() {
+                assert_eq!(
+                    udp_tunnel(TZSP_PORT, &tzsp[..n]),
+                    Err(Error::Truncated),
+                    "{n}"
+                );
+            }
+        }
+        // Another encapsulation (802.11) or a keepalive is no Ethernet frame: not ours.
+        assert_eq!(udp_tunnel(TZSP_PORT, &[1, 0, 0, 18, 1, 0xaa]), Ok(None));
+        assert_eq!(udp_tunnel(TZSP_PORT, &[1, 4, 0, 1, 1]), Ok(None));
+        assert_eq!(udp_tunnel(TZSP_PORT, &rtp), Ok(None));
     }
 
     #[test]
