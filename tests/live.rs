@@ -286,7 +286,11 @@ fn xdp_records_calls_a_remote_mirror_sends_over_erspan_and_vxlan() {
     };
     let s = Scratch::new(test);
     let config = s.path().join("voxtap.toml");
-    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        "[capture]\nstats_interval_s = 1\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
     for encap in [voxtap_gen::Encap::Erspan2, voxtap_gen::Encap::Vxlan] {
         let (mut frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
         voxtap_gen::encapsulate(&mut frames, encap);
@@ -295,8 +299,44 @@ fn xdp_records_calls_a_remote_mirror_sends_over_erspan_and_vxlan() {
         let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
         net.replay_paced(&paced, 1.0).expect("replay the calls");
         std::thread::sleep(Duration::from_millis(1500));
+        // The metrics carry the program's verdicts, the tunnelled frames among them.
+        let url = running
+            .seen
+            .iter()
+            .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+            .expect("the run says where its metrics are")
+            .to_string();
+        let scrape = Command::new("curl").args(["-sf", &url]).output();
+        let metrics = match scrape {
+            Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+            _ => {
+                eprintln!(
+                    "\n*** SKIPPED {test}: the metrics scrape (curl is missing or failed) ***\n"
+                );
+                None
+            }
+        };
         let (status, stdout, stderr) = running.stop();
         let context = format!("{encap:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        if let Some(text) = metrics {
+            let sample = |name: &str| -> u64 {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                    .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            };
+            assert!(
+                sample("voxtap_xdp_decapsulated_total") >= frames.len() as u64,
+                "{encap:?}: {text}"
+            );
+            assert!(
+                sample("voxtap_xdp_frames_total{verdict=\"sip\"}") > 0,
+                "{text}"
+            );
+            assert!(
+                sample("voxtap_xdp_frames_total{verdict=\"rtp\"}") > 0,
+                "{text}"
+            );
+        }
         assert!(
             status.success(),
             "voxtap run exited with {status}\n{context}"

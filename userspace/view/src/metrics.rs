@@ -121,6 +121,28 @@ pub fn render(s: &Snapshot, out: &mut String) {
     for (place, reason, v) in drops {
         e.sample(&[("place", place), ("reason", reason)], v);
     }
+    let k = &s.kernel_filter;
+    e.family(
+        "voxtap_xdp_frames_total",
+        Kind::Counter,
+        "XDP: frames the kernel program judged, by verdict: passed (sip, rtp, fragment, rtp_guess), dropped (not VoIP) or parse_failed (dropped); each frame once.",
+    );
+    for (verdict, v) in [
+        ("sip", k.passed_sip),
+        ("rtp", k.passed_rtp),
+        ("fragment", k.passed_fragment),
+        ("rtp_guess", k.passed_rtp_guess),
+        ("dropped", k.dropped),
+        ("parse_failed", k.parse_failed),
+    ] {
+        e.sample(&[("verdict", verdict)], v);
+    }
+    e.family(
+        "voxtap_xdp_decapsulated_total",
+        Kind::Counter,
+        "XDP: frames of a remote mirror (ERSPAN, GRE, VXLAN, Geneve, TZSP, IP-in-IP) judged by the frame inside; also in voxtap_xdp_frames_total.",
+    );
+    e.sample(&[], k.decapsulated);
     e.family(
         "voxtap_kernel_fill_ring_empty_total",
         Kind::Counter,

@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub rates: Rates,
     pub totals: Totals,
     pub drops: Drops,
+    /// XDP: what the kernel program made of the frames (zeros in other modes).
+    #[serde(default)]
+    pub kernel_filter: KernelFilter,
     pub workers: Vec<WorkerLoad>,
     pub active_calls: u64,
     pub active_recordings: u64,
@@ -83,6 +86,25 @@ pub struct Totals {
     /// Calls picked up from their 2xx answer, their INVITE not seen.
     #[serde(default)]
     pub calls_picked_up: u64,
+}
+
+/// XDP: the kernel program's verdicts, counts since the run started. Each frame has one
+/// verdict; `decapsulated` counts again those of them that came through a remote mirror's
+/// encapsulation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelFilter {
+    pub passed_sip: u64,
+    pub passed_rtp: u64,
+    pub passed_fragment: u64,
+    /// RTP-looking UDP on endpoints no SDP named (only with `capture.pass_unknown_rtp`).
+    pub passed_rtp_guess: u64,
+    /// Not VoIP: dropped in the kernel.
+    pub dropped: u64,
+    /// Cut short or past the program's bounds: dropped in the kernel.
+    pub parse_failed: u64,
+    /// Frames of a remote mirror (ERSPAN, GRE, VXLAN, Geneve, TZSP, IP-in-IP) judged by the
+    /// frame inside.
+    pub decapsulated: u64,
 }
 
 /// Everything lost, by where it was lost. Counts since the run started.

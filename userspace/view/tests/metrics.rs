@@ -45,6 +45,7 @@ fn snapshot() -> Snapshot {
             encrypted_streams: 2010,
             network_rtp_lost: 2011,
         },
+        kernel_filter: Default::default(),
         workers: vec![
             WorkerLoad {
                 rtp_pps: 10.0,
@@ -208,6 +209,13 @@ fn curl_scrapes_the_figures_and_promtool_finds_nothing_to_lint() {
         "voxtap_calls_picked_up_total 1009".into(),
         "voxtap_calls_answered_total 1008".into(),
         r#"voxtap_dropped_total{place="kernel",reason="ring_full"} 2001"#.into(),
+        r#"voxtap_xdp_frames_total{verdict="sip"} 0"#.into(),
+        r#"voxtap_xdp_frames_total{verdict="rtp"} 0"#.into(),
+        r#"voxtap_xdp_frames_total{verdict="fragment"} 0"#.into(),
+        r#"voxtap_xdp_frames_total{verdict="rtp_guess"} 0"#.into(),
+        r#"voxtap_xdp_frames_total{verdict="dropped"} 0"#.into(),
+        r#"voxtap_xdp_frames_total{verdict="parse_failed"} 0"#.into(),
+        "voxtap_xdp_decapsulated_total 0".into(),
         "voxtap_kernel_fill_ring_empty_total 2002".into(),
         r#"voxtap_dropped_total{place="kernel",reason="afpacket"} 2003"#.into(),
         r#"voxtap_dropped_total{place="kernel",reason="no_socket"} 2012"#.into(),

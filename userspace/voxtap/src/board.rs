@@ -617,6 +617,8 @@ pub struct HeadInput<'a> {
     pub queues: &'a [QueueStats],
     /// XDP: frames passed for a queue without a socket.
     pub redirect_failed: u64,
+    /// XDP: the program's verdicts (zeros in other modes).
+    pub kernel_filter: voxtap_view::proto::KernelFilter,
     pub progress: Option<f64>,
     pub finished: bool,
     pub writer_queued: u64,
@@ -713,6 +715,7 @@ impl Meter {
                 encrypted_streams: s.encrypted_streams,
                 network_rtp_lost: 0,
             },
+            kernel_filter: i.kernel_filter,
             workers: owned
                 .iter()
                 .enumerate()
@@ -917,6 +920,7 @@ mod tests {
                 shed: workers::Dropped::default(),
                 queues: &[],
                 redirect_failed: 0,
+                kernel_filter: Default::default(),
                 progress: None,
                 finished: false,
                 writer_queued: 0,

@@ -168,6 +168,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             last_head = Instant::now();
             let (stats, calls, recordings, each) = engines.figures();
             let queues = live.capture.stats();
+            let xdp = live.xdp.as_ref().and_then(|p| p.counters().ok());
             let head = meter.head(&HeadInput {
                 source: &source,
                 mode,
@@ -177,11 +178,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 workers: &each,
                 shed: engines.dropped(),
                 queues: &queues,
-                redirect_failed: live
-                    .xdp
-                    .as_ref()
-                    .and_then(|p| p.counters().ok())
-                    .map_or(0, |c| c.redirect_failed),
+                redirect_failed: xdp.map_or(0, |c| c.redirect_failed),
+                kernel_filter: xdp.map(kernel_filter).unwrap_or_default(),
                 progress: None,
                 finished: false,
                 writer_queued: store.queued(),
@@ -272,6 +270,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
 /// SIGHUP: re-reads the config file and swaps in its recording rules without touching calls in
 /// flight. A bad file is reported and the running rules stay, so a typo never stops recording.
+/// The XDP program's counters as the status protocol carries them.
+fn kernel_filter(c: voxtap_capture::xdp::XdpCounters) -> voxtap_view::proto::KernelFilter {
+    voxtap_view::proto::KernelFilter {
+        passed_sip: c.passed_sip,
+        passed_rtp: c.passed_rtp,
+        passed_fragment: c.passed_fragment,
+        passed_rtp_guess: c.passed_rtp_guess,
+        dropped: c.dropped,
+        parse_failed: c.parse_failed,
+        decapsulated: c.decapsulated,
+    }
+}
+
 fn reload_rules(args: &RunArgs, engines: &mut Engines, sink: &mut Sink<'_>) -> Result<()> {
     let Some(path) = &args.config else {
         eprintln!("voxtap run: SIGHUP: no --config file to reload");

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use super::text::{escape_label_value, valid_name, write_float};
 use super::{render, render_unavailable};
 use crate::proto::{
-    Drops, Rates, RecordingCounts, Snapshot, Totals, VERSION, WorkerLoad, WriterLoad,
+    Drops, KernelFilter, Rates, RecordingCounts, Snapshot, Totals, VERSION, WorkerLoad, WriterLoad,
 };
 
 /// Every field a distinct value, none of them zero.
@@ -47,6 +47,15 @@ fn snapshot() -> Snapshot {
             undecodable_streams: 2009,
             encrypted_streams: 2010,
             network_rtp_lost: 2011,
+        },
+        kernel_filter: KernelFilter {
+            passed_sip: 2101,
+            passed_rtp: 2102,
+            passed_fragment: 2103,
+            passed_rtp_guess: 2104,
+            dropped: 2105,
+            parse_failed: 2106,
+            decapsulated: 2107,
         },
         workers: vec![
             WorkerLoad {
@@ -311,6 +320,29 @@ fn expected() -> Vec<Expected> {
             vec![("place", "network"), ("reason", "rtp_lost")],
             2011.0,
         ),
+        ("voxtap_xdp_frames_total", vec![("verdict", "sip")], 2101.0),
+        ("voxtap_xdp_frames_total", vec![("verdict", "rtp")], 2102.0),
+        (
+            "voxtap_xdp_frames_total",
+            vec![("verdict", "fragment")],
+            2103.0,
+        ),
+        (
+            "voxtap_xdp_frames_total",
+            vec![("verdict", "rtp_guess")],
+            2104.0,
+        ),
+        (
+            "voxtap_xdp_frames_total",
+            vec![("verdict", "dropped")],
+            2105.0,
+        ),
+        (
+            "voxtap_xdp_frames_total",
+            vec![("verdict", "parse_failed")],
+            2106.0,
+        ),
+        ("voxtap_xdp_decapsulated_total", vec![], 2107.0),
         (
             "voxtap_worker_rtp_packets_total",
             vec![("worker", "0")],

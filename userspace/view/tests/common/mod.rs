@@ -246,6 +246,7 @@ pub fn snapshot() -> Snapshot {
             network_rtp_lost: 12,
             ..Drops::default()
         },
+        kernel_filter: Default::default(),
         workers: vec![
             WorkerLoad {
                 rtp_pps: 6400.0,
