@@ -77,24 +77,18 @@ fn tshark_view(file: &Path, call: &Call) -> Vec<String> {
             " || (rtp && {ip}.src == {sa} && udp.srcport == {sp} && {ip}.dst == {da} && udp.dstport == {dp})"
         ));
     }
-    let out = Command::new("tshark")
-        .args(["-n", "-o", "rtp.heuristic_rtp:TRUE", "-r"])
-        .arg(file)
-        .args(["-Y", &filter, "-T", "fields"])
-        .args(["-e", "frame.time_epoch", "-e", "frame.len"])
-        .args(["-e", "sip.Call-ID", "-e", "rtp.ssrc", "-e", "rtp.seq"])
-        .output()
-        .expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark -r {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let mut lines = voxtap_tests::tshark_fields(
+        file,
+        &filter,
+        &[
+            "frame.time_epoch",
+            "frame.len",
+            "sip.Call-ID",
+            "rtp.ssrc",
+            "rtp.seq",
+        ],
+        &["-o", "rtp.heuristic_rtp:TRUE"],
     );
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
     lines.sort();
     lines
 }

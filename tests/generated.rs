@@ -164,19 +164,8 @@ fn every_remote_mirror_encapsulation_is_read() {
     const TEST: &str = "every_remote_mirror_encapsulation_is_read";
     let (plain, truth) = voxtap_gen::generate(&GenConfig::new(Scenario::Mix));
     let scratch = voxtap_tests::Scratch::new(TEST);
-    let sip_frames = |pcap: &std::path::Path| -> Option<usize> {
-        let out = std::process::Command::new("tshark")
-            .args(["-n", "-r"])
-            .arg(pcap)
-            .args(["-Y", "sip", "-T", "fields", "-e", "frame.number"])
-            .output()
-            .expect("run tshark");
-        assert!(
-            out.status.success(),
-            "tshark: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(String::from_utf8_lossy(&out.stdout).lines().count())
+    let sip_frames = |pcap: &std::path::Path| {
+        Some(voxtap_tests::tshark_fields(pcap, "sip", &["frame.number"], &[]).len())
     };
     let tshark = voxtap_tests::have_tshark(TEST);
     let plain_pcap = scratch.path().join("plain.pcap");

@@ -95,21 +95,9 @@ fn best_correlation(a: &[f64], b: &[f64], rate: u32, max_lag: usize) -> f64 {
 
 /// Every RTP payload of one payload type in a capture, in order, as tshark reads them.
 fn payloads(capture: &Path, pt: u8) -> Vec<Vec<u8>> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(capture)
-        .args([
-            "-Y",
-            &format!("rtp.p_type == {pt}"),
-            "-T",
-            "fields",
-            "-e",
-            "rtp.payload",
-        ])
-        .output()
-        .expect("run tshark");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let filter = format!("rtp.p_type == {pt}");
+    voxtap_tests::tshark_fields(capture, &filter, &["rtp.payload"], &[])
+        .iter()
         .filter(|l| !l.is_empty())
         .map(|l| {
             let hex: String = l.chars().filter(char::is_ascii_hexdigit).collect();

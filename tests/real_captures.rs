@@ -76,21 +76,8 @@ fn replay_each(dir: &Path, tag: &str) -> Vec<Replayed> {
 }
 
 fn tshark_invite_call_ids(capture: &Path) -> BTreeSet<String> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(capture)
-        .args([
-            "-Y",
-            "sip.Method==\"INVITE\"",
-            "-T",
-            "fields",
-            "-e",
-            "sip.Call-ID",
-        ])
-        .output()
-        .expect("run tshark");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    voxtap_tests::tshark_fields(capture, "sip.Method==\"INVITE\"", &["sip.Call-ID"], &[])
+        .iter()
         .flat_map(|l| l.split(','))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())

@@ -244,6 +244,35 @@ pub fn shared_captures(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// tshark's reading of `capture` (the oracle for SIP and RTP facts): for each packet that
+/// matches the display `filter`, a line of the `fields`, tab-separated, in capture order.
+/// `options` go before `-r` (`-o rtp.heuristic_rtp:TRUE`...). Panics with tshark's own
+/// message if it fails.
+pub fn tshark_fields(
+    capture: &Path,
+    filter: &str,
+    fields: &[&str],
+    options: &[&str],
+) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-n").args(options).arg("-r").arg(capture);
+    cmd.args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark -r {}: {}",
+        capture.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Whether tshark is installed, printing a loud SKIPPED line if not.
 pub fn have_tshark(test: &str) -> bool {
     let ok = Command::new("tshark")

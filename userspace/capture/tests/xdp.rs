@@ -150,6 +150,15 @@ fn attach_or_skip(net: &TestNet, opts: &XdpOptions, test: &str) -> Option<XdpPro
     }
 }
 
+/// The fixture with the program attached by `opts`, or `None` after a loud `SKIPPED:` line.
+/// Bind the pair as `(net, prog)`: locals drop in reverse order, the program before the
+/// network it is attached to.
+fn attached(prefix: &str, opts: &XdpOptions, test: &str) -> Option<(TestNet, XdpProgram)> {
+    let net = setup(prefix, test)?;
+    let prog = attach_or_skip(&net, opts, test)?;
+    Some((net, prog))
+}
+
 fn total(c: &XdpCounters) -> u64 {
     c.passed_sip
         + c.passed_rtp
@@ -224,10 +233,7 @@ fn wait_detached(iface: &str) -> bool {
 #[test]
 fn verdicts_are_counted_exactly() {
     const TEST: &str = "verdicts_are_counted_exactly";
-    let Some(net) = setup("xdpv", TEST) else {
-        return;
-    };
-    let Some(mut prog) = attach_or_skip(&net, &XdpOptions::default(), TEST) else {
+    let Some((net, mut prog)) = attached("xdpv", &XdpOptions::default(), TEST) else {
         return;
     };
     eprintln!(
@@ -459,10 +465,7 @@ fn geneve(protocol: u16, inner: &[u8]) -> Vec<u8> {
 #[test]
 fn remote_mirror_frames_are_judged_by_what_they_carry() {
     const TEST: &str = "remote_mirror_frames_are_judged_by_what_they_carry";
-    let Some(net) = setup("xdpt", TEST) else {
-        return;
-    };
-    let Some(mut prog) = attach_or_skip(&net, &XdpOptions::default(), TEST) else {
+    let Some((net, mut prog)) = attached("xdpt", &XdpOptions::default(), TEST) else {
         return;
     };
     prog.add_endpoint("10.0.0.2:40000".parse().unwrap())
@@ -592,14 +595,11 @@ fn remote_mirror_frames_are_judged_by_what_they_carry() {
 #[test]
 fn unknown_rtp_is_guessed_only_when_asked() {
     const TEST: &str = "unknown_rtp_is_guessed_only_when_asked";
-    let Some(net) = setup("xdpg", TEST) else {
-        return;
-    };
     let opts = XdpOptions {
         sip_ports: vec![5080],
         pass_unknown_rtp: true,
     };
-    let Some(prog) = attach_or_skip(&net, &opts, TEST) else {
+    let Some((net, prog)) = attached("xdpg", &opts, TEST) else {
         return;
     };
     let frames = vec![

@@ -714,6 +714,14 @@ mod tests {
         );
     }
 
+    /// An Ethernet/IPv4/UDP frame to a tunnel's `port`, carrying `tunnel_and_inner`.
+    fn udp_tunnel_frame(port: u16, tunnel_and_inner: &[u8]) -> Vec<u8> {
+        cat(&[
+            &ETH_IPV4,
+            &ipv4(ip_proto::UDP, &udp(40123, port, tunnel_and_inner)),
+        ])
+    }
+
     fn gre_frame(gre_and_inner: &[u8]) -> Vec<u8> {
         cat(&[&ETH_IPV4, &ipv4(ip_proto::GRE, gre_and_inner)])
     }
@@ -868,32 +876,23 @@ mod tests {
             (
                 "vxlan",
                 LinkType::Ethernet,
-                cat(&[
-                    &ETH_IPV4,
-                    &ipv4(
-                        ip_proto::UDP,
-                        &udp(
-                            40123,
-                            tunnel::VXLAN_PORT,
-                            &cat(&[&[0x08, 0, 0, 0, 0, 0, 0x64, 0], &inner_eth]),
-                        ),
-                    ),
-                ]),
+                udp_tunnel_frame(
+                    tunnel::VXLAN_PORT,
+                    &cat(&[&[0x08, 0, 0, 0, 0, 0, 0x64, 0], &inner_eth]),
+                ),
             ),
             (
                 "geneve ipv6 with an option",
                 LinkType::Ethernet,
-                cat(&[
-                    &ETH_IPV4,
-                    &ipv4(
-                        ip_proto::UDP,
-                        &udp(
-                            40123,
-                            tunnel::GENEVE_PORT,
-                            &cat(&[&[0x01, 0, 0x86, 0xdd, 0, 0, 0x64, 0], &[0; 4], &SIP_UDP6]),
-                        ),
-                    ),
-                ]),
+                udp_tunnel_frame(
+                    tunnel::GENEVE_PORT,
+                    &cat(&[&[0x01, 0, 0x86, 0xdd, 0, 0, 0x64, 0], &[0; 4], &SIP_UDP6]),
+                ),
+            ),
+            (
+                "tzsp",
+                LinkType::Ethernet,
+                udp_tunnel_frame(tunnel::TZSP_PORT, &cat(&[&[1, 0, 0, 1, 1], &inner_eth])),
             ),
             (
                 "mpls",
