@@ -178,10 +178,10 @@ enum Step {
     Tunnel(Start),
 }
 
-/// A mirror port's frames, or a remote mirror's (ERSPAN, GRE, VXLAN, Geneve, IP-in-IP), whose
-/// inner frame is classified as a plain one would be. One level of encapsulation is
-/// followed; a tunnel inside a tunnel is counted as a parse failure (userspace, through
-/// AF_PACKET, follows any depth).
+/// A mirror port's frames, or a remote mirror's (ERSPAN, GRE, VXLAN, Geneve, TZSP,
+/// IP-in-IP), whose inner frame is classified as a plain one would be. One level of
+/// encapsulation is followed; a tunnel inside a tunnel is counted as a parse failure
+/// (userspace, through AF_PACKET, follows any depth).
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> Result<Verdict, ()> {
     match classify_from(ctx, Start::Ethernet(0))? {

@@ -91,6 +91,9 @@ pub struct CaptureFile {
     lend: bool,
 }
 
+/// An Ethernet frame check sequence: what an original length may count beyond the frame.
+const FCS_LEN: usize = 4;
+
 /// How far past a corrupt record the reader looks for the next good one.
 const RESYNC_WINDOW: usize = 4 * 1024 * 1024;
 
@@ -226,8 +229,9 @@ impl CaptureFile {
     #[inline(always)]
     fn note_cut(&mut self, caplen: usize, origlen: usize) {
         // Not every `caplen != origlen`: some writers count a Linux cooked pseudo-header in
-        // the captured length only, which makes it the larger.
-        if origlen > caplen {
+        // the captured length only, which makes it the larger, and capture cards that keep
+        // no frame check sequence may count its 4 bytes in the original length alone.
+        if origlen > caplen + FCS_LEN {
             self.cut.0 += 1;
             self.cut.1 = self.cut.1.max(caplen);
         }
@@ -1453,7 +1457,7 @@ mod tests {
     /// cut: the reader counts the frames whose captured length is under their length on the
     /// wire, and what the capture kept, in pcap and pcapng, on the lent and the general path.
     /// A record whose captured length is the larger (a Linux cooked pseudo-header counted in
-    /// it alone) is not cut.
+    /// it alone), or smaller by a frame check sequence alone, is not cut.
     #[test]
     fn frames_cut_by_the_snapshot_length_are_counted() {
         let recs = records(40);
@@ -1463,6 +1467,7 @@ mod tests {
             let orig = match i % 4 {
                 0 => data.len() + 900,
                 1 => data.len().saturating_sub(16),
+                2 => data.len() + FCS_LEN, // a frame check sequence not kept: nothing lost
                 _ => data.len(),
             };
             bytes[at + 12..at + 16].copy_from_slice(&(orig as u32).to_le_bytes());
@@ -1481,7 +1486,7 @@ mod tests {
         let (mut ng, blocks) = pcapng(&[le_section(30)]);
         let epbs: Vec<(usize, usize)> = blocks.iter().copied().step_by(3).collect();
         for &(at, _) in &epbs {
-            let orig = u32::from_le_bytes(ng[at + 24..at + 28].try_into().unwrap()) + 1;
+            let orig = u32::from_le_bytes(ng[at + 24..at + 28].try_into().unwrap()) + 100;
             ng[at + 24..at + 28].copy_from_slice(&orig.to_le_bytes());
         }
         let longest: usize = epbs
