@@ -1,7 +1,8 @@
 //! voxtap's XDP program.
 //!
 //! A passive tap on a SPAN port: every frame that might belong to a call (SIP on the configured
-//! ports, RTP/RTCP to or from an endpoint userspace learned from SDP, IP fragments) is
+//! ports, SIP over UDP on any port by its first bytes, RTP/RTCP to or from an endpoint
+//! userspace learned from SDP, IP fragments) is
 //! redirected to the AF_XDP socket of its rx queue; everything else is dropped here, before the
 //! kernel allocates an skb for it. Counters for every verdict live in a per-CPU array. A remote
 //! mirror's frames (ERSPAN I/II/III, Ethernet or IP over GRE, VXLAN, Geneve, TZSP, IP-in-IP) are
@@ -372,6 +373,10 @@ fn classify_l4(
         Verdict::Drop
     } else if is_media(family, src, sport) || is_media(family, dst, dport) {
         Verdict::Rtp
+    } else if looks_like_sip(ctx, l4 + 8) {
+        // SIP over UDP on a port nobody configured (FreeSWITCH's 5080, a trunk's 5070...):
+        // userspace finds SIP by its content on any port, so the program passes it too.
+        Verdict::Sip
     } else if pass_unknown_rtp() && sport >= 1024 && dport >= 1024 && looks_like_rtp(ctx, l4 + 8)
     {
         Verdict::RtpGuess
@@ -379,6 +384,35 @@ fn classify_l4(
         Verdict::Drop
     };
     Ok(Step::Verdict(verdict))
+}
+
+/// A datagram that starts as a SIP message does: `SIP/` (a response) or the first four
+/// bytes of a request method of RFC 3261 or its extensions (PRACK, SUBSCRIBE, NOTIFY,
+/// PUBLISH, INFO, REFER, MESSAGE, UPDATE). A message of another extension method on an
+/// unconfigured port is not recognised here.
+#[inline(always)]
+fn looks_like_sip(ctx: &XdpContext, off: usize) -> bool {
+    match load::<4>(ctx, off) {
+        Ok(b) => matches!(
+            &b,
+            b"SIP/"
+                | b"INVI"
+                | b"ACK "
+                | b"BYE "
+                | b"CANC"
+                | b"REGI"
+                | b"OPTI"
+                | b"PRAC"
+                | b"SUBS"
+                | b"NOTI"
+                | b"PUBL"
+                | b"INFO"
+                | b"REFE"
+                | b"MESS"
+                | b"UPDA"
+        ),
+        Err(()) => false,
+    }
 }
 
 /// The first two bytes of an RTP header: version 2, then marker and an audio/video or

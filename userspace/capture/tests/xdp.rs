@@ -261,6 +261,10 @@ fn verdicts_are_counted_exactly() {
     let sip = vec![
         v4_udp(5060, 5060, SIP),
         v4_udp(5060, 33000, SIP), // a response: SIP port is the source
+        // SIP over UDP on ports nobody configured, told by its first bytes: a request of
+        // FreeSWITCH's external profile, and a response.
+        v4_udp(5080, 40500, SIP),
+        v4_udp(40500, 5080, b"SIP/2.0 200 OK\r\n\r\n"),
         eth(&[], 0x0800, &ipv4(A4, B4, TCP, 0, &tcp_syn(41000, 5061))),
         eth(
             &[0x8100],
@@ -315,6 +319,7 @@ fn verdicts_are_counted_exactly() {
     ];
     let dropped = vec![
         v4_udp(1234, 5555, b"hello, world, not a call"),
+        v4_udp(1234, 5555, b"SIP "), // not a start line's first bytes
         eth(&[], 0x0800, &ipv4(A4, B4, TCP, 0, &tcp_syn(41000, 80))),
         arp(),
         eth(
@@ -609,14 +614,14 @@ fn unknown_rtp_is_guessed_only_when_asked() {
         v4_udp(53, 42006, &rtp(0)),        // privileged port
         v4_udp(30000, 42008, &[0x00; 20]), // version 0
         v4_udp(30000, 5080, SIP),          // the configured SIP port
-        v4_udp(30000, 5060, SIP),          // 5060 is not configured here: RTP guess? no, version 1
+        v4_udp(30000, 5060, SIP), // 5060 is not configured here, but SIP by its first bytes
     ];
     let got = send_and_count(&net, &prog, &frames);
     eprintln!("counters with pass_unknown_rtp: {got:?}");
     assert_eq!(got.passed_rtp_guess, 2);
-    assert_eq!(got.passed_sip, 1);
-    assert_eq!(got.dropped, 4);
-    assert_eq!(got.redirect_failed, 3);
+    assert_eq!(got.passed_sip, 2);
+    assert_eq!(got.dropped, 3);
+    assert_eq!(got.redirect_failed, 4);
 }
 
 /// Helper for `kill_9_detaches`: attaches in a child process and waits to be killed.
