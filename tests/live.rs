@@ -358,6 +358,59 @@ fn xdp_records_calls_a_remote_mirror_sends_over_erspan_and_vxlan() {
     }
 }
 
+/// SIP over UDP on a port voxtap was not told of (FreeSWITCH's external profile listens on
+/// 5080): a replay finds it by content, and so must the XDP program, which passes SIP on the
+/// configured ports (5060 and 5061) and otherwise by its first bytes. The generated call is
+/// moved from 5060 to 5080 (its UDP checksums zeroed, which IPv4 allows).
+#[test]
+fn xdp_records_a_call_whose_sip_uses_a_port_nobody_configured() {
+    let test = "xdp_sip_on_an_unconfigured_port";
+    let Some(net) = TestNet::new_or_skip("vtp", test) else {
+        return;
+    };
+    let s = Scratch::new(test);
+    let config = s.path().join("voxtap.toml");
+    std::fs::write(&config, "[capture]\nstats_interval_s = 1\n").unwrap();
+    let (mut frames, truth) = generate(&GenConfig::new(Scenario::Pcmu));
+    let mut moved = 0;
+    for f in &mut frames {
+        let d = &mut f.data;
+        // Ethernet, IPv4 with no options, UDP: the ports at 34 and 36, the checksum at 40.
+        if d.len() < 42 || d[12..14] != [0x08, 0x00] || d[14] != 0x45 || d[23] != 17 {
+            continue;
+        }
+        for at in [34, 36] {
+            if d[at..at + 2] == 5060u16.to_be_bytes() {
+                d[at..at + 2].copy_from_slice(&5080u16.to_be_bytes());
+                d[40..42].copy_from_slice(&[0, 0]);
+                moved += 1;
+            }
+        }
+    }
+    assert!(
+        moved >= 6,
+        "the call's SIP was on 5060: {moved} ports moved"
+    );
+    let out = s.path().join("out");
+    let running = Running::start(net.host_if(), "xdp", &config, &out);
+    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    net.replay_paced(&paced, 1.0).expect("replay the call");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stdout, stderr) = running.stop();
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        status.success(),
+        "voxtap run exited with {status}\n{context}"
+    );
+    check_against_truth(&out, &truth, &context);
+    let seen = figure(&stderr, "engine frames").expect("final figures");
+    assert_eq!(
+        seen,
+        frames.len() as u64,
+        "every frame reached the engine\n{context}"
+    );
+}
+
 #[test]
 fn kill_9_mid_call_leaves_a_playable_recording_and_no_xdp_program() {
     let test = "kill_9_mid_call";
