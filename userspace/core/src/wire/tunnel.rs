@@ -374,9 +374,10 @@ pub fn udp_tunnel(dst_port: u16, payload: &[u8]) -> Result<Option<UdpTunnel<'_>>
     }
 }
 
-/// Whether a UDP datagram to `dst_port` is (or claims to be) VXLAN or Geneve: the cheap check
-/// that keeps such datagrams off the plain-UDP shortcut.
-#[inline]
+/// Whether a UDP datagram to `dst_port` is (or claims to be) VXLAN, Geneve or TZSP: the cheap
+/// check that keeps such datagrams off the plain-UDP shortcut. Always inlined: every frame the
+/// shortcut reads asks, and as a call it cost 8 instructions a packet.
+#[inline(always)]
 pub fn is_udp_tunnel(dst_port: u16, payload: &[u8]) -> bool {
     match dst_port {
         VXLAN_PORT => payload.first() == Some(&VXLAN_FLAGS),
