@@ -24,19 +24,11 @@ struct Call {
 
 fn calls(out: &Path) -> Vec<Call> {
     let db = catalog(out);
-    let mut s = db
-        .prepare(
-            "SELECT c.id, c.sip_call_id, e.path, e.frames, e.state FROM calls c
+    let rows: Vec<(i64, String, String, i64, String)> = voxtap_tests::rows(
+        &db,
+        "SELECT c.id, c.sip_call_id, e.path, e.frames, e.state FROM calls c
              JOIN evidence e ON e.call_id = c.id ORDER BY c.id",
-        )
-        .unwrap();
-    let rows: Vec<(i64, String, String, i64, String)> = s
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    );
     rows.into_iter()
         .map(|(id, sip_call_id, path, frames, state)| {
             assert_eq!(state, "complete", "evidence of call {id}");

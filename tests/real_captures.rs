@@ -316,30 +316,14 @@ fn stream_statuses_say_what_became_of_the_audio() {
     let mut unrecorded = Vec::new();
     for Replayed { name, out, .. } in replay_each(&dir, "stream-status") {
         let db = catalog(&out);
-        let mut stmt = db
-            .prepare(
-                "SELECT c.sip_call_id, s.status, s.packets - s.duplicates, s.telephone_events,
+        let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = voxtap_tests::rows(
+            &db,
+            "SELECT c.sip_call_id, s.status, s.packets - s.duplicates, s.telephone_events,
                         s.comfort_noise, s.decoded_packets,
                         (SELECT count(*) FROM recordings r WHERE r.call_id = s.call_id
                           AND r.state IN ('complete', 'partial'))
                  FROM streams s JOIN calls c ON c.id = s.call_id",
-            )
-            .unwrap();
-        let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        );
         for (id, status, packets, te, cn, decoded, recorded) in rows {
             match status.as_str() {
                 "no-audio" => assert!(
@@ -445,27 +429,11 @@ fn rtp_loss_and_jitter_agree_with_tshark() {
         let out = scratch.path().join("out");
         replay_ok(&out, &[&cap]);
         let db = catalog(&out);
-        let mut stmt = db
-            .prepare("SELECT src_addr, src_port, dst_addr, dst_port, ssrc, packets, lost, max_jitter_ms, mean_jitter_ms FROM streams")
-            .unwrap();
         type Row = (String, u16, String, u16, i64, i64, i64, f64, f64);
-        let rows: Vec<Row> = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let rows: Vec<Row> = voxtap_tests::rows(
+            &db,
+            "SELECT src_addr, src_port, dst_addr, dst_port, ssrc, packets, lost, max_jitter_ms, mean_jitter_ms FROM streams",
+        );
         for (src, sport, dst, dport, ssrc, packets, lost, max_j, mean_j) in rows {
             let key = (src.clone(), sport, dst.clone(), dport, ssrc as u32);
             let Some(t) = want.get(&key) else {

@@ -65,17 +65,11 @@ fn media_control_messages_pause_and_resume_and_the_paused_spans_are_silent() {
     assert_eq!(recs[0].1, "complete");
 
     let db = catalog(&r.out);
-    let mut s = db
-        .prepare(
-            "SELECT e.kind, e.offset_s, e.side, e.value FROM events e
+    let rows: Vec<(String, f64, String, String)> = voxtap_tests::rows(
+        &db,
+        "SELECT e.kind, e.offset_s, e.side, e.value FROM events e
              WHERE e.kind IN ('pause', 'resume') ORDER BY e.id",
-        )
-        .unwrap();
-    let rows: Vec<(String, f64, String, String)> = s
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    );
     assert_eq!(rows.len(), c.controls.len(), "{rows:?}");
     for (row, want) in rows.iter().zip(&c.controls) {
         assert_eq!(row.0, want.action);
@@ -120,19 +114,12 @@ fn the_sip_info_record_key_stops_then_starts_a_new_recording() {
     // Who asked, on each recording's timeline: agent0 (no device known) on the callee side.
     let db = catalog(&r.out);
     type Row = (String, String, Option<String>, Option<String>, String);
-    let rows: Vec<Row> = db
-        .prepare(
-            "SELECT e.kind, e.side, e.user, e.device, r.path FROM events e
+    let rows: Vec<Row> = voxtap_tests::rows(
+        &db,
+        "SELECT e.kind, e.side, e.user, e.device, r.path FROM events e
              JOIN recordings r ON r.id = e.recording_id
              WHERE e.kind LIKE 'record-%' ORDER BY e.id",
-        )
-        .unwrap()
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    );
     let agent = |kind: &str, path: &str| {
         (
             kind.to_string(),
@@ -249,27 +236,12 @@ fn rfc4733_codes_pause_resume_and_stop_name_who_asked_and_the_paused_span_is_sil
     assert_eq!(recs.len(), 1, "{recs:?}");
 
     let db = catalog(&r.out);
-    let mut s = db
-        .prepare(
-            "SELECT kind, offset_s, side, value, user, device FROM events
-             WHERE kind IN ('pause', 'resume') ORDER BY id",
-        )
-        .unwrap();
     type Row = (String, f64, String, String, Option<String>, Option<String>);
-    let rows: Vec<Row> = s
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<Row> = voxtap_tests::rows(
+        &db,
+        "SELECT kind, offset_s, side, value, user, device FROM events
+             WHERE kind IN ('pause', 'resume') ORDER BY id",
+    );
     assert_eq!(rows.len(), 2, "{rows:?}");
     for (row, want) in rows.iter().zip(&c.controls) {
         assert_eq!(row.0, want.action);

@@ -12,51 +12,21 @@ type RecRow = (String, f64, f64, f64, f64, f64);
 
 fn recordings(r: &Replayed) -> Vec<RecRow> {
     let db = catalog(&r.out);
-    let mut s = db
-        .prepare(
-            "SELECT state, duration_s, caller_audio_s, callee_audio_s, slipped_s, shifted_s
+    voxtap_tests::rows(
+        &db,
+        "SELECT state, duration_s, caller_audio_s, callee_audio_s, slipped_s, shifted_s
              FROM recordings ORDER BY id",
-        )
-        .unwrap();
-    s.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    )
 }
 
 /// Every received sample decoded and kept: each stream's decoded seconds are its packets'
 /// worth (20 ms each), nothing late, duplicated or concealed.
 fn every_sample_kept(r: &Replayed) {
     let db = catalog(&r.out);
-    let mut s = db
-        .prepare(
-            "SELECT side, packets, late, duplicates, decoded_s, concealed_s, status FROM streams",
-        )
-        .unwrap();
-    let rows: Vec<(String, i64, i64, i64, f64, f64, String)> = s
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, i64, i64, i64, f64, f64, String)> = voxtap_tests::rows(
+        &db,
+        "SELECT side, packets, late, duplicates, decoded_s, concealed_s, status FROM streams",
+    );
     assert!(!rows.is_empty());
     for (side, packets, late, dups, decoded, concealed, status) in rows {
         assert_eq!(status, "decoded", "{side}");

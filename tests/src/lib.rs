@@ -168,6 +168,19 @@ pub fn catalog(out: &Path) -> rusqlite::Connection {
     .expect("open catalog")
 }
 
+/// Every row `sql` selects from `db`, each as a tuple of its columns in order (rusqlite
+/// converts a row to a tuple of up to 16 `FromSql` values); panics on any SQL or type error.
+pub fn rows<T>(db: &rusqlite::Connection, sql: &str) -> Vec<T>
+where
+    T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+{
+    let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    stmt.query_map([], |r| T::try_from(r))
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .map(|r| r.unwrap_or_else(|e| panic!("{sql}: {e}")))
+        .collect()
+}
+
 /// A stereo recording split into its channels.
 pub struct Stereo {
     pub rate: u32,
