@@ -1145,7 +1145,7 @@ fn voxtap_run_uploads_each_recording_while_it_runs() {
             break;
         }
     }
-    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    let paced = voxtap_tests::paced(&frames);
     net.replay_paced(&paced, 1.0).expect("send the calls");
     // Still running: the uploads happen as the recordings finish, not at the stop.
     let until = Instant::now() + Duration::from_secs(30);

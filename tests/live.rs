@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use voxtap_capture::testnet::TestNet;
-use voxtap_gen::{Frame, GenConfig, Scenario, generate, write_pcap};
-use voxtap_tests::{Scratch, catalog, check_against_truth, replay_ok, voxtap};
+use voxtap_gen::{GenConfig, Scenario, generate, write_pcap};
+use voxtap_tests::{Scratch, catalog, check_against_truth, paced, replay_ok, voxtap};
 
 /// A running `voxtap run`, with its stderr collected line by line.
 struct Running {
@@ -85,6 +85,16 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status, stdout and all of stderr.
+    /// Where the run serves its metrics, as it said before "ready" (`[metrics] listen`).
+    fn metrics_url(&self) -> String {
+        self.seen
+            .iter()
+            .filter(|l| l.contains("metrics on http://"))
+            .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+            .expect("the run says where its metrics are")
+            .to_string()
+    }
+
     fn stop(mut self) -> (std::process::ExitStatus, String, String) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -193,10 +203,7 @@ fn live_capture_matches_replay(capture: &str, test: &str) {
     let noise = noise(200);
     let noise_refs: Vec<&[u8]> = noise.iter().map(Vec::as_slice).collect();
     net.send_frames(&noise_refs).expect("send noise");
-    let paced: Vec<(u64, Vec<u8>)> = frames
-        .iter()
-        .map(|f: &Frame| (f.ts_ns, f.data.clone()))
-        .collect();
+    let paced = paced(&frames);
     net.replay_paced(&paced, 1.0).expect("replay the calls");
     std::thread::sleep(Duration::from_millis(1500));
     let (status, stdout, stderr) = running.stop();
@@ -296,16 +303,11 @@ fn xdp_records_calls_a_remote_mirror_sends_over_erspan_and_vxlan() {
         voxtap_gen::encapsulate(&mut frames, encap);
         let out = s.path().join(format!("{encap:?}"));
         let running = Running::start(net.host_if(), "xdp", &config, &out);
-        let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+        let paced = paced(&frames);
         net.replay_paced(&paced, 1.0).expect("replay the calls");
         std::thread::sleep(Duration::from_millis(1500));
         // The metrics carry the program's verdicts, the tunnelled frames among them.
-        let url = running
-            .seen
-            .iter()
-            .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
-            .expect("the run says where its metrics are")
-            .to_string();
+        let url = running.metrics_url();
         let scrape = Command::new("curl").args(["-sf", &url]).output();
         let metrics = match scrape {
             Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
@@ -393,7 +395,7 @@ fn xdp_records_a_call_whose_sip_uses_a_port_nobody_configured() {
     );
     let out = s.path().join("out");
     let running = Running::start(net.host_if(), "xdp", &config, &out);
-    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    let paced = paced(&frames);
     net.replay_paced(&paced, 1.0).expect("replay the call");
     std::thread::sleep(Duration::from_millis(1500));
     let (status, stdout, stderr) = running.stop();
@@ -540,7 +542,7 @@ fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones() {
     .unwrap();
     hup(&running);
     running.wait_for("reloaded the recording rules", Duration::from_secs(10));
-    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    let paced = paced(&frames);
     net.replay_paced(&paced, 1.0).expect("replay the call");
 
     // A broken file is refused and the running rules stay.
@@ -598,7 +600,7 @@ fn the_control_socket_pauses_and_resumes_a_running_call() {
             .output()
             .unwrap()
     };
-    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    let paced = paced(&frames);
     let answer_after = Duration::from_nanos(t.answer_ns.unwrap() - frames[0].ts_ns);
     std::thread::scope(|scope| {
         scope.spawn(|| net.replay_paced(&paced, 1.0).expect("replay the call"));
@@ -792,7 +794,7 @@ fn stuck_control_clients_do_not_slow_capture(capture: &str, test: &str) {
     let out = s.path().join("out");
     let running = Running::start(net.host_if(), capture, &config, &out);
     let socket = out.join("control.sock");
-    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    let paced = paced(&frames);
     let first_answer = truth
         .calls
         .iter()
@@ -942,18 +944,7 @@ fn the_dashboard_follows_a_live_run_and_its_metrics_scrape() {
     .unwrap();
     let out = s.path().join("out");
     let running = Running::start(net.host_if(), "afpacket", &config, &out);
-    // Said before "ready".
-    let metrics = running
-        .seen
-        .iter()
-        .find(|l| l.contains("metrics on http://"))
-        .expect("the run says where its metrics are")
-        .clone();
-    let url = metrics
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+    let url = running.metrics_url();
     let socket = out.join("status.sock");
     assert!(socket.exists());
     let tui = format!("{} tui --out {}", voxtap().display(), out.display());
@@ -963,7 +954,7 @@ fn the_dashboard_follows_a_live_run_and_its_metrics_scrape() {
     };
     term.wait_for(&["afpacket", "calls 0/0"], Duration::from_secs(10));
 
-    let paced: Vec<(u64, Vec<u8>)> = frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect();
+    let paced = paced(&frames);
     std::thread::scope(|scope| {
         scope.spawn(|| net.replay_paced(&paced, 1.0).expect("replay the calls"));
         // Mid-call: every call is listed, talking and recording.

@@ -181,6 +181,11 @@ where
         .collect()
 }
 
+/// Generated frames as `TestNet::replay_paced` sends them: (capture time, bytes).
+pub fn paced(frames: &[voxtap_gen::Frame]) -> Vec<(u64, Vec<u8>)> {
+    frames.iter().map(|f| (f.ts_ns, f.data.clone())).collect()
+}
+
 /// A stereo recording split into its channels.
 pub struct Stereo {
     pub rate: u32,
